@@ -1,0 +1,8 @@
+import os
+
+# Tests share 2 cores with each other and with helper processes: one intra-op thread keeps them predictable.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
