@@ -1,0 +1,57 @@
+"""DVC stage `prepare`: per dataset, the seeded stratified validation split and the noisy labels with flip masks."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from awd.data import load_dataset, stratified_split, symmetric_noise
+from pipeline.common import ARTIFACTS, stage_args
+from pipeline.params import check_data, load_params
+from pipeline.suites import datasets_used, noise_rates
+from pipeline.units.data import noise_tag
+
+
+def prepare_dataset(params, dataset: str) -> dict:
+    train = load_dataset(dataset, params.data.root, download=params.data.download, train=True)
+    load_dataset(dataset, params.data.root, download=params.data.download, train=False)
+    labels = train.y.numpy()
+    train_idx, val_idx = stratified_split(labels, params.data.val_fraction, params.data.split_seed)
+    arrays = {
+        "train_idx": np.asarray(train_idx, dtype=np.int64),
+        "val_idx": np.asarray(val_idx, dtype=np.int64),
+        "val_fraction": np.float64(params.data.val_fraction),
+        "split_seed": np.int64(params.data.split_seed),
+        "noise_seed": np.int64(params.data.noise_seed),
+    }
+    for rate in noise_rates(params, dataset):
+        noisy, flipped = symmetric_noise(labels, rate, train.num_classes, params.data.noise_seed)
+        arrays[f"noisy_{noise_tag(rate)}"] = np.asarray(noisy, dtype=np.int64)
+        arrays[f"flipped_{noise_tag(rate)}"] = np.asarray(flipped, dtype=bool)
+    return arrays
+
+
+def save_npz(path: Path, arrays: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
+    os.close(fd)
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def main() -> None:
+    args = stage_args(__doc__)
+    params = load_params(args.params)
+    check_data(params)
+    for dataset in datasets_used(params):
+        arrays = prepare_dataset(params, dataset)
+        save_npz(ARTIFACTS / "prepare" / f"{dataset}.npz", arrays)
+        print(f"prepare: {dataset}: {len(arrays['train_idx'])} train / {len(arrays['val_idx'])} val, "
+              f"noise rates {noise_rates(params, dataset)}")
+
+
+if __name__ == "__main__":
+    main()

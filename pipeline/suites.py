@@ -1,0 +1,109 @@
+"""Params -> the training runs of every suite (one RunSpec per cell of every study)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pipeline.params import base_run_config
+
+SUITES = ("natural", "grid", "adversarial", "variants", "noisy", "lr_sensitivity", "underfit")
+# Suites whose runs are adversarially trained and therefore AutoAttacked on the test set.
+ATTACKED_SUITES = ("adversarial", "variants")
+# Suites whose runs are pruned (Table 6, Figure 5).
+PRUNED_SUITES = ("lr_sensitivity",)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    suite: str
+    study: int
+    dataset: str
+    label: dict = field(hash=False)
+    config: dict = field(hash=False)
+
+
+def _studies(params, suite: str):
+    return list(enumerate(getattr(params.suites, suite, None) or []))
+
+
+def _with_method(base: dict, method: str, value: float, **extra) -> dict:
+    config = dict(base, **extra)
+    config["wd_method"] = method
+    config["wd"] = float(value) if method in ("fixed", "adadecay") else 0.0
+    config["dog"] = float(value) if method == "awd" else 0.0
+    return config
+
+
+def _methods(study):
+    """(method, value) pairs of a study that sweeps both λ_wd (`wds`) and DoG (`dogs`)."""
+    return [("fixed", v) for v in study.wds] + [("awd", v) for v in study.dogs]
+
+
+def natural_fixed(params) -> list[RunSpec]:
+    specs = []
+    for i, study in _studies(params, "natural"):
+        base = base_run_config(params, study, adversarial=False)
+        for seed in study.seeds:
+            config = _with_method(base, "fixed", study.wd, seed=int(seed))
+            specs.append(RunSpec("natural", i, study.dataset, {"method": "fixed", "value": study.wd, "seed": seed}, config))
+    return specs
+
+
+def natural_awd(params, fixed: RunSpec, dog: float) -> RunSpec:
+    """The AWD run that uses the DoG estimated from `fixed`'s trace (Table 2)."""
+    study = params.suites.natural[fixed.study]
+    base = base_run_config(params, study, adversarial=False)
+    seed = fixed.label["seed"]
+    config = _with_method(base, "awd", dog, seed=int(seed))
+    return RunSpec("natural", fixed.study, fixed.dataset, {"method": "awd", "value": dog, "seed": seed}, config)
+
+
+def independent_runs(params) -> list[RunSpec]:
+    """Every run whose config is known from params alone (all but the natural suite's AWD runs)."""
+    specs = natural_fixed(params)
+    for i, study in _studies(params, "grid"):
+        base = base_run_config(params, study, adversarial=False)
+        for lr in study.lrs:
+            for wd in study.wds:
+                label = {"name": study.name, "lr": lr, "wd": wd}
+                specs.append(RunSpec("grid", i, study.dataset, label, _with_method(base, "fixed", wd, lr=float(lr))))
+    for i, study in _studies(params, "adversarial"):
+        base = base_run_config(params, study, adversarial=True)
+        for method, value in _methods(study):
+            specs.append(RunSpec("adversarial", i, study.dataset, {"method": method, "value": value},
+                                 _with_method(base, method, value)))
+    for i, study in _studies(params, "variants"):
+        for run in study.runs:
+            base = base_run_config(params, study, adversarial=True, overrides=run.train)
+            label = {"name": run.name, "method": run.method, "value": run.value, "optimizer": run.optimizer}
+            specs.append(RunSpec("variants", i, study.dataset, label,
+                                 _with_method(base, run.method, run.value, optimizer=run.optimizer)))
+    for i, study in _studies(params, "noisy"):
+        base = base_run_config(params, study, adversarial=False)
+        for rate in study.rates:
+            for method, value in _methods(study):
+                config = _with_method(base, method, value, noise_rate=float(rate))
+                specs.append(RunSpec("noisy", i, study.dataset, {"rate": rate, "method": method, "value": value}, config))
+    for i, study in _studies(params, "lr_sensitivity"):
+        base = base_run_config(params, study, adversarial=False)
+        for lr in study.lrs:
+            for seed in study.seeds:
+                for method, value in (("fixed", study.wd), ("awd", study.dog)):
+                    label = {"lr": lr, "method": method, "value": value, "seed": seed}
+                    config = _with_method(base, method, value, lr=float(lr), seed=int(seed))
+                    specs.append(RunSpec("lr_sensitivity", i, study.dataset, label, config))
+    for i, study in _studies(params, "underfit"):
+        base = base_run_config(params, study, adversarial=False)
+        for method, value in (("fixed", study.wd), ("awd", study.dog)):
+            specs.append(RunSpec("underfit", i, study.dataset, {"method": method, "value": value},
+                                 _with_method(base, method, value)))
+    return specs
+
+
+def datasets_used(params) -> list[str]:
+    return sorted({study.dataset for suite in SUITES for _, study in _studies(params, suite)})
+
+
+def noise_rates(params, dataset: str) -> list[float]:
+    rates = {float(r) for _, s in _studies(params, "noisy") if s.dataset == dataset for r in s.rates}
+    return sorted(r for r in rates if r > 0)

@@ -1,0 +1,115 @@
+"""DVC stage `train`: every training run of every suite, through the run store and the configured executor.
+
+Phase 1 trains every run whose config params alone determine; phase 2 estimates DoG from each natural fixed-λ run's
+trace (paper Fig. 2) and trains the AWD run that uses it (Table 2).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from jobs.executors import load_executor_config
+from jobs.submit import run_units
+from pipeline.common import ARTIFACTS, make_unit, open_store, stage_args, write_json
+from pipeline.params import check_data, load_params
+from pipeline.suites import RunSpec, independent_runs, natural_awd, natural_fixed
+
+TRAIN_FN = "pipeline.units.train:train_unit"
+OUT = ARTIFACTS / "train"
+
+
+def describe(spec: RunSpec) -> str:
+    label = ",".join(f"{k}={v}" for k, v in spec.label.items())
+    return f"{spec.suite}[{spec.study}] {spec.dataset} {label}"
+
+
+def unit_for(spec: RunSpec, params):
+    prepared = (ARTIFACTS / "prepare" / f"{spec.dataset}.npz").resolve()
+    config = dict(spec.config, _prepared=str(prepared), _data_root=str(Path(params.data.root).resolve()))
+    return make_unit("train", TRAIN_FN, config, describe(spec))
+
+
+def estimate_dog(store, unit, study) -> dict:
+    from awd.dog import estimate_dog as estimate, running_mean
+
+    trace = np.load(store.path("train", unit.key) / "dog_trace.npz")
+    history = trace["epoch_loss"]
+    iters_per_epoch = int(trace["iters_per_epoch"])
+    dog, plateau = estimate(trace["dog"], iters_per_epoch // int(trace["every"]), history,
+                            study.plateau.window, study.plateau.rel_tol)
+    curve = {
+        "iteration": trace["iteration"].tolist(),
+        "lambda": trace["lam"].tolist(),
+        "dog": trace["dog"].tolist(),
+        "dog_running_mean": running_mean(trace["dog"]).tolist(),
+        "epoch_train_loss": history.tolist(),
+        "iters_per_epoch": iters_per_epoch,
+    }
+    return {"dog": float(f"{dog:.4g}"), "plateau_epoch": int(plateau), "curve": curve}
+
+
+def record(spec: RunSpec, unit, metrics: dict) -> dict:
+    return {"suite": spec.suite, "study": spec.study, "dataset": spec.dataset, "label": spec.label,
+            "key": unit.key, "config": spec.config, "metrics": metrics}
+
+
+def export_unfit(store, records: list[dict], params) -> None:
+    from pipeline.units.data import load_prepared, load_sets, train_labels
+
+    for rec in records:
+        if rec["suite"] != "underfit" or rec["label"]["method"] != "awd":
+            continue
+        entry = store.path("train", rec["key"])
+        correct = np.load(entry / "train_correct.npy")
+        preds = np.load(entry / "train_pred.npy") if (entry / "train_pred.npy").exists() else None
+        train_set, _ = load_sets(rec["config"], params.data.root)
+        prepared = load_prepared(ARTIFACTS / "prepare" / f"{rec['dataset']}.npz", rec["config"])
+        labels = train_labels(prepared, train_set, rec["config"]["noise_rate"]).numpy()
+        idx = prepared["train_idx"][~correct]
+        study = params.suites.underfit[rec["study"]]
+        keep = idx[: study.n_images]
+        np.savez(OUT / "unfit" / f"{rec['key']}.npz", index=keep, image=train_set.x.numpy()[keep],
+                 label=labels[keep], pred=(preds[~correct][: study.n_images] if preds is not None else labels[keep]),
+                 train_acc=np.float64(correct.mean()), classes=np.array(train_set.classes))
+
+
+def main() -> None:
+    args = stage_args(__doc__)
+    params = load_params(args.params)
+    check_data(params)
+    executor = load_executor_config()
+    store = open_store()
+
+    specs = independent_runs(params)
+    units = [unit_for(s, params) for s in specs]
+    results = run_units(units, store, executor, desc="train")
+
+    fixed = natural_fixed(params)
+    estimates, phase2 = [], []
+    shutil.rmtree(OUT, ignore_errors=True)
+    (OUT / "traces").mkdir(parents=True)
+    (OUT / "unfit").mkdir(parents=True)
+    for spec in fixed:
+        unit = unit_for(spec, params)
+        est = estimate_dog(store, unit, params.suites.natural[spec.study])
+        write_json(OUT / "traces" / f"{unit.key}.json", est.pop("curve"))
+        estimates.append({"dataset": spec.dataset, "study": spec.study, "seed": spec.label["seed"],
+                          "from_key": unit.key, **est})
+        phase2.append(natural_awd(params, spec, est["dog"]))
+    phase2_units = [unit_for(s, params) for s in phase2]
+    results.update(run_units(phase2_units, store, executor, desc="train (AWD with estimated DoG)"))
+    for spec, unit in zip(phase2, phase2_units):
+        write_json(OUT / "traces" / f"{unit.key}.json", estimate_dog(store, unit, params.suites.natural[spec.study])["curve"])
+
+    records = [record(s, u, results[u.key]) for s, u in zip(specs + phase2, units + phase2_units)]
+    write_json(OUT / "dog_estimates.json", estimates)
+    export_unfit(store, records, params)
+    write_json(OUT / "runs.json", records)
+    print(f"train: {len(records)} runs ({len({r['key'] for r in records})} distinct) recorded in {OUT}/runs.json")
+
+
+if __name__ == "__main__":
+    main()
