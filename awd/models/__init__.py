@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import numbers
 from collections.abc import Callable
 
 from torch import nn
@@ -32,9 +33,9 @@ def build_model(name: str, num_classes: int, in_channels: int = 3, *, mean=None,
     `mean`/`std` (per channel or one number) default to CIFAR statistics for 3 channels and 0.5 for 1 channel."""
     if name not in _BUILDERS:
         raise ValueError(f"model={name!r} is unknown; allowed: {list(MODEL_NAMES)}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 2:
         raise ValueError(f"num_classes={num_classes!r} must be an integer >= 2")
-    if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
+    if isinstance(in_channels, bool) or not isinstance(in_channels, numbers.Integral) or in_channels < 1:
         raise ValueError(f"in_channels={in_channels!r} must be an integer >= 1")
     allowed = _model_kwargs(name)
     unknown = sorted(set(kw) - set(allowed))
@@ -44,6 +45,7 @@ def build_model(name: str, num_classes: int, in_channels: int = 3, *, mean=None,
         default_mean, default_std = default_mean_std(in_channels)
         mean = default_mean if mean is None else mean
         std = default_std if std is None else std
+    num_classes, in_channels = int(num_classes), int(in_channels)
     body = _BUILDERS[name](num_classes=num_classes, in_channels=in_channels, **kw)
     return NormalizedModel(Normalize(mean, std, in_channels), body)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -25,19 +26,24 @@ def default_mean_std(in_channels: int) -> tuple[tuple[float, ...], tuple[float, 
     )
 
 
-def _as_channel_vector(name: str, value, in_channels: int) -> torch.Tensor:
-    if isinstance(value, (int, float)):
-        value = [float(value)] * in_channels
-    if not isinstance(value, (Sequence, torch.Tensor)) or isinstance(value, str):
+def _as_channel_vector(name: str, value, in_channels: int) -> list[float]:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().flatten().tolist()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = [value]
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
         raise ValueError(f"{name}={value!r} must be a number or a sequence of {in_channels} numbers")
-    t = torch.as_tensor(value, dtype=torch.float32).flatten()
-    if t.numel() == 1:
-        t = t.expand(in_channels).clone()
-    if t.numel() != in_channels:
-        raise ValueError(f"{name}={list(value)!r} has {t.numel()} values; in_channels={in_channels} needs {in_channels}")
-    if not torch.isfinite(t).all():
+    try:
+        values = [float(v) for v in value]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}={value!r} must be a number or a sequence of {in_channels} numbers") from None
+    if len(values) == 1:
+        values = values * in_channels
+    if len(values) != in_channels:
+        raise ValueError(f"{name}={list(value)!r} has {len(values)} values; in_channels={in_channels} needs {in_channels}")
+    if not all(math.isfinite(v) for v in values):
         raise ValueError(f"{name}={list(value)!r} must be finite")
-    return t
+    return values
 
 
 class Normalize(nn.Module):
@@ -45,12 +51,12 @@ class Normalize(nn.Module):
 
     def __init__(self, mean, std, in_channels: int):
         super().__init__()
-        mean_t = _as_channel_vector("mean", mean, in_channels)
-        std_t = _as_channel_vector("std", std, in_channels)
-        if (std_t <= 0).any():
-            raise ValueError(f"std={std_t.tolist()!r} must be > 0 in every channel")
-        self.register_buffer("mean", mean_t.view(1, -1, 1, 1))
-        self.register_buffer("std", std_t.view(1, -1, 1, 1))
+        mean_v = _as_channel_vector("mean", mean, in_channels)
+        std_v = _as_channel_vector("std", std, in_channels)
+        if min(std_v) <= 0:
+            raise ValueError(f"std={std_v!r} must be > 0 in every channel")
+        self.register_buffer("mean", torch.tensor(mean_v, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std_v, dtype=torch.float32).view(1, -1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
