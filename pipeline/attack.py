@@ -26,16 +26,8 @@ def test_size(dataset: str, data_root: str, n_test) -> int:
     return total if n_test is None else min(int(n_test), total)
 
 
-def shard_bounds(n: int, shards: int, block: int) -> list[tuple[int, int]]:
-    """Contiguous shards aligned to AutoAttack's seeding blocks, so sharding never changes a result."""
-    blocks = -(-n // block)
-    per = -(-blocks // max(1, shards))
-    bounds = [(b * block, min(n, (b + per) * block)) for b in range(0, blocks, per)]
-    return [(a, b) for a, b in bounds if a < b]
-
-
 def main() -> None:
-    from awd.attacks import AA_BLOCK
+    from awd.attacks import shard_bounds
 
     args = stage_args(__doc__)
     params = load_params(args.params)
@@ -46,9 +38,9 @@ def main() -> None:
     plan = []
     for rec in runs:
         n = test_size(rec["dataset"], params.data.root, aa.n_test)
-        for start, stop in shard_bounds(n, aa.shards, AA_BLOCK):
+        for start, stop in shard_bounds(n, aa.shards, aa.block_size):
             config = dict(base_eval_config(rec, params.data.root), eps=adv.eps, version=aa.version, seed=aa.seed,
-                          batch_size=aa.batch_size, n_test=n, start=start, stop=stop)
+                          batch_size=aa.batch_size, block_size=aa.block_size, n_test=n, start=start, stop=stop)
             plan.append((rec, make_unit("autoattack", AA_FN, config, f"AA {rec['suite']} {rec['label']} [{start},{stop})")))
     results = run_units([u for _, u in plan], store, executor, desc="attack")
     merged: dict[str, dict] = {}

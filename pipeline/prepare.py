@@ -11,7 +11,7 @@ import numpy as np
 from awd.data import load_dataset, stratified_split, symmetric_noise
 from pipeline.common import ARTIFACTS, stage_args
 from pipeline.params import check_data, load_params
-from pipeline.suites import datasets_used, noise_rates
+from pipeline.suites import datasets_used, noise_settings
 from pipeline.units.data import noise_tag
 
 
@@ -25,12 +25,11 @@ def prepare_dataset(params, dataset: str) -> dict:
         "val_idx": np.asarray(val_idx, dtype=np.int64),
         "val_fraction": np.float64(params.data.val_fraction),
         "split_seed": np.int64(params.data.split_seed),
-        "noise_seed": np.int64(params.data.noise_seed),
     }
-    for rate in noise_rates(params, dataset):
-        noisy, flipped = symmetric_noise(labels, rate, train.num_classes, params.data.noise_seed)
-        arrays[f"noisy_{noise_tag(rate)}"] = np.asarray(noisy, dtype=np.int64)
-        arrays[f"flipped_{noise_tag(rate)}"] = np.asarray(flipped, dtype=bool)
+    for rate, seed in noise_settings(params, dataset):
+        noisy, flipped = symmetric_noise(labels, rate, train.num_classes, seed)
+        arrays[f"noisy_{noise_tag(rate, seed)}"] = np.asarray(noisy, dtype=np.int64)
+        arrays[f"flipped_{noise_tag(rate, seed)}"] = np.asarray(flipped, dtype=bool)
     return arrays
 
 
@@ -50,7 +49,7 @@ def main() -> None:
         arrays = prepare_dataset(params, dataset)
         save_npz(ARTIFACTS / "prepare" / f"{dataset}.npz", arrays)
         print(f"prepare: {dataset}: {len(arrays['train_idx'])} train / {len(arrays['val_idx'])} val, "
-              f"noise rates {noise_rates(params, dataset)}")
+              f"label noise (rate, seed) {noise_settings(params, dataset)}")
 
 
 if __name__ == "__main__":

@@ -26,11 +26,19 @@ def _studies(params, suite: str):
     return list(enumerate(getattr(params.suites, suite, None) or []))
 
 
+# Settings a run does not use are pinned, so that e.g. an SGD run's key ignores asam_rho and identical cells of
+# different suites share one trained run.
 def _with_method(base: dict, method: str, value: float, **extra) -> dict:
     config = dict(base, **extra)
     config["wd_method"] = method
     config["wd"] = float(value) if method in ("fixed", "adadecay") else 0.0
     config["dog"] = float(value) if method == "awd" else 0.0
+    if config["optimizer"] == "sgd":
+        config.update(asam_rho=0.0, asam_eta=0.0, asam_awd_grad="descent")
+    if method != "awd":
+        config["awd_ema"] = 0.9
+    if method != "adadecay":
+        config["adadecay_alpha"] = 4.0
     return config
 
 
@@ -74,7 +82,7 @@ def independent_runs(params) -> list[RunSpec]:
                                  _with_method(base, method, value)))
     for i, study in _studies(params, "variants"):
         for run in study.runs:
-            base = base_run_config(params, study, adversarial=True, overrides=run.train)
+            base = base_run_config(params, study, adversarial=True, overrides=run.overrides())
             label = {"name": run.name, "method": run.method, "value": run.value, "optimizer": run.optimizer}
             specs.append(RunSpec("variants", i, study.dataset, label,
                                  _with_method(base, run.method, run.value, optimizer=run.optimizer)))
@@ -82,7 +90,8 @@ def independent_runs(params) -> list[RunSpec]:
         base = base_run_config(params, study, adversarial=False)
         for rate in study.rates:
             for method, value in _methods(study):
-                config = _with_method(base, method, value, noise_rate=float(rate))
+                config = _with_method(base, method, value, noise_rate=float(rate),
+                                      noise_seed=int(study.noise_seed) if rate > 0 else 0)
                 specs.append(RunSpec("noisy", i, study.dataset, {"rate": rate, "method": method, "value": value}, config))
     for i, study in _studies(params, "lr_sensitivity"):
         base = base_run_config(params, study, adversarial=False)
@@ -104,6 +113,8 @@ def datasets_used(params) -> list[str]:
     return sorted({study.dataset for suite in SUITES for _, study in _studies(params, suite)})
 
 
-def noise_rates(params, dataset: str) -> list[float]:
-    rates = {float(r) for _, s in _studies(params, "noisy") if s.dataset == dataset for r in s.rates}
-    return sorted(r for r in rates if r > 0)
+def noise_settings(params, dataset: str) -> list[tuple[float, int]]:
+    """(rate, seed) pairs of label noise the noisy studies of `dataset` train on."""
+    pairs = {(float(r), int(s.noise_seed)) for _, s in _studies(params, "noisy") if s.dataset == dataset
+             for r in s.rates}
+    return sorted(p for p in pairs if p[0] > 0)

@@ -67,7 +67,7 @@ def export_unfit(store, records: list[dict], params) -> None:
         preds = np.load(entry / "train_pred.npy") if (entry / "train_pred.npy").exists() else None
         train_set, _ = load_sets(rec["config"], params.data.root)
         prepared = load_prepared(ARTIFACTS / "prepare" / f"{rec['dataset']}.npz", rec["config"])
-        labels = train_labels(prepared, train_set, rec["config"]["noise_rate"]).numpy()
+        labels = train_labels(prepared, train_set, rec["config"]).numpy()
         idx = prepared["train_idx"][~correct]
         study = params.suites.underfit[rec["study"]]
         keep = idx[: study.n_images]

@@ -19,7 +19,7 @@ def reduced_params() -> dict:
     """The embedded default, cut to the smallest DAG that still builds every table."""
     p = yaml.safe_load((ROOT / "params.yaml").read_text())
     p["train"]["epochs"] = 2
-    p["autoattack"].update(n_test=20, shards=2, batch_size=20)
+    p["autoattack"].update(n_test=20, shards=2, batch_size=10, block_size=10)
     p["prune"]["amounts"] = [0.5, 0.9]
     s = p["suites"]
     s["natural"][0].update(seeds=[0])

@@ -10,8 +10,8 @@ import torch
 from awd.data import ArrayDataset, load_dataset
 
 
-def noise_tag(rate: float) -> str:
-    return f"{float(rate):g}"
+def noise_tag(rate: float, seed: int) -> str:
+    return f"{float(rate):g}_s{int(seed)}"
 
 
 def load_prepared(path: str | Path, config: dict) -> dict:
@@ -29,17 +29,16 @@ def load_prepared(path: str | Path, config: dict) -> dict:
             )
     rate = float(config.get("noise_rate", 0.0))
     if rate > 0:
-        name = f"noisy_{noise_tag(rate)}"
+        name = f"noisy_{noise_tag(rate, config['noise_seed'])}"
         if name not in prepared:
-            raise ValueError(f"{path} has no noisy labels for rate {rate} (has {sorted(prepared)})")
-        if int(prepared["noise_seed"]) != int(config["noise_seed"]):
-            raise ValueError(f"{path}: noise_seed {int(prepared['noise_seed'])} != run's {config['noise_seed']}")
+            raise ValueError(f"{path} has no noisy labels {name} (has {sorted(prepared)}); rerun the prepare stage")
     return prepared
 
 
-def train_labels(prepared: dict, train_set: ArrayDataset, noise_rate: float) -> torch.Tensor:
-    if noise_rate > 0:
-        return torch.as_tensor(prepared[f"noisy_{noise_tag(noise_rate)}"], dtype=torch.int64)
+def train_labels(prepared: dict, train_set: ArrayDataset, config: dict) -> torch.Tensor:
+    if config["noise_rate"] > 0:
+        return torch.as_tensor(prepared[f"noisy_{noise_tag(config['noise_rate'], config['noise_seed'])}"],
+                               dtype=torch.int64)
     return train_set.y
 
 

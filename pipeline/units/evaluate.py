@@ -35,7 +35,7 @@ def autoattack_unit(config: dict, workdir: Path, store) -> dict:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     shard = autoattack(
         model.to(device), x, y, eps=config["eps"], version=config["version"], seed=config["seed"],
-        batch_size=config["batch_size"], state_path=Path(workdir) / "autoattack_state.json",
+        batch_size=config["batch_size"], block_size=config["block_size"], state_path=Path(workdir) / "autoattack_state.json",
         start=config["start"], stop=min(config["stop"], n), device=device,
     )
     save_shard(shard, Path(workdir) / "shard.pt")

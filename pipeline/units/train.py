@@ -21,6 +21,6 @@ def train_unit(config: dict, workdir: Path, store=None) -> dict:
     cfg = TrainConfig.from_dict(run)
     train_set, test_set = load_sets(run, config["_data_root"])
     prepared = load_prepared(config["_prepared"], run)
-    labels = train_labels(prepared, train_set, cfg.noise_rate)
+    labels = train_labels(prepared, train_set, run)
     data = make_train_data(train_set, test_set, prepared["train_idx"], prepared["val_idx"], labels=labels)
     return train(cfg, data, Path(workdir))

@@ -1,0 +1,1 @@
+"""awd-bench DVC stages: params schema, suites, and one module per stage (see docs/design.md)."""

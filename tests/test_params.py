@@ -1,0 +1,430 @@
+"""pipeline.params: the configs load, grids expand, every bad input is reported with its key, value and rule."""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.params import (
+    RUN_CONFIG_KEYS, ParamsError, base_run_config, check_data, load_params, resolve_train, to_dict, validate,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+EMBEDDED = ROOT / "params.yaml"
+PAPER = ROOT / "configs" / "paper.yaml"
+
+
+@pytest.fixture(scope="module")
+def raw():
+    return yaml.safe_load(EMBEDDED.read_text())
+
+
+def _tokens(path: str):
+    return [int(i) if i else k for k, i in re.findall(r"([^.\[\]]+)|\[(\d+)\]", path)]
+
+
+DELETE = object()
+
+
+def mutate(raw: dict, path: str, value) -> dict:
+    d = copy.deepcopy(raw)
+    *parents, last = _tokens(path)
+    node = d
+    for t in parents:
+        node = node[t]
+    if value is DELETE:
+        del node[last]
+    else:
+        node[last] = value
+    return d
+
+
+def error_lines(d: dict, source="params.yaml") -> list[str]:
+    with pytest.raises(ParamsError) as exc:
+        validate(d, source=source)
+    return str(exc.value).splitlines()
+
+
+# --- the shipped configs ----------------------------------------------------------------------------------------
+
+
+def test_embedded_params_load():
+    p = load_params(EMBEDDED)
+    assert p.datasets() == ["digits"]
+    assert p.train["model"] == "tiny" and p.train["epochs"] == 8
+    assert p.suites.adversarial[0].wds == (5e-5, 5e-4, 5e-3)
+    assert all(len(getattr(p.suites, s)) == 1 for s in ("natural", "grid", "variants", "noisy", "underfit"))
+
+
+def test_paper_config_loads_with_appendix_a_settings():
+    p = load_params(PAPER)
+    assert p.datasets() == ["cifar10", "cifar100"]
+    assert (p.train["model"], p.train["epochs"], p.train["batch_size"], p.train["lr"]) == ("preact_wrn", 200, 128, 0.1)
+    assert p.train["model_kw"] == {"depth": 28, "width": 10}
+    assert p.autoattack.n_test is None
+    for study in p.suites.adversarial:
+        assert len(study.wds) == 17 and len(study.dogs) == 9
+    for study in p.suites.noisy:
+        assert len(study.wds) == 5 and len(study.dogs) == 5  # the typo-corrected A.2 lists, all distinct
+        assert 0.0158 in study.wds and resolve_train(p, study)["model"] == "resnet34"
+    [variants] = p.suites.variants
+    epochs = {r.name: resolve_train(p, variants, r.overrides())["epochs"] for r in variants.runs}
+    assert epochs["DoG=0.022 ASAM 100ep"] == 100 and epochs["DoG=0.022 SGD 200ep"] == 200
+    assert resolve_train(p, variants, variants.runs[-1].overrides())["asam_rho"] == 1.0
+    assert [s.dog for s in p.suites.lr_sensitivity] == [0.018, 0.016]
+
+
+def test_pipeline_params_does_not_import_torch():
+    code = "import sys, pipeline.params; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
+
+
+def test_names_match_the_library():
+    from pipeline import params
+
+    try:
+        from awd.data import DATASET_NAMES
+        from awd.models import MODEL_NAMES
+    except ImportError:
+        pytest.skip("awd.data / awd.models not importable yet")
+    assert set(params.DATASET_NAMES) == set(DATASET_NAMES)
+    assert set(params.MODEL_NAMES) == set(MODEL_NAMES)
+
+
+# --- grids ------------------------------------------------------------------------------------------------------
+
+
+def test_geomspace_17_values_exact_endpoints(raw):
+    d = mutate(raw, "suites.adversarial[0].wds", {"geomspace": [5e-5, 5e-3, 17]})
+    wds = validate(d).suites.adversarial[0].wds
+    assert len(wds) == 17 and wds[0] == 5e-5 and wds[-1] == 5e-3
+    ratios = [b / a for a, b in zip(wds, wds[1:])]
+    assert all(math.isclose(r, 100 ** (1 / 16), rel_tol=1e-5) for r in ratios)
+    assert all(float(f"{w:.6g}") == w for w in wds)  # rounded: stable keys
+
+
+def test_linspace_and_rounding(raw):
+    d = mutate(raw, "suites.noisy[0].rates", {"linspace": [0.0, 0.8, 5]})
+    d = mutate(d, "suites.grid[0].lrs", [0.1234567891])
+    p = validate(d)
+    assert p.suites.noisy[0].rates == (0.0, 0.2, 0.4, 0.6, 0.8)
+    assert p.suites.grid[0].lrs == (0.123457,)
+
+
+def test_yaml_exponent_without_dot_is_a_float(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text(EMBEDDED.read_text().replace("wd: 5.0e-4", "wd: 5e-4"))
+    assert load_params(f).suites.natural[0].wd == 5e-4
+
+
+# --- bad inputs: (id, dotted key, new value, [substrings of the error line]) ------------------------------------
+
+BAD = [
+    ("lr_negative", "train.lr", -0.1, ["-0.1", "> 0"]),
+    ("lr_nan", "train.lr", float("nan"), ["nan", "finite"]),
+    ("epochs_float", "train.epochs", 8.5, ["8.5", "integer"]),
+    ("epochs_zero", "train.epochs", 0, ["got 0", ">= 1"]),
+    ("batch_size_bool", "train.batch_size", True, ["true", "boolean"]),
+    ("momentum_one", "train.momentum", 1.0, ["1.0", "[0, 1)"]),
+    ("unknown_model", "train.model", "wrn", ["'wrn'", "preact_wrn, resnet32, resnet34, resnet50, tiny"]),
+    ("unknown_optimizer", "train.optimizer", "adam", ["'adam'", "sgd, asam"]),
+    ("unknown_awd_grad", "train.asam_awd_grad", "both", ["'both'", "descent, ascent"]),
+    ("model_kw_not_mapping", "train.model_kw", [1], ["[1]", "mapping"]),
+    ("val_fraction_one", "data.val_fraction", 1.0, ["1.0", "(0, 1)"]),
+    ("split_seed_string", "data.split_seed", "0", ["'0'", "integer"]),
+    ("eps_pixels", "adversarial.eps", 8, ["got 8", "(0, 1]"]),
+    ("step_size_zero", "adversarial.step_size", 0, ["got 0", "(0, 1]"]),
+    ("train_steps_zero", "adversarial.train_steps", 0, ["got 0", ">= 1"]),
+    ("val_steps_float", "adversarial.val_steps", 2.5, ["2.5", "integer"]),
+    ("bn_mode", "adversarial.bn_mode", "frozen", ["'frozen'", "train, eval"]),
+    ("aa_version", "autoattack.version", "fast", ["'fast'", "standard, plus, rand"]),
+    ("aa_shards_zero", "autoattack.shards", 0, ["got 0", ">= 1"]),
+    ("aa_n_test_zero", "autoattack.n_test", 0, ["got 0", ">= 1"]),
+    ("aa_shards_over_n_test", "autoattack.shards", 101, ["101", "<= n_test"]),
+    ("prune_amount_one", "prune.amounts[1]", 1.0, ["1.0", "(0, 1)"]),
+    ("unknown_dataset", "suites.natural[0].dataset", "cifar1O", ["'cifar1O'", "did you mean 'cifar10'",
+                                                                 "digits, cifar10, cifar100"]),
+    ("natural_wd_zero", "suites.natural[0].wd", 0, ["got 0", "> 0"]),
+    ("seed_float", "suites.natural[0].seeds[1]", 1.0, ["1.0", "integer"]),
+    ("seed_duplicate", "suites.natural[0].seeds[1]", 0, ["duplicate seed 0", "unique"]),
+    ("seeds_empty", "suites.natural[0].seeds", [], ["[]", "non-empty list"]),
+    ("plateau_window_zero", "suites.natural[0].plateau.window", 0, ["got 0", ">= 1"]),
+    ("plateau_rel_tol_zero", "suites.natural[0].plateau.rel_tol", 0.0, ["0.0", "> 0"]),
+    ("grid_empty", "suites.grid[0].lrs", [], ["empty grid"]),
+    ("grid_lr_zero", "suites.grid[0].lrs[0]", 0.0, ["0.0", "> 0"]),
+    ("grid_wd_negative", "suites.grid[0].wds[0]", -5e-05, ["-5e-05", ">= 0"]),
+    ("grid_duplicate_after_rounding", "suites.grid[0].lrs[1]", 0.0100000001,
+     ["0.0100000001", "same as suites.grid[0].lrs[0]", "6 significant digits"]),
+    ("dog_negative", "suites.adversarial[0].dogs", [0.02, 0.03, -0.1], ["-0.1", "> 0"]),
+    ("geomspace_start_zero", "suites.adversarial[0].wds", {"geomspace": [0, 5e-3, 3]}, ["got 0", "> 0"]),
+    ("geomspace_num_float", "suites.adversarial[0].dogs", {"geomspace": [0.02, 0.04, 2.5]}, ["2.5", "integer"]),
+    ("geomspace_num_zero", "suites.adversarial[0].dogs", {"geomspace": [0.02, 0.04, 0]}, ["got 0", ">= 1"]),
+    ("geomspace_short", "suites.adversarial[0].dogs", {"geomspace": [0.02, 0.04]}, ["[start, stop, num]"]),
+    ("logspace", "suites.adversarial[0].dogs", {"logspace": [0.02, 0.04, 3]}, ["'logspace'", "geomspace or linspace"]),
+    ("linspace_out_of_range", "suites.noisy[0].rates", {"linspace": [0.0, 1.0, 3]}, ["1.0", "[0, 1)"]),
+    ("noise_rate_one", "suites.noisy[0].rates[2]", 1.0, ["1.0", "[0, 1)"]),
+    ("variant_method", "suites.variants[0].runs[0].method", "sam", ["'sam'", "none, fixed, awd, adadecay"]),
+    ("variant_awd_zero", "suites.variants[0].runs[2].value", 0.0, ["0.0", "> 0"]),
+    ("variant_value_negative", "suites.variants[0].runs[0].value", -1e-4, ["-0.0001", ">= 0"]),
+    ("variant_optimizer", "suites.variants[0].runs[0].optimizer", "adamw", ["'adamw'", "sgd, asam"]),
+    ("variant_epochs_zero", "suites.variants[0].runs[0].epochs", 0, ["got 0", ">= 1"]),
+    ("variant_name_duplicate", "suites.variants[0].runs[1].name", "λ_wd=0.0005 ASAM",
+     ["'λ_wd=0.0005 ASAM'", "unique"]),
+    ("lr_sens_dog_zero", "suites.lr_sensitivity[0].dog", 0, ["got 0", "> 0"]),
+    ("lr_sens_wd_negative", "suites.lr_sensitivity[0].wd", -0.1, ["-0.1", ">= 0"]),
+    ("n_images_zero", "suites.underfit[0].n_images", 0, ["got 0", ">= 1"]),
+    ("study_train_typo", "suites.natural[0].train", {"epoch": 3}, ["'epoch'", "did you mean 'epochs'"]),
+    ("suites_not_list", "suites.natural", {"dataset": "digits"}, ["list of natural studies"]),
+]
+
+
+@pytest.mark.parametrize("path,value,expected", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_input_is_reported_with_key_value_and_rule(raw, path, value, expected):
+    lines = error_lines(mutate(raw, path, value))
+    hits = [ln for ln in lines if ln.startswith(f"params.yaml: {path}") and all(s in ln for s in expected)]
+    assert hits, f"no line for {path} containing {expected}: {lines}"
+
+
+@pytest.mark.parametrize("path,missing", [
+    ("train", "train"),
+    ("train.lr", "lr"),
+    ("suites.underfit[0].wd", "wd"),
+    ("suites.variants[0].runs[0].name", "name"),
+    ("suites.natural[0].plateau", "plateau"),
+])
+def test_missing_required_key_is_named(raw, path, missing):
+    parent = path.rsplit(".", 1)[0] if "." in path else "<top level>"
+    lines = error_lines(mutate(raw, path, DELETE))
+    assert any(ln.startswith(f"params.yaml: {parent}:") and f"missing required key(s): {missing}" in ln
+               for ln in lines), lines
+
+
+def test_cross_field_rules(raw):
+    d = mutate(raw, "train.nesterov", True)
+    d = mutate(d, "train.momentum", 0.0)
+    assert any("train.nesterov" in ln and "momentum > 0" in ln for ln in error_lines(d))
+
+    d = mutate(raw, "suites.grid", [raw["suites"]["grid"][0]] * 2)
+    assert any("suites.grid[1].name" in ln and "'tiny'" in ln for ln in error_lines(d))
+
+    d = mutate(raw, "suites.variants[0].runs[0].train", {"optimizer": "sgd"})
+    assert any("runs[0].train.optimizer" in ln and "set it once" in ln for ln in error_lines(d))
+
+    d = mutate(raw, "suites.variants[0].runs[1]", {"name": "x", "method": "fixed"})
+    assert any("runs[1]" in ln and "missing required key(s): value" in ln for ln in error_lines(d))
+
+
+def test_did_you_mean_for_unknown_keys(raw):
+    d = mutate(raw, "train.lrr", 0.1)
+    d = mutate(d, "suites.naturall", d["suites"].pop("natural"))
+    lines = error_lines(d)
+    assert any(ln.startswith("params.yaml: train.lrr:") and "did you mean 'lr'?" in ln for ln in lines), lines
+    assert any(ln.startswith("params.yaml: suites.naturall:") and "did you mean 'natural'?" in ln for ln in lines)
+
+
+def test_misplaced_keys_say_where_they_belong(raw):
+    lines = error_lines(mutate(raw, "executor", {"kind": "slurm"}))
+    assert any(ln.startswith("params.yaml: executor:") and "executor.yaml" in ln and "$AWD_EXECUTOR" in ln
+               for ln in lines)
+    lines = error_lines(mutate(raw, "train.wd", 5e-4))
+    assert any("train.wd" in ln and "per study" in ln for ln in lines)
+    lines = error_lines(mutate(raw, "train.eps", 0.03))
+    assert any("train.eps" in ln and "adversarial section" in ln for ln in lines)
+
+
+def test_all_errors_are_collected_one_per_line(raw):
+    d = mutate(raw, "train.lr", -1.0)
+    d = mutate(d, "autoattack.version", "fast")
+    d = mutate(d, "suites.adversarial[0].dogs", [0.02, 0.03, -0.1])
+    d = mutate(d, "suites.underfit[0].n_images", 0)
+    lines = error_lines(d, source="cfg.yaml")
+    assert len(lines) == 4
+    assert all(ln.startswith("cfg.yaml: ") for ln in lines)
+    for key in ("train.lr", "autoattack.version", "suites.adversarial[0].dogs[2]", "suites.underfit[0].n_images"):
+        assert sum(f" {key}:" in ln for ln in lines) == 1, (key, lines)
+
+
+def test_top_level_must_be_a_mapping(tmp_path):
+    f = tmp_path / "p.yaml"
+    for text, what in (("- a\n- b\n", "got list"), ("", "empty file")):
+        f.write_text(text)
+        with pytest.raises(ParamsError, match=f"{f}: <top level>: the file must be a mapping.*{what}"):
+            load_params(f)
+
+
+def test_malformed_yaml_gives_line_and_column(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text("data:\n  root: x\ntrain:\n  lr: 0.1\n   epochs: 8\n")
+    with pytest.raises(ParamsError) as exc:
+        load_params(f)
+    assert str(exc.value).startswith(f"{f}:5:10: invalid YAML")
+    assert "line 5, column 10" in str(exc.value)
+
+
+def test_duplicate_yaml_key_is_an_error(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text("train:\n  lr: 0.1\n  lr: 0.2\n")
+    with pytest.raises(ParamsError, match=r"p.yaml:3:3: .*duplicate key 'lr' \(first at line 2\)"):
+        load_params(f)
+
+
+def test_missing_file():
+    with pytest.raises(ParamsError, match="nope.yaml: no such file"):
+        load_params("nope.yaml")
+
+
+def test_omitted_sections_take_defaults(raw):
+    d = {k: v for k, v in raw.items() if k not in ("data", "adversarial", "autoattack", "prune")}
+    d["train"] = {"model": "tiny", "epochs": 2, "batch_size": 32, "lr": 0.1}
+    d["suites"] = {"grid": raw["suites"]["grid"]}
+    p = validate(d)
+    assert p.data.val_fraction == 0.1 and p.adversarial.train_steps == 7 and p.autoattack.n_test is None
+    assert p.prune.amounts == (0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    assert p.train["momentum"] == 0.9 and p.train["deterministic"] is True
+    assert p.suites.natural == () and [s for s, _, _ in p.studies()] == ["grid"]
+
+
+# --- run configs ------------------------------------------------------------------------------------------------
+
+
+def test_base_run_config_has_every_run_config_key(raw):
+    p = validate(raw)
+    for suite, _, study in p.studies():
+        cfg = base_run_config(p, study, adversarial=suite in ("adversarial", "variants"))
+        assert tuple(cfg) == RUN_CONFIG_KEYS
+    natural = base_run_config(p, p.suites.natural[0], adversarial=False)
+    assert (natural["wd_method"], natural["wd"], natural["dog"], natural["noise_rate"]) == ("none", 0.0, 0.0, 0.0)
+    assert natural["adversarial"] is False
+    adv = base_run_config(p, p.suites.adversarial[0], adversarial=True)
+    assert adv["adversarial"] is True and adv["eps"] == raw["adversarial"]["eps"] and adv["epochs"] == 6
+
+
+def test_adversarial_params_do_not_change_natural_runs(raw):
+    a = validate(raw)
+    b = validate(mutate(mutate(raw, "adversarial.eps", 0.1), "adversarial.train_steps", 3))
+    assert base_run_config(a, a.suites.natural[0], adversarial=False) == \
+        base_run_config(b, b.suites.natural[0], adversarial=False)
+    assert base_run_config(a, a.suites.adversarial[0], adversarial=True)["eps"] != \
+        base_run_config(b, b.suites.adversarial[0], adversarial=True)["eps"]
+
+
+def test_study_overrides_and_model_kw_reset(raw):
+    d = mutate(raw, "train.model_kw", {"width": 4})
+    d = mutate(d, "suites.underfit[0].train", {"model": "resnet32", "lr": 0.01})
+    d = mutate(d, "suites.grid[0].train", {"epochs": 3})
+    p = validate(d)
+    under = resolve_train(p, p.suites.underfit[0])
+    assert under["model"] == "resnet32" and under["model_kw"] == {} and under["lr"] == 0.01
+    grid = resolve_train(p, p.suites.grid[0])
+    assert grid["model_kw"] == {"width": 4} and grid["epochs"] == 3
+    assert grid["dataset"] == "digits" and grid["val_fraction"] == 0.1 and grid["split_seed"] == 0
+    grid["model_kw"]["width"] = 99  # a returned config is the caller's to mutate
+    assert p.train["model_kw"] == {"width": 4}
+
+
+def test_variant_runs_carry_effective_optimizer_and_epochs(raw):
+    p = load_params(PAPER)
+    [study] = p.suites.variants
+    by_name = {r.name: r for r in study.runs}
+    asam = by_name["DoG=0.022 ASAM 100ep"]
+    assert (asam.optimizer, asam.epochs, asam.value) == ("asam", 100, 0.022)
+    cfg = base_run_config(p, study, adversarial=True, overrides=asam.train)
+    assert (cfg["optimizer"], cfg["epochs"], cfg["asam_rho"]) == ("asam", 100, 1.0)
+
+    d = mutate(raw, "suites.variants[0].runs", [{"name": "plain", "method": "none"}])
+    d = mutate(d, "suites.variants[0].train", {"epochs": 5, "optimizer": "asam"})
+    [run] = validate(d).suites.variants[0].runs
+    assert (run.optimizer, run.epochs, run.value, run.train) == ("asam", 5, 0.0, {})
+
+
+@pytest.mark.parametrize("config", [EMBEDDED, PAPER], ids=["embedded", "paper"])
+def test_library_accepts_every_base_run_config(config):
+    try:
+        from awd.train_config import TrainConfig
+    except ImportError:
+        pytest.skip("awd.train_config not importable yet")
+    p = load_params(config)
+    for suite, _, study in p.studies():
+        runs = study.runs if suite == "variants" else [None]
+        for run in runs:
+            cfg = base_run_config(p, study, adversarial=suite in ("adversarial", "variants"),
+                                  overrides=run.train if run else None)
+            TrainConfig.from_dict(dict(cfg, wd_method="fixed", wd=5e-4))
+
+
+def test_to_dict_is_plain_json(raw):
+    import json
+
+    out = json.loads(json.dumps(to_dict(validate(raw))))
+    assert out["suites"]["adversarial"][0]["dogs"] == [0.02, 0.04]
+
+
+# --- data on disk -----------------------------------------------------------------------------------------------
+
+CIFAR10 = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]
+
+
+def _cifar_params(raw, tmp_path, download=False):
+    d = mutate(raw, "suites.grid[0].dataset", "cifar10")
+    d = mutate(d, "suites.underfit[0].dataset", "cifar100")
+    d = mutate(d, "data", {"root": str(tmp_path), "download": download})
+    return validate(d)
+
+
+def test_check_data_missing_folders(raw, tmp_path):
+    with pytest.raises(ParamsError) as exc:
+        check_data(_cifar_params(raw, tmp_path))
+    msg = str(exc.value)
+    assert f"{tmp_path / 'cifar-10-batches-py'} does not exist (used by suites.grid[0])" in msg
+    assert f"{tmp_path / 'cifar-100-python'} does not exist (used by suites.underfit[0])" in msg
+    assert "data.download: true" in msg
+
+
+def test_check_data_incomplete_folder_names_missing_files(raw, tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for name in CIFAR10:
+        if name not in ("data_batch_3", "batches.meta"):
+            (folder / name).write_bytes(b"x")
+    c100 = tmp_path / "cifar-100-python"
+    c100.mkdir()
+    for name in ("train", "test", "meta"):
+        (c100 / name).write_bytes(b"x")
+    with pytest.raises(ParamsError) as exc:
+        check_data(_cifar_params(raw, tmp_path))
+    [line] = str(exc.value).splitlines()
+    assert f"{folder} is incomplete: missing data_batch_3, batches.meta" in line
+
+
+def test_check_data_passes_when_complete_or_downloading(raw, tmp_path):
+    check_data(_cifar_params(raw, tmp_path, download=True))  # nothing on disk, but download is on
+    check_data(validate(raw))  # digits needs nothing
+    for sub, names in (("cifar-10-batches-py", CIFAR10), ("cifar-100-python", ["train", "test", "meta"])):
+        (tmp_path / sub).mkdir()
+        for name in names:
+            (tmp_path / sub / name).write_bytes(b"x")
+    check_data(_cifar_params(raw, tmp_path))
+
+
+def test_check_data_relative_root_uses_base(raw, tmp_path):
+    p = validate(mutate(mutate(raw, "suites.grid[0].dataset", "cifar100"), "data", {"root": "raw"}))
+    with pytest.raises(ParamsError, match=re.escape(str(tmp_path / "raw" / "cifar-100-python"))):
+        check_data(p, base=tmp_path)
+
+
+def test_cli_reports_ok_and_errors(tmp_path):
+    ok = subprocess.run([sys.executable, "-m", "pipeline.params", str(PAPER)], cwd=ROOT, capture_output=True,
+                        text=True)
+    assert ok.returncode == 0 and "ok" in ok.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(EMBEDDED.read_text().replace("lr: 0.1", "lr: -0.1", 1))
+    res = subprocess.run([sys.executable, "-m", "pipeline.params", str(bad)], cwd=ROOT, capture_output=True,
+                         text=True)
+    assert res.returncode == 1 and "train.lr: must be > 0, got -0.1" in res.stderr
