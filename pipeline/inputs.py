@@ -1,0 +1,124 @@
+"""Read the upstream stage artifacts (formats: docs/design.md, "Stage artifacts") into flat pandas frames."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+RUN_ACC_COLUMNS = ("val_acc", "val_robust_acc", "test_acc", "train_acc")
+METHOD_ORDER = {"fixed": 0, "awd": 1, "adadecay": 2, "none": 3}
+
+
+def load_suites(params_path: Path) -> dict[str, list[dict]]:
+    """The `suites:` block of a params file: suite name -> list of studies (absent suites are absent keys)."""
+    with open(params_path) as f:
+        cfg = yaml.safe_load(f) or {}
+    suites = cfg.get("suites") or {}
+    return {name: list(studies or []) for name, studies in suites.items()}
+
+
+def _read_json(path: Path, default):
+    if not path.exists():
+        return default
+    with open(path) as f:
+        return json.load(f)
+
+
+def _run_row(rec: dict) -> dict:
+    label, cfg, metrics = rec.get("label") or {}, rec.get("config") or {}, rec.get("metrics") or {}
+    row = {
+        "suite": rec["suite"], "study": int(rec.get("study", 0)), "dataset": rec["dataset"], "key": rec["key"],
+        # Fields a suite leaves out of its label come from the resolved run config (e.g. natural runs' lr).
+        "method": label.get("method", cfg.get("wd_method", "fixed")),
+        "value": label.get("value", cfg.get("dog") if cfg.get("wd_method") == "awd" else cfg.get("wd")),
+        "lr": label.get("lr", cfg.get("lr")),
+        "wd": label.get("wd", cfg.get("wd")),
+        "seed": label.get("seed", cfg.get("seed")),
+        "optimizer": label.get("optimizer", cfg.get("optimizer", "sgd")),
+        "name": label.get("name"),
+        "rate": label.get("rate"),
+        "model": cfg.get("model"),
+        "epochs": cfg.get("epochs"),
+    }
+    row.update({k: v for k, v in metrics.items() if k not in row})
+    return row
+
+
+def _to_percent(frames: list[tuple[pd.DataFrame, tuple[str, ...]]]) -> None:
+    # Upstream accuracies are fractions in [0, 1] (awd.evaluate.accuracy, awd.attacks.merge_autoattack); the
+    # tables are in percent like the paper.
+    for df, names in frames:
+        for c in names:
+            if c in df.columns:
+                df[c] = pd.to_numeric(df[c], errors="coerce") * 100.0
+
+
+@dataclass
+class Inputs:
+    root: Path
+    suites: dict[str, list[dict]]
+    runs: pd.DataFrame
+    attacks: pd.DataFrame
+    prune: pd.DataFrame
+    dog_estimates: list[dict] = field(default_factory=list)
+    unfit_train_acc: dict[str, float] = field(default_factory=dict)
+
+    def in_params(self, suite: str) -> bool:
+        return bool(self.suites.get(suite))
+
+    def suite_runs(self, suite: str) -> pd.DataFrame:
+        return self.runs[self.runs["suite"] == suite] if len(self.runs) else self.runs
+
+    def trace(self, key: str) -> dict | None:
+        data = _read_json(self.root / "train" / "traces" / f"{key}.json", None)
+        return {k: np.asarray(v, dtype=float) for k, v in data.items()} if data else None
+
+    def unfit(self, key: str) -> dict | None:
+        path = self.root / "train" / "unfit" / f"{key}.npz"
+        if not path.exists():
+            return None
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+
+
+def load(artifacts: Path, params_path: Path) -> Inputs:
+    artifacts = Path(artifacts)
+    runs = pd.DataFrame([_run_row(r) for r in _read_json(artifacts / "train" / "runs.json", [])])
+    if runs.empty:
+        runs = pd.DataFrame(columns=["suite", "study", "dataset", "key", "method", "value", "lr", "seed"])
+    attacks = pd.DataFrame(_read_json(artifacts / "attack" / "results.json", []),
+                           columns=["key", "suite", "dataset", "robust_acc", "clean_acc", "n"])
+    prune_rows = []
+    for r in _read_json(artifacts / "prune" / "results.json", []):
+        label = r.get("label") or {}
+        prune_rows.append({"key": r["key"], "suite": r["suite"], "dataset": r["dataset"],
+                           "lr": label.get("lr"), "method": label.get("method"), "value": label.get("value"),
+                           "seed": label.get("seed"), "amount": float(r["amount"]), "acc": r["acc"],
+                           "sparsity": r.get("sparsity")})
+    prune = pd.DataFrame(prune_rows, columns=["key", "suite", "dataset", "lr", "method", "value", "seed",
+                                              "amount", "acc", "sparsity"])
+    inputs = Inputs(root=artifacts, suites=load_suites(params_path), runs=runs, attacks=attacks, prune=prune,
+                    dog_estimates=_read_json(artifacts / "train" / "dog_estimates.json", []))
+
+    unfit = pd.DataFrame(columns=["key", "train_acc"])
+    if len(runs):
+        rows = []
+        for key in sorted(runs.loc[runs["suite"] == "underfit", "key"]):
+            z = inputs.unfit(key)
+            if z is not None and "train_acc" in z:
+                rows.append({"key": key, "train_acc": float(np.asarray(z["train_acc"]).reshape(-1)[0])})
+        unfit = pd.DataFrame(rows, columns=["key", "train_acc"])
+
+    _to_percent([(runs, RUN_ACC_COLUMNS), (attacks, ("robust_acc", "clean_acc")), (prune, ("acc",)),
+                 (unfit, ("train_acc",))])
+    inputs.unfit_train_acc = dict(zip(unfit["key"], unfit["train_acc"]))
+    if len(runs):
+        aa = attacks.drop(columns=["suite", "dataset"]).rename(
+            columns={"robust_acc": "aa_acc", "clean_acc": "aa_clean_acc", "n": "aa_n"})
+        inputs.runs = runs.merge(aa, on="key", how="left")
+    return inputs

@@ -1,0 +1,186 @@
+"""Figures 2, 3, 4/8 and 5/11 (the grids are in plots_grid.py, the image grids in plots_images.py)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline import paper
+from pipeline.inputs import Inputs
+from pipeline.plot_common import COLORS, METHOD_LABEL, FigureResult, new_figure, write
+from pipeline.tables import adversarial_best, col, hyper_name, lr_curve, method_key, methods, missing_reason, \
+    study_groups
+
+MAX_TRACE_POINTS = 2000  # per series in the committed CSV; a paper-scale trace has ~10^5 iterations
+
+
+def _stride(n: int) -> int:
+    return max(1, math.ceil(n / MAX_TRACE_POINTS))
+
+
+def figure2(inp: Inputs, out_dir: Path) -> FigureResult:
+    reason = missing_reason(inp, "natural")
+    if reason:
+        return FigureResult("F2", reason)
+    ests = sorted(inp.dog_estimates, key=lambda e: (str(e["dataset"]), int(e.get("study", 0)), int(e.get("seed", 0))))
+    traced = [(e, inp.trace(e["from_key"])) for e in ests]
+    traced = [(e, tr) for e, tr in traced if tr is not None]
+    if not traced:
+        return FigureResult("F2", "No DoG traces in artifacts/train/traces (natural suite's fixed-λ runs).")
+    studies = sorted({(str(e["dataset"]), int(e.get("study", 0))) for e, _ in traced})
+    fig, axes = new_figure(len(studies), 2, width=4.8, height=3.2)
+    rows = []
+    for (ds, st), (ax_dog, ax_loss) in zip(studies, axes):
+        mine = [x for x in traced if (str(x[0]["dataset"]), int(x[0].get("study", 0))) == (ds, st)]
+        for i, (e, tr) in enumerate(mine):
+            color = f"C{i}"
+            it, run_mean, loss = tr["iteration"], tr["dog_running_mean"], tr["epoch_train_loss"]
+            epochs = np.arange(1, len(loss) + 1)
+            ipe = float(tr["iters_per_epoch"]) if "iters_per_epoch" in tr else \
+                (it.max() + 1) / max(len(loss), 1) if it.size else 1.0
+            seed = e.get("seed", 0)
+            # The estimate averages DoG up to the END of the plateau epoch (a 0-based index): mark it there.
+            plateau = int(e["plateau_epoch"]) + 1
+            ax_dog.plot(it, run_mean, color=color, lw=1, label=f"seed {seed}: DoG={e['dog']:.4g}")
+            ax_dog.axhline(e["dog"], color=color, ls="--", lw=0.8)
+            ax_dog.axvline(plateau * ipe, color=color, ls=":", lw=0.8)
+            ax_loss.plot(epochs, loss, color=color, lw=1, label=f"seed {seed}: plateau at epoch {plateau}")
+            ax_loss.axvline(plateau, color=color, ls=":", lw=0.8)
+            s = _stride(len(it))
+            rows += [{"dataset": ds, "study": st, "seed": seed, "series": "dog_running_mean", "x": x, "y": y}
+                     for x, y in zip(it[::s], run_mean[::s])]
+            rows += [{"dataset": ds, "study": st, "seed": seed, "series": "epoch_train_loss", "x": x, "y": y}
+                     for x, y in zip(epochs, loss)]
+            rows.append({"dataset": ds, "study": st, "seed": seed, "series": "estimate", "x": plateau, "y": e["dog"]})
+        if ds == paper.FACTS["fig2_dataset"]:
+            ax_dog.axhline(paper.FACTS["fig2_dog"], color="k", ls="-.", lw=0.8,
+                           label=f"paper DoG={paper.FACTS['fig2_dog']} (epoch {paper.FACTS['fig2_plateau_epoch']})")
+        ax_dog.set_xlabel("iteration")
+        ax_dog.set_ylabel("running mean of DoG")
+        ax_dog.set_title(f"(a) {ds}: DoG running mean, estimate (--), plateau (:)", fontsize=9)
+        ax_dog.legend(fontsize=7)
+        ax_loss.set_yscale("log")
+        ax_loss.set_xlabel("epoch")
+        ax_loss.set_ylabel("train loss")
+        ax_loss.set_title(f"(b) {ds}: train cross-entropy per epoch", fontsize=9)
+        ax_loss.legend(fontsize=7)
+    write(fig, pd.DataFrame(rows, columns=["dataset", "study", "seed", "series", "x", "y"]), out_dir, "F2")
+    return FigureResult("F2")
+
+
+def figure3(inp: Inputs, out_dir: Path) -> FigureResult:
+    reason = missing_reason(inp, "adversarial")
+    if reason:
+        return FigureResult("F3", reason)
+    best_keys = set(adversarial_best(inp)["key"])
+    groups = study_groups(inp.suite_runs("adversarial"))
+    fig, axes = new_figure(len(groups), 2, width=4.2, height=3.2)
+    rows = []
+    for (label, ds, g), row in zip(groups, axes):
+        pds, comparable = paper.reference_dataset(ds, paper.datasets_of(paper.T3))
+        for ax, m in zip(row, ("fixed", "awd")):
+            r = g[g["method"] == m].assign(aa=lambda d: col(d, "aa_acc"), val=lambda d: col(d, "val_robust_acc"))
+            r = r.sort_values("value")
+            ax.plot(r["value"], r["aa"], "o-", color=COLORS[m], label="AutoAttack (test)")
+            ax.plot(r["value"], r["val"], "s--", color=COLORS[m], alpha=0.4, ms=4, label="PGD-20 (val)")
+            sel = r[r["key"].isin(best_keys)]
+            ax.plot(sel["value"], sel["aa"], "*", color="k", ms=14, label="best by val", zorder=3)
+            prow = paper.lookup(paper.T3, dataset=pds, method=m)
+            if prow and comparable:
+                ax.axhline(prow["autoattack"], color="k", ls=":", lw=0.8, label=f"paper best {prow['autoattack']}")
+            ax.set_xscale("log")
+            ax.set_xlabel(hyper_name(m))
+            ax.set_ylabel("robust acc (%)")
+            ax.set_title(f"{label}: {METHOD_LABEL[m]}", fontsize=9)
+            ax.legend(fontsize=7)
+            rows += [{"dataset": ds, "study": int(x["study"]), "method": m, "value": x["value"], "autoattack": x["aa"],
+                      "val_robust_acc": x["val"], "selected": int(x["key"] in best_keys)} for _, x in r.iterrows()]
+    write(fig, pd.DataFrame(rows, columns=["dataset", "study", "method", "value", "autoattack", "val_robust_acc",
+                                           "selected"]), out_dir, "F3")
+    return FigureResult("F3")
+
+
+def _pick_datasets(groups, dataset: str):
+    """The paper's figure is about `dataset`; without it, show every study rather than nothing."""
+    chosen = [g for g in groups if g[1] == dataset]
+    if chosen:
+        return chosen, ""
+    return groups, f"no {dataset} study here; shows every study"
+
+
+def noisy_bars(inp: Inputs, out_dir: Path, fid: str, dataset: str) -> FigureResult:
+    reason = missing_reason(inp, "noisy")
+    if reason:
+        return FigureResult(fid, reason)
+    groups, note = _pick_datasets(study_groups(inp.suite_runs("noisy")), dataset)
+    rates = sorted({float(x) for _, _, g in groups for x in g["rate"] if float(x) > 0})
+    n_hyper = max(len({(m, v) for m, v in zip(g["method"], g["value"])}) for _, _, g in groups)
+    fig, axes = new_figure(len(groups), max(len(rates), 1), width=max(3.5, 1.0 + 0.45 * n_hyper), height=3.2)
+    rows = []
+    for (label, ds, g), row in zip(groups, axes):
+        g = g.assign(test=col(g, "test_acc"), rate=g["rate"].astype(float))
+        hyper = sorted({(m, float(v)) for m, v in zip(g["method"], g["value"])}, key=lambda x: (method_key(x[0]), x[1]))
+        clean = {h: a["test"].mean() for h, a in g[g["rate"] == 0].groupby(["method", "value"])}
+        for ax, rate in zip(row, rates):
+            noisy = {h: a["test"].mean() for h, a in g[g["rate"] == rate].groupby(["method", "value"])}
+            x = np.arange(len(hyper))
+            for j, (m, v) in enumerate(hyper):
+                ax.bar(x[j] - 0.2, clean.get((m, v), np.nan), 0.4, color=COLORS.get(m, "grey"), alpha=0.45,
+                       label="clean-trained" if j == 0 else None)
+                ax.bar(x[j] + 0.2, noisy.get((m, v), np.nan), 0.4, color=COLORS.get(m, "grey"),
+                       label=f"{rate:.0%} noisy-trained" if j == 0 else None)
+            ax.set_xticks(x, [f"{hyper_name(m)}\n{v:g}" for m, v in hyper], fontsize=7)
+            ax.set_ylabel("test acc (%)")
+            ax.set_title(f"{label}: {rate:.0%} label noise", fontsize=9)
+            ax.legend(fontsize=7)
+        for (m, v, rate), a in g.groupby(["method", "value", "rate"], sort=True):
+            rows.append({"dataset": ds, "method": m, "value": v, "rate": rate, "test_acc": a["test"].mean(),
+                         "n": int(a["test"].notna().sum())})
+    data = pd.DataFrame(rows, columns=["dataset", "method", "value", "rate", "test_acc", "n"])
+    data = data.sort_values(["dataset", "method", "value", "rate"], kind="mergesort").reset_index(drop=True)
+    write(fig, data, out_dir, fid)
+    return FigureResult(fid, note=note)
+
+
+def lr_figure(inp: Inputs, out_dir: Path, fid: str, dataset: str | None) -> FigureResult:
+    """Test accuracy vs lr (mean ± std over seeds) and accuracy after 70% global L1 pruning."""
+    reason = missing_reason(inp, "lr_sensitivity")
+    if reason:
+        return FigureResult(fid, reason)
+    nat, pruned = lr_curve(inp), lr_curve(inp, pruned_amount=0.7)
+    datasets = sorted(nat["dataset"].unique())
+    note = ""
+    if dataset is not None:
+        if dataset in datasets:
+            datasets = [dataset]
+        else:
+            note = f"no {dataset} study here; shows every study"
+    fig, axes = new_figure(len(datasets), 2, width=4.2, height=3.2)
+    parts = []
+    for ds, row in zip(datasets, axes):
+        pds, comparable = paper.reference_dataset(ds, paper.datasets_of(paper.T6))
+        for ax, (panel, data, amount) in zip(row, (("test_acc", nat, 0.0), ("pruned_70", pruned, 0.7))):
+            d = data[data["dataset"] == ds]
+            for m in methods(d):
+                c = d[d["method"] == m].sort_values("lr")
+                ax.errorbar(c["lr"], c["mean"], yerr=c["std"].fillna(0), fmt="o-", capsize=3, color=COLORS.get(m),
+                            label=METHOD_LABEL.get(m, m))
+                if comparable:
+                    p = sorted((r["lr"], r["acc"]) for r in paper.T6
+                               if r["dataset"] == pds and r["method"] == m and math.isclose(r["amount"], amount))
+                    ax.plot([a for a, _ in p], [b for _, b in p], ":", color=COLORS.get(m), label=f"paper {m}")
+            parts.append(d.assign(panel=panel))
+            ax.set_xscale("log")
+            ax.set_xlabel("learning rate")
+            ax.set_ylabel("test acc (%)")
+            ax.set_title(f"{ds}: " + ("no pruning" if panel == "test_acc" else "after 70% L1 pruning"), fontsize=9)
+            if d.empty:
+                ax.text(0.5, 0.5, "no results", transform=ax.transAxes, ha="center")
+            else:
+                ax.legend(fontsize=7)
+    data = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    write(fig, data.reindex(columns=["dataset", "panel", "method", "lr", "mean", "std", "n"]), out_dir, fid)
+    return FigureResult(fid, note=note)

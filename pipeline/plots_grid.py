@@ -1,0 +1,124 @@
+"""Figures 1, 7 and 9: the lr × λ_wd grid searches, and the 1D searches that miss the grid's optimum."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline import paper
+from pipeline.inputs import Inputs
+from pipeline.plot_common import FigureResult, new_figure, write
+from pipeline.tables import col, missing_reason
+
+
+def grid_frame(inp: Inputs) -> pd.DataFrame:
+    """Mean val/test accuracy per (study, lr, wd) cell of every grid study."""
+    df = inp.suite_runs("grid")
+    cols = ["study", "name", "dataset", "model", "lr", "wd", "val_acc", "test_acc"]
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    df = df.assign(val_acc=col(df, "val_acc"), test_acc=col(df, "test_acc"),
+                   name=df["name"].fillna("grid").astype(str), model=df["model"].fillna("").astype(str))
+    out = (df.groupby(["study", "name", "dataset", "model", "lr", "wd"], sort=True)[["val_acc", "test_acc"]]
+           .mean().reset_index())
+    return out[cols]
+
+
+def is_resnet32(cells: pd.DataFrame) -> bool:
+    return "resnet32" in " ".join(cells["model"].str.lower()) + " " + " ".join(cells["name"].str.lower())
+
+
+def select_studies(grid: pd.DataFrame, fid: str) -> tuple[pd.DataFrame, str]:
+    """F9 is the paper's ResNet32 grid; F1 the other grids. Without that split, both show every grid study."""
+    studies = {s: g for s, g in grid.groupby("study", sort=True)}
+    r32 = {s for s, g in studies.items() if is_resnet32(g)}
+    want = r32 if fid == "F9" else set(studies) - r32
+    if not want:
+        return grid, "every grid study (no ResNet32 / non-ResNet32 split in this configuration)"
+    return grid[grid["study"].isin(sorted(want))], ""
+
+
+def _title(g: pd.DataFrame) -> str:
+    return f"{g['name'].iloc[0]} ({g['dataset'].iloc[0]})"
+
+
+def _heat(ax, g: pd.DataFrame, metric: str) -> None:
+    piv = g.pivot_table(index="wd", columns="lr", values=metric, aggfunc="mean").sort_index().sort_index(axis=1)
+    im = ax.imshow(piv.to_numpy(float), origin="lower", cmap="viridis", aspect="auto")
+    ax.set_xticks(range(piv.shape[1]), [f"{v:.2g}" for v in piv.columns], rotation=45)
+    ax.set_yticks(range(piv.shape[0]), [f"{v:.2g}" for v in piv.index])
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("λ_wd")
+    vals = piv.to_numpy(float)
+    best = np.unravel_index(np.nanargmax(vals), vals.shape) if np.isfinite(vals).any() else None
+    for (i, j), v in np.ndenumerate(vals):
+        if math.isfinite(v):
+            ax.text(j, i, f"{v:.1f}" + ("*" if (i, j) == best else ""), ha="center", va="center",
+                    color="white" if v < np.nanmean(vals) else "black", fontsize=8)
+    ax.figure.colorbar(im, ax=ax, label=f"{metric.replace('_', ' ')} (%)")
+    ax.set_title(_title(g), fontsize=10)
+
+
+def heatmaps(inp: Inputs, out_dir: Path, fid: str) -> FigureResult:
+    reason = missing_reason(inp, "grid")
+    if reason:
+        return FigureResult(fid, reason)
+    grid, note = select_studies(grid_frame(inp), fid)
+    studies = [g for _, g in grid.groupby("study", sort=True)]
+    fig, axes = new_figure(1, len(studies), width=4.6, height=3.8)
+    for ax, g in zip(axes[0], studies):
+        _heat(ax, g, "val_acc")
+    write(fig, grid.reset_index(drop=True), out_dir, fid)
+    return FigureResult(fid, note=note)
+
+
+def one_d_searches(g: pd.DataFrame) -> pd.DataFrame:
+    """Appendix C's procedure on one grid: search lr at the initial λ_wd guess, then λ_wd at that lr, then walk
+    the diagonal (constant lr·λ_wd) through the result. Returns the cells of each search, tagged by panel."""
+    wds = np.array(sorted(g["wd"].astype(float).unique()))
+    # The paper's initial guess (λ_wd = 0.005, lr = 0.01): the grid value nearest it in log scale.
+    wd0 = wds[np.argmin(np.abs(np.log(wds) - math.log(paper.FACTS["fig7_1d_search_wd"])))]
+    a = g[np.isclose(g["wd"], wd0)].sort_values("lr")
+    lr1 = float(a["lr"].iloc[int(np.nanargmax(a["val_acc"].to_numpy(float)))]) if a["val_acc"].notna().any() \
+        else float(a["lr"].iloc[0])
+    b = g[np.isclose(g["lr"], lr1)].sort_values("wd")
+    wd1 = float(b["wd"].iloc[int(np.nanargmax(b["val_acc"].to_numpy(float)))]) if b["val_acc"].notna().any() \
+        else float(b["wd"].iloc[0])
+    prod = np.log(g["lr"].astype(float) * g["wd"].astype(float))
+    c = g[np.isclose(prod, math.log(lr1 * wd1), atol=1e-6)].sort_values("lr")
+    return pd.concat([a.assign(panel="lr_search"), b.assign(panel="wd_search"), c.assign(panel="diagonal")],
+                     ignore_index=True)
+
+
+def figure7(inp: Inputs, out_dir: Path) -> FigureResult:
+    reason = missing_reason(inp, "grid")
+    if reason:
+        return FigureResult("F7", reason)
+    grid, _ = select_studies(grid_frame(inp), "F1")
+    studies = [g for _, g in grid.groupby("study", sort=True)]
+    fig, axes = new_figure(len(studies), 3, width=3.6, height=3.0)
+    parts = []
+    for row, g in zip(axes, studies):
+        s = one_d_searches(g)
+        parts.append(s)
+        for ax, (panel, xcol, title) in zip(row, (("lr_search", "lr", "(a) lr at λ_wd={wd:.2g}"),
+                                                   ("wd_search", "wd", "(b) λ_wd at lr={lr:.2g}"),
+                                                   ("diagonal", "lr", "(c) diagonal lr·λ_wd={p:.2g}"))):
+            p = s[s["panel"] == panel]
+            ax.plot(p[xcol], p["val_acc"], "o-")
+            ax.set_xscale("log")
+            ax.set_xlabel("learning rate" if xcol == "lr" else "λ_wd")
+            ax.set_ylabel("val acc (%)")
+            first = p.iloc[0] if len(p) else {"wd": math.nan, "lr": math.nan}
+            ax.set_title(f"{_title(g)} " + title.format(wd=first["wd"], lr=first["lr"],
+                                                        p=float(first["lr"] * first["wd"])), fontsize=8)
+            if panel == "diagonal":
+                for lr, wd, acc in zip(p["lr"], p["wd"], p["val_acc"]):
+                    ax.annotate(f"λ={wd:.2g}", (lr, acc), textcoords="offset points", xytext=(0, 5),
+                                ha="center", fontsize=6)
+    write(fig, pd.concat(parts, ignore_index=True)[["study", "name", "dataset", "panel", "lr", "wd", "val_acc"]],
+          out_dir, "F7")
+    return FigureResult("F7")

@@ -1,0 +1,173 @@
+"""results/README.md (the report, in the paper's order) and results/metrics.json (DVC metrics)."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from pipeline import paper
+from pipeline.inputs import Inputs
+from pipeline.plot_common import FigureResult
+from pipeline.table_format import Table
+from pipeline.tables import adversarial_best, lr_curve
+
+F = paper.FACTS
+
+# (id, kind, caption, the paper's reference) in the paper's order; the appendix starts at F7.
+SECTIONS = [
+    ("F1", "plot", "Validation accuracy over the learning-rate × λ_wd grid of each grid study (best cell starred).",
+     "Fig. 1: WRN28-10 + SGD on CIFAR-10/100 and ResNet50 + ASAM on CIFAR-100; the best cell lies on a diagonal "
+     f"(lr={F['fig1_best_lr']:g}, λ_wd={F['fig1_best_wd']:g} for WRN28-10)."),
+    ("T2", "table", "Natural training: fixed λ_wd vs AWD run with the DoG estimated from the fixed-λ run.",
+     "Table 2: similar accuracy, much smaller ‖W‖₂ and smaller total loss (eq. 1) with AWD."),
+    ("F2", "plot", "Running mean of DoG over the fixed-λ run's iterations, the estimate (dashed) at the plateau "
+                   "epoch (dotted) of the per-epoch train loss (log scale).",
+     f"Fig. 2: CIFAR-100, DoG={F['fig2_dog']} at plateau epoch {F['fig2_plateau_epoch']}."),
+    ("F3", "plot", "AutoAttack robust test accuracy of every adversarially trained λ_wd and DoG; the star is each "
+                   "method's best by val PGD-20 robust accuracy.",
+     f"Fig. 3: AWD beats fixed λ_wd by {F['fig3_margin_cifar10']} (CIFAR-10) and {F['fig3_margin_cifar100']} "
+     "(CIFAR-100) AutoAttack points."),
+    ("T3", "table", "The val-selected best of each method: ‖W‖₂, clean test accuracy and AutoAttack accuracy.",
+     "Table 3: AWD has higher robust and clean accuracy and a ~4-5× smaller ‖W‖₂."),
+    ("T4", "table", "Optimizer and regulariser variants (ASAM, AdaDecay) beside the SGD best runs.",
+     f"Table 4 (CIFAR-100): AWD + ASAM reaches {F['awd_asam_cifar100_aa']:.2f} AA vs the "
+     f"{F['sota_cifar100_aa']:.2f} state of the art without extra data."),
+    ("F4", "plot", "Test accuracy of clean-trained vs noisy-label-trained models per hyper-parameter and noise rate.",
+     f"Fig. 4 (CIFAR-100, ResNet34): at 20% noise AWD keeps ~{F['fig4_noise20_gain']:g} points more than a fixed "
+     "λ_wd of similar clean accuracy."),
+    ("F5", "plot", "Test accuracy vs learning rate (mean ± std over seeds) and after 70% global L1 pruning.",
+     "Fig. 5 (CIFAR-100): AWD is less sensitive to the learning rate and to pruning."),
+    ("T5", "table", "Under-fitting: AWD fits fewer training examples at the same test accuracy.",
+     f"Table 5 (CIFAR-100, ResNet50 + ASAM): AWD leaves {F['t5_unfit_gap']}% more of the training set unfit."),
+    ("F6", "plot", "Training examples the AWD model does not fit (title: dataset label / prediction).",
+     "Fig. 6: many unfit CIFAR-100 examples have wrong or ambiguous labels."),
+    ("F7", "plot", "Alternating 1D searches on the same grid: lr at the initial λ_wd, λ_wd at that lr, then the "
+                   "diagonal (constant lr·λ_wd) through their result.",
+     f"Fig. 7 (CIFAR-10): 1D searches stop at λ_wd={F['fig7_1d_search_wd']:g}, lr={F['fig7_1d_search_lr']:g}; "
+     "the diagonal finds the better cell."),
+    ("F8", "plot", "Noisy labels, appendix dataset: clean-trained vs noisy-trained test accuracy.",
+     f"Fig. 8 (CIFAR-10; its caption says CIFAR-100, Appendix E.1 says CIFAR-10): ~{F['noise20_gain_cifar10']:g} "
+     "points for AWD at 20% noise."),
+    ("F9", "plot", "The grid search for the ResNet32 study.", "Fig. 9: ResNet32 on CIFAR-10/100."),
+    ("F10", "plot", "All stored unfit training examples of the AWD model.",
+     f"Fig. 10: {F['fig10_unfit_fraction']}% of CIFAR-100 training examples are not fit by AWD."),
+    ("F11", "plot", "Test accuracy vs learning rate and after 70% pruning, every dataset.",
+     f"Fig. 11: at lr=1.0 fixed λ_wd loses {F['fig11_lr1_drop_cifar100']} (CIFAR-100) and "
+     f"{F['fig11_lr1_drop_cifar10']} (CIFAR-10) points vs AWD."),
+    ("F12", "table", "‖W‖₂ per learning rate and method.", "Fig. 12 (a table): AWD's norms are smaller for lr ≤ 0.1."),
+    ("T6", "table", "Accuracy after global L1 pruning of 40-90% of the weights, per lr and method.",
+     "Table 6: AWD models are more robust to pruning across learning rates."),
+]
+APPENDIX_START = "F7"
+
+
+def _r(x):
+    """Six significant digits: enough for any reported number, few enough that float noise cannot churn diffs."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return None
+    return float(f"{float(x):.6g}")
+
+
+def _nest(d: dict, path: list, value) -> None:
+    for k in path[:-1]:
+        d = d.setdefault(str(k), {})
+    d[str(path[-1])] = value
+
+
+def _table_metrics(t: Table, keys: list[str]) -> dict:
+    out: dict = {}
+    for r in t.rows:
+        if r["n"]:
+            _nest(out, [r[k] for k in keys] + [r["metric"]], _r(r["ours"]))
+    return out
+
+
+def metrics(inp: Inputs, tables: dict[str, Table]) -> dict:
+    m: dict = {}
+    for tid, keys in (("T2", ["dataset", "method"]), ("T3", ["dataset", "method"]), ("T4", ["dataset", "run"]),
+                      ("T5", ["dataset", "method"]), ("F12", ["dataset", "method", "lr"])):
+        if not tables[tid].missing:
+            m[tid] = _table_metrics(tables[tid], keys)
+    for e in sorted(inp.dog_estimates, key=lambda e: (str(e["dataset"]), int(e.get("study", 0)),
+                                                      int(e.get("seed", 0)))):
+        _nest(m, ["dog_estimate", e["dataset"], f"seed{e.get('seed', 0)}"],
+              {"dog": _r(e["dog"]), "plateau_epoch_1based": int(e["plateau_epoch"]) + 1})
+    best = adversarial_best(inp)
+    for ds, g in (best.groupby("dataset", sort=True) if len(best) else []):
+        aa = {mt: _r(pd.to_numeric(r["aa_acc"], errors="coerce").max()) for mt, r in g.groupby("method")
+              if "aa_acc" in r}
+        for mt, v in aa.items():
+            _nest(m, ["best_autoattack", ds, mt], v)
+        if aa.get("awd") is not None and aa.get("fixed") is not None:
+            _nest(m, ["best_autoattack", ds, "awd_minus_fixed"], _r(aa["awd"] - aa["fixed"]))
+    if inp.in_params("lr_sensitivity"):
+        for name, frame in (("test_acc", lr_curve(inp)), ("pruned_70_acc", lr_curve(inp, 0.7))):
+            for _, r in frame.iterrows():
+                _nest(m, ["lr_sensitivity", r["dataset"], r["method"], f"lr={r['lr']:g}", name], _r(r["mean"]))
+    return m
+
+
+def _datasets(inp: Inputs) -> list[str]:
+    found = set(inp.runs["dataset"].dropna().astype(str)) if len(inp.runs) else set()
+    for studies in inp.suites.values():
+        found |= {str(s["dataset"]) for s in studies if isinstance(s, dict) and "dataset" in s}
+    return sorted(found)
+
+
+def _ours_lines(sid: str, m: dict) -> list[str]:
+    """One-line comparisons with the paper's scalar facts, where this run has the number."""
+    lines = []
+    if sid == "F2":
+        for ds, seeds in sorted(m.get("dog_estimate", {}).items()):
+            est = ", ".join(f"{v['dog']:.4g} (epoch {v['plateau_epoch_1based']})"
+                            for _, v in sorted(seeds.items()))
+            lines.append(f"Ours, {ds}: DoG estimate {est}; paper (CIFAR-100): {F['fig2_dog']} "
+                         f"(epoch {F['fig2_plateau_epoch']}).")
+    if sid == "F3":
+        for ds, v in sorted(m.get("best_autoattack", {}).items()):
+            if "awd_minus_fixed" in v:
+                ref = F.get(f"fig3_margin_{ds}")
+                lines.append(f"Ours, {ds}: best AWD − best fixed AutoAttack = {v['awd_minus_fixed']:+.2f} points"
+                             + (f" (paper {ref:+.2f})." if ref is not None else
+                                f" (paper: +{F['fig3_margin_cifar10']} CIFAR-10, +{F['fig3_margin_cifar100']} "
+                                "CIFAR-100; datasets differ)."))
+    return lines
+
+
+def readme(inp: Inputs, tables: dict[str, Table], figures: dict[str, FigureResult], params_name: str,
+           m: dict) -> str:
+    datasets = _datasets(inp)
+    only_digits = datasets == ["digits"]
+    head = [
+        "# awd-bench results: *Adaptive Weight Decay* (Ghiasi, Shafahi, Ardekani)", "",
+        f"Generated by `python -m pipeline.aggregate` from params file `{params_name}`; "
+        f"dataset(s): {', '.join(datasets) if datasets else 'none'}.", "",
+        "The embedded default (`params.yaml`: scikit-learn digits, a tiny CNN, a few epochs, small grids) is a "
+        "tiny-scale smoke reproduction: its numbers are **NOT** expected to match the paper's CIFAR values. "
+        + ("This report is such a run: the paper's numbers are shown for reference, with no difference computed."
+           if only_digits else
+           "Differences (Δ) are computed only where our dataset is the paper's (CIFAR-10 / CIFAR-100)."), "",
+        "Each table lists our mean ± std over runs, the paper's value, and Δ = ours − paper. Accuracies are in %. "
+        "Tables are also in `tables/*.csv`, plot data in `plots/*.csv`, headline numbers in `metrics.json`.", "",
+    ]
+    body = []
+    for sid, kind, caption, ref in SECTIONS:
+        if sid == APPENDIX_START:
+            body += ["## Appendix", ""]
+        body += [f"### {sid}", "", caption, "", f"*Paper:* {ref}", ""]
+        body += [line + "\n" for line in _ours_lines(sid, m)]
+        if kind == "table":
+            t = tables[sid]
+            body.append(t.markdown_body())
+            if not t.missing:
+                body.append(f"[{sid}.csv](tables/{sid}.csv) · [{sid}.md](tables/{sid}.md)\n")
+        else:
+            f = figures[sid]
+            if f.missing:
+                body.append(f"_{f.missing}_\n")
+            else:
+                if f.note:
+                    body.append(f"_This configuration: {f.note}._\n")
+                body.append(f"![{sid}](plots/{sid}.png)\n\n[plot data: {sid}.csv](plots/{sid}.csv)\n")
+    return "\n".join(head + body).rstrip() + "\n"

@@ -1,0 +1,115 @@
+"""Comparison tables (ours beside the paper's) and their Markdown / CSV renderings.
+
+Every table is long-format: one row per (row keys, metric) with our mean ± std over runs, the paper's number and
+the difference. Long rows keep the CSV one-value-per-cell and the git diffs line-local.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline import atomic_io
+
+VALUE_COLUMNS = ["metric", "ours", "ours_std", "n", "paper", "paper_std", "diff", "note"]
+
+METRICS = {  # id -> (Markdown label, format)
+    "val_acc": ("val acc (%)", "{:.2f}"),
+    "val_robust_acc": ("val PGD-20 robust acc (%)", "{:.2f}"),
+    "test_acc": ("test acc (%)", "{:.2f}"),
+    "train_acc": ("train acc (%)", "{:.2f}"),
+    "unfit": ("unfit train examples (%)", "{:.2f}"),
+    "nat_acc": ("nat acc (%)", "{:.2f}"),
+    "autoattack": ("AutoAttack acc (%)", "{:.2f}"),
+    "weight_norm": ("‖W‖₂", "{:.2f}"),
+    "wd_term": ("0.0005·‖W‖²/2", "{:.4f}"),
+    "xent": ("X-ent", "{:.4f}"),
+    "total_loss": ("total loss", "{:.4f}"),
+    "acc": ("test acc (%)", "{:.2f}"),
+}
+
+
+def stats(values) -> tuple[float, float, int]:
+    """Mean, sample std (ddof=1; NaN for a single run) and count of the finite values."""
+    v = pd.to_numeric(pd.Series(list(values), dtype=object), errors="coerce").to_numpy(float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return math.nan, math.nan, 0
+    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else math.nan, int(v.size)
+
+
+def fmt_hyper(values) -> str:
+    """Distinct hyper-parameter values (lr, λ_wd, DoG) as compact text, e.g. '0.0005' or '0.0158, 0.0163'."""
+    vals = sorted({float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))})
+    return ", ".join(f"{v:.4g}" for v in vals) if vals else "—"
+
+
+@dataclass
+class Table:
+    id: str
+    title: str
+    keys: list[str]
+    rows: list[dict] = field(default_factory=list)
+    missing: str | None = None  # why there is nothing to show
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, keys: dict, metric: str, values, paper_row: dict | None = None, paper_field: str | None = None,
+            comparable: bool = True, note: str = "", paper_std_field: str | None = None) -> None:
+        mean, std, n = stats(values)
+        paper = paper_row.get(paper_field or metric) if paper_row else None
+        paper_std = paper_row.get(paper_std_field) if (paper_row and paper_std_field) else None
+        diff = mean - paper if (comparable and paper is not None and n) else math.nan
+        self.rows.append({**{k: keys[k] for k in self.keys}, "metric": metric, "ours": mean, "ours_std": std,
+                          "n": n, "paper": math.nan if paper is None else float(paper),
+                          "paper_std": math.nan if paper_std is None else float(paper_std), "diff": diff,
+                          "note": note})
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=self.keys + VALUE_COLUMNS)
+
+    def to_csv(self) -> str:
+        buf = io.StringIO()
+        self.frame().to_csv(buf, index=False, float_format="%.6g", lineterminator="\n")
+        return buf.getvalue()
+
+    def markdown_body(self) -> str:
+        if self.missing:
+            return f"_{self.missing}_\n"
+        head = self.keys + ["metric", "ours", "n", "paper", "Δ (ours − paper)", "note"]
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in self.rows:
+            label, f = METRICS.get(r["metric"], (r["metric"], "{:.4g}"))
+            cells = [str(r[k]) for k in self.keys] + [
+                label, _pm(r["ours"], r["ours_std"], f), str(r["n"]) if r["n"] else "—",
+                _pm(r["paper"], r["paper_std"], f), _signed(r["diff"], f), r["note"] or ""]
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        notes = "".join(f"\n{n}\n" for n in self.notes)
+        return "\n".join(lines) + "\n" + notes
+
+    def to_markdown(self) -> str:
+        return f"# {self.id}: {self.title}\n\n{self.markdown_body()}"
+
+    def write(self, out_dir: Path) -> None:
+        atomic_io.write_text(Path(out_dir) / f"{self.id}.md", self.to_markdown())
+        atomic_io.write_text(Path(out_dir) / f"{self.id}.csv", self.to_csv())
+
+
+def _finite(x) -> bool:
+    return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def _pm(mean, std, f) -> str:
+    if not _finite(mean):
+        return "—"
+    return f.format(mean) + (f" ± {f.format(std)}" if _finite(std) else "")
+
+
+def _signed(x, f) -> str:
+    if not _finite(x):
+        return "—"
+    return ("+" if x >= 0 else "−") + f.format(abs(x))
