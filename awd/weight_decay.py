@@ -17,12 +17,14 @@ over the decayed parameters; it is 0 when ‖g‖ = 0. Parameters whose ``.grad`
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 
 import torch
 from torch import Tensor, nn
 
 METHODS = ("none", "fixed", "awd", "adadecay")
+
+# Relative std of |g| below which AdaDecay treats a tensor's gradient magnitudes as constant.
+_ADADECAY_FLAT = 1e-4
 
 # Modules whose affine parameters count as "BN" for exclude_bn_bias (_NormBase covers BatchNorm and InstanceNorm).
 _NORM_MODULES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.RMSNorm)
@@ -33,6 +35,23 @@ def global_norm(tensors: list[Tensor]) -> Tensor:
     if not tensors:
         raise ValueError("global_norm: got an empty list of tensors; need at least one")
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors)))
+
+
+def _norms(grads: list[Tensor], params: list[Tensor], grad_norm: Tensor | None) -> tuple[Tensor, Tensor]:
+    """(‖g‖, ‖w‖); one foreach pass over both lists unless ‖g‖ is given."""
+    if grad_norm is not None:
+        return grad_norm, global_norm(params)
+    per_tensor = torch.stack(torch._foreach_norm(grads + params)).view(2, len(params))
+    g, w = torch.linalg.vector_norm(per_tensor, dim=1).unbind()
+    return g, w
+
+
+def _add_scaled_(grads: list[Tensor], params: list[Tensor], scale: Tensor) -> None:
+    """grads += scale·params for a 0-dim tensor ``scale`` without reading it on the host."""
+    if params[0].device.type == "cpu":  # broadcasting addcmul avoids the temporaries of mul + add
+        torch._foreach_addcmul_(grads, params, [scale] * len(params))
+    else:  # multi-tensor kernels; a broadcasting addcmul would fall back to one launch per tensor
+        torch._foreach_add_(grads, torch._foreach_mul(params, scale))
 
 
 def _param_list(params, arg: str = "params") -> list[Tensor]:
@@ -101,9 +120,9 @@ class _WeightDecay:
             self._dog = self._dog.to(params[0].device)
         return params, [p.grad for p in params]
 
-    def _grad_norm(self, grads: list[Tensor], grad_norm: Tensor | None) -> Tensor:
+    def _grad_norm(self, grad_norm: Tensor | None) -> Tensor | None:
         if grad_norm is None:
-            return global_norm(grads)
+            return None
         if not isinstance(grad_norm, Tensor) or grad_norm.numel() != 1:
             raise TypeError(f"grad_norm must be a 1-element tensor or None, got {grad_norm!r}")
         return grad_norm.detach().reshape(()).to(device=self._lam.device, dtype=self._lam.dtype)
@@ -146,8 +165,7 @@ class FixedWeightDecay(_WeightDecay):
         params, grads = self._active()
         if not params:
             return self._lam
-        g = self._grad_norm(grads, grad_norm)
-        w = global_norm(params)
+        g, w = _norms(grads, params, self._grad_norm(grad_norm))
         torch._foreach_add_(grads, params, alpha=self.wd)  # the same kernel SGD's weight_decay runs
         self._dog = torch.where(g > 0, self.wd * w / g, 0.0)
         return self._lam
@@ -181,11 +199,10 @@ class AdaptiveWeightDecay(_WeightDecay):
         params, grads = self._active()
         if not params:
             return self._lam
-        g = self._grad_norm(grads, grad_norm)
-        w = global_norm(params)
+        g, w = _norms(grads, params, self._grad_norm(grad_norm))
         lam_t = torch.where(w > 0, self.dog_target * g / w, 0.0)
         lam = (1 - self.ema) * self._lam + self.ema * lam_t  # out of place: earlier returned λ stay valid
-        torch._foreach_add_(grads, torch._foreach_mul(params, lam))
+        _add_scaled_(grads, params, lam)
         self._lam = lam
         self._dog = torch.where(g > 0, lam * w / g, 0.0)
         return lam
@@ -195,7 +212,8 @@ class AdaDecay(_WeightDecay):
     """AdaDecay (Nakamura & Hong 2019): per-parameter decay ``grad += wd·θ⊙w``.
 
     Per tensor (layer), the gradient magnitudes are standardised, z = (|g| − mean|g|)/std|g| (population std),
-    and θ = 2/(1 + exp(−α·z)) ∈ (0, 2). A tensor whose |g| is constant gets z = 0, θ = 1. ``apply_()`` returns wd.
+    and θ = 2/(1 + exp(−α·z)) ∈ (0, 2). A tensor whose |g| is constant (std ≤ 1e-4·mean|g|, i.e. rounding noise)
+    gets z = 0, θ = 1. ``apply_()`` returns wd. α = 4 is the value public AdaDecay implementations default to.
     """
 
     def __init__(self, params, wd: float, alpha: float = 4.0, exclude=None):
@@ -208,15 +226,18 @@ class AdaDecay(_WeightDecay):
     def theta(grad: Tensor, alpha: float) -> Tensor:
         """θ for one tensor's gradient (same shape as ``grad``)."""
         mag = grad.abs()
-        std = mag.std(correction=0).clamp_min(torch.finfo(mag.dtype).tiny)
-        return 2.0 * torch.sigmoid(alpha * (mag - mag.mean()) / std)
+        mean, std = mag.mean(), mag.std(correction=0)
+        # A constant |g| has std = 0 up to rounding; standardising would blow that noise up to |z| ~ 1.
+        flat = std <= _ADADECAY_FLAT * mean
+        return 2.0 * torch.sigmoid(torch.where(flat, 0.0, alpha * (mag - mean) / std))
 
     @torch.no_grad()
     def apply_(self, grad_norm: Tensor | None = None) -> Tensor:
         params, grads = self._active()
         if not params:
             return self._lam
-        g = self._grad_norm(grads, grad_norm)
+        g = self._grad_norm(grad_norm)
+        g = global_norm(grads) if g is None else g
         decay = [self.theta(gr, self.alpha).mul_(p).mul_(self.wd) for p, gr in zip(params, grads)]
         self._dog = torch.where(g > 0, global_norm(decay) / g, 0.0)
         torch._foreach_add_(grads, decay)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
 from jobs.keys import code_digest, unit_key
 from jobs.store import RunStore
 from jobs.submit import Unit
+from pipeline.atomic_io import write_json  # noqa: F401  (re-exported for the stage drivers)
 from pipeline.units.train import LOCATION_KEYS
 
 ARTIFACTS = Path("artifacts")
@@ -43,16 +43,6 @@ def make_unit(kind: str, fn: str, config: dict, label: str = "") -> Unit:
     keyed = {k: v for k, v in config.items() if k not in LOCATION_KEYS}
     key = unit_key(kind, keyed, _digest(fn.split(":")[0]))
     return Unit(kind=kind, key=key, fn=fn, config=config, label=label)
-
-
-def write_json(path: Path, obj) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 def read_json(path: Path):

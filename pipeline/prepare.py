@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
-
 import numpy as np
 
+from awd.checkpoint import save_npz
 from awd.data import load_dataset, stratified_split, symmetric_noise
 from pipeline.common import ARTIFACTS, stage_args
 from pipeline.params import check_data, load_params
@@ -33,21 +30,13 @@ def prepare_dataset(params, dataset: str) -> dict:
     return arrays
 
 
-def save_npz(path: Path, arrays: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-    os.close(fd)
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
-
-
 def main() -> None:
     args = stage_args(__doc__)
     params = load_params(args.params)
     check_data(params)
     for dataset in datasets_used(params):
         arrays = prepare_dataset(params, dataset)
-        save_npz(ARTIFACTS / "prepare" / f"{dataset}.npz", arrays)
+        save_npz(ARTIFACTS / "prepare" / f"{dataset}.npz", **arrays)
         print(f"prepare: {dataset}: {len(arrays['train_idx'])} train / {len(arrays['val_idx'])} val, "
               f"label noise (rate, seed) {noise_settings(params, dataset)}")
 

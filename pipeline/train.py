@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from awd.checkpoint import save_npz
+
 from jobs.executors import load_executor_config
 from jobs.submit import run_units
 from pipeline.common import ARTIFACTS, make_unit, open_store, stage_args, write_json
@@ -71,7 +73,7 @@ def export_unfit(store, records: list[dict], params) -> None:
         idx = prepared["train_idx"][~correct]
         study = params.suites.underfit[rec["study"]]
         keep = idx[: study.n_images]
-        np.savez(OUT / "unfit" / f"{rec['key']}.npz", index=keep, image=train_set.x.numpy()[keep],
+        save_npz(OUT / "unfit" / f"{rec['key']}.npz", index=keep, image=train_set.x.numpy()[keep],
                  label=labels[keep], pred=(preds[~correct][: study.n_images] if preds is not None else labels[keep]),
                  train_acc=np.float64(correct.mean()), classes=np.array(train_set.classes))
 

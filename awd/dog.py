@@ -1,0 +1,179 @@
+"""DoG traces and the paper's Fig. 2 recipe for estimating a DoG value from a fixed-λ run.
+
+Recipe (paper §2, Fig. 2): train with a fixed λ_wd, record DoG every iteration, find the epoch at which the
+training loss plateaus, and take the mean DoG over all iterations from the start to the end of that epoch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+class DoGTrace:
+    """Per-iteration λ and DoG, kept on device until :meth:`flush` (one host sync per flush).
+
+    ``record(lam, dog)`` once per iteration; iterations 0, every, 2·every, ... are stored. Independently of
+    ``every``, exact per-epoch means over all iterations are accumulated on device; ``end_epoch()`` closes an epoch.
+    """
+
+    def __init__(self, every: int = 1):
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be an int >= 1, got {every!r}")
+        self.every = every
+        self.iteration = 0  # iterations recorded so far (host counter: no sync)
+        self._pending: list[tuple[int, Tensor, Tensor]] = []
+        self._epoch_sum: Tensor | None = None  # [Σλ, ΣDoG] of the open epoch
+        self._epoch_count = 0
+        self._pending_epochs: list[tuple[Tensor, int]] = []
+        self._host = {k: [] for k in ("iteration", "lam", "dog", "epoch_lam", "epoch_dog", "epoch_iters")}
+
+    def record(self, lam: Tensor, dog: Tensor) -> None:
+        pair = torch.stack([torch.as_tensor(lam).detach().float(), torch.as_tensor(dog).detach().float()])
+        self._epoch_sum = pair if self._epoch_sum is None else self._epoch_sum.to(pair.device) + pair
+        self._epoch_count += 1
+        if self.iteration % self.every == 0:
+            self._pending.append((self.iteration, pair[0], pair[1]))
+        self.iteration += 1
+
+    def end_epoch(self) -> None:
+        """Close the current epoch (its mean λ and DoG become ``epoch_lam``/``epoch_dog``); no-op if empty."""
+        if self._epoch_count:
+            self._pending_epochs.append((self._epoch_sum / self._epoch_count, self._epoch_count))
+        self._epoch_sum, self._epoch_count = None, 0
+
+    def flush(self) -> dict[str, np.ndarray]:
+        """Move pending values to the host; return everything recorded so far as numpy arrays.
+
+        Keys: ``iteration`` (int64), ``lam``, ``dog`` (float64, the downsampled per-iteration values),
+        ``epoch_lam``, ``epoch_dog`` (float64 per closed epoch), ``epoch_iters`` (int64 iterations per epoch).
+        """
+        if self._pending:
+            its, lams, dogs = zip(*self._pending)
+            values = torch.stack([torch.stack(lams), torch.stack(dogs)]).cpu().double().numpy()
+            self._host["iteration"].extend(its)
+            self._host["lam"].extend(values[0].tolist())
+            self._host["dog"].extend(values[1].tolist())
+            self._pending = []
+        if self._pending_epochs:
+            means, counts = zip(*self._pending_epochs)
+            values = torch.stack(means).cpu().double().numpy()
+            self._host["epoch_lam"].extend(values[:, 0].tolist())
+            self._host["epoch_dog"].extend(values[:, 1].tolist())
+            self._host["epoch_iters"].extend(counts)
+            self._pending_epochs = []
+        ints = ("iteration", "epoch_iters")
+        return {k: np.asarray(v, dtype=np.int64 if k in ints else np.float64) for k, v in self._host.items()}
+
+    def state_dict(self) -> dict:
+        """Everything needed to resume (flushes first); loadable with ``torch.load(weights_only=True)``."""
+        data = self.flush()
+        state = {k: torch.from_numpy(v) for k, v in data.items()}
+        state["every"] = self.every
+        state["position"] = self.iteration
+        state["open_epoch_count"] = self._epoch_count
+        state["open_epoch_sum"] = (
+            self._epoch_sum.detach().cpu().clone() if self._epoch_sum is not None else torch.zeros(2)
+        )
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["every"] != self.every:
+            raise ValueError(f"DoGTrace.load_state_dict: saved every={state['every']}, this trace has {self.every}")
+        self._host = {k: state[k].tolist() for k in self._host}
+        self.iteration = int(state["position"])
+        self._epoch_count = int(state["open_epoch_count"])
+        self._epoch_sum = state["open_epoch_sum"].clone() if self._epoch_count else None
+        self._pending, self._pending_epochs = [], []
+
+
+def running_mean(x) -> np.ndarray:
+    """Mean of x[0..i] for every i (the curve of the paper's Fig. 2(a))."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 1:
+        raise ValueError(f"running_mean: x must be 1-D, got shape {x.shape}")
+    return np.cumsum(x) / np.arange(1, len(x) + 1)
+
+
+def _check_losses(epoch_losses) -> np.ndarray:
+    losses = np.asarray(epoch_losses, dtype=np.float64)
+    if losses.ndim != 1 or len(losses) == 0:
+        raise ValueError(f"epoch_losses must be a non-empty 1-D sequence, got shape {losses.shape}")
+    if not np.all(np.isfinite(losses)) or np.any(losses <= 0):
+        raise ValueError(f"epoch_losses must be finite and > 0 (they are compared on a log scale), got {losses}")
+    return losses
+
+
+def plateau_epoch(epoch_losses, window: int, rel_tol: float) -> int:
+    """Index (0-based) of the epoch at which the training loss plateaus.
+
+    Rule: the first epoch e such that none of the next ``window`` epochs improves on loss[e] by ``rel_tol`` or
+    more relatively, i.e. min(loss[e+1 : e+1+window]) > (1 − rel_tol)·loss[e] — a flat stretch of the log-loss
+    curve as in the paper's Fig. 2(b). Only epochs with a full window after them qualify; if none does, the loss
+    never plateaued and the last epoch is returned.
+    """
+    losses = _check_losses(epoch_losses)
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"window must be an int >= 1, got {window!r}")
+    if isinstance(rel_tol, bool) or not isinstance(rel_tol, (int, float)) or not 0 < rel_tol < 1:
+        raise ValueError(f"rel_tol must be a number in (0, 1), got {rel_tol!r}")
+    log_drop = math.log1p(-rel_tol)  # log((1 − rel_tol)·L) − log(L)
+    logs = np.log(losses)
+    for e in range(len(logs) - window):
+        if logs[e + 1 : e + 1 + window].min() - logs[e] > log_drop:
+            return e
+    return len(logs) - 1
+
+
+def estimate_dog(
+    dog_per_iter, iters_per_epoch: int | Sequence[int], epoch_losses, window: int, rel_tol: float
+) -> tuple[float, int]:
+    """(mean DoG over every iteration up to the end of the plateau epoch, plateau epoch).
+
+    ``dog_per_iter`` holds one value per training iteration (a trace recorded with ``every=1``);
+    ``iters_per_epoch`` is one int for all epochs or one per epoch.
+    """
+    dog = np.asarray(dog_per_iter, dtype=np.float64)
+    if dog.ndim != 1 or len(dog) == 0:
+        raise ValueError(f"dog_per_iter must be a non-empty 1-D sequence, got shape {dog.shape}")
+    losses = _check_losses(epoch_losses)
+    if isinstance(iters_per_epoch, (int, np.integer)) and not isinstance(iters_per_epoch, bool):
+        counts = np.full(len(losses), int(iters_per_epoch))
+    else:
+        counts = np.asarray(iters_per_epoch)
+        if counts.shape != losses.shape:
+            raise ValueError(
+                f"iters_per_epoch: need one count per epoch ({len(losses)}), got shape {counts.shape}"
+            )
+    if not np.issubdtype(counts.dtype, np.integer) or np.any(counts < 1):
+        raise ValueError(f"iters_per_epoch must be int(s) >= 1, got {iters_per_epoch!r}")
+    epoch = plateau_epoch(losses, window, rel_tol)
+    end = int(counts[: epoch + 1].sum())
+    if len(dog) < end:
+        raise ValueError(
+            f"dog_per_iter has {len(dog)} values but the plateau epoch {epoch} ends at iteration {end}; "
+            "record the trace with every=1 and check iters_per_epoch"
+        )
+    return float(dog[:end].mean()), epoch
+
+
+def estimate_dog_from_epochs(epoch_dog, epoch_iters, epoch_losses, window: int, rel_tol: float) -> tuple[float, int]:
+    """:func:`estimate_dog` from a trace's exact per-epoch means (``epoch_dog``, ``epoch_iters`` of
+    :meth:`DoGTrace.flush`): the same value whatever the trace's downsampling ``every``."""
+    means = np.asarray(epoch_dog, dtype=np.float64)
+    counts = np.asarray(epoch_iters)
+    losses = _check_losses(epoch_losses)
+    if means.shape != losses.shape or counts.shape != losses.shape:
+        raise ValueError(
+            f"epoch_dog {means.shape}, epoch_iters {counts.shape} and epoch_losses {losses.shape} "
+            "must have one entry per epoch"
+        )
+    if not np.issubdtype(counts.dtype, np.integer) or np.any(counts < 1):
+        raise ValueError(f"epoch_iters must be ints >= 1, got {counts.tolist()}")
+    epoch = plateau_epoch(losses, window, rel_tol)
+    kept = slice(0, epoch + 1)
+    return float((means[kept] * counts[kept]).sum() / counts[kept].sum()), epoch

@@ -1,0 +1,107 @@
+"""Base optimizer and ASAM (Kwon et al. 2021, after SamsungLabs/ASAM).
+
+Weight decay is never inside the optimizer (``weight_decay=0``): a method from ``awd.weight_decay`` adds it to the
+gradients. With ASAM the decay must see the restored weights w, not w + e, so the loop is::
+
+    loss = criterion(model(x), y); loss.backward()     # gradient at w
+    asam.ascent_step()                                 # w <- w + e, grads zeroed
+    criterion(model(x), y).backward()                  # gradient at w + e
+    asam.restore()                                     # w back, bit for bit
+    lam = wd.apply_()                                  # asam_awd_grad=descent: ‖g‖ of the gradient at w + e
+    # lam = wd.apply_(grad_norm=asam.ascent_grad_norm(wd.params))   # asam_awd_grad=ascent: ‖g‖ at w
+    asam.descent_step()                                # optimizer.step(), then zero_grad()
+
+This matches the reference, where SGD's built-in weight decay runs in ``optimizer.step()`` after w is restored.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+OPTIMIZERS = ("sgd",)
+
+
+def build_optimizer(name: str, params, lr: float, momentum: float = 0.9, nesterov: bool = False):
+    """``torch.optim.SGD`` with ``weight_decay=0`` (the decay is applied by a weight-decay method)."""
+    if name not in OPTIMIZERS:
+        hint = "; ASAM wraps an optimizer: build 'sgd' and pass it to awd.optim.ASAM" if name == "asam" else ""
+        raise ValueError(f"name must be one of {OPTIMIZERS}, got {name!r}{hint}")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum < 1:
+        raise ValueError(f"momentum must be a number in [0, 1), got {momentum!r}")
+    if not isinstance(nesterov, bool) or (nesterov and momentum == 0):
+        raise ValueError(f"nesterov must be a bool and needs momentum > 0, got nesterov={nesterov!r}, momentum={momentum!r}")
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=0.0)
+
+
+class ASAM:
+    """Adaptive sharpness-aware minimisation.
+
+    Ascent: e = ρ·T²g/‖Tg‖ with T = |w| + η for parameters whose name contains "weight" (BatchNorm scales
+    included, as in the reference) and T = 1 for the others (biases get a plain SAM perturbation).
+    Paper defaults: ρ = 0.5 on CIFAR-10, 1.0 on CIFAR-100; η = 0 in the reference CIFAR example.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, model: nn.Module, rho: float = 0.5, eta: float = 0.0):
+        if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not math.isfinite(rho) or rho <= 0:
+            raise ValueError(f"rho must be a finite number > 0, got {rho!r}")
+        if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not math.isfinite(eta) or eta < 0:
+            raise ValueError(f"eta must be a finite number >= 0, got {eta!r}")
+        self.optimizer, self.model = optimizer, model
+        self.rho, self.eta = float(rho), float(eta)
+        self._saved: tuple[list[Tensor], list[Tensor]] | None = None  # (params, their values at w)
+        self._ascended = False
+        self._ascent_norms: dict[int, Tensor] = {}
+
+    @torch.no_grad()
+    def ascent_step(self) -> None:
+        """Move to w + e using the current gradients (at w), remember w, zero the gradients."""
+        if self._ascended:
+            raise RuntimeError("ASAM.ascent_step called twice; call descent_step() before the next ascent")
+        named = [(n, p) for n, p in self.model.named_parameters() if p.grad is not None]
+        if not named:
+            raise RuntimeError("ASAM.ascent_step: no parameter has a gradient; call loss.backward() first")
+        params = [p for _, p in named]
+        grads = [p.grad for p in params]
+        self._ascent_norms = dict(zip(map(id, params), torch._foreach_norm(grads)))
+        scale = [p.abs().add_(self.eta) if "weight" in n else None for n, p in named]
+        scaled = [g if t is None else g * t for g, t in zip(grads, scale)]
+        factor = self.rho / (torch.linalg.vector_norm(torch.stack(torch._foreach_norm(scaled))) + 1e-16)
+        # scaled[i] is a fresh tensor for weights (safe to modify in place) and the gradient itself otherwise
+        steps = [g * factor if t is None else s.mul_(t).mul_(factor) for g, s, t in zip(grads, scaled, scale)]
+        self._saved = (params, [p.detach().clone() for p in params])
+        torch._foreach_add_(params, steps)
+        self._ascended = True
+        self.optimizer.zero_grad()
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        """Put back the weights saved by ``ascent_step`` (exact copy); no-op if already restored."""
+        if self._saved is not None:
+            torch._foreach_copy_(*self._saved)
+            self._saved = None
+
+    def descent_step(self) -> None:
+        """Restore w, step the base optimizer with the current gradients (taken at w + e), zero the gradients."""
+        if not self._ascended:
+            raise RuntimeError("ASAM.descent_step called without a preceding ascent_step")
+        self.restore()
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+        self._ascended = False
+
+    def ascent_grad_norm(self, params=None) -> Tensor:
+        """Global L2 norm of the ascent gradient (at w), over ``params`` (default: all that had a gradient)."""
+        if not self._ascent_norms:
+            raise RuntimeError("ASAM.ascent_grad_norm: no ascent gradient recorded; call ascent_step() first")
+        if params is None:
+            norms = list(self._ascent_norms.values())
+        else:
+            norms = [self._ascent_norms[id(p)] for p in params if id(p) in self._ascent_norms]
+            if not norms:
+                raise ValueError("ASAM.ascent_grad_norm: none of params had a gradient at the last ascent_step")
+        return torch.linalg.vector_norm(torch.stack(norms))
