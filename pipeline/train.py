@@ -35,20 +35,20 @@ def unit_for(spec: RunSpec, params):
 
 
 def estimate_dog(store, unit, study) -> dict:
-    from awd.dog import estimate_dog as estimate, running_mean
+    """Paper Fig. 2: mean DoG from the start until the epoch where the training loss plateaus."""
+    from awd.dog import estimate_dog_from_epochs, running_mean
 
     trace = np.load(store.path("train", unit.key) / "dog_trace.npz")
-    history = trace["epoch_loss"]
-    iters_per_epoch = int(trace["iters_per_epoch"])
-    dog, plateau = estimate(trace["dog"], iters_per_epoch // int(trace["every"]), history,
-                            study.plateau.window, study.plateau.rel_tol)
+    losses = trace["epoch_loss"]
+    dog, plateau = estimate_dog_from_epochs(trace["epoch_dog"], trace["epoch_iters"], losses,
+                                            study.plateau.window, study.plateau.rel_tol)
     curve = {
         "iteration": trace["iteration"].tolist(),
         "lambda": trace["lam"].tolist(),
         "dog": trace["dog"].tolist(),
         "dog_running_mean": running_mean(trace["dog"]).tolist(),
-        "epoch_train_loss": history.tolist(),
-        "iters_per_epoch": iters_per_epoch,
+        "epoch_train_loss": losses.tolist(),
+        "iters_per_epoch": int(trace["iters_per_epoch"]),
     }
     return {"dog": float(f"{dog:.4g}"), "plateau_epoch": int(plateau), "curve": curve}
 

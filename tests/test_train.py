@@ -1,0 +1,345 @@
+"""The training loop on sklearn's 8x8 digits with a narrow `tiny` CNN: learning, every weight-decay method,
+adversarial and ASAM runs, bit-exact resume, best-checkpoint selection, divergence detection and config checks."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import awd.train as train_mod
+from awd.data import load_dataset, stratified_split
+from awd.evaluate import accuracy
+from awd.train import NonFiniteLossError, TrainConfig, TrainData, augment_pad, load_model, make_train_data, train
+
+METRIC_KEYS = {"best_epoch", "epochs_run", "val_acc", "val_robust_acc", "test_acc", "train_acc", "train_xent",
+               "weight_norm", "total_loss", "final_lambda", "mean_dog", "seconds"}
+
+
+def quiet(_msg):
+    pass
+
+
+@pytest.fixture(scope="module")
+def digits():
+    train_set, test_set = load_dataset("digits"), load_dataset("digits", train=False)
+    train_idx, val_idx = stratified_split(train_set.y, 0.15, 0)
+    return make_train_data(train_set, test_set, train_idx, val_idx)
+
+
+def config(**kw):
+    base = dict(dataset="digits", model="tiny", model_kw={"width": 8}, epochs=2, batch_size=64, lr=0.2,
+                wd_method="fixed", wd=5e-4, dog=0.0, seed=0)
+    base.update(kw)
+    return TrainConfig.from_dict(base)
+
+
+def read_history(out):
+    return json.loads((out / "history.json").read_text())
+
+
+def without_seconds(rows):
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+
+def assert_identical(a, b, where="state"):
+    """Recursive exact equality of checkpoint contents (tensors with torch.equal), ignoring wall-clock times."""
+    if isinstance(a, dict):
+        assert set(a) == set(b), f"{where}: keys differ"
+        for k in a:
+            if k != "seconds":
+                assert_identical(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), f"{where}: lengths differ"
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_identical(x, y, f"{where}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and torch.equal(a, b), f"{where}: tensors differ"
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def load(path):
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+# --- learning and outputs ---------------------------------------------------------------------------------------
+
+
+def test_natural_training_learns_digits_and_writes_every_output(digits, tmp_path):
+    lines = []
+    metrics = train(config(epochs=3), digits, tmp_path, device="cpu", log=lines.append)
+
+    assert set(metrics) == METRIC_KEYS
+    history = read_history(tmp_path)
+    losses = [h["train_loss"] for h in history]
+    assert losses[0] > losses[1] > losses[2]
+    assert metrics["test_acc"] > 0.6 and metrics["train_acc"] > 0.6  # chance is 0.1
+    assert metrics["val_robust_acc"] is None and all(h["val_robust_acc"] is None for h in history)
+    assert metrics["epochs_run"] == 3 and len(lines) == 3 and lines[0].startswith("epoch 1/3")
+    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+
+    correct = np.load(tmp_path / "train_correct.npy")
+    assert correct.dtype == bool and correct.shape == (len(digits.y_train),)
+    assert correct.mean() == pytest.approx(metrics["train_acc"])
+    pred = np.load(tmp_path / "train_pred.npy")
+    assert np.array_equal(pred == digits.y_train.numpy(), correct)
+    assert metrics["total_loss"] == pytest.approx(metrics["train_xent"] + 5e-4 / 2 * metrics["weight_norm"] ** 2)
+
+    model = load_model(tmp_path, config(epochs=3), digits.num_classes, digits.in_channels)
+    assert not model.training
+    assert accuracy(model, digits.x_test, digits.y_test) == pytest.approx(metrics["test_acc"])
+
+    trace = np.load(tmp_path / "dog_trace.npz")
+    iters = int(trace["iters_per_epoch"])
+    assert iters == -(-len(digits.y_train) // 64)
+    assert np.array_equal(trace["iteration"], np.arange(3 * iters))
+    assert np.allclose(trace["epoch_loss"], losses)
+    assert np.allclose(trace["lam"], 5e-4)
+
+
+@pytest.mark.parametrize("method", ["none", "fixed", "awd", "adadecay"])
+def test_every_weight_decay_method_trains_and_records_lambda(digits, tmp_path, method):
+    value = {"none": {}, "fixed": {"wd": 0.01}, "awd": {"wd": 0.0, "dog": 0.05}, "adadecay": {"wd": 0.01}}[method]
+    cfg = config(wd_method=method, **value)
+    metrics = train(cfg, digits, tmp_path, device="cpu", log=quiet)
+    trace = np.load(tmp_path / "dog_trace.npz")
+    history = read_history(tmp_path)
+
+    assert metrics["test_acc"] > 0.3
+    if method == "none":
+        assert np.all(trace["lam"] == 0) and np.all(trace["dog"] == 0) and metrics["final_lambda"] == 0
+    elif method in ("fixed", "adadecay"):
+        assert np.allclose(trace["lam"], 0.01) and metrics["final_lambda"] == pytest.approx(0.01)
+        assert np.all(trace["dog"] > 0)
+    else:
+        assert np.all(trace["lam"] > 0) and metrics["final_lambda"] > 0
+        assert all(h["lambda_mean"] > 0 for h in history)
+        # λ adapts every step (it is not a constant) and holds the measured DoG at the target up to the EMA lag
+        assert trace["lam"].std() > 0
+        assert metrics["mean_dog"] == pytest.approx(0.05, rel=0.1)
+
+
+def test_weight_decay_shrinks_weights_compared_to_none(digits, tmp_path):
+    none = train(config(wd_method="none"), digits, tmp_path / "none", device="cpu", log=quiet)
+    fixed = train(config(wd=0.01), digits, tmp_path / "fixed", device="cpu", log=quiet)
+    assert fixed["weight_norm"] < none["weight_norm"]
+
+
+def test_dog_trace_is_downsampled_by_dog_log_every(digits, tmp_path):
+    train(config(epochs=1, dog_log_every=3), digits, tmp_path, device="cpu", log=quiet)
+    trace = np.load(tmp_path / "dog_trace.npz")
+    iters = int(trace["iters_per_epoch"])
+    assert int(trace["every"]) == 3
+    assert np.array_equal(trace["iteration"], np.arange(0, iters, 3))
+    assert trace["epoch_dog"].shape == (1,) and trace["epoch_iters"].tolist() == [iters]
+
+
+def test_asam_runs_with_awd_for_both_gradient_choices(digits, tmp_path):
+    lams = {}
+    for grad in ("descent", "ascent"):
+        cfg = config(optimizer="asam", asam_awd_grad=grad, wd_method="awd", wd=0.0, dog=0.05)
+        metrics = train(cfg, digits, tmp_path / grad, device="cpu", log=quiet)
+        lams[grad] = np.load(tmp_path / grad / "dog_trace.npz")["lam"]
+        assert metrics["test_acc"] > 0.3 and np.all(lams[grad] > 0)
+    # the first λ comes from the same start, with ‖g‖ taken at w (ascent) or at w + e (descent)
+    assert lams["descent"][0] != lams["ascent"][0]
+    assert not np.allclose(lams["descent"], lams["ascent"])
+
+
+def test_bf16_and_channels_last_train(digits, tmp_path):
+    metrics = train(config(bf16=True, channels_last=True), digits, tmp_path, device="cpu", log=quiet)
+    assert np.isfinite(metrics["train_xent"]) and metrics["test_acc"] > 0.3
+
+
+# --- resume, best checkpoint --------------------------------------------------------------------------------------
+
+RESUMED = {
+    "awd_adversarial_sgd": dict(wd_method="awd", wd=0.0, dog=0.03, adversarial=True, eps=0.1, step_size=0.05,
+                                train_steps=2, val_steps=2),
+    "adadecay_natural_asam": dict(wd_method="adadecay", wd=0.01, optimizer="asam"),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(RESUMED))
+def resumed(request, digits, tmp_path_factory):
+    """The same 3-epoch run trained straight and interrupted after epochs 1 and 2 (model saved at each stop)."""
+    cfg = config(epochs=3, **RESUMED[request.param])
+    root = tmp_path_factory.mktemp(request.param)
+    straight = train(cfg, digits, root / "straight", device="cpu", log=quiet)
+    out, logs, per_epoch = root / "interrupted", [], {}
+    for stop in (1, 2):
+        partial = train(cfg, digits, out, device="cpu", log=logs.append, stop_after_epoch=stop)
+        assert partial == {"epochs_run": stop, "complete": False}
+        per_epoch[stop] = load(out / "last.pt")["model"]
+    metrics = train(cfg, digits, out, device="cpu", log=logs.append)
+    per_epoch[3] = load(out / "last.pt")["model"]
+    return {"cfg": cfg, "straight": straight, "metrics": metrics, "root": root, "logs": logs, "per_epoch": per_epoch}
+
+
+def test_resumed_run_is_identical_to_uninterrupted(resumed):
+    a, b = resumed["root"] / "straight", resumed["root"] / "interrupted"
+    assert "resumed from epoch 1" in resumed["logs"] and "resumed from epoch 2" in resumed["logs"]
+    assert_identical(load(a / "model.pt"), load(b / "model.pt"), "model.pt")
+    assert_identical(load(a / "last.pt"), load(b / "last.pt"), "last.pt")  # optimizer, wd, trace, RNG, history
+    assert without_seconds(read_history(a)) == without_seconds(read_history(b))
+    ta, tb = np.load(a / "dog_trace.npz"), np.load(b / "dog_trace.npz")
+    assert set(ta.files) == set(tb.files) and all(np.array_equal(ta[k], tb[k]) for k in ta.files)
+    drop = lambda m: {k: v for k, v in m.items() if k != "seconds"}  # noqa: E731
+    assert drop(resumed["straight"]) == drop(resumed["metrics"])
+    assert np.array_equal(np.load(a / "train_correct.npy"), np.load(b / "train_correct.npy"))
+
+
+def test_best_checkpoint_is_the_epoch_with_best_validation_metric(resumed):
+    out, cfg, metrics = resumed["root"] / "interrupted", resumed["cfg"], resumed["metrics"]
+    history = read_history(out)
+    key = "val_robust_acc" if cfg.adversarial else "val_acc"
+    values = [h[key] for h in history]
+    assert metrics["best_epoch"] == int(np.argmax(values)) + 1  # first epoch reaching the maximum
+    assert metrics[key] == max(values)
+    assert load(out / "best.pt")["epoch"] == metrics["best_epoch"]
+    assert_identical(load(out / "model.pt"), resumed["per_epoch"][metrics["best_epoch"]], "model.pt")
+
+
+def test_robust_accuracy_is_recorded_for_adversarial_runs_only(resumed):
+    history, m = read_history(resumed["root"] / "straight"), resumed["straight"]
+    if resumed["cfg"].adversarial:
+        assert all(h["val_robust_acc"] <= h["val_acc"] for h in history)
+        assert m["val_robust_acc"] is not None and m["val_robust_acc"] < m["val_acc"]
+    else:
+        assert m["val_robust_acc"] is None and all(h["val_robust_acc"] is None for h in history)
+
+
+def test_best_checkpoint_selection_with_scripted_validation(digits, tmp_path, monkeypatch):
+    """A best epoch that is not the last: model.pt must be the epoch-2 weights, not the final ones."""
+    script = iter([0.5, 0.9, 0.7])
+    real = train_mod.accuracy
+
+    def scripted(model, x, y, *args, **kw):
+        return next(script) if x is digits.x_val else real(model, x, y, *args, **kw)
+
+    monkeypatch.setattr(train_mod, "accuracy", scripted)
+    cfg = config(epochs=3)
+    train(cfg, digits, tmp_path, device="cpu", log=quiet, stop_after_epoch=2)
+    epoch2 = load(tmp_path / "last.pt")["model"]
+    metrics = train(cfg, digits, tmp_path, device="cpu", log=quiet)
+    assert metrics["best_epoch"] == 2 and metrics["val_acc"] == 0.9
+    assert_identical(load(tmp_path / "model.pt"), epoch2, "model.pt")
+    final = load(tmp_path / "last.pt")["model"]
+    assert not all(torch.equal(final[k], epoch2[k]) for k in final)
+
+
+def test_crash_before_promoting_the_best_checkpoint_is_settled_on_resume(digits, tmp_path):
+    cfg = config(epochs=2)
+    straight = train(cfg, digits, tmp_path / "straight", device="cpu", log=quiet)
+    out = tmp_path / "crashed"
+    train(cfg, digits, out, device="cpu", log=quiet, stop_after_epoch=1)
+    # crash after last.pt of epoch 1 was written, before best.pt.pending (epoch 1) was renamed to best.pt
+    (out / "best.pt").rename(out / "best.pt.pending")
+    train(cfg, digits, out, device="cpu", log=quiet, stop_after_epoch=1)  # resume settles, then stops at once
+    assert not (out / "best.pt.pending").exists() and load(out / "best.pt")["epoch"] == 1
+    metrics = train(cfg, digits, out, device="cpu", log=quiet)
+    assert metrics["best_epoch"] == straight["best_epoch"] and metrics["test_acc"] == straight["test_acc"]
+    assert_identical(load(out / "model.pt"), load(tmp_path / "straight" / "model.pt"), "model.pt")
+
+
+def test_stale_pending_best_from_a_redone_epoch_is_dropped(digits, tmp_path):
+    cfg = config(epochs=2)
+    straight = train(cfg, digits, tmp_path / "straight", device="cpu", log=quiet)
+    out = tmp_path / "crashed"
+    train(cfg, digits, out, device="cpu", log=quiet, stop_after_epoch=1)
+    # crash during epoch 2's checkpointing: its pending best exists but last.pt still says epoch 1
+    junk = {k: torch.zeros_like(v) for k, v in load(out / "best.pt")["model"].items()}
+    torch.save({"epoch": 2, "val_acc": 1.0, "val_robust_acc": None, "model": junk}, out / "best.pt.pending")
+    train(cfg, digits, out, device="cpu", log=quiet, stop_after_epoch=1)  # resume settles, then stops at once
+    assert not (out / "best.pt.pending").exists()
+    assert load(out / "best.pt")["epoch"] == 1 and any(v.any() for v in load(out / "best.pt")["model"].values())
+    metrics = train(cfg, digits, out, device="cpu", log=quiet)
+    assert metrics["val_acc"] == straight["val_acc"] and metrics["best_epoch"] == straight["best_epoch"]
+    assert_identical(load(out / "model.pt"), load(tmp_path / "straight" / "model.pt"), "model.pt")
+
+
+def test_checkpoints_load_with_weights_only(digits, tmp_path):
+    train(config(epochs=1, adversarial=True, train_steps=1, val_steps=1), digits, tmp_path, device="cpu", log=quiet)
+    last = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert {"model", "optimizer", "weight_decay", "scheduler", "trace", "history", "best", "rng", "epoch"} <= set(last)
+    assert isinstance(last["rng"]["torch_cpu"], torch.Tensor)
+    assert torch.load(tmp_path / "best.pt", weights_only=True)["epoch"] == 1
+    assert all(isinstance(v, torch.Tensor) for v in torch.load(tmp_path / "model.pt", weights_only=True).values())
+
+
+def test_resume_refuses_a_different_config(digits, tmp_path):
+    train(config(epochs=2), digits, tmp_path, device="cpu", log=quiet, stop_after_epoch=1)
+    with pytest.raises(ValueError, match=r"different config.*'lr': \(0\.1, 0\.2\)"):
+        train(config(epochs=2, lr=0.1), digits, tmp_path, device="cpu", log=quiet)
+
+
+def test_finished_run_resumes_to_the_same_metrics(digits, tmp_path):
+    first = train(config(epochs=1), digits, tmp_path, device="cpu", log=quiet)
+    lines = []
+    again = train(config(epochs=1), digits, tmp_path, device="cpu", log=lines.append)
+    assert lines == ["resumed from epoch 1"]
+    assert {k: v for k, v in first.items() if k != "seconds"} == {k: v for k, v in again.items() if k != "seconds"}
+
+
+# --- divergence ---------------------------------------------------------------------------------------------------
+
+
+def test_huge_learning_rate_raises_non_finite_loss(digits, tmp_path):
+    with pytest.raises(NonFiniteLossError, match=r"non-finite .* epoch 1 \(last lr=.*mean λ=0\.0005") as err:
+        train(config(lr=1e6), digits, tmp_path, device="cpu", log=quiet)
+    assert err.value.epoch == 1 and not np.isfinite(err.value.loss)
+    assert not (tmp_path / "last.pt").exists() and not (tmp_path / "history.json").exists()
+
+
+# --- config and data ----------------------------------------------------------------------------------------------
+
+
+def test_from_dict_rejects_unknown_keys():
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['learning_rate'\]; allowed keys are \['dataset'"):
+        TrainConfig.from_dict({"learning_rate": 0.1})
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("lr", -1.0, r"lr=-1.0 must be in \(0, inf\)"),
+    ("wd_method", "l1", r"wd_method='l1' is not one of \['none', 'fixed', 'awd', 'adadecay'\]"),
+    ("optimizer", "adam", r"optimizer='adam' is not one of \['sgd', 'asam'\]"),
+    ("epochs", 0, r"epochs=0 must be an integer >= 1"),
+    ("seed", True, r"seed=True must be an integer >= 0"),
+    ("batch_size", 64.0, r"batch_size=64.0 must be an integer >= 1"),
+    ("nesterov", "yes", r"nesterov='yes' must be true or false"),
+    ("val_fraction", 1.0, r"val_fraction=1.0 must be in \(0, 1\)"),
+    ("model_kw", [1], r"model_kw=\[1\] must be a mapping"),
+    ("lr", "0.1", r"lr='0.1' must be a number"),
+])
+def test_from_dict_rejects_bad_values(key, value, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig.from_dict({key: value})
+
+
+def test_from_dict_cross_field_checks_and_round_trip():
+    with pytest.raises(ValueError, match=r"dog=0.0 must be > 0 when wd_method='awd'"):
+        TrainConfig.from_dict({"wd_method": "awd", "dog": 0.0})
+    with pytest.raises(ValueError, match=r"wd=0.0 must be > 0 when wd_method='fixed'"):
+        TrainConfig.from_dict({"wd_method": "fixed", "wd": 0.0})
+    cfg = TrainConfig.from_dict({"lr": 1, "wd_method": "awd", "dog": 0.016})
+    assert isinstance(cfg.lr, float) and cfg.lr == 1.0
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_make_train_data_uses_given_labels_and_holds_out_validation():
+    train_set, test_set = load_dataset("digits"), load_dataset("digits", train=False)
+    noisy = (train_set.y + 1) % 10
+    flipped = np.ones(len(noisy), dtype=bool)
+    data = make_train_data(train_set, test_set, np.arange(0, 100), np.arange(100, 120), labels=noisy, flipped=flipped)
+    assert torch.equal(data.y_train, noisy[:100]) and torch.equal(data.y_val, noisy[100:120])
+    assert torch.equal(data.x_val, train_set.x[100:120]) and data.flipped.shape == (100,)
+    assert data.in_channels == 1 and data.num_classes == 10
+    with pytest.raises(ValueError, match="overlap"):
+        make_train_data(train_set, test_set, np.arange(0, 100), np.arange(90, 120))
+    with pytest.raises(ValueError, match=r"TrainData.x_train must be a uint8 tensor"):
+        TrainData(data.x_train.float(), data.y_train, data.x_val, data.y_val, data.x_test, data.y_test, 10)
+
+
+def test_augment_pad_scales_with_image_size():
+    assert augment_pad(32) == 4 and augment_pad(8) == 1 and augment_pad(4) == 1
