@@ -1,0 +1,375 @@
+"""Where units run: executor settings (from $AWD_EXECUTOR / executor.yaml, never a DVC param) and submitit executors.
+
+Kinds: `debug` (in the driver process, for stepping through a unit), `local` (detached subprocesses on this
+machine, at most `max_parallel` at once), `slurm` (job arrays through sbatch; state from sacct).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+import typing as tp
+from pathlib import Path
+
+import submitit
+import yaml
+from submitit.local import local as submitit_local
+
+KINDS = ("debug", "local", "slurm")
+ENV_KIND = "AWD_EXECUTOR"
+ENV_FILE = "AWD_EXECUTOR_CONFIG"
+DEFAULT_FILE = "executor.yaml"
+DEFAULT_SLURM_TIMEOUT_MIN = 24 * 60  # submitit's own default is 5 minutes, too short for any training run
+NO_LOCAL_TIMEOUT_MIN = 365 * 24 * 60
+
+
+class ExecutorConfigError(ValueError):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecutorConfig:
+    kind: str = "local"
+    # local
+    max_parallel: tp.Optional[int] = None  # default: os.cpu_count()
+    local_gpus: tp.Optional[tp.List[int]] = None  # job i sees GPU local_gpus[i % len]; None: inherit the env
+    # slurm
+    partition: tp.Optional[str] = None
+    gpus_per_node: tp.Optional[int] = None
+    cpus_per_task: tp.Optional[int] = None
+    mem_gb: tp.Optional[float] = None
+    timeout_min: tp.Optional[int] = None  # slurm default 24 h; local: no limit unless set
+    account: tp.Optional[str] = None
+    qos: tp.Optional[str] = None
+    constraint: tp.Optional[str] = None
+    array_parallelism: tp.Optional[int] = None
+    max_array_size: int = 1000  # SLURM's MaxArraySize is 1001 by default: larger submissions are split
+    extra: tp.Dict[str, tp.Any] = dataclasses.field(default_factory=dict)  # -> sbatch additional parameters
+    setup: tp.List[str] = dataclasses.field(default_factory=list)  # shell lines run before each job
+    max_num_timeout: int = 3  # requeues after a time-out (preemptions do not count)
+    # all
+    units_per_job: tp.Optional[int] = None  # pack units into one job; local default: <= max_parallel jobs
+    poll_s: tp.Optional[float] = None  # driver poll interval; default local 1 s, slurm 15 s
+
+    def __post_init__(self) -> None:
+        validate_fields(dataclasses.asdict(self), source="ExecutorConfig")
+
+    @property
+    def parallel(self) -> int:
+        return self.max_parallel or os.cpu_count() or 1
+
+    def poll_interval(self) -> float:
+        if self.poll_s is not None:
+            return self.poll_s
+        return 15.0 if self.kind == "slurm" else 1.0
+
+
+_INT = (int,)
+_NUM = (int, float)
+_FIELD_TYPES: tp.Dict[str, tp.Tuple[tp.Tuple[type, ...], str]] = {
+    "kind": ((str,), "one of " + ", ".join(KINDS)),
+    "max_parallel": (_INT, "a positive integer"),
+    "local_gpus": ((list,), "a list of GPU indices"),
+    "partition": ((str,), "a string"),
+    "gpus_per_node": (_INT, "an integer >= 0"),
+    "cpus_per_task": (_INT, "a positive integer"),
+    "mem_gb": (_NUM, "a positive number"),
+    "timeout_min": (_INT, "a positive integer (minutes)"),
+    "account": ((str,), "a string"),
+    "qos": ((str,), "a string"),
+    "constraint": ((str,), "a string"),
+    "array_parallelism": (_INT, "a positive integer"),
+    "max_array_size": (_INT, "a positive integer"),
+    "extra": ((dict,), "a mapping of sbatch option -> value"),
+    "setup": ((list,), "a list of shell lines"),
+    "max_num_timeout": (_INT, "an integer >= 0"),
+    "units_per_job": (_INT, "a positive integer"),
+    "poll_s": (_NUM, "a positive number (seconds)"),
+}
+_MIN = {"max_parallel": 1, "gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 0, "timeout_min": 1,
+        "array_parallelism": 1, "max_array_size": 1, "max_num_timeout": 0, "units_per_job": 1, "poll_s": 0}
+_STRICT_MIN = {"mem_gb", "poll_s"}
+
+
+def _did_you_mean(word: str, options: tp.Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def validate_fields(values: tp.Mapping[str, tp.Any], source: str) -> None:
+    """Raises ExecutorConfigError naming `source`, the key, the bad value and what is allowed."""
+    for key in values:
+        if key not in _FIELD_TYPES:
+            raise ExecutorConfigError(
+                f"{source}: unknown key {key!r}{_did_you_mean(str(key), _FIELD_TYPES)}; "
+                f"allowed keys: {', '.join(sorted(_FIELD_TYPES))}")
+    for key, value in values.items():
+        if value is None and key not in ("kind", "extra", "setup", "max_array_size", "max_num_timeout"):
+            continue
+        types, allowed = _FIELD_TYPES[key]
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise ExecutorConfigError(
+                f"{source}: key {key!r} must be {allowed}, got {value!r} ({type(value).__name__})")
+        if key in _MIN and (value < _MIN[key] or (key in _STRICT_MIN and value == _MIN[key])):
+            raise ExecutorConfigError(f"{source}: key {key!r} must be {allowed}, got {value!r}")
+    kind = values.get("kind", "local")
+    if kind not in KINDS:
+        raise ExecutorConfigError(
+            f"{source}: unknown executor kind {kind!r}{_did_you_mean(str(kind), KINDS)}; allowed: {', '.join(KINDS)}")
+    for line in values.get("setup") or []:
+        if not isinstance(line, str):
+            raise ExecutorConfigError(f"{source}: key 'setup' must be a list of shell lines, got item {line!r}")
+    for gpu in values.get("local_gpus") or []:
+        if isinstance(gpu, bool) or not isinstance(gpu, int) or gpu < 0:
+            raise ExecutorConfigError(f"{source}: key 'local_gpus' must list GPU indices >= 0, got item {gpu!r}")
+    for opt, value in (values.get("extra") or {}).items():
+        if not isinstance(opt, str) or not isinstance(value, (str, int, float, bool)):
+            raise ExecutorConfigError(
+                f"{source}: key 'extra' maps sbatch options to str/number/bool values, got {opt!r}: {value!r}")
+
+
+def load_executor_config(path: tp.Union[str, Path, None] = None) -> ExecutorConfig:
+    """Settings from a YAML file (`path`, else $AWD_EXECUTOR_CONFIG, else ./executor.yaml if present); the kind
+    can be overridden with $AWD_EXECUTOR. Without either: local."""
+    values: tp.Dict[str, tp.Any] = {}
+    if path is None and os.environ.get(ENV_FILE):
+        path = os.environ[ENV_FILE]
+        if not Path(path).is_file():
+            raise ExecutorConfigError(f"${ENV_FILE}={path!r}: no such file")
+    elif path is None and Path(DEFAULT_FILE).is_file():
+        path = DEFAULT_FILE
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            with open(path) as f:
+                loaded = yaml.safe_load(f)
+        except FileNotFoundError:
+            raise ExecutorConfigError(f"executor config {source!r}: no such file") from None
+        except yaml.YAMLError as e:
+            raise ExecutorConfigError(f"executor config {source}: not valid YAML: {e}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ExecutorConfigError(f"executor config {source}: must be a mapping of settings, got "
+                                      f"{type(loaded).__name__}")
+        validate_fields(loaded, source)
+        values.update(loaded)
+    env_kind = os.environ.get(ENV_KIND)
+    if env_kind:
+        env_kind = env_kind.strip().lower()
+        if env_kind not in KINDS:
+            raise ExecutorConfigError(f"${ENV_KIND}: unknown executor kind {env_kind!r}"
+                                      f"{_did_you_mean(env_kind, KINDS)}; allowed: {', '.join(KINDS)}")
+        values["kind"] = env_kind
+    return ExecutorConfig(**values)
+
+
+# -- local: detached controllers -------------------------------------------------------------------------------------
+class DetachedLocalExecutor(submitit.LocalExecutor):
+    """submitit's LocalExecutor, but each job starts in its own session.
+
+    Ctrl-C in the driver's terminal reaches the whole foreground process group; a job in its own session keeps
+    running (as a SLURM job would) and the next driver re-attaches to it. GPUs are inherited from the driver's
+    environment unless `local_gpus` assigns one per job (submitit would otherwise hide all GPUs by default).
+    """
+
+    def __init__(self, folder: tp.Union[str, Path], local_gpus: tp.Optional[tp.Sequence[int]] = None,
+                 timeout_min: tp.Optional[float] = None, setup: tp.Sequence[str] = (), **kwargs: tp.Any):
+        super().__init__(folder, **kwargs)
+        self._local_gpus = list(local_gpus or [])
+        self._timeout_min = timeout_min or NO_LOCAL_TIMEOUT_MIN
+        self._setup = list(setup)
+        self._n_started = 0
+
+    def _submit_command(self, command: str) -> submitit.local.local.LocalJob:
+        env = dict(os.environ)
+        env.update(
+            SUBMITIT_LOCAL_NTASKS="1", SUBMITIT_LOCAL_COMMAND=command,
+            SUBMITIT_LOCAL_TIMEOUT_S=str(int(60 * self._timeout_min)), SUBMITIT_LOCAL_SIGNAL_DELAY_S="30",
+            SUBMITIT_LOCAL_NODEID="0", SUBMITIT_LOCAL_JOB_NUM_NODES="1", SUBMITIT_STDERR_TO_STDOUT="",
+            SUBMITIT_EXECUTOR="local", SUBMITIT_LOCAL_WITH_SHELL="1" if self._setup else "",
+        )
+        if self._local_gpus:
+            env["CUDA_VISIBLE_DEVICES"] = str(self._local_gpus[self._n_started % len(self._local_gpus)])
+        self._n_started += 1
+        cmd: tp.Any = [sys.executable, "-m", "submitit.local._local", str(self.folder)]
+        if self._setup:
+            cmd = " && ".join(self._setup + [shlex.join(cmd)])
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / "controllers.log", "ab") as log:
+            process = subprocess.Popen(cmd, shell=bool(self._setup), env=env, start_new_session=True,
+                                       stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        return submitit_local.LocalJob(folder=self.folder, job_id=str(process.pid), process=process, tasks=[0])
+
+
+def make_executor(cfg: ExecutorConfig, log_dir: tp.Union[str, Path]) -> submitit.Executor:
+    """The submitit executor for `cfg`, writing submission files and job logs under `log_dir`.
+
+    For `debug`, jobs.submit runs units in-process itself rather than through the returned DebugExecutor: that
+    one opens pdb on any exception, which hangs a pipeline and fails under captured stdio.
+    """
+    log_dir = Path(log_dir)
+    if cfg.kind == "debug":
+        return submitit.DebugExecutor(folder=log_dir)
+    if cfg.kind == "local":
+        return DetachedLocalExecutor(log_dir, local_gpus=cfg.local_gpus, timeout_min=cfg.timeout_min,
+                                     setup=cfg.setup, max_num_timeout=cfg.max_num_timeout)
+    if submitit.SlurmExecutor.affinity() < 0:
+        raise ExecutorConfigError(
+            "executor kind 'slurm' but `srun` is not on PATH: run the pipeline on a SLURM login node, or set "
+            f"${ENV_KIND}=local (or kind: local in {DEFAULT_FILE})")
+    ex = submitit.SlurmExecutor(folder=log_dir, max_num_timeout=cfg.max_num_timeout)
+    params: tp.Dict[str, tp.Any] = {"time": cfg.timeout_min or DEFAULT_SLURM_TIMEOUT_MIN}
+    for name in ("partition", "gpus_per_node", "cpus_per_task", "account", "qos", "constraint",
+                 "array_parallelism"):
+        value = getattr(cfg, name)
+        if value is not None:
+            params[name] = value
+    if cfg.mem_gb is not None:
+        params["mem"] = submitit.slurm.slurm._convert_mem(cfg.mem_gb)
+    if cfg.setup:
+        params["setup"] = list(cfg.setup)
+    if cfg.extra:
+        params["additional_parameters"] = dict(cfg.extra)
+    ex.update_parameters(**params)
+    return ex
+
+
+# -- liveness and cancellation of recorded jobs (any driver process, any time) ---------------------------------------
+SLURM_ACTIVE = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "COMPLETING", "CONFIGURING",
+                "RESIZING", "SUSPENDED", "STAGE_OUT", "SIGNALING", "READY", "UNKNOWN"}
+SQUEUE_FALLBACK_AFTER_S = 300.0  # sacct may not list a job for a while (or at all without accounting)
+
+
+class ElsewhereError(RuntimeError):
+    """A local job recorded by a driver on another host: this host cannot see whether it still runs."""
+
+
+def _proc_alive(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat")
+    if Path("/proc/self/stat").exists():
+        try:
+            state = stat.read_text().rsplit(")", 1)[1].split()[0]
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, IndexError):
+            return False  # gone, or another user's process reusing the pid: not our job either way
+        # a zombie has exited; a live pid without "submitit" in its command line is a reused pid
+        return state not in ("Z", "X") and b"submitit" in cmdline
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class JobWatch:
+    """Answers "is this recorded job still queued or running?" for jobs submitted by this or an earlier driver."""
+
+    def __init__(self, sacct_every_s: float = 30.0):
+        self._children: tp.Dict[str, tp.Any] = {}  # job id -> Popen of local jobs this process started
+        self._sacct_every_s = sacct_every_s
+        self._last_sacct = float("-inf")
+        self._squeue: tp.Dict[str, str] = {}
+
+    def track(self, job: tp.Any) -> None:
+        process = getattr(job, "_process", None)
+        if process is not None:
+            self._children[str(job.job_id)] = process
+
+    def refresh(self, records: tp.Iterable[tp.Mapping[str, tp.Any]], force: bool = False) -> None:
+        """One sacct call for every recorded slurm job, at most every `sacct_every_s` unless forced."""
+        slurm = sorted({str(r["job_id"]) for r in records if r.get("executor") == "slurm"})
+        if not slurm:
+            return
+        now = time.time()
+        if not force and now - self._last_sacct < self._sacct_every_s:
+            return
+        watcher = submitit.SlurmJob.watcher
+        for job_id in slurm:
+            if job_id not in watcher._registered:
+                watcher.register_job(job_id)
+        watcher.update()
+        self._last_sacct = now
+        stale = [j for j, r in ((str(r["job_id"]), r) for r in records if r.get("executor") == "slurm")
+                 if watcher.get_state(j, mode="cache") == "UNKNOWN"
+                 and now - float(r.get("submitted_at", now)) > SQUEUE_FALLBACK_AFTER_S]
+        self._squeue = _squeue_states(stale) if stale else {}
+
+    def state(self, record: tp.Mapping[str, tp.Any]) -> tp.Tuple[bool, str]:
+        """(alive, state in words)."""
+        job_id = str(record["job_id"])
+        kind = record.get("executor")
+        if kind == "local":
+            if job_id in self._children:
+                alive = self._children[job_id].poll() is None  # also reaps our own finished children
+                return alive, "RUNNING" if alive else "ENDED"
+            host = record.get("host")
+            if host and host != _hostname():
+                raise ElsewhereError(
+                    f"local job {job_id} was started on host {host!r} and this is {_hostname()!r}; run the "
+                    "pipeline there, cancel the job there (python -m jobs cancel), or delete the entry's job.json "
+                    "to resubmit")
+            alive = _proc_alive(int(job_id))
+            return alive, "RUNNING" if alive else "ENDED"
+        if kind == "slurm":
+            folder = record.get("folder")
+            if folder and submitit.core.utils.JobPaths(folder, job_id=job_id).result_pickle.exists():
+                return False, "ENDED"
+            state = submitit.SlurmJob.watcher.get_state(job_id, mode="cache").split(" ")[0].upper()
+            if state == "UNKNOWN" and job_id in self._squeue:
+                state = self._squeue[job_id] or "GONE (not in squeue)"
+            return state in SLURM_ACTIVE, state
+        # debug units run inside the driver: a record left behind means that driver is gone
+        return False, "ENDED"
+
+
+def _hostname() -> str:
+    return socket.gethostname()
+
+
+def _squeue_states(job_ids: tp.Sequence[str]) -> tp.Dict[str, str]:
+    try:
+        out = subprocess.run(["squeue", "-h", "-o", "%i|%T", "-j", ",".join(job_ids)], capture_output=True,
+                             text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    states = {j: "" for j in job_ids}
+    for line in out.splitlines():
+        if "|" in line:
+            jid, state = line.strip().split("|", 1)
+            states[jid] = state.upper()
+    return states
+
+
+def cancel_jobs(records: tp.Sequence[tp.Mapping[str, tp.Any]], say: tp.Callable[[str], None] = print) -> int:
+    """Cancels recorded jobs: scancel for slurm, SIGINT to the process group for local. Returns how many."""
+    slurm = sorted({str(r["job_id"]) for r in records if r.get("executor") == "slurm"})
+    n = 0
+    if slurm:
+        subprocess.run(["scancel", *slurm], check=True)
+        say(f"scancel {' '.join(slurm)}")
+        n += len(slurm)
+    for job_id in sorted({str(r["job_id"]) for r in records if r.get("executor") == "local"}):
+        rec = next(r for r in records if str(r["job_id"]) == job_id)
+        if rec.get("host") and rec["host"] != _hostname():
+            say(f"local job {job_id} runs on host {rec['host']}; cancel it there")
+            continue
+        if not _proc_alive(int(job_id)):
+            continue
+        try:
+            os.killpg(int(job_id), signal.SIGINT)  # the controller and its task: they share the job's session
+        except ProcessLookupError:
+            continue
+        say(f"interrupted local job {job_id}")
+        n += 1
+    return n

@@ -1,0 +1,144 @@
+"""Content keys for units: canonical JSON of the config plus a digest of the code that computes it.
+
+Executor settings (where and how a unit runs) never enter a key, so moving from a laptop to SLURM reuses results.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import math
+import numbers
+import re
+import typing as tp
+from pathlib import Path
+
+PROJECT_PACKAGES = ("awd", "jobs", "pipeline")
+KIND_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
+
+
+def _normalise(obj: tp.Any, where: str) -> tp.Any:
+    # bool before numbers: bool is an Integral.
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, numbers.Integral):
+        return int(obj)
+    if isinstance(obj, numbers.Real):
+        value = float(obj)
+        if not math.isfinite(value):
+            raise ValueError(f"canonical_json: {where} is {value!r}; keys need finite numbers "
+                             "(NaN/inf are not allowed)")
+        return 0.0 if value == 0.0 else value  # -0.0 and 0.0 compute the same thing
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            if not isinstance(k, str):
+                raise TypeError(f"canonical_json: {where} has key {k!r} of type {type(k).__name__}; keys must be str")
+            out[k] = _normalise(v, f"{where}[{k!r}]")
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [_normalise(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+    raise TypeError(
+        f"canonical_json: {where} has unsupported type {type(obj).__module__}.{type(obj).__qualname__} "
+        f"(value {obj!r}); allowed: dict with str keys, list, tuple, str, int, float, bool, None"
+    )
+
+
+def canonical_json(obj: tp.Any) -> str:
+    """One string per value: sorted keys, no whitespace, tuples as lists, floats as their shortest repr."""
+    return json.dumps(_normalise(obj, "value"), sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False)
+
+
+def unit_key(kind: str, config: tp.Mapping[str, tp.Any], code: str) -> str:
+    """sha256 hex of {kind, config, code}: equal keys mean the same computation by the same code."""
+    if not isinstance(kind, str) or not KIND_RE.match(kind):
+        raise ValueError(f"unit_key: kind {kind!r} is not allowed; use lowercase letters, digits, '_' or '-' "
+                         "starting with a letter (it names a store directory)")
+    if not isinstance(config, tp.Mapping):
+        raise TypeError(f"unit_key: config must be a dict, got {type(config).__name__}")
+    if not isinstance(code, str) or not code:
+        raise TypeError(f"unit_key: code must be a non-empty digest string (see code_digest), got {code!r}")
+    payload = canonical_json({"kind": kind, "config": dict(config), "code": code})
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _default_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def _module_file(root: Path, name: str) -> tp.Optional[Path]:
+    base = root.joinpath(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imported_names(tree: ast.AST, module: str, is_package: bool) -> tp.Iterator[str]:
+    """Every module name an import statement anywhere in the file could load (over-inclusion is harmless)."""
+    package = module if is_package else module.rpartition(".")[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".") if package else []
+                if node.level - 1 > len(parts):
+                    continue  # beyond the top-level package: Python itself would fail here
+                parts = parts[: len(parts) - (node.level - 1)]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            if base:
+                yield base
+            for alias in node.names:
+                if alias.name != "*":
+                    yield f"{base}.{alias.name}" if base else alias.name
+
+
+def _with_parents(name: str) -> tp.List[str]:
+    parts = name.split(".")
+    return [".".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def code_digest(module_names: tp.Union[str, tp.Iterable[str]], root: tp.Union[str, Path, None] = None,
+                packages: tp.Sequence[str] = PROJECT_PACKAGES) -> str:
+    """sha256 over the given modules and everything they import inside the project packages.
+
+    Importing `a.b.c` runs `a/__init__.py` and `a/b/__init__.py` too, so those count as dependencies. Files are
+    hashed as bytes (any edit, comments included, changes the digest), in sorted module-name order.
+    """
+    root = Path(root).resolve() if root is not None else _default_root()
+    names = [module_names] if isinstance(module_names, str) else list(module_names)
+    if not names:
+        raise ValueError("code_digest: no module names given")
+    allowed = set(packages)
+    files: tp.Dict[str, Path] = {}
+    todo: tp.List[str] = []
+    for name in names:
+        if name.split(".")[0] not in allowed:
+            raise ValueError(f"code_digest: module {name!r} is outside the project packages {sorted(allowed)}")
+        if _module_file(root, name) is None:
+            raise FileNotFoundError(f"code_digest: module {name!r} has no source file under {root}")
+        todo.append(name)
+    while todo:
+        name = todo.pop()
+        for dep in _with_parents(name):
+            if dep in files or dep.split(".")[0] not in allowed:
+                continue
+            path = _module_file(root, dep)
+            if path is None:
+                continue  # a namespace package, or an attribute imported with `from x import y`
+            files[dep] = path
+            try:
+                tree = ast.parse(path.read_bytes(), filename=str(path))
+            except SyntaxError as e:
+                raise SyntaxError(f"code_digest: cannot parse {path}: {e}") from e
+            todo.extend(_imported_names(tree, dep, path.name == "__init__.py"))
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(name.encode("utf-8") + b"\0" + hashlib.sha256(files[name].read_bytes()).digest())
+    return digest.hexdigest()

@@ -1,0 +1,64 @@
+"""The driver's progress line: done / running / failed counts and an ETA from the durations of finished units."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import sys
+import time
+import typing as tp
+
+from tqdm import tqdm
+
+
+def estimate_eta_s(remaining: int, durations: tp.Sequence[float], parallel: int) -> tp.Optional[float]:
+    """Seconds until `remaining` units finish, if they take the median finished-unit time, `parallel` at a time.
+
+    The median, not the mean: one unit slowed by a busy node should not swing the estimate. None before any
+    unit of this run has finished (there is nothing honest to extrapolate from).
+    """
+    if remaining <= 0:
+        return 0.0
+    if not durations:
+        return None
+    return math.ceil(remaining / max(1, parallel)) * statistics.median(durations)
+
+
+def format_duration(seconds: tp.Optional[float]) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+class Progress:
+    def __init__(self, total: int, done: int, desc: str, stream: tp.Optional[tp.TextIO] = None):
+        self.stream = stream if stream is not None else sys.stderr
+        self.bar = tqdm(total=total, initial=done, desc=desc, unit="unit", file=self.stream, dynamic_ncols=True,
+                        bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]", mininterval=0.5)
+        self.durations: tp.List[float] = []
+        isatty = getattr(self.stream, "isatty", lambda: False)()
+        # a log file (dvc's captured stderr, a SLURM login session piped to tee) gets a line a minute, not a second
+        self._every_s = 1.0 if isatty else 60.0
+        self._last: tp.Tuple[tp.Any, ...] = ()
+        self._last_t = float("-inf")
+
+    def update(self, done: int, running: int, failed: int, parallel: int) -> None:
+        eta = estimate_eta_s(running, self.durations, parallel)
+        counts = (done, running, failed)
+        now = time.monotonic()
+        if counts == self._last and now - self._last_t < self._every_s:
+            return
+        self._last, self._last_t = counts, now
+        self.bar.n = done
+        self.bar.set_postfix_str(f"done={done} running={running} failed={failed} eta={format_duration(eta)}",
+                                 refresh=False)
+        self.bar.refresh()
+
+    def write(self, message: str) -> None:
+        self.bar.write(message, file=self.stream)
+
+    def close(self) -> None:
+        self.bar.close()

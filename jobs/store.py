@@ -1,0 +1,317 @@
+"""The run store: one directory per unit, done exactly when a valid manifest says so.
+
+Layout: `root/<kind>/<key[:2]>/<key>/`. The entry directory is also the unit's working directory while it runs, so
+a preempted unit resumes from its own checkpoint files. `manifest.json` (size + sha256 of every file) is written
+last and atomically by `commit`; an entry without a manifest that matches its files is not done. `job.json` (the
+job running the unit, for re-attaching), `error.txt` (last failure) and dot-files (locks, temporaries) are
+bookkeeping and stay outside the manifest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import time
+import typing as tp
+import uuid
+from pathlib import Path
+
+import filelock
+
+from jobs.keys import KIND_RE
+
+MANIFEST = "manifest.json"
+RESULT = "result.json"
+JOB = "job.json"
+ERROR = "error.txt"
+CONFIG = "config.json"
+BOOKKEEPING = {MANIFEST, JOB, ERROR}
+QUARANTINE = "_quarantine"
+KEY_MIN_LEN = 8
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # some filesystems do not allow opening directories; the rename is still atomic
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: tp.Union[str, Path], data: bytes) -> None:
+    """Readers see the old file or the whole new one, never a prefix; a failure leaves no temporary behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(path.parent)
+
+
+def dump_json(obj: tp.Any, what: str) -> bytes:
+    try:
+        return (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode("utf-8")
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{what} is not JSON-serialisable: {e}") from e
+
+
+def atomic_write_json(path: tp.Union[str, Path], obj: tp.Any) -> None:
+    atomic_write_bytes(path, dump_json(obj, str(path)))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _payload_files(entry: Path) -> tp.List[str]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(entry):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            rel = Path(dirpath, name).relative_to(entry).as_posix()
+            if name.startswith(".") or rel in BOOKKEEPING:
+                continue
+            out.append(rel)
+    return sorted(out)
+
+
+def _utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class RunStore:
+    def __init__(self, root: tp.Union[str, Path]):
+        self.root = Path(root).expanduser().resolve()
+
+    def __repr__(self) -> str:
+        return f"RunStore({str(self.root)!r})"
+
+    # -- paths ---------------------------------------------------------------------------------------------------
+    def path(self, kind: str, key: str) -> Path:
+        if not isinstance(kind, str) or not KIND_RE.match(kind):
+            raise ValueError(f"store: kind {kind!r} is not allowed; lowercase letters, digits, '_' or '-', "
+                             "starting with a letter")
+        if not isinstance(key, str) or len(key) < KEY_MIN_LEN or not all(c in "0123456789abcdef" for c in key):
+            raise ValueError(f"store: key {key!r} is not a lowercase hex digest of at least {KEY_MIN_LEN} "
+                             "characters (see jobs.keys.unit_key)")
+        return self.root / kind / key[:2] / key
+
+    def workdir(self, kind: str, key: str) -> Path:
+        """The entry directory, created; a running unit writes (and checkpoints) its files here."""
+        entry = self.path(kind, key)
+        entry.mkdir(parents=True, exist_ok=True)
+        return entry
+
+    def log_dir(self, desc: str) -> Path:
+        """`_logs/<slug of desc>/`: job logs land at `<job_id>_0_log.out|err` in it."""
+        slug = re.sub(r"[^a-z0-9]+", "-", desc.lower()).strip("-")
+        if not slug:
+            raise ValueError(f"store: desc {desc!r} needs at least one letter or digit (it names the log directory)")
+        return self.root / "_logs" / slug
+
+    # -- done / commit -------------------------------------------------------------------------------------------
+    def commit(self, kind: str, key: str, result: tp.Mapping[str, tp.Any],
+               meta: tp.Optional[tp.Mapping[str, tp.Any]] = None) -> Path:
+        """Writes result.json then the manifest over every file of the entry; on any failure neither remains."""
+        if not isinstance(result, tp.Mapping):
+            raise TypeError(f"store.commit({kind}/{key}): result must be a dict, got {type(result).__name__}")
+        entry = self.workdir(kind, key)
+        result_bytes = dump_json(dict(result), f"result of {kind}/{key}")
+        manifest_path = entry / MANIFEST
+        with contextlib.suppress(FileNotFoundError):
+            manifest_path.unlink()  # recommitting: the entry is not done until the new manifest lands
+        try:
+            atomic_write_bytes(entry / RESULT, result_bytes)
+            files = {}
+            for rel in _payload_files(entry):
+                p = entry / rel
+                files[rel] = {"size": p.stat().st_size, "sha256": _sha256(p)}
+            manifest = {"kind": kind, "key": key, "committed_at": _utc_now(), "host": socket.gethostname(),
+                        "meta": dict(meta or {}), "files": files}
+            atomic_write_bytes(manifest_path, dump_json(manifest, f"manifest of {kind}/{key}"))
+        except BaseException:
+            with contextlib.suppress(OSError):
+                (entry / RESULT).unlink()
+            raise
+        with contextlib.suppress(FileNotFoundError):
+            (entry / ERROR).unlink()
+        return entry
+
+    def manifest(self, kind: str, key: str) -> tp.Optional[dict]:
+        try:
+            with open(self.path(kind, key) / MANIFEST, "rb") as f:
+                return json.loads(f.read())
+        except FileNotFoundError:
+            return None
+
+    def is_done(self, kind: str, key: str, verify: bool = False) -> bool:
+        """True when the manifest matches the files (sizes; sha256 too with verify=True).
+
+        A manifest that does not match means the entry was damaged after commit: it is moved to `_quarantine/`
+        with the reason, and the unit counts as not done (so it is recomputed).
+        """
+        entry = self.path(kind, key)
+        try:
+            manifest = self.manifest(kind, key)
+        except (ValueError, OSError) as e:
+            self._quarantine(kind, key, f"unreadable {MANIFEST}: {e}")
+            return False
+        if manifest is None:
+            return False
+        problem = self._check(entry, manifest, verify)
+        if problem:
+            self._quarantine(kind, key, problem)
+            return False
+        return True
+
+    @staticmethod
+    def _check(entry: Path, manifest: tp.Any, verify: bool) -> str:
+        files = manifest.get("files") if isinstance(manifest, dict) else None
+        if not isinstance(files, dict) or RESULT not in files:
+            return f"{MANIFEST} has no file list including {RESULT}"
+        for rel, info in sorted(files.items()):
+            p = entry / rel
+            try:
+                size = p.stat().st_size
+            except FileNotFoundError:
+                return f"{rel} is missing"
+            if size != info.get("size"):
+                return f"{rel} has {size} bytes, manifest says {info.get('size')}"
+            if verify and _sha256(p) != info.get("sha256"):
+                return f"{rel} sha256 differs from the manifest"
+        return ""
+
+    def _quarantine(self, kind: str, key: str, reason: str) -> None:
+        entry = self.path(kind, key)
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        dest = self.root / QUARANTINE / kind / f"{key}.{stamp}.{uuid.uuid4().hex[:6]}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(entry, dest)
+        except FileNotFoundError:
+            return  # another process moved it first
+        atomic_write_bytes(dest / "reason.txt", f"{_utc_now()} {kind}/{key}: {reason}\n".encode())
+
+    def result(self, kind: str, key: str) -> dict:
+        if not self.is_done(kind, key):
+            raise StoreError(f"store: {kind}/{key} is not done (no valid {MANIFEST} in {self.path(kind, key)})")
+        with open(self.path(kind, key) / RESULT, "rb") as f:
+            return json.loads(f.read())
+
+    def write_config(self, kind: str, key: str, config: tp.Mapping[str, tp.Any]) -> None:
+        atomic_write_json(self.workdir(kind, key) / CONFIG, dict(config))
+
+    # -- errors ---------------------------------------------------------------------------------------------------
+    def record_error(self, kind: str, key: str, text: str) -> Path:
+        path = self.workdir(kind, key) / ERROR
+        atomic_write_bytes(path, text.encode("utf-8", "replace"))
+        return path
+
+    def error(self, kind: str, key: str) -> tp.Optional[str]:
+        try:
+            return (self.path(kind, key) / ERROR).read_text(errors="replace")
+        except FileNotFoundError:
+            return None
+
+    def clear_error(self, kind: str, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.path(kind, key) / ERROR).unlink()
+
+    # -- jobs (re-attach) -----------------------------------------------------------------------------------------
+    def record_jobs(self, kind: str, key: str, job_id: str, executor_kind: str,
+                    log_paths: tp.Mapping[str, tp.Union[str, Path]], **extra: tp.Any) -> None:
+        record = {"job_id": str(job_id), "executor": executor_kind,
+                  "log_paths": {k: str(v) for k, v in log_paths.items()},
+                  "submitted_at": time.time(), "host": socket.gethostname(), "driver_pid": os.getpid(), **extra}
+        atomic_write_json(self.workdir(kind, key) / JOB, record)
+
+    def job_record(self, kind: str, key: str) -> tp.Optional[dict]:
+        try:
+            with open(self.path(kind, key) / JOB, "rb") as f:
+                return json.loads(f.read())
+        except (FileNotFoundError, ValueError):
+            return None  # a torn job.json cannot happen (atomic writes); unreadable means nothing to adopt
+
+    def clear_job(self, kind: str, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.path(kind, key) / JOB).unlink()
+
+    def pending_jobs(self) -> tp.List[dict]:
+        """job.json records of entries that are not done, each with its `kind` and `key` added."""
+        out = []
+        if not self.root.is_dir():
+            return out
+        for job_file in sorted(self.root.glob(f"*/??/*/{JOB}")):
+            entry = job_file.parent
+            kind, key = entry.parent.parent.name, entry.name
+            if kind.startswith("_") or not KIND_RE.match(kind):
+                continue
+            if self.is_done(kind, key):
+                continue
+            record = self.job_record(kind, key)
+            if record is not None:
+                out.append(dict(record, kind=kind, key=key))
+        return out
+
+    # -- locks ----------------------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def submit_lock(self, say: tp.Callable[[str], None] = lambda s: None, timeout: float = -1) -> tp.Iterator[None]:
+        """Store-wide: held by a driver while it decides what to adopt and submits the rest.
+
+        A second driver waits here, then finds the first one's jobs in job.json and adopts them: no unit is ever
+        submitted twice. `timeout` (s, -1 = forever) turns the wait into a StoreError.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(str(self.root / ".submit.lock"))
+        owner = self.root / ".submit.owner"
+        try:
+            lock.acquire(timeout=1)
+        except filelock.Timeout:
+            who = owner.read_text().strip() if owner.exists() else "unknown"
+            say(f"another driver holds the store's submit lock ({who}); waiting for it")
+            try:
+                lock.acquire(timeout=timeout)
+            except filelock.Timeout:
+                raise StoreError(f"store {self.root}: submit lock held by {who} for more than {timeout}s; "
+                                 f"if no driver is running, remove {self.root / '.submit.lock'}") from None
+        try:
+            atomic_write_bytes(owner, f"pid {os.getpid()} on {socket.gethostname()} since {_utc_now()}".encode())
+            yield
+        finally:
+            lock.release()
+
+    def run_lock(self, kind: str, key: str) -> filelock.FileLock:
+        """Per unit, held job-side while the unit runs: two jobs never compute the same entry at once."""
+        return filelock.FileLock(str(self.workdir(kind, key) / ".run.lock"))
+
+    # -- maintenance ----------------------------------------------------------------------------------------------
+    def discard(self, kind: str, key: str) -> None:
+        """Removes an entry (used by tests and by users who want a unit recomputed)."""
+        shutil.rmtree(self.path(kind, key), ignore_errors=True)

@@ -1,0 +1,188 @@
+import errno
+import json
+import math
+import os
+import threading
+
+import pytest
+
+import jobs.store as store_mod
+from jobs.store import RunStore, StoreError
+
+KEY = "ab" + "0" * 62
+
+
+@pytest.fixture()
+def store(tmp_path):
+    return RunStore(tmp_path / "runs")
+
+
+def _fill(store, kind="train", key=KEY):
+    wd = store.workdir(kind, key)
+    (wd / "weights.bin").write_bytes(b"\x01" * 1000)
+    (wd / "sub").mkdir()
+    (wd / "sub" / "trace.txt").write_text("0.1\n0.2\n")
+    return wd
+
+
+def _leftovers(path):
+    return sorted(p.name for p in path.rglob("*") if p.name.endswith(".tmp"))
+
+
+def test_commit_then_done(store):
+    wd = _fill(store)
+    assert wd == store.root / "train" / "ab" / KEY
+    assert not store.is_done("train", KEY)
+    store.record_jobs("train", KEY, "123", "local", {"stderr": "/x.err"})
+    store.commit("train", KEY, {"acc": 0.9, "nan_ok": math.nan}, meta={"seconds": 1.5})
+    assert store.is_done("train", KEY) and store.is_done("train", KEY, verify=True)
+    res = store.result("train", KEY)
+    assert res["acc"] == 0.9 and math.isnan(res["nan_ok"])
+    manifest = json.loads((wd / "manifest.json").read_text())
+    assert sorted(manifest["files"]) == ["result.json", "sub/trace.txt", "weights.bin"]  # job.json is bookkeeping
+    assert manifest["files"]["weights.bin"]["size"] == 1000
+    assert manifest["meta"] == {"seconds": 1.5}
+    assert _leftovers(store.root) == []
+
+
+def test_not_done_without_manifest(store):
+    _fill(store)
+    (store.workdir("train", KEY) / "result.json").write_text("{}")
+    assert not store.is_done("train", KEY)
+    with pytest.raises(StoreError, match=f"train/{KEY} is not done"):
+        store.result("train", KEY)
+    assert not (store.root / "_quarantine").exists()  # in progress is not damage
+
+
+def test_truncated_file_is_quarantined(store):
+    wd = _fill(store)
+    store.commit("train", KEY, {"acc": 1.0})
+    with open(wd / "weights.bin", "r+b") as f:
+        f.truncate(10)
+    assert not store.is_done("train", KEY)
+    assert not wd.exists()
+    (moved,) = list((store.root / "_quarantine" / "train").iterdir())
+    assert moved.name.startswith(KEY)
+    assert "weights.bin has 10 bytes, manifest says 1000" in (moved / "reason.txt").read_text()
+    assert (moved / "weights.bin").exists()  # kept for inspection
+
+
+def test_same_size_corruption_needs_verify(store):
+    wd = _fill(store)
+    store.commit("train", KEY, {"acc": 1.0})
+    (wd / "weights.bin").write_bytes(b"\x02" * 1000)
+    assert store.is_done("train", KEY)  # cheap mode checks sizes only
+    assert not store.is_done("train", KEY, verify=True)
+    (moved,) = list((store.root / "_quarantine" / "train").iterdir())
+    assert "weights.bin sha256 differs" in (moved / "reason.txt").read_text()
+
+
+def test_garbled_manifest_is_quarantined(store):
+    wd = _fill(store)
+    store.commit("train", KEY, {"acc": 1.0})
+    (wd / "manifest.json").write_text('{"files": ')
+    assert not store.is_done("train", KEY)
+    (moved,) = list((store.root / "_quarantine" / "train").iterdir())
+    assert "unreadable manifest.json" in (moved / "reason.txt").read_text()
+
+
+def test_failed_manifest_write_leaves_no_half_entry(store, monkeypatch):
+    wd = _fill(store)
+    real_replace = os.replace
+
+    def full_disk(src, dst):
+        if str(dst).endswith("manifest.json"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(store_mod.os, "replace", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        store.commit("train", KEY, {"acc": 1.0})
+    assert not store.is_done("train", KEY)
+    assert not (wd / "result.json").exists() and not (wd / "manifest.json").exists()
+    assert _leftovers(store.root) == []
+    monkeypatch.setattr(store_mod.os, "replace", real_replace)
+    store.commit("train", KEY, {"acc": 1.0})  # the retry succeeds
+    assert store.result("train", KEY) == {"acc": 1.0}
+
+
+def test_failed_result_write_leaves_nothing(store, monkeypatch):
+    wd = _fill(store)
+
+    def fsync_fails(fd):
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(store_mod.os, "fsync", fsync_fails)
+    with pytest.raises(OSError, match="I/O error"):
+        store.commit("train", KEY, {"acc": 1.0})
+    monkeypatch.undo()
+    assert not store.is_done("train", KEY)
+    assert sorted(p.name for p in wd.iterdir()) == ["sub", "weights.bin"]
+
+
+def test_recommit_of_a_done_entry_is_not_done_midway(store, monkeypatch):
+    _fill(store)
+    store.commit("train", KEY, {"acc": 1.0})
+    monkeypatch.setattr(store_mod, "_sha256", lambda p: (_ for _ in ()).throw(OSError("read failed")))
+    with pytest.raises(OSError):
+        store.commit("train", KEY, {"acc": 2.0})
+    monkeypatch.undo()
+    assert not store.is_done("train", KEY)
+
+
+def test_unserialisable_result_names_the_entry(store):
+    with pytest.raises(TypeError, match=f"result of train/{KEY}"):
+        store.commit("train", KEY, {"model": object()})
+    assert not store.is_done("train", KEY)
+
+
+@pytest.mark.parametrize("kind,key,match", [("Train", KEY, "kind 'Train'"), ("_logs", KEY, "kind '_logs'"),
+                                            ("train", "xyz", "key 'xyz'"), ("train", "../../etc", "key")])
+def test_bad_kind_or_key(store, kind, key, match):
+    with pytest.raises(ValueError, match=match):
+        store.path(kind, key)
+
+
+def test_job_records_and_pending(store):
+    other = "cd" + "1" * 62
+    store.record_jobs("train", KEY, "7_1", "slurm", {"stdout": "/o", "stderr": "/e"}, pack_index=0)
+    store.record_jobs("attack", other, "99", "local", {"stderr": "/e2"})
+    rec = store.job_record("train", KEY)
+    assert rec["job_id"] == "7_1" and rec["executor"] == "slurm" and rec["log_paths"]["stderr"] == "/e"
+    assert rec["pack_index"] == 0
+    assert sorted((r["kind"], r["key"]) for r in store.pending_jobs()) == [("attack", other), ("train", KEY)]
+    store.commit("attack", other, {})
+    assert [(r["kind"], r["key"]) for r in store.pending_jobs()] == [("train", KEY)]
+    store.clear_job("train", KEY)
+    assert store.job_record("train", KEY) is None and store.pending_jobs() == []
+
+
+def test_errors_are_recorded_and_cleared_by_commit(store):
+    store.record_error("train", KEY, "Traceback...\nValueError: boom\n")
+    assert store.error("train", KEY).endswith("boom\n")
+    store.commit("train", KEY, {})
+    assert store.error("train", KEY) is None
+
+
+def test_submit_lock_excludes_a_second_driver(store):
+    held, release = threading.Event(), threading.Event()
+
+    def first():
+        with store.submit_lock():
+            held.set()
+            release.wait(30)
+
+    t = threading.Thread(target=first)
+    t.start()
+    try:
+        assert held.wait(30)
+        said = []
+        with pytest.raises(StoreError, match=r"submit lock held by pid \d+ on .* for more than 0.2s"):
+            with store.submit_lock(say=said.append, timeout=0.2):
+                pass
+        assert said and "waiting" in said[0]
+    finally:
+        release.set()
+        t.join()
+    with store.submit_lock(timeout=5):  # free again
+        pass
