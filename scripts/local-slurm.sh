@@ -47,7 +47,7 @@ elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 pidfile() {
     case $1 in
-        munged) echo "$RUN/munged.pid" ;;
+        munged) echo "$RUN/munge/munged.pid" ;;   # in a folder the munge user owns
         mariadbd) echo "$DBRUN/mariadbd.pid" ;;
         *) echo "$RUN/$1.pid" ;;
     esac
@@ -85,6 +85,30 @@ pids_named() {
     return 0
 }
 
+# all descendants of the given pids (job processes under a slurmstepd)
+descendants() {
+    local d pid ppid stat frontier=" $* " found=""
+    local -A parent=()
+    for d in /proc/[0-9]*; do
+        stat=$(cat "$d/stat" 2>/dev/null) || continue
+        stat=${stat##*) }
+        ppid=$(cut -d' ' -f2 <<<"$stat")
+        parent[${d#/proc/}]=$ppid
+    done
+    local changed=1
+    while ((changed)); do
+        changed=0
+        for pid in "${!parent[@]}"; do
+            if [[ $frontier == *" ${parent[$pid]} "* && $frontier != *" $pid "* ]]; then
+                frontier+="$pid "
+                found+="$pid "
+                changed=1
+            fi
+        done
+    done
+    echo "$found"
+}
+
 show_logs() {
     local f
     for f in "$LOG"/*.log "$DBLOG"/*.err; do
@@ -96,7 +120,7 @@ show_logs() {
 
 fail() {
     err "$*"
-    err "logs are in $LOG"
+    err "logs are in $LOG; daemons started so far are left running for inspection ('$0 stop' stops them)"
     show_logs
     exit 1
 }
@@ -173,7 +197,10 @@ SlurmctldHost=$host(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
+# credential lifetime (default 120 s) is also how long a requeued job waits before it may start again
+AuthInfo=cred_expire=10
 MpiDefault=none
+MailProg=/bin/true
 # no usable cgroups here: with cgroup plugins the first job fails and the node drains
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
@@ -279,9 +306,10 @@ start_munge() {
     chmod 400 /etc/munge/munge.key
     install -d -o munge -g munge -m 755 /run/munge
     install -d -o munge -g munge -m 700 /var/lib/munge /var/log/munge
-    rm -f "$RUN/munged.pid"
+    install -d -o munge -g munge -m 755 "$RUN/munge"
+    rm -f "$RUN/munge/munged.pid"
     install -o munge -g munge -m 640 /dev/null "$LOG/munged.log"
-    runuser -u munge -- munged --pid-file="$RUN/munged.pid" --log-file="$LOG/munged.log" \
+    runuser -u munge -- munged --pid-file="$RUN/munge/munged.pid" --log-file="$LOG/munged.log" \
         </dev/null >>"$LOG/munged.log" 2>&1 || fail "munged did not start"
     wait_for 15 "munge -n | unmunge" munge_ok
 }
@@ -440,9 +468,12 @@ cmd_stop() {
     # job steps outlive slurmd; only ours can exist (start refuses to run beside a foreign slurmd)
     p=$(pids_named slurmstepd)
     if [[ -n $p ]]; then
-        say "killing leftover slurmstepd: $(echo $p)"
+        local tasks
+        tasks=$(descendants $p)
+        say "killing leftover slurmstepd $(echo $p) and their job processes $(echo $tasks)"
         # shellcheck disable=SC2086
-        kill -KILL $p 2>/dev/null || true
+        kill -KILL $tasks $p 2>/dev/null || true
+        sleep 0.2
     fi
     local left=""
     for d in slurmd slurmctld slurmdbd mariadbd slurmstepd; do
