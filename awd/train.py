@@ -35,7 +35,7 @@ from torch import Tensor
 
 from awd.attacks import pgd
 from awd.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint, save_npy, save_npz, write_json
-from awd.data import augment, to_float
+from awd.data import augment, augmentation, to_float
 from awd.dog import DoGTrace
 from awd.evaluate import accuracy, cross_entropy, total_loss, weight_norm
 from awd.models import build_model
@@ -43,7 +43,7 @@ from awd.optim import ASAM, build_optimizer
 from awd.train_config import TrainConfig
 from awd.weight_decay import build_weight_decay
 
-__all__ = ["NonFiniteLossError", "TrainConfig", "TrainData", "augment_pad", "load_model", "make_train_data", "train"]
+__all__ = ["NonFiniteLossError", "TrainConfig", "TrainData", "load_model", "make_train_data", "train"]
 
 LAST, BEST, BEST_PENDING, MODEL = "last.pt", "best.pt", "best.pt.pending", "model.pt"
 CHECKPOINT_FORMAT = 1
@@ -130,10 +130,6 @@ def make_train_data(dataset, test, train_idx, val_idx, labels=None, flipped=None
                      y_test=test.y, num_classes=int(dataset.num_classes), flipped=flip)
 
 
-def augment_pad(image_size: int) -> int:
-    return max(1, int(image_size) // 8)
-
-
 def load_model(out_dir, cfg: TrainConfig | dict, num_classes: int, in_channels: int) -> torch.nn.Module:
     """The best model of a finished run (``out_dir/model.pt``), on CPU, in eval mode."""
     cfg = cfg if isinstance(cfg, TrainConfig) else TrainConfig.from_dict(cfg)
@@ -192,7 +188,7 @@ class _Run:
         self.trace = DoGTrace(every=cfg.dog_log_every)
         self.index_gen = torch.Generator().manual_seed(cfg.seed)
         self.aug_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)  # crops, flips, PGD starts
-        self.pad = augment_pad(data.x_train.shape[-1])
+        self.pad, self.flip = augmentation(cfg.dataset)
         self.x_train = data.x_train.to(device)
         self.y_train = data.y_train.to(device)
         self.epoch = 0
@@ -247,7 +243,7 @@ class _Run:
     def step(self, idx: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """One iteration; returns (loss, #correct, λ, DoG) as device tensors."""
         cfg = self.cfg
-        x = augment(to_float(self.x_train[idx]), self.aug_gen, pad=self.pad)
+        x = augment(to_float(self.x_train[idx]), self.aug_gen, pad=self.pad, flip=self.flip)
         x = x.contiguous(memory_format=self.memory_format)
         y = self.y_train[idx]
         if cfg.adversarial:

@@ -182,8 +182,10 @@ class DetachedLocalExecutor(submitit.LocalExecutor):
     """
 
     def __init__(self, folder: tp.Union[str, Path], local_gpus: tp.Optional[tp.Sequence[int]] = None,
-                 timeout_min: tp.Optional[float] = None, setup: tp.Sequence[str] = (), **kwargs: tp.Any):
+                 timeout_min: tp.Optional[float] = None, setup: tp.Sequence[str] = (), job_cpus: int = 0,
+                 **kwargs: tp.Any):
         super().__init__(folder, **kwargs)
+        self._job_cpus = job_cpus
         self._local_gpus = list(local_gpus or [])
         self._timeout_min = timeout_min or NO_LOCAL_TIMEOUT_MIN
         self._setup = list(setup)
@@ -197,6 +199,8 @@ class DetachedLocalExecutor(submitit.LocalExecutor):
             SUBMITIT_LOCAL_NODEID="0", SUBMITIT_LOCAL_JOB_NUM_NODES="1", SUBMITIT_STDERR_TO_STDOUT="",
             SUBMITIT_EXECUTOR="local", SUBMITIT_LOCAL_WITH_SHELL="1" if self._setup else "",
         )
+        if self._job_cpus:
+            env.setdefault("AWD_JOB_CPUS", str(self._job_cpus))
         if self._local_gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(self._local_gpus[self._n_started % len(self._local_gpus)])
         self._n_started += 1
@@ -221,7 +225,8 @@ def make_executor(cfg: ExecutorConfig, log_dir: tp.Union[str, Path]) -> submitit
         return submitit.DebugExecutor(folder=log_dir)
     if cfg.kind == "local":
         return DetachedLocalExecutor(log_dir, local_gpus=cfg.local_gpus, timeout_min=cfg.timeout_min,
-                                     setup=cfg.setup, max_num_timeout=cfg.max_num_timeout)
+                                     setup=cfg.setup, max_num_timeout=cfg.max_num_timeout,
+                                     job_cpus=max(1, (os.cpu_count() or 1) // cfg.parallel))
     if submitit.SlurmExecutor.affinity() < 0:
         raise ExecutorConfigError(
             "executor kind 'slurm' but `srun` is not on PATH: run the pipeline on a SLURM login node, or set "

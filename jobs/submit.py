@@ -122,8 +122,20 @@ def execute_unit(store: RunStore, unit: Unit) -> str:
             return "failed"
 
 
+def limit_threads() -> None:
+    """Size the math libraries' thread pools to the CPUs this job was given, before any of them is imported.
+
+    Without cgroups a job sees every core of the node; N jobs x all cores threads oversubscribe it badly.
+    """
+    if "OMP_NUM_THREADS" not in os.environ:
+        cpus = os.environ.get("SLURM_CPUS_PER_TASK") or os.environ.get("AWD_JOB_CPUS")
+        if cpus:
+            os.environ["OMP_NUM_THREADS"] = cpus
+
+
 def execute_units(store_root: tp.Union[str, Path], units: tp.Sequence[Unit]) -> tp.Dict[str, str]:
     """Job entry point: each unit in turn; raises UnitError at the end if any failed."""
+    limit_threads()
     store = RunStore(store_root)
     outcome = {}
     for unit in units:

@@ -34,7 +34,7 @@ def _with_method(base: dict, method: str, value: float, **extra) -> dict:
     config["wd"] = float(value) if method in ("fixed", "adadecay") else 0.0
     config["dog"] = float(value) if method == "awd" else 0.0
     if config["optimizer"] == "sgd":
-        config.update(asam_rho=0.0, asam_eta=0.0, asam_awd_grad="descent")
+        config.update(asam_rho=0.5, asam_eta=0.0, asam_awd_grad="descent")
     if method != "awd":
         config["awd_ema"] = 0.9
     if method != "adadecay":

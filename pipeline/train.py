@@ -53,6 +53,20 @@ def estimate_dog(store, unit, study) -> dict:
     return {"dog": float(f"{dog:.4g}"), "plateau_epoch": int(plateau), "curve": curve}
 
 
+def check_configs(specs: list[RunSpec]) -> None:
+    """Every run config must be one the training loop accepts, before a single job is submitted."""
+    from awd.train_config import TrainConfig
+
+    errors = []
+    for spec in specs:
+        try:
+            TrainConfig.from_dict(spec.config)
+        except (TypeError, ValueError) as err:
+            errors.append(f"  {describe(spec)}: {err}")
+    if errors:
+        raise SystemExit("train: invalid run configs (nothing was submitted):\n" + "\n".join(errors))
+
+
 def record(spec: RunSpec, unit, metrics: dict) -> dict:
     return {"suite": spec.suite, "study": spec.study, "dataset": spec.dataset, "label": spec.label,
             "key": unit.key, "config": spec.config, "metrics": metrics}
@@ -86,6 +100,7 @@ def main() -> None:
     store = open_store()
 
     specs = independent_runs(params)
+    check_configs(specs)
     units = [unit_for(s, params) for s in specs]
     results = run_units(units, store, executor, desc="train")
 

@@ -58,7 +58,8 @@ def error_lines(d: dict, source="params.yaml") -> list[str]:
 def test_embedded_params_load():
     p = load_params(EMBEDDED)
     assert p.datasets() == ["digits"]
-    assert p.train["model"] == "tiny" and p.train["epochs"] == 8
+    raw = yaml.safe_load(EMBEDDED.read_text())
+    assert p.train["model"] == "tiny" and p.train["epochs"] == raw["train"]["epochs"]
     assert p.suites.adversarial[0].wds == (5e-5, 5e-4, 5e-3)
     assert all(len(getattr(p.suites, s)) == 1 for s in ("natural", "grid", "variants", "noisy", "underfit"))
 

@@ -10,7 +10,7 @@ import torch
 import awd.train as train_mod
 from awd.data import load_dataset, stratified_split
 from awd.evaluate import accuracy
-from awd.train import NonFiniteLossError, TrainConfig, TrainData, augment_pad, load_model, make_train_data, train
+from awd.train import NonFiniteLossError, TrainConfig, TrainData, load_model, make_train_data, train
 
 METRIC_KEYS = {"best_epoch", "epochs_run", "val_acc", "val_robust_acc", "test_acc", "train_acc", "train_xent",
                "weight_norm", "total_loss", "final_lambda", "mean_dog", "seconds"}
@@ -341,5 +341,7 @@ def test_make_train_data_uses_given_labels_and_holds_out_validation():
         TrainData(data.x_train.float(), data.y_train, data.x_val, data.y_val, data.x_test, data.y_test, 10)
 
 
-def test_augment_pad_scales_with_image_size():
-    assert augment_pad(32) == 4 and augment_pad(8) == 1 and augment_pad(4) == 1
+def test_augmentation_follows_the_dataset():
+    from awd.data import augmentation
+
+    assert augmentation("cifar10") == (4, True) and augmentation("digits") == (1, False)
