@@ -4,7 +4,8 @@ STAMP := .venv/.installed
 
 .PHONY: setup repro test test-fast dry-run slurm-start slurm-stop bench clean
 
-$(STAMP): pyproject.toml
+# Re-installs when the package list changes (a new package needs the editable finder refreshed).
+$(STAMP): pyproject.toml $(wildcard */__init__.py)
 	test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
@@ -14,11 +15,10 @@ setup: $(STAMP)
 
 # Runs the whole DAG on the embedded default (params.yaml); a second run is a no-op.
 repro: $(STAMP)
-	test -d .dvc || .venv/bin/dvc init -q $$(git rev-parse --is-inside-work-tree >/dev/null 2>&1 || echo --no-scm)
-	.venv/bin/dvc repro
+	PATH="$(CURDIR)/.venv/bin:$$PATH" dvc repro
 
 dry-run: $(STAMP)
-	$(PY) -m pipeline.dry_run
+	$(PY) -m pipeline.dry_run --list
 
 test: $(STAMP)
 	$(PY) -m pytest -q
