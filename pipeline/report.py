@@ -101,6 +101,13 @@ def metrics(inp: Inputs, tables: dict[str, Table]) -> dict:
             _nest(m, ["best_autoattack", ds, mt], v)
         if aa.get("awd") is not None and aa.get("fixed") is not None:
             _nest(m, ["best_autoattack", ds, "awd_minus_fixed"], _r(aa["awd"] - aa["fixed"]))
+    # Every grid cell and noisy-label cell, so `dvc metrics diff` shows exactly the cells an edit changed.
+    grid, noisy = inp.suite_runs("grid"), inp.suite_runs("noisy")
+    for _, r in (grid.sort_values(["dataset", "name", "lr", "wd"]) if len(grid) else grid).iterrows():
+        _nest(m, ["grid", r["dataset"], r["name"], f"lr={r['lr']:g},wd={r['wd']:g}", "val_acc"], _r(r["val_acc"]))
+    for _, r in (noisy.sort_values(["dataset", "rate", "method", "value"]) if len(noisy) else noisy).iterrows():
+        _nest(m, ["noisy", r["dataset"], f"rate={r['rate']:g}", f"{r['method']}={r['value']:g}", "test_acc"],
+              _r(r["test_acc"]))
     if inp.in_params("lr_sensitivity"):
         for name, frame in (("test_acc", lr_curve(inp)), ("pruned_70_acc", lr_curve(inp, 0.7))):
             for _, r in frame.iterrows():

@@ -55,4 +55,5 @@ def test_one_edited_grid_value_trains_exactly_one_run_and_metrics_diff_shows_it(
     new = train_entries(repo) - before
     assert len(new) == 1, (new, out.stdout[-3000:])
     diff = run(repo, "dvc", "metrics", "diff").stdout
-    assert "grid" in diff or "F1" in diff, diff
+    assert "lr=0.2,wd=0.0005" in diff and "lr=0.1,wd=0.0005" in diff, diff  # the new cell and the dropped one
+    assert "lr=0.05,wd=0.0005" not in diff, diff  # unchanged cells are not reported
