@@ -57,3 +57,15 @@ def test_one_edited_grid_value_trains_exactly_one_run_and_metrics_diff_shows_it(
     diff = run(repo, "dvc", "metrics", "diff").stdout
     assert "lr=0.2,wd=0.0005" in diff and "lr=0.1,wd=0.0005" in diff, diff  # the new cell and the dropped one
     assert "lr=0.05,wd=0.0005" not in diff, diff  # unchanged cells are not reported
+
+
+def test_dvc_exp_run_set_param_reruns_only_what_depends_on_it(repo):
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-qm", "edited grid")
+    before = train_entries(repo)
+    out = run(repo, "dvc", "exp", "run", "-S", "prune.amounts=[0.5,0.8]")
+    assert "Running stage 'prune'" in out.stdout and "Running stage 'train'" not in out.stdout, out.stdout[-2000:]
+    assert train_entries(repo) == before
+    pruned = json.loads((repo / "artifacts" / "prune" / "results.json").read_text())
+    assert sorted({r["amount"] for r in pruned}) == [0.0, 0.5, 0.8]
+    assert "prune.amounts" in run(repo, "dvc", "exp", "show", "--no-pager").stdout
