@@ -5,9 +5,10 @@ resumed run after a crash) sees either the old file or the new one, never a torn
 permission denied) leaves the old file and no temporary. Checkpoints hold only tensors and primitive containers,
 which is what `torch.load(weights_only=True)` accepts: a file carrying pickled code is refused, never executed.
 
-`save_checkpoint(..., integrity=True)` adds a sha256 of the contents (every tensor's bytes, every value) under
-`INTEGRITY_KEY`; `load_checkpoint(..., require_integrity=True)` recomputes it, so flipped bits in tensor data,
-which `torch.load` itself does not notice, are caught. Every failure to load is a `CheckpointError`.
+`save_checkpoint(..., integrity=True)` seals the file with the sha256 of its bytes (kept as the zip archive's
+comment, invisible to `torch.load`); `load_checkpoint(..., require_integrity=True)` checks it before unpickling, so
+a cut-short file and flipped bits in tensor data, which `torch.load` itself does not notice, are caught. A file that
+cannot be trusted raises `CheckpointError`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import io
 import json
 import os
 import pickle
+import re
+import struct
 import tempfile
 import zipfile
 from pathlib import Path
@@ -41,9 +44,6 @@ def _atomic_write_bytes(path: Path, payload: bytes) -> None:
         raise
 
 
-INTEGRITY_KEY = "_integrity_sha256"
-
-
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used: unreadable, truncated, failing its integrity check, or refused by
     ``weights_only=True`` (``unsafe``: it carries pickled objects other than tensors and plain containers)."""
@@ -53,39 +53,38 @@ class CheckpointError(RuntimeError):
         super().__init__(f"{path}: {reason}")
 
 
-def content_digest(obj) -> str:
-    """sha256 over a canonical walk of a checkpoint: dict keys sorted, tensors by dtype, shape and bytes."""
-    h = hashlib.sha256()
+# torch.save writes a zip archive; an integrity seal is the sha256 of the unsealed file, kept as the archive comment
+# (the last bytes of the file), which torch.load and zip tools ignore: the contents stay exactly what was saved.
+_EOCD_SIG, _EOCD_LEN = b"PK\x05\x06", 22
+_SEAL_PREFIX = b"awd-sha256:"
+_SEAL_LEN = len(_SEAL_PREFIX) + 64
 
-    def walk(x) -> None:
-        if isinstance(x, torch.Tensor):
-            t = x.detach().cpu().contiguous()
-            h.update(f"T{t.dtype}{tuple(t.shape)}:".encode())
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-        elif isinstance(x, dict):
-            h.update(f"D{len(x)}:".encode())
-            for k in sorted(x, key=repr):
-                h.update(f"{k!r}=".encode())
-                walk(x[k])
-        elif isinstance(x, (list, tuple)):
-            h.update(f"{'L' if isinstance(x, list) else 'U'}{len(x)}:".encode())
-            for v in x:
-                walk(v)
-        else:
-            h.update(f"P{type(x).__name__}:{x!r};".encode())
 
-    walk(obj)
-    return h.hexdigest()
+def _seal(data: bytes) -> bytes:
+    eocd = len(data) - _EOCD_LEN
+    if eocd < 0 or data[eocd:eocd + 4] != _EOCD_SIG or data[-2:] != b"\x00\x00":
+        raise RuntimeError("save_checkpoint(integrity=True): torch.save did not end its archive with a plain zip "
+                           "end-of-central-directory record; cannot seal it")
+    seal = _SEAL_PREFIX + hashlib.sha256(data).hexdigest().encode()
+    return data[:-2] + struct.pack("<H", len(seal)) + seal
+
+
+def _check_seal(data: bytes) -> str:
+    """"ok", "none" (no seal) or "mismatch" (sealed, but the bytes changed since)."""
+    eocd = len(data) - _SEAL_LEN - _EOCD_LEN
+    if eocd < 0 or data[-_SEAL_LEN:-64] != _SEAL_PREFIX:
+        return "none"
+    if data[eocd:eocd + 4] != _EOCD_SIG or data[eocd + 20:eocd + 22] != struct.pack("<H", _SEAL_LEN):
+        return "mismatch"
+    unsealed = data[:eocd + 20] + b"\x00\x00"
+    return "ok" if hashlib.sha256(unsealed).hexdigest().encode() == data[-64:] else "mismatch"
 
 
 def save_checkpoint(obj: dict, path: str | Path, integrity: bool = False) -> None:
-    if integrity:
-        if INTEGRITY_KEY in obj:
-            raise ValueError(f"save_checkpoint: {INTEGRITY_KEY!r} is reserved")
-        obj = {**obj, INTEGRITY_KEY: content_digest(obj)}
     buf = io.BytesIO()
     torch.save(obj, buf)
-    _atomic_write_bytes(Path(path), buf.getvalue())
+    data = buf.getvalue()
+    _atomic_write_bytes(Path(path), _seal(data) if integrity else data)
 
 
 # What torch.load raises on a truncated or garbled file (besides OSError, which is the filesystem's, not the file's).
@@ -96,32 +95,28 @@ _UNREADABLE = (RuntimeError, EOFError, ValueError, TypeError, KeyError, IndexErr
 def load_checkpoint(path: str | Path, map_location="cpu", require_integrity: bool = False) -> dict:
     """``torch.load(path, weights_only=True)``; raises CheckpointError for a file that cannot be trusted.
 
-    A checkpoint saved with ``integrity=True`` is verified (and the digest removed); with ``require_integrity``
-    a checkpoint without a digest is refused too."""
+    A checkpoint saved with ``integrity=True`` is verified before it is unpickled; with ``require_integrity`` a
+    checkpoint without a seal (e.g. cut short) is refused too. OSError (missing file, no permission) propagates."""
     path = Path(path)
+    data = path.read_bytes()
+    seal = _check_seal(data)
+    if seal == "mismatch":
+        raise CheckpointError(path, "its bytes do not match the sha256 recorded when it was saved (corrupted)")
+    if seal == "none" and require_integrity:
+        raise CheckpointError(path, f"has no integrity seal ({len(data)} bytes): cut short, damaged, or not written "
+                                    "by save_checkpoint(integrity=True)")
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
-    except OSError:
-        raise
+        return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         if "weights only load failed" in str(e).lower():
-            first = next((ln for ln in str(e).splitlines() if "Unsupported" in ln or "global" in ln.lower()), "")
-            raise CheckpointError(path, "refused: it holds pickled objects that weights_only=True does not allow "
-                                  f"(code would run on loading){'; ' + first.strip() if first else ''}",
-                                  unsafe=True) from None
+            found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+            raise CheckpointError(path, "refused: it holds pickled objects that weights_only=True does not allow"
+                                  + (f" ({found.group(1)})" if found else "") + "; loading it could run code, so "
+                                  "it is not loaded; inspect it, then delete it", unsafe=True) from None
         raise CheckpointError(path, f"unreadable ({type(e).__name__}: {e})") from None
     except _UNREADABLE as e:
-        raise CheckpointError(path, f"unreadable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") \
-            from None
-    if isinstance(obj, dict) and INTEGRITY_KEY in obj:
-        obj = dict(obj)
-        recorded = obj.pop(INTEGRITY_KEY)
-        if content_digest(obj) != recorded:
-            raise CheckpointError(path, "contents do not match the sha256 recorded when it was saved (corrupted)")
-    elif require_integrity:
-        raise CheckpointError(path, f"has no integrity digest ({INTEGRITY_KEY}): not written by save_checkpoint("
-                                    "integrity=True), or damaged")
-    return obj
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise CheckpointError(path, f"unreadable ({type(e).__name__}: {first})") from None
 
 
 def write_json(path: str | Path, obj) -> None:

@@ -17,6 +17,10 @@ stopping uses only what a practitioner would have.
 
 Resume: ``last.pt`` holds model, optimizer, weight decay, scheduler, DoG trace, history, best-so-far and every RNG
 state, so stopping after any epoch and resuming gives bit-identical weights on CPU with ``deterministic=True``.
+``last.pt`` and ``best.pt`` are sealed with a sha256 of their bytes and load with ``weights_only=True``. An in-progress
+state that cannot be used (truncated, corrupted, refused by ``weights_only``, or ``best.pt`` not matching the best
+epoch ``last.pt`` records) is never used and never crashes every retry: the files are moved aside to
+``.<name>.unusable``, the reason is logged, and the run restarts from epoch 0 (with the same result, being seeded).
 """
 
 from __future__ import annotations
@@ -34,7 +38,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from awd.attacks import pgd
-from awd.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint, save_npy, save_npz, write_json
+from awd.checkpoint import (
+    CheckpointError, load_checkpoint, restore_rng_states, rng_states, save_checkpoint, save_npy, save_npz, write_json,
+)
 from awd.data import augment, augmentation, to_float
 from awd.dog import DoGTrace
 from awd.evaluate import accuracy, cross_entropy, total_loss, weight_norm
@@ -46,7 +52,8 @@ from awd.weight_decay import build_weight_decay
 __all__ = ["NonFiniteLossError", "TrainConfig", "TrainData", "load_model", "make_train_data", "train"]
 
 LAST, BEST, BEST_PENDING, MODEL = "last.pt", "best.pt", "best.pt.pending", "model.pt"
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: last.pt / best.pt are sealed (awd.checkpoint integrity=True)
+UNUSABLE = ".{}.unusable"  # where an in-progress checkpoint that cannot be used is moved (outside the store manifest)
 TABLE2_WD = 5e-4  # the paper's Table 2 reports eq. 1 with this λ for every method
 EVAL_BATCH = 512
 
@@ -214,7 +221,7 @@ class _Run:
         }
 
     def load(self, path: Path) -> None:
-        state = load_checkpoint(path, map_location=self.device)
+        state = load_checkpoint(path, map_location=self.device, require_integrity=True)
         if state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{path}: checkpoint format {state.get('format')!r}, this code reads {CHECKPOINT_FORMAT}")
         if state["config"] != self.cfg.to_dict():
@@ -337,9 +344,14 @@ def train(cfg: TrainConfig | dict, data: TrainData, out_dir, *, device=None, log
     with _determinism(cfg.deterministic, dev):
         run = _Run(cfg, data, dev)
         if (out / LAST).exists():
-            run.load(out / LAST)
-            _settle_pending_best(out, run.best["epoch"])
-            log(f"resumed from epoch {run.epoch}")
+            try:
+                run.load(out / LAST)
+                _settle_pending_best(out, run.best["epoch"])
+            except CheckpointError as err:
+                _set_aside(out, err, log)
+                run = _Run(cfg, data, dev)  # from scratch: nothing of the unusable state survives
+            else:
+                log(f"resumed from epoch {run.epoch}")
         while run.epoch < cfg.epochs:
             if stop_after_epoch is not None and run.epoch >= stop_after_epoch:
                 return {"epochs_run": run.epoch, "complete": False}
@@ -349,8 +361,8 @@ def train(cfg: TrainConfig | dict, data: TrainData, out_dir, *, device=None, log
             if improved:
                 run.best = {"epoch": run.epoch, "metric": metric}
                 save_checkpoint({"epoch": run.epoch, "val_acc": row["val_acc"], "val_robust_acc": row["val_robust_acc"],
-                                 "model": run.model.state_dict()}, out / BEST_PENDING)
-            save_checkpoint(run.state(), out / LAST)
+                                 "model": run.model.state_dict()}, out / BEST_PENDING, integrity=True)
+            save_checkpoint(run.state(), out / LAST, integrity=True)
             if improved:  # only now: best.pt must never run ahead of the best epoch recorded in last.pt
                 os.replace(out / BEST_PENDING, out / BEST)
             write_json(out / "history.json", run.history)
@@ -360,13 +372,34 @@ def train(cfg: TrainConfig | dict, data: TrainData, out_dir, *, device=None, log
 
 def _settle_pending_best(out: Path, best_epoch: int) -> None:
     """A crash between writing last.pt and promoting the pending best leaves best.pt one step behind: promote the
-    pending file if last.pt counts it as best, else it belongs to an epoch that is about to be redone: drop it."""
+    pending file if last.pt counts it as best, else it belongs to an epoch that is about to be redone (or it is
+    damaged): drop it. Then best.pt must hold the best epoch last.pt records, else CheckpointError."""
     pending = out / BEST_PENDING
     if pending.exists():
-        if load_checkpoint(pending)["epoch"] == best_epoch:
+        try:
+            epoch = load_checkpoint(pending, require_integrity=True).get("epoch")
+        except CheckpointError:
+            epoch = None
+        if epoch == best_epoch:
             os.replace(pending, out / BEST)
         else:
             pending.unlink()
+    if best_epoch > 0:
+        if not (out / BEST).exists():
+            raise CheckpointError(out / BEST, f"is missing, but {LAST} records epoch {best_epoch} as the best")
+        epoch = load_checkpoint(out / BEST, require_integrity=True).get("epoch")
+        if epoch != best_epoch:
+            raise CheckpointError(out / BEST, f"holds epoch {epoch}, but {LAST} records epoch {best_epoch} as the best")
+
+
+def _set_aside(out: Path, err: CheckpointError, log) -> None:
+    moved = []
+    for name in (LAST, BEST, BEST_PENDING):
+        if (out / name).exists():
+            os.replace(out / name, out / UNUSABLE.format(name))
+            moved.append(f"{name} -> {UNUSABLE.format(name)}")
+    log(f"cannot resume: {err}; moved the in-progress checkpoints aside ({', '.join(moved)}) and restarting "
+        "from epoch 0")
 
 
 def _finish(run: _Run, out: Path) -> dict:
@@ -377,7 +410,7 @@ def _finish(run: _Run, out: Path) -> dict:
     save_npz(out / "dog_trace.npz", **trace, epoch_loss=losses, iters_per_epoch=np.int64(run.iters_per_epoch),
              every=np.int64(cfg.dog_log_every))
     write_json(out / "history.json", run.history)  # again: a crash may have come between last.pt and this file
-    best = load_checkpoint(out / BEST, map_location=dev)
+    best = load_checkpoint(out / BEST, map_location=dev, require_integrity=True)
     model.load_state_dict(best["model"])
     model.eval()
     save_checkpoint({k: v.detach().cpu() for k, v in model.state_dict().items()}, out / MODEL)

@@ -6,6 +6,7 @@ machine, at most `max_parallel` at once), `slurm` (job arrays through sbatch; st
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import os
@@ -214,6 +215,40 @@ class DetachedLocalExecutor(submitit.LocalExecutor):
         return submitit_local.LocalJob(folder=self.folder, job_id=str(process.pid), process=process, tasks=[0])
 
 
+# -- slurm: sbatch from inside an allocation --------------------------------------------------------------------------
+KEPT_SLURM_VARS = {"SLURM_CONF"}  # where the client commands find the cluster, not a property of any job
+
+
+@contextlib.contextmanager
+def _outside_allocation() -> tp.Iterator[None]:
+    """While submitting from inside a SLURM job (a driver run as a batch job), hides that job's SLURM_* variables.
+
+    sbatch passes the submitter's environment on to the job, and `srun` in the job's script reads SLURM_* input
+    variables: the driver job's SLURM_MEM_PER_CPU next to the job's own SLURM_MEM_PER_NODE is "srun: fatal: ...
+    mutually exclusive", and its SLURM_CPUS_PER_TASK etc. would size the job's step.
+    """
+    if not os.environ.get("SLURM_JOB_ID"):
+        yield
+        return
+    hidden = {k: v for k, v in os.environ.items()
+              if k.startswith(("SLURM_", "SLURMD_")) and k not in KEPT_SLURM_VARS}
+    for name in hidden:
+        del os.environ[name]
+    try:
+        yield
+    finally:
+        os.environ.update(hidden)
+
+
+class CleanEnvSlurmExecutor(submitit.SlurmExecutor):
+    """submitit's SlurmExecutor, but the jobs never inherit the allocation of a driver that runs inside a job."""
+
+    def _internal_process_submissions(self, delayed_submissions: tp.List[tp.Any]) -> tp.List[submitit.Job]:
+        # covers single jobs and arrays (submitit submits an array through a fresh plain SlurmExecutor)
+        with _outside_allocation():
+            return super()._internal_process_submissions(delayed_submissions)
+
+
 def make_executor(cfg: ExecutorConfig, log_dir: tp.Union[str, Path]) -> submitit.Executor:
     """The submitit executor for `cfg`, writing submission files and job logs under `log_dir`.
 
@@ -231,8 +266,11 @@ def make_executor(cfg: ExecutorConfig, log_dir: tp.Union[str, Path]) -> submitit
         raise ExecutorConfigError(
             "executor kind 'slurm' but `srun` is not on PATH: run the pipeline on a SLURM login node, or set "
             f"${ENV_KIND}=local (or kind: local in {DEFAULT_FILE})")
-    ex = submitit.SlurmExecutor(folder=log_dir, max_num_timeout=cfg.max_num_timeout)
+    ex = CleanEnvSlurmExecutor(folder=log_dir, max_num_timeout=cfg.max_num_timeout)
     params: tp.Dict[str, tp.Any] = {"time": cfg.timeout_min or DEFAULT_SLURM_TIMEOUT_MIN}
+    if not {"job-name", "job_name"} & set(cfg.extra):
+        # squeue/sacct name the stage (awd-train, awd-attack, ...) rather than submitit's "submitit"
+        params["job_name"] = f"awd-{log_dir.name}"
     for name in ("partition", "gpus_per_node", "cpus_per_task", "account", "qos", "constraint",
                  "array_parallelism"):
         value = getattr(cfg, name)
@@ -243,7 +281,8 @@ def make_executor(cfg: ExecutorConfig, log_dir: tp.Union[str, Path]) -> submitit
     if cfg.setup:
         params["setup"] = list(cfg.setup)
     if cfg.extra:
-        params["additional_parameters"] = dict(cfg.extra)
+        # `option: true` becomes a bare `--option`; `false` leaves the option out (sbatch has no `--option=False`)
+        params["additional_parameters"] = {k: v for k, v in cfg.extra.items() if v is not False}
     ex.update_parameters(**params)
     return ex
 

@@ -2,7 +2,8 @@
 
 Layout: `root/<kind>/<key[:2]>/<key>/`. The entry directory is also the unit's working directory while it runs, so
 a preempted unit resumes from its own checkpoint files. `manifest.json` (size + sha256 of every file) is written
-last and atomically by `commit`; an entry without a manifest that matches its files is not done. `job.json` (the
+last and atomically by `commit`; an entry without a manifest that matches its files is not done (how closely
+"matches" is checked: see `is_done`). `job.json` (the
 job running the unit, for re-attaching), `error.txt` (last failure) and dot-files (locks, temporaries) are
 bookkeeping and stay outside the manifest.
 """
@@ -34,6 +35,7 @@ CONFIG = "config.json"
 BOOKKEEPING = {MANIFEST, JOB, ERROR}
 QUARANTINE = "_quarantine"
 KEY_MIN_LEN = 8
+SMALL_FILE = 1 << 20  # verify="changed" always hashes files up to this size (results, metrics, histories)
 
 
 class StoreError(RuntimeError):
@@ -152,7 +154,8 @@ class RunStore:
             files = {}
             for rel in _payload_files(entry):
                 p = entry / rel
-                files[rel] = {"size": p.stat().st_size, "sha256": _sha256(p)}
+                st = p.stat()
+                files[rel] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": _sha256(p)}
             manifest = {"kind": kind, "key": key, "committed_at": _utc_now(), "host": socket.gethostname(),
                         "meta": dict(meta or {}), "files": files}
             atomic_write_bytes(manifest_path, dump_json(manifest, f"manifest of {kind}/{key}"))
@@ -171,12 +174,17 @@ class RunStore:
         except FileNotFoundError:
             return None
 
-    def is_done(self, kind: str, key: str, verify: bool = False) -> bool:
-        """True when the manifest matches the files (sizes; sha256 too with verify=True).
+    def is_done(self, kind: str, key: str, verify: tp.Union[bool, str] = False) -> bool:
+        """True when the manifest matches the files. `verify`: False checks sizes (cheap: the driver's polling);
+        "changed" also checks the sha256 of every file modified since commit (mtime differs from the manifest's)
+        and of every file up to SMALL_FILE bytes (what a stage does once before using an entry); True checks the
+        sha256 of every file.
 
         A manifest that does not match means the entry was damaged after commit: it is moved to `_quarantine/`
         with the reason, and the unit counts as not done (so it is recomputed).
         """
+        if verify not in (False, True, "changed"):
+            raise ValueError(f"store.is_done: verify must be False, True or 'changed', got {verify!r}")
         entry = self.path(kind, key)
         try:
             manifest = self.manifest(kind, key)
@@ -192,19 +200,20 @@ class RunStore:
         return True
 
     @staticmethod
-    def _check(entry: Path, manifest: tp.Any, verify: bool) -> str:
+    def _check(entry: Path, manifest: tp.Any, verify: tp.Union[bool, str]) -> str:
         files = manifest.get("files") if isinstance(manifest, dict) else None
         if not isinstance(files, dict) or RESULT not in files:
             return f"{MANIFEST} has no file list including {RESULT}"
         for rel, info in sorted(files.items()):
             p = entry / rel
             try:
-                size = p.stat().st_size
+                st = p.stat()
             except FileNotFoundError:
                 return f"{rel} is missing"
-            if size != info.get("size"):
-                return f"{rel} has {size} bytes, manifest says {info.get('size')}"
-            if verify and _sha256(p) != info.get("sha256"):
+            if st.st_size != info.get("size"):
+                return f"{rel} has {st.st_size} bytes, manifest says {info.get('size')}"
+            changed = st.st_size <= SMALL_FILE or st.st_mtime_ns != info.get("mtime_ns")
+            if (verify is True or (verify == "changed" and changed)) and _sha256(p) != info.get("sha256"):
                 return f"{rel} sha256 differs from the manifest"
         return ""
 
@@ -220,7 +229,7 @@ class RunStore:
         atomic_write_bytes(dest / "reason.txt", f"{_utc_now()} {kind}/{key}: {reason}\n".encode())
 
     def result(self, kind: str, key: str) -> dict:
-        if not self.is_done(kind, key):
+        if not self.is_done(kind, key, verify="changed"):
             raise StoreError(f"store: {kind}/{key} is not done (no valid {MANIFEST} in {self.path(kind, key)})")
         with open(self.path(kind, key) / RESULT, "rb") as f:
             return json.loads(f.read())

@@ -99,7 +99,7 @@ def _job_id() -> str:
 
 def execute_unit(store: RunStore, unit: Unit) -> str:
     """Runs one unit unless done; returns "skipped", "done" or "failed" (traceback in the entry's error.txt)."""
-    if store.is_done(unit.kind, unit.key):
+    if store.is_done(unit.kind, unit.key, verify="changed"):
         return "skipped"
     with store.run_lock(unit.kind, unit.key):  # a duplicate job waits here, then finds the unit done
         if store.is_done(unit.kind, unit.key):
@@ -193,7 +193,7 @@ def _prepare(units: tp.Iterable[Unit], store: RunStore, check_deps: bool = True)
         for dep in unit.deps:
             if not (isinstance(dep, (tuple, list)) and len(dep) == 2):
                 raise ValueError(f"unit {unit.name}: deps must be (kind, key) pairs, got {dep!r}")
-            if not store.is_done(*dep):
+            if not store.is_done(*dep, verify="changed"):
                 raise ValueError(f"unit {unit.name} ({unit.kind}/{unit.key}) depends on {dep[0]}/{dep[1]}, which "
                                  f"is not done in {store.root}; run the stage that produces it first")
     return list(seen.values())
@@ -302,7 +302,8 @@ def run_units(units: tp.Iterable[Unit], store: tp.Union[RunStore, str, Path],
     store.log_dir(desc)  # validates desc before anything runs
     units = _prepare(units, store)
     stream = stream if stream is not None else sys.stderr
-    todo = [u for u in units if not store.is_done(u.kind, u.key)]
+    # checksums of what changed since commit, once per call: a damaged entry is quarantined and recomputed, never used
+    todo = [u for u in units if not store.is_done(u.kind, u.key, verify="changed")]
     if todo:
         progress = Progress(total=len(units), done=len(units) - len(todo), desc=desc, stream=stream)
         try:
@@ -376,12 +377,13 @@ def _adopt_or_submit(todo: tp.Sequence[Unit], store: RunStore, cfg: ExecutorConf
 def _run_jobs(todo: tp.Sequence[Unit], store: RunStore, cfg: ExecutorConfig, desc: str, progress: Progress,
               poll_s: tp.Optional[float]) -> tp.List[Failure]:
     watch = JobWatch()
-    active, done_meanwhile, interrupted = _adopt_or_submit(todo, store, cfg, desc, progress, watch)
-    done = progress.bar.n + done_meanwhile
+    active: tp.Dict[str, _Tracked] = {}
     failures: tp.List[Failure] = []
-    poll = poll_s if poll_s is not None else cfg.poll_interval()
-    grace = SLURM_LOST_GRACE_S if any(t.record.get("executor") == "slurm" for t in active.values()) else 0.0
-    try:
+    try:  # from the start: a Ctrl-C just after the held-back one is released must still print the hint
+        active, done_meanwhile, interrupted = _adopt_or_submit(todo, store, cfg, desc, progress, watch)
+        done = progress.bar.n + done_meanwhile
+        poll = poll_s if poll_s is not None else cfg.poll_interval()
+        grace = SLURM_LOST_GRACE_S if any(t.record.get("executor") == "slurm" for t in active.values()) else 0.0
         if interrupted:
             raise KeyboardInterrupt
         while active:
@@ -410,8 +412,11 @@ def _run_jobs(todo: tp.Sequence[Unit], store: RunStore, cfg: ExecutorConfig, des
                 _sleep(poll)
     except KeyboardInterrupt:
         progress.close()
-        records = [dict(t.record, kind=t.unit.kind) for t in active.values()]
-        print(_cancel_hint(store, records), file=progress.stream, flush=True)
+        records = [dict(t.record, kind=t.unit.kind) for t in active.values()] or [
+            dict(r, kind=u.kind) for u in todo  # interrupted before `active` was returned: what the store records
+            if not store.is_done(u.kind, u.key) and (r := store.job_record(u.kind, u.key)) is not None]
+        if records:
+            print(_cancel_hint(store, records), file=progress.stream, flush=True)
         raise
     return failures
 

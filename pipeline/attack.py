@@ -11,7 +11,7 @@ from functools import lru_cache
 from jobs.executors import load_executor_config
 from jobs.submit import run_units
 from pipeline.common import ARTIFACTS, make_unit, open_store, stage_args, write_json
-from pipeline.evaluated import base_eval_config, trained_runs
+from pipeline.evaluated import base_eval_config, check_trained, trained_runs
 from pipeline.params import load_params
 from pipeline.suites import ATTACKED_SUITES
 
@@ -42,6 +42,7 @@ def main() -> None:
             config = dict(base_eval_config(rec, params.data.root), eps=adv.eps, version=aa.version, seed=aa.seed,
                           batch_size=aa.batch_size, block_size=aa.block_size, n_test=n, start=start, stop=stop)
             plan.append((rec, make_unit("autoattack", AA_FN, config, f"AA {rec['suite']} {rec['label']} [{start},{stop})")))
+    check_trained(store, plan, "attack")
     results = run_units([u for _, u in plan], store, executor, desc="attack")
     merged: dict[str, dict] = {}
     for rec, unit in plan:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -27,7 +28,30 @@ def open_store() -> RunStore:
     return RunStore(store_root())
 
 
+def _expected_failure(exc: BaseException) -> bool:
+    """Failures whose message says everything (bad params, bad executor.yaml, failed units, a busy or damaged
+    store): a traceback would only bury it."""
+    from jobs.executors import ExecutorConfigError
+    from jobs.store import StoreError
+    from jobs.submit import UnitsFailed
+    from pipeline.schema import ParamsError
+
+    return isinstance(exc, (ParamsError, ExecutorConfigError, UnitsFailed, StoreError))
+
+
+def _stage_excepthook(exc_type, exc, tb) -> None:
+    if isinstance(exc, KeyboardInterrupt):  # run_units already said how to cancel or re-attach
+        print("interrupted", file=sys.stderr, flush=True)
+    elif _expected_failure(exc):
+        print(f"ERROR: {exc}", file=sys.stderr, flush=True)
+    else:
+        sys.__excepthook__(exc_type, exc, tb)
+
+
 def stage_args(description: str) -> argparse.Namespace:
+    """The stage's command line. Also makes an expected failure (see `_expected_failure`) end the stage with its
+    message alone (exit status 1)."""
+    sys.excepthook = _stage_excepthook
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     return parser.parse_args()

@@ -19,5 +19,20 @@ def trained_runs(suites: tuple[str, ...]) -> list[dict]:
     return runs
 
 
+def check_trained(store, plan: list[tuple[dict, object]], stage: str) -> None:
+    """Every trained model an evaluation stage is about to load (for a (record, unit) whose unit is not done) must
+    be a done, undamaged store entry (checksums of what changed since commit); a damaged one is quarantined here,
+    and the stage stops before submitting anything."""
+    from jobs.store import StoreError
+
+    needed = {rec["key"]: rec for rec, unit in plan if not store.is_done(unit.kind, unit.key)}
+    bad = [f"  {rec['suite']} {rec['label']} (train/{key})" for key, rec in needed.items()
+           if not store.is_done("train", key, verify="changed")]
+    if bad:
+        raise StoreError(f"{stage}: {len(bad)} trained run(s) are missing from the run store {store.root} or were "
+                         f"damaged (moved to {store.root / '_quarantine' / 'train'}); recompute them with "
+                         "`dvc repro -f -s train`, then rerun:\n" + "\n".join(bad))
+
+
 def base_eval_config(rec: dict, data_root: str) -> dict:
     return {"train_key": rec["key"], "train_config": rec["config"], "_data_root": str(Path(data_root).resolve())}

@@ -68,4 +68,4 @@ def test_dvc_exp_run_set_param_reruns_only_what_depends_on_it(repo):
     assert train_entries(repo) == before
     pruned = json.loads((repo / "artifacts" / "prune" / "results.json").read_text())
     assert sorted({r["amount"] for r in pruned}) == [0.0, 0.5, 0.8]
-    assert "prune.amounts" in run(repo, "dvc", "exp", "show", "--no-pager").stdout
+    assert "prune.amounts" in run(repo, "dvc", "exp", "show", "--csv").stdout

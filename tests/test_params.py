@@ -183,9 +183,58 @@ BAD = [
     ("n_images_zero", "suites.underfit[0].n_images", 0, ["got 0", ">= 1"]),
     ("study_train_typo", "suites.natural[0].train", {"epoch": 3}, ["'epoch'", "did you mean 'epochs'"]),
     ("suites_not_list", "suites.natural", {"dataset": "digits"}, ["list of natural studies"]),
+    # --- the rest of the reliability issue's list: every bound, type, empty and duplicate grid of every suite
+    ("lr_zero", "train.lr", 0, ["got 0", "> 0"]),
+    ("lr_string", "train.lr", "0.1", ["'0.1'", "number"]),
+    ("lr_inf", "train.lr", float("inf"), ["inf", "finite"]),
+    ("batch_size_zero", "train.batch_size", 0, ["got 0", ">= 1"]),
+    ("batch_size_negative", "train.batch_size", -128, ["-128", ">= 1"]),
+    ("batch_size_float", "train.batch_size", 128.0, ["128.0", "integer"]),
+    ("epochs_negative", "train.epochs", -3, ["-3", ">= 1"]),
+    ("epochs_string", "train.epochs", "10", ["'10'", "integer"]),
+    ("nesterov_string", "train.nesterov", "yes", ["'yes'", "true or false"]),
+    ("deterministic_int", "train.deterministic", 1, ["got 1", "true or false"]),
+    ("awd_ema_zero", "train.awd_ema", 0.0, ["0.0", "(0, 1]"]),
+    ("asam_rho_zero", "train.asam_rho", 0, ["got 0", "> 0"]),
+    ("train_seed_float", "train.seed", 0.5, ["0.5", "integer"]),
+    ("study_model_unknown", "suites.underfit[0].train.model", "resnet18", ["'resnet18'", "did you mean 'resnet50'"]),
+    ("study_optimizer_unknown", "suites.underfit[0].train.optimizer", "adam", ["'adam'", "sgd, asam"]),
+    ("eps_zero", "adversarial.eps", 0.0, ["0.0", "(0, 1]"]),
+    ("eps_negative", "adversarial.eps", -0.03, ["-0.03", "(0, 1]"]),
+    ("step_size_over_one", "adversarial.step_size", 2.0, ["2.0", "(0, 1]"]),
+    ("val_fraction_zero", "data.val_fraction", 0.0, ["0.0", "(0, 1)"]),
+    ("download_string", "data.download", "no", ["'no'", "true or false"]),
+    ("aa_batch_size_zero", "autoattack.batch_size", 0, ["got 0", ">= 1"]),
+    ("aa_block_size_zero", "autoattack.block_size", 0, ["got 0", ">= 1"]),
+    ("noise_rate_negative", "suites.noisy[0].rates[0]", -0.1, ["-0.1", "[0, 1)"]),
+    ("noisy_wd_negative", "suites.noisy[0].wds[0]", -5e-4, ["-0.0005", ">= 0"]),
+    ("noisy_dog_zero", "suites.noisy[0].dogs[0]", 0.0, ["0.0", "> 0"]),
+    ("prune_amount_zero", "prune.amounts[0]", 0.0, ["0.0", "(0, 1)"]),
+    ("prune_amount_negative", "prune.amounts[0]", -0.5, ["-0.5", "(0, 1)"]),
+    ("prune_amounts_empty", "prune.amounts", [], ["empty grid"]),
+    ("prune_amount_duplicate", "prune.amounts[1]", 0.4, ["duplicate grid value 0.4", "same as prune.amounts[0]"]),
+    ("grid_wds_empty", "suites.grid[0].wds", [], ["empty grid"]),
+    ("adversarial_dogs_empty", "suites.adversarial[0].dogs", [], ["empty grid"]),
+    ("noisy_rates_empty", "suites.noisy[0].rates", [], ["empty grid"]),
+    ("lr_sens_lrs_empty", "suites.lr_sensitivity[0].lrs", [], ["empty grid"]),
+    ("grid_wd_exact_duplicate", "suites.grid[0].wds[1]", 5e-5, ["duplicate grid value 5e-05"]),
+    ("adversarial_dog_duplicate", "suites.adversarial[0].dogs", [0.02, 0.02], ["duplicate grid value 0.02"]),
+    ("noisy_rate_duplicate", "suites.noisy[0].rates[1]", 0.0, ["duplicate grid value 0.0"]),
+    ("lr_sens_lr_duplicate", "suites.lr_sensitivity[0].lrs[1]", 0.01, ["duplicate grid value 0.01"]),
+    ("grid_lr_string", "suites.grid[0].lrs[0]", "1e-2", ["'1e-2'", "number"]),
+    ("grid_not_a_list", "suites.grid[0].lrs", 0.1, ["got 0.1", "list of numbers or {geomspace|linspace"]),
+    ("linspace_num_zero", "suites.noisy[0].rates", {"linspace": [0.0, 0.4, 0]}, ["got 0", ">= 1"]),
+    ("seed_string", "suites.natural[0].seeds[0]", "0", ["'0'", "integer"]),
+    ("seed_negative", "suites.natural[0].seeds[0]", -1, ["-1", ">= 0"]),
+    ("seed_bool", "suites.natural[0].seeds[0]", True, ["true", "boolean"]),
+    ("lr_sens_seed_float", "suites.lr_sensitivity[0].seeds[0]", 0.5, ["0.5", "integer"]),
+    ("unknown_dataset_no_close_match", "suites.grid[0].dataset", "mnist", ["'mnist'", "digits, cifar10, cifar100"]),
+    ("unknown_section", "trian", {"lr": 0.1}, ["'trian'", "did you mean 'train'"]),
+    ("unknown_suite", "suites.natrual", [], ["'natrual'", "did you mean 'natural'"]),
 ]
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("path,value,expected", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
 def test_bad_input_is_reported_with_key_value_and_rule(raw, path, value, expected):
     lines = error_lines(mutate(raw, path, value))
@@ -193,6 +242,7 @@ def test_bad_input_is_reported_with_key_value_and_rule(raw, path, value, expecte
     assert hits, f"no line for {path} containing {expected}: {lines}"
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("path,missing", [
     ("train", "train"),
     ("train.lr", "lr"),
@@ -207,6 +257,7 @@ def test_missing_required_key_is_named(raw, path, missing):
                for ln in lines), lines
 
 
+@pytest.mark.reliability
 def test_cross_field_rules(raw):
     d = mutate(raw, "train.nesterov", True)
     d = mutate(d, "train.momentum", 0.0)
@@ -222,6 +273,7 @@ def test_cross_field_rules(raw):
     assert any("runs[1]" in ln and "missing required key(s): value" in ln for ln in error_lines(d))
 
 
+@pytest.mark.reliability
 def test_did_you_mean_for_unknown_keys(raw):
     d = mutate(raw, "train.lrr", 0.1)
     d = mutate(d, "suites.naturall", d["suites"].pop("natural"))
@@ -230,6 +282,7 @@ def test_did_you_mean_for_unknown_keys(raw):
     assert any(ln.startswith("params.yaml: suites.naturall:") and "did you mean 'natural'?" in ln for ln in lines)
 
 
+@pytest.mark.reliability
 def test_misplaced_keys_say_where_they_belong(raw):
     lines = error_lines(mutate(raw, "executor", {"kind": "slurm"}))
     assert any(ln.startswith("params.yaml: executor:") and "executor.yaml" in ln and "$AWD_EXECUTOR" in ln
@@ -240,6 +293,7 @@ def test_misplaced_keys_say_where_they_belong(raw):
     assert any("train.eps" in ln and "adversarial section" in ln for ln in lines)
 
 
+@pytest.mark.reliability
 def test_all_errors_are_collected_one_per_line(raw):
     d = mutate(raw, "train.lr", -1.0)
     d = mutate(d, "autoattack.version", "fast")
@@ -252,6 +306,7 @@ def test_all_errors_are_collected_one_per_line(raw):
         assert sum(f" {key}:" in ln for ln in lines) == 1, (key, lines)
 
 
+@pytest.mark.reliability
 def test_top_level_must_be_a_mapping(tmp_path):
     f = tmp_path / "p.yaml"
     for text, what in (("- a\n- b\n", "got list"), ("", "empty file")):
@@ -260,6 +315,7 @@ def test_top_level_must_be_a_mapping(tmp_path):
             load_params(f)
 
 
+@pytest.mark.reliability
 def test_malformed_yaml_gives_line_and_column(tmp_path):
     f = tmp_path / "p.yaml"
     f.write_text("data:\n  root: x\ntrain:\n  lr: 0.1\n   epochs: 8\n")
@@ -269,6 +325,24 @@ def test_malformed_yaml_gives_line_and_column(tmp_path):
     assert "line 5, column 10" in str(exc.value)
 
 
+@pytest.mark.reliability
+@pytest.mark.parametrize("text,where,what", [
+    ("train:\n\tlr: 0.1\n", "2:1", "found character '\\t' that cannot start any token"),
+    ("suites:\n  grid:\n    - lrs: [0.1, 0.2\n      wds: [1]\n", "4:10", "expected ',' or ']'"),
+    ("train:\n  model: \"tiny\n  lr: 0.1\n", "4:1", "while scanning a quoted scalar"),
+    ("train:\n  model: a: b\n", "2:11", "mapping values are not allowed here"),
+], ids=["tab_indent", "unclosed_bracket", "unclosed_quote", "colon_in_value"])
+def test_more_malformed_yaml_gives_line_and_column(tmp_path, text, where, what):
+    f = tmp_path / "p.yaml"
+    f.write_text(text)
+    with pytest.raises(ParamsError) as exc:
+        load_params(f)
+    line, col = where.split(":")
+    assert str(exc.value).startswith(f"{f}:{where}: invalid YAML") and what in str(exc.value)
+    assert f"(line {line}, column {col})" in str(exc.value)
+
+
+@pytest.mark.reliability
 def test_duplicate_yaml_key_is_an_error(tmp_path):
     f = tmp_path / "p.yaml"
     f.write_text("train:\n  lr: 0.1\n  lr: 0.2\n")
@@ -276,6 +350,7 @@ def test_duplicate_yaml_key_is_an_error(tmp_path):
         load_params(f)
 
 
+@pytest.mark.reliability
 def test_missing_file():
     with pytest.raises(ParamsError, match="nope.yaml: no such file"):
         load_params("nope.yaml")
@@ -379,6 +454,7 @@ def _cifar_params(raw, tmp_path, download=False):
     return validate(d)
 
 
+@pytest.mark.reliability
 def test_check_data_missing_folders(raw, tmp_path):
     with pytest.raises(ParamsError) as exc:
         check_data(_cifar_params(raw, tmp_path))
@@ -388,6 +464,7 @@ def test_check_data_missing_folders(raw, tmp_path):
     assert "data.download: true" in msg
 
 
+@pytest.mark.reliability
 def test_check_data_incomplete_folder_names_missing_files(raw, tmp_path):
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
@@ -414,12 +491,14 @@ def test_check_data_passes_when_complete_or_downloading(raw, tmp_path):
     check_data(_cifar_params(raw, tmp_path))
 
 
+@pytest.mark.reliability
 def test_check_data_relative_root_uses_base(raw, tmp_path):
     p = validate(mutate(mutate(raw, "suites.grid[0].dataset", "cifar100"), "data", {"root": "raw"}))
     with pytest.raises(ParamsError, match=re.escape(str(tmp_path / "raw" / "cifar-100-python"))):
         check_data(p, base=tmp_path)
 
 
+@pytest.mark.reliability
 def test_cli_reports_ok_and_errors(tmp_path):
     ok = subprocess.run([sys.executable, "-m", "pipeline.params", str(PAPER)], cwd=ROOT, capture_output=True,
                         text=True)

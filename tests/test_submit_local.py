@@ -258,6 +258,29 @@ def test_ctrl_c_leaves_jobs_running_and_prints_how_to_cancel(tmp_path, monkeypat
     assert runs(tmp_path, 4) == 2  # the cancelled attempt, then the rerun
 
 
+def test_ctrl_c_right_after_submission_still_prints_how_to_cancel(tmp_path, monkeypatch):
+    """A Ctrl-C held back during submission, or one landing just after, before the wait loop: same hint."""
+    release = tmp_path / "release"
+    (unit,) = make_units(tmp_path, [6], release=str(release))
+    store = RunStore(tmp_path / "runs")
+    real = submit_mod._adopt_or_submit
+
+    def then_interrupt(*args, **kwargs):
+        real(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(submit_mod, "_adopt_or_submit", then_interrupt)
+    stream = io.StringIO()
+    with pytest.raises(KeyboardInterrupt):
+        run_units([unit], store, LOCAL, desc="toy", stream=stream)
+    text = stream.getvalue()
+    assert "1 jobs keep running" in text and f"-m jobs cancel --store {store.root} --kind toy" in text, text
+    monkeypatch.setattr(submit_mod, "_adopt_or_submit", real)
+    release.touch()
+    assert run_units([unit], store, LOCAL, desc="toy", stream=io.StringIO()) == {unit.key: {"double": 12}}
+    assert runs(tmp_path, 6) == 1  # the interrupted driver's job finished it; nothing was submitted again
+
+
 def run_pids(tmp_path, x):
     p = tmp_path / f"count-{x}.txt"
     return [int(line.split()[1]) for line in p.read_text().splitlines()] if p.exists() else []

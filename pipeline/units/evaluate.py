@@ -14,6 +14,9 @@ def _trained_model(config: dict, store):
     from awd.train import TrainConfig, load_model
 
     train_cfg = TrainConfig.from_dict(config["train_config"])
+    if not store.is_done("train", config["train_key"], verify="changed"):  # never evaluate a damaged model.pt
+        raise RuntimeError(f"train/{config['train_key']} is not done or was damaged (see {store.root}/_quarantine/"
+                           "train/); recompute it with `dvc repro -f -s train`")
     num_classes, in_channels, _ = dataset_info(train_cfg.dataset)
     model = load_model(store.path("train", config["train_key"]), train_cfg, num_classes, in_channels)
     return model.eval(), train_cfg
