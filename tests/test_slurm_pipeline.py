@@ -425,7 +425,7 @@ print("result:", run_units([unit], store, cfg, desc="nested")[unit.key])
 
 @pytest.mark.slurm
 def test_driver_inside_a_slurm_job_submits_jobs_that_do_not_inherit_its_allocation(slurm_cluster, tmp_path):
-    """Where login nodes forbid long processes the driver runs as a batch job (docs/cluster.md). Its jobs must not
+    """Where login nodes forbid long processes the driver runs as a batch job (README: the cluster guide). Its jobs must not
     inherit its SLURM_* variables: with the driver's --mem-per-cpu next to a job's --mem, srun in the job dies."""
     driver, out, store = tmp_path / "driver.py", tmp_path / "driver.out", tmp_path / "store"
     driver.write_text(DRIVER)
