@@ -64,15 +64,21 @@ def ours(args, device, compile_mode: str | None = None):
     return lambda: run.step(idx)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+def step_arguments(description: str, steps: int) -> argparse.ArgumentParser:
+    """The model / batch / precision options every training-step benchmark takes."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--model", default="resnet32")
     ap.add_argument("--model-kw", default="{}", help="JSON kwargs, e.g. '{\"depth\": 28, \"width\": 10}'")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--size", type=int, default=32)
-    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--steps", type=int, default=steps)
     ap.add_argument("--bf16", action="store_true")
     ap.add_argument("--channels-last", action="store_true")
+    return ap
+
+
+def main() -> None:
+    ap = step_arguments(__doc__, steps=30)
     ap.add_argument("--attempts", type=int, default=3, help="measure again while other processes load the machine")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()

@@ -8,7 +8,6 @@ graph compile separately), the steady-state speed-up, and the break-even point i
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -18,19 +17,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from adv_step import ours  # noqa: E402
+from adv_step import ours, step_arguments  # noqa: E402
 from common import Meter, interleaved, report, table, wait_for_quiet  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--model", default="resnet32")
-    ap.add_argument("--model-kw", default="{}", help="JSON kwargs, e.g. '{\"depth\": 28, \"width\": 10}'")
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--size", type=int, default=32)
-    ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--bf16", action="store_true")
-    ap.add_argument("--channels-last", action="store_true")
+    ap = step_arguments(__doc__, steps=10)
     ap.add_argument("--mode", default="default", help="torch.compile mode")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
