@@ -11,6 +11,7 @@ ASAM); validation costs a forward (+3x per PGD-val step) per held-out image; Aut
 from __future__ import annotations
 
 import argparse
+import json
 from functools import lru_cache
 
 from pipeline.params import check_data, load_params
@@ -23,7 +24,6 @@ AA_FORWARDS_PER_IMAGE = 3000
 
 @lru_cache(maxsize=None)
 def forward_flops(model: str, dataset: str, model_kw: str) -> float:
-    import json
 
     import torch
     from torch.utils.flop_counter import FlopCounterMode
@@ -41,10 +41,13 @@ def forward_flops(model: str, dataset: str, model_kw: str) -> float:
     return float(counter.get_total_flops())
 
 
-def train_flops(config: dict) -> float:
-    import json
+def run_forward_flops(config: dict) -> float:
+    """forward_flops of a run config's model (model_kw as canonical JSON, so the cache sees equal configs as one)."""
+    return forward_flops(config["model"], config["dataset"], json.dumps(config["model_kw"], sort_keys=True))
 
-    fwd = forward_flops(config["model"], config["dataset"], json.dumps(config["model_kw"], sort_keys=True))
+
+def train_flops(config: dict) -> float:
+    fwd = run_forward_flops(config)
     n_train = TRAIN_SIZE[config["dataset"]]
     n_val = round(n_train * config["val_fraction"])
     steps = config["train_steps"] if config["adversarial"] else 0
@@ -84,7 +87,7 @@ def main() -> None:
     n_test = params.autoattack.n_test
     aa_flops = sum(
         AA_FORWARDS_PER_IMAGE * (TEST_SIZE[s.dataset] if n_test is None else min(n_test, TEST_SIZE[s.dataset]))
-        * forward_flops(s.config["model"], s.dataset, __import__("json").dumps(s.config["model_kw"], sort_keys=True))
+        * run_forward_flops(s.config)
         for s in attacked.values()
     )
     pruned = sum(1 for s, _ in pending if s.suite in PRUNED_SUITES)

@@ -17,7 +17,7 @@ from jobs.executors import load_executor_config
 from jobs.submit import run_units
 from pipeline.common import ARTIFACTS, make_unit, open_store, stage_args, write_json
 from pipeline.params import check_data, load_params
-from pipeline.suites import RunSpec, independent_runs, natural_awd, natural_fixed
+from pipeline.suites import RunSpec, independent_runs, natural_awd
 
 TRAIN_FN = "pipeline.units.train:train_unit"
 OUT = ARTIFACTS / "train"
@@ -104,13 +104,12 @@ def main() -> None:
     units = [unit_for(s, params) for s in specs]
     results = run_units(units, store, executor, desc="train")
 
-    fixed = natural_fixed(params)
     estimates, phase2 = [], []
     shutil.rmtree(OUT, ignore_errors=True)
     (OUT / "traces").mkdir(parents=True)
     (OUT / "unfit").mkdir(parents=True)
-    for spec in fixed:
-        unit = unit_for(spec, params)
+    # phase 1's natural-suite runs are exactly its fixed-λ runs, the ones the DoG is estimated from
+    for spec, unit in ((s, u) for s, u in zip(specs, units) if s.suite == "natural"):
         est = estimate_dog(store, unit, params.suites.natural[spec.study])
         write_json(OUT / "traces" / f"{unit.key}.json", est.pop("curve"))
         estimates.append({"dataset": spec.dataset, "study": spec.study, "seed": spec.label["seed"],
