@@ -1,6 +1,8 @@
 """Content keys for units: canonical JSON of the config plus a digest of the code that computes it.
 
 Executor settings (where and how a unit runs) never enter a key, so moving from a laptop to SLURM reuses results.
+Config entries whose name starts with "_" say where inputs live, not what is computed: they never enter a key.
+The code digest covers what the unit's module closure executes (its AST without docstrings), not its formatting.
 """
 
 from __future__ import annotations
@@ -49,6 +51,16 @@ def canonical_json(obj: tp.Any) -> str:
     """One string per value: sorted keys, no whitespace, tuples as lists, floats as their shortest repr."""
     return json.dumps(_normalise(obj, "value"), sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                       allow_nan=False)
+
+
+def keyed_config(config: tp.Mapping[str, tp.Any]) -> tp.Dict[str, tp.Any]:
+    """The part of a unit config that decides what is computed: every entry not named "_..." (input locations)."""
+    return {k: v for k, v in config.items() if not k.startswith("_")}
+
+
+def config_digest(config: tp.Mapping[str, tp.Any]) -> str:
+    """sha256 of the keyed config alone: equal for two units that differ only in code (see `jobs.why`)."""
+    return hashlib.sha256(canonical_json(keyed_config(config)).encode("utf-8")).hexdigest()
 
 
 def unit_key(kind: str, config: tp.Mapping[str, tp.Any], code: str) -> str:
@@ -104,12 +116,60 @@ def _with_parents(name: str) -> tp.List[str]:
     return [".".join(parts[: i + 1]) for i in range(len(parts))]
 
 
-def code_digest(module_names: tp.Union[str, tp.Iterable[str]], root: tp.Union[str, Path, None] = None,
-                packages: tp.Sequence[str] = PROJECT_PACKAGES) -> str:
-    """sha256 over the given modules and everything they import inside the project packages.
+def _parse(path: Path, source: tp.Optional[bytes] = None) -> ast.Module:
+    try:
+        return ast.parse(path.read_bytes() if source is None else source, filename=str(path))
+    except SyntaxError as e:
+        raise SyntaxError(f"code_digest: cannot parse {path}: {e}") from e
 
-    Importing `a.b.c` runs `a/__init__.py` and `a/b/__init__.py` too, so those count as dependencies. Files are
-    hashed as bytes (any edit, comments included, changes the digest), in sorted module-name order.
+
+_DOC_OWNERS = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+def _canonical(node: tp.Any) -> tp.Any:
+    """The executable content of an AST as plain data: no positions, no docstrings; fields that are None or empty
+    are left out, so a Python release that adds an empty field (e.g. 3.12's `type_params`) keeps digests equal."""
+    if isinstance(node, ast.AST):
+        fields = {}
+        for name, value in ast.iter_fields(node):
+            if name == "body" and isinstance(node, _DOC_OWNERS) and value and _is_docstring(value[0]):
+                value = value[1:]
+            if name == "type_comment" or value is None or value == []:
+                continue
+            fields[name] = _canonical(value)
+        return [type(node).__name__, fields]
+    if isinstance(node, list):
+        return [_canonical(v) for v in node]
+    if isinstance(node, bytes):
+        return {"bytes": node.hex()}
+    if isinstance(node, complex):
+        return {"complex": [node.real, node.imag]}
+    if node is Ellipsis:
+        return {"ellipsis": True}
+    if isinstance(node, float) and not math.isfinite(node):
+        return {"float": repr(node)}  # 1e999 in source parses to inf
+    return node  # str, int, float, bool
+
+
+def _is_docstring(stmt: ast.stmt) -> bool:
+    return isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str)
+
+
+def semantic_digest(source: tp.Union[str, bytes], filename: str = "<source>") -> str:
+    """sha256 of what a Python file executes: comments, docstrings, blank lines and layout do not count; any
+    change to a statement, name, literal or annotation does. (A module's `__doc__` is not part of it: unit code
+    must not compute results from docstrings.)"""
+    tree = _parse(Path(filename), source.encode("utf-8") if isinstance(source, str) else source)
+    text = json.dumps(_canonical(tree), separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def code_closure(module_names: tp.Union[str, tp.Iterable[str]], root: tp.Union[str, Path, None] = None,
+                 packages: tp.Sequence[str] = PROJECT_PACKAGES) -> tp.Dict[str, Path]:
+    """{module name: source file} of the given modules and everything they import inside the project packages.
+
+    Importing `a.b.c` runs `a/__init__.py` and `a/b/__init__.py` too, so those count as dependencies; imports
+    inside functions count (a unit's lazy imports are code it runs).
     """
     root = Path(root).resolve() if root is not None else _default_root()
     names = [module_names] if isinstance(module_names, str) else list(module_names)
@@ -133,12 +193,27 @@ def code_digest(module_names: tp.Union[str, tp.Iterable[str]], root: tp.Union[st
             if path is None:
                 continue  # a namespace package, or an attribute imported with `from x import y`
             files[dep] = path
-            try:
-                tree = ast.parse(path.read_bytes(), filename=str(path))
-            except SyntaxError as e:
-                raise SyntaxError(f"code_digest: cannot parse {path}: {e}") from e
-            todo.extend(_imported_names(tree, dep, path.name == "__init__.py"))
+            todo.extend(_imported_names(_parse(path), dep, path.name == "__init__.py"))
+    return dict(sorted(files.items()))
+
+
+def combine_digests(file_digests: tp.Mapping[str, str]) -> str:
+    """The code digest of a closure from its per-module semantic digests (module names sorted)."""
     digest = hashlib.sha256()
-    for name in sorted(files):
-        digest.update(name.encode("utf-8") + b"\0" + hashlib.sha256(files[name].read_bytes()).digest())
+    for name in sorted(file_digests):
+        digest.update(name.encode("utf-8") + b"\0" + bytes.fromhex(file_digests[name]))
     return digest.hexdigest()
+
+
+def closure_digests(module_names: tp.Union[str, tp.Iterable[str]], root: tp.Union[str, Path, None] = None,
+                    packages: tp.Sequence[str] = PROJECT_PACKAGES) -> tp.Dict[str, str]:
+    """{module name: semantic digest} over the code closure of the given modules."""
+    return {name: semantic_digest(path.read_bytes(), str(path))
+            for name, path in code_closure(module_names, root, packages).items()}
+
+
+def code_digest(module_names: tp.Union[str, tp.Iterable[str]], root: tp.Union[str, Path, None] = None,
+                packages: tp.Sequence[str] = PROJECT_PACKAGES) -> str:
+    """sha256 over the semantic digests of the given modules and everything they import inside the project
+    packages: an edit that changes what any of them executes changes it, a comment or docstring edit does not."""
+    return combine_digests(closure_digests(module_names, root, packages))

@@ -25,7 +25,10 @@ from pathlib import Path
 import submitit
 
 from jobs.executors import ElsewhereError, ExecutorConfig, JobWatch, load_executor_config, make_executor
+from jobs.environment import environment
+from jobs.keys import config_digest
 from jobs.progress import Progress
+from jobs.snapshot import SnapshotError, use_snapshot, write_snapshot
 from jobs.store import ERROR, RunStore, StoreError, dump_json
 
 FN_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -38,6 +41,9 @@ class Unit:
     """One computation. `fn` ("module:function") is called as fn(config, workdir, store) -> result dict.
 
     `deps`: (kind, key) entries that must be done before this unit may run (checked before submitting).
+    `code`: the code digest in the unit's key (jobs.keys.code_digest of fn's module); when set, the job imports fn
+    from the store's snapshot of that code (jobs.snapshot), not from the checkout.
+    `group`: units with the same non-empty group run in one job (a scheduling choice, never part of the key).
     """
 
     kind: str
@@ -46,6 +52,8 @@ class Unit:
     config: tp.Dict[str, tp.Any]
     label: str = ""
     deps: tp.Tuple[tp.Tuple[str, str], ...] = ()
+    code: str = ""
+    group: str = ""
 
     @property
     def name(self) -> str:
@@ -113,7 +121,8 @@ def execute_unit(store: RunStore, unit: Unit) -> str:
                 raise TypeError(f"unit fn {unit.fn} returned {type(result).__name__}; it must return a dict")
             store.commit(unit.kind, unit.key, result,
                          meta={"seconds": time.time() - start, "fn": unit.fn, "label": unit.label,
-                               "job_id": _job_id()})
+                               "job_id": _job_id(), "code": unit.code, "config": config_digest(unit.config),
+                               "env": environment()})
             return "done"
         except Exception:  # noqa: BLE001 -- one unit's failure must not stop the others packed in this job
             text = traceback.format_exc()
@@ -140,6 +149,14 @@ def execute_units(store_root: tp.Union[str, Path], units: tp.Sequence[Unit]) -> 
     outcome = {}
     for unit in units:
         print(f"unit {unit.name} ({unit.kind}/{unit.key}): start", file=sys.stderr, flush=True)
+        try:
+            if unit.code:
+                use_snapshot(store.root, unit.code)  # on every start, requeues included
+        except SnapshotError as e:
+            store.record_error(unit.kind, unit.key, f"SnapshotError: {e}\n")
+            print(f"unit {unit.name} ({unit.key}) refused: {e}", file=sys.stderr, flush=True)
+            outcome[unit.key] = "failed"
+            continue
         outcome[unit.key] = execute_unit(store, unit)
         print(f"unit {unit.name} ({unit.kind}/{unit.key}): {outcome[unit.key]}", file=sys.stderr, flush=True)
     failed = [k for k, v in outcome.items() if v == "failed"]
@@ -208,13 +225,17 @@ def dry_run(units: tp.Iterable[Unit], store: RunStore) -> tp.List[Unit]:
 
 def _packs(units: tp.Sequence[Unit], cfg: ExecutorConfig, busy: int = 0) -> tp.List[tp.List[Unit]]:
     per_job = cfg.units_per_job or 1
-    n_jobs = math.ceil(len(units) / per_job)
+    atoms: tp.Dict[tp.Any, tp.List[Unit]] = {}  # a group stays together; an ungrouped unit is its own atom
+    for i, unit in enumerate(units):
+        atoms.setdefault(unit.group or i, []).append(unit)
+    parts = list(atoms.values())
     if cfg.kind == "local":
         # LocalExecutor starts every job at once: at most max_parallel jobs (counting `busy` adopted ones),
-        # units dealt round-robin
-        n_jobs = min(n_jobs, max(1, cfg.parallel - busy))
-        return [list(units[i::n_jobs]) for i in range(n_jobs)]
-    return [list(units[i:i + per_job]) for i in range(0, len(units), per_job)]
+        # atoms dealt round-robin
+        n_jobs = min(math.ceil(len(parts) / per_job), max(1, cfg.parallel - busy))
+        return [[u for part in parts[i::n_jobs] for u in part] for i in range(n_jobs)]
+    singles = [part[0] for part in parts if not part[0].group]
+    return [part for part in parts if part[0].group] + [singles[i:i + per_job] for i in range(0, len(singles), per_job)]
 
 
 def _last_line(text: str) -> str:
@@ -304,6 +325,7 @@ def run_units(units: tp.Iterable[Unit], store: tp.Union[RunStore, str, Path],
     stream = stream if stream is not None else sys.stderr
     # checksums of what changed since commit, once per call: a damaged entry is quarantined and recomputed, never used
     todo = [u for u in units if not store.is_done(u.kind, u.key, verify="changed")]
+    _write_snapshots(todo, store)
     if todo:
         progress = Progress(total=len(units), done=len(units) - len(todo), desc=desc, stream=stream)
         try:
@@ -316,6 +338,15 @@ def run_units(units: tp.Iterable[Unit], store: tp.Union[RunStore, str, Path],
         if failures:
             raise UnitsFailed(failures, len(units), desc)
     return {u.key: store.result(u.kind, u.key) for u in units}
+
+
+def _write_snapshots(units: tp.Sequence[Unit], store: RunStore) -> None:
+    """Before anything is submitted: the code each unit's key names, in the store, for its job to import."""
+    for fn, code in sorted({(u.fn, u.code) for u in units if u.code}):
+        try:
+            write_snapshot(store.root, fn.split(":")[0], code)
+        except SnapshotError as e:
+            raise StoreError(f"{e} (nothing was submitted)") from e
 
 
 def _run_in_process(todo: tp.Sequence[Unit], store: RunStore, progress: Progress) -> tp.List[Failure]:

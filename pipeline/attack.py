@@ -1,7 +1,8 @@
 """DVC stage `attack`: AutoAttack (standard, L∞) on the test set for every adversarially trained run.
 
-Each model's test set is cut into `autoattack.shards` contiguous shards, one array task each; shards are merged in
-index order, so the result does not depend on how many shards ran.
+The stored unit is one block of `autoattack.block_size` test examples of one model (its key does not depend on
+`autoattack.shards`); the blocks of each of a model's `autoattack.shards` contiguous shards run as one array task.
+Blocks are merged in index order, so neither the result nor what is cached depends on how many shards ran.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pipeline.evaluated import base_eval_config, check_trained, trained_runs
 from pipeline.params import load_params
 from pipeline.suites import ATTACKED_SUITES
 
-AA_FN = "pipeline.units.evaluate:autoattack_unit"
+AA_FN = "pipeline.units.autoattack:autoattack_unit"
 
 
 @lru_cache(maxsize=None)
@@ -27,7 +28,7 @@ def test_size(dataset: str, data_root: str, n_test) -> int:
 
 
 def main() -> None:
-    from awd.attacks import shard_bounds
+    from awd.autoattack import block_bounds, shard_bounds
 
     args = stage_args(__doc__)
     params = load_params(args.params)
@@ -38,10 +39,14 @@ def main() -> None:
     plan = []
     for rec in runs:
         n = test_size(rec["dataset"], params.data.root, aa.n_test)
-        for start, stop in shard_bounds(n, aa.shards, aa.block_size):
+        shards = shard_bounds(n, aa.shards, aa.block_size)
+        for start, stop in block_bounds(n, aa.block_size):
             config = dict(base_eval_config(rec, params.data.root), eps=adv.eps, version=aa.version, seed=aa.seed,
-                          batch_size=aa.batch_size, block_size=aa.block_size, n_test=n, start=start, stop=stop)
-            plan.append((rec, make_unit("autoattack", AA_FN, config, f"AA {rec['suite']} {rec['label']} [{start},{stop})")))
+                          batch_size=aa.batch_size, block_size=aa.block_size, start=start, stop=stop)
+            s0, s1 = next(b for b in shards if b[0] <= start < b[1])
+            unit = make_unit("autoattack", AA_FN, config, f"AA {rec['suite']} {rec['label']} [{start},{stop})")
+            unit.group = f"{rec['key']}[{s0},{s1})"  # one job per shard; a scheduling choice, not in the key
+            plan.append((rec, unit))
     check_trained(store, plan, "attack")
     results = run_units([u for _, u in plan], store, executor, desc="attack")
     merged: dict[str, dict] = {}
@@ -52,9 +57,9 @@ def main() -> None:
     out = []
     for m in merged.values():
         shards = sorted(m["shards"], key=lambda s: s["start"])
-        for a, b in zip(shards, shards[1:]):
+        for a, b in zip([{"stop": 0}] + shards, shards):
             if a["stop"] != b["start"]:
-                raise RuntimeError(f"AutoAttack shards of {m['rec']['key']} leave a gap/overlap: {a} / {b}")
+                raise RuntimeError(f"AutoAttack blocks of {m['rec']['key']} leave a gap/overlap: {a} / {b}")
         n = sum(s["n"] for s in shards)
         rec = m["rec"]
         out.append({"key": rec["key"], "suite": rec["suite"], "dataset": rec["dataset"], "label": rec["label"],
@@ -62,7 +67,7 @@ def main() -> None:
                     "clean_acc": sum(s["clean_correct"] for s in shards) / n, "n": n})
     out.sort(key=lambda r: (r["suite"], r["dataset"], r["key"]))
     write_json(ARTIFACTS / "attack" / "results.json", out)
-    print(f"attack: {len(out)} models, {len(plan)} shards")
+    print(f"attack: {len(out)} models, {len(plan)} blocks")
 
 
 if __name__ == "__main__":

@@ -9,11 +9,10 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 
-from jobs.keys import code_digest, unit_key
+from jobs.keys import code_digest, keyed_config, unit_key
 from jobs.store import RunStore
 from jobs.submit import Unit
 from pipeline.atomic_io import write_json  # noqa: F401  (re-exported for the stage drivers)
-from pipeline.units.train import LOCATION_KEYS
 
 ARTIFACTS = Path("artifacts")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -64,9 +63,9 @@ def _digest(module: str) -> str:
 
 def make_unit(kind: str, fn: str, config: dict, label: str = "") -> Unit:
     """A unit keyed by what it computes: its config without input locations, plus the code it runs."""
-    keyed = {k: v for k, v in config.items() if k not in LOCATION_KEYS}
-    key = unit_key(kind, keyed, _digest(fn.split(":")[0]))
-    return Unit(kind=kind, key=key, fn=fn, config=config, label=label)
+    code = _digest(fn.split(":")[0])
+    return Unit(kind=kind, key=unit_key(kind, keyed_config(config), code), fn=fn, config=config, label=label,
+                code=code)
 
 
 def read_json(path: Path):

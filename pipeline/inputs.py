@@ -50,7 +50,7 @@ def _run_row(rec: dict) -> dict:
 
 
 def _to_percent(frames: list[tuple[pd.DataFrame, tuple[str, ...]]]) -> None:
-    # Upstream accuracies are fractions in [0, 1] (awd.evaluate.accuracy, awd.attacks.merge_autoattack); the
+    # Upstream accuracies are fractions in [0, 1] (awd.evaluate.accuracy, awd.autoattack.merge_autoattack); the
     # tables are in percent like the paper.
     for df, names in frames:
         for c in names:

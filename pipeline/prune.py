@@ -9,7 +9,7 @@ from pipeline.evaluated import base_eval_config, check_trained, trained_runs
 from pipeline.params import load_params
 from pipeline.suites import PRUNED_SUITES
 
-PRUNE_FN = "pipeline.units.evaluate:prune_unit"
+PRUNE_FN = "pipeline.units.prune:prune_unit"
 
 
 def main() -> None:

@@ -7,7 +7,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
 
-from awd.attacks import autoattack, load_shard, merge_autoattack, pgd, save_shard, shard_bounds
+from awd.attacks import pgd
+from awd.autoattack import autoattack, load_shard, merge_autoattack, save_shard, shard_bounds
 
 EPS = 0.1  # on 8x8 digits this leaves some, not all, test examples robust for the tiny model below
 
@@ -193,7 +194,7 @@ class _Crash(RuntimeError):
 
 
 def test_autoattack_resumes_from_its_state_after_a_crash(model, test_set, tmp_path, monkeypatch):
-    import awd.attacks
+    import awd.autoattack
 
     x, y = test_set
     kw = dict(eps=EPS, version="custom", attacks=["apgd-ce", "apgd-dlr"], batch_size=20)
@@ -208,8 +209,8 @@ def test_autoattack_resumes_from_its_state_after_a_crash(model, test_set, tmp_pa
         calls["saves"].append(calls["n"])
         save_checkpoint(obj, path)
 
-    save_checkpoint = awd.attacks.save_checkpoint
-    monkeypatch.setattr(awd.attacks, "save_checkpoint", save_and_mark)
+    save_checkpoint = awd.autoattack.save_checkpoint
+    monkeypatch.setattr(awd.autoattack, "save_checkpoint", save_and_mark)
     hook = model.register_forward_hook(count)
     reference = autoattack(model, x, y, state_path=tmp_path / "reference.pt", **kw)
     # a save after each attack and one per finished block: [ce, dlr, block 0, ce, dlr, block 1]

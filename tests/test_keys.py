@@ -1,10 +1,15 @@
 import math
+import shutil
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from jobs.keys import canonical_json, code_digest, unit_key
+from jobs.keys import (canonical_json, closure_digests, code_closure, code_digest, combine_digests, config_digest,
+                       keyed_config, semantic_digest, unit_key)
+
+ROOT = Path(__file__).resolve().parent.parent
 
 CODE = "0" * 64
 
@@ -84,6 +89,9 @@ def test_code_digest_follows_transitive_imports(project, edited):
     assert before == _digest(project)
     with open(project / edited, "a") as f:
         f.write("\n# edited\n")
+    assert _digest(project) == before  # a comment executes nothing
+    with open(project / edited, "a") as f:
+        f.write("EDITED = 1\n")
     assert _digest(project) != before
 
 
@@ -99,6 +107,124 @@ def test_code_digest_bad_names(project):
         code_digest(["os"], root=project, packages=("pkg",))
     with pytest.raises(FileNotFoundError, match="'pkg.missing'"):
         code_digest(["pkg.missing"], root=project, packages=("pkg",))
+
+
+def _semantic(text):
+    return semantic_digest(textwrap.dedent(text))
+
+
+BASE = """
+    \"\"\"Module docstring.\"\"\"
+    import math
+
+
+    class Decay:
+        \"\"\"Class docstring.\"\"\"
+
+        def step(self, lam: float, grad) -> float:
+            \"\"\"Method docstring.\"\"\"
+            return lam * math.sqrt(grad)  # why: the paper's rule
+"""
+
+
+@pytest.mark.parametrize("same", [
+    BASE.replace("Module docstring.", "A reworded module docstring."),
+    BASE.replace('    \"\"\"Class docstring.\"\"\"\n', ""),
+    BASE.replace("# why: the paper's rule", "# a different comment"),
+    BASE.replace("lam * math.sqrt(grad)", "lam*math.sqrt( grad )").replace("\n\n\n", "\n"),
+    BASE.replace("return lam * math.sqrt(grad)", "return (lam\n                    * math.sqrt(grad))"),
+])
+def test_semantic_digest_ignores_comments_docstrings_and_layout(same):
+    assert _semantic(same) == _semantic(BASE)
+
+
+@pytest.mark.parametrize("different", [
+    BASE.replace("lam * math", "lam / math"),          # operator
+    BASE.replace("math.sqrt(grad)", "math.sqrt(lam)"),  # name
+    BASE.replace("def step", "def stop"),               # definition name
+    BASE.replace("lam: float", "lam: int"),             # annotation
+    BASE.replace("return lam", "x = 1\n            return lam"),
+    BASE.replace('\"\"\"Method docstring.\"\"\"', '\"\"\"Method docstring.\"\"\"\n            "not a docstring"'),
+])
+def test_semantic_digest_changes_with_what_executes(different):
+    assert _semantic(different) != _semantic(BASE)
+
+
+def _edited_copy(tmp_path, rel, edit):
+    from jobs.keys import PROJECT_PACKAGES
+    for pkg in PROJECT_PACKAGES:
+        shutil.copytree(ROOT / pkg, tmp_path / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    path = tmp_path / rel
+    text = path.read_text()
+    new = edit(text)
+    assert new != text, f"the edit of {rel} did not apply"
+    path.write_text(new)
+    return tmp_path
+
+
+def _comment_and_docstring_edit(text):
+    """A comment added on its own line, and the module docstring's first line reworded."""
+    first = text.index('"""') + 3
+    return "# a comment edit\n" + text[:first] + "Reworded: " + text[first:]
+
+
+REAL_MODULES = ["awd/weight_decay.py", "awd/train.py", "awd/attacks.py", "awd/prune.py", "awd/autoattack.py"]
+UNIT_MODULES = {"train": "pipeline.units.train", "autoattack": "pipeline.units.autoattack",
+                "prune": "pipeline.units.prune"}
+
+
+@pytest.mark.parametrize("rel", REAL_MODULES)
+def test_real_modules_comment_and_docstring_edits_keep_every_unit_digest(tmp_path, rel):
+    before = {kind: code_digest(m) for kind, m in UNIT_MODULES.items()}
+    copy = _edited_copy(tmp_path, rel, _comment_and_docstring_edit)
+    assert {kind: code_digest(m, root=copy) for kind, m in UNIT_MODULES.items()} == before
+
+
+# one token of what each module executes, and the unit kinds whose code runs it
+ONE_TOKEN = {
+    "awd/weight_decay.py": (("import math", "import math as math"), {"train", "autoattack", "prune"}),
+    "awd/attacks.py": (('BN_MODES = ("train", "eval")', 'BN_MODES = ("eval", "train")'), {"train", "autoattack", "prune"}),
+    "awd/prune.py": (("import copy", "import copy as copy"), {"prune"}),
+    "awd/autoattack.py": (("_STATE_FORMAT = 1", "_STATE_FORMAT = 2"), {"autoattack"}),
+    "pipeline/units/trained_model.py": (("from __future__ import annotations", "from __future__ import division"),
+                                        {"autoattack", "prune"}),
+}
+
+
+@pytest.mark.parametrize("rel", sorted(ONE_TOKEN))
+def test_real_modules_one_token_change_changes_exactly_the_units_that_run_it(tmp_path, rel):
+    (old, new), changed = ONE_TOKEN[rel]
+    before = {kind: code_digest(m) for kind, m in UNIT_MODULES.items()}
+    copy = _edited_copy(tmp_path, rel, lambda text: text.replace(old, new, 1))
+    after = {kind: code_digest(m, root=copy) for kind, m in UNIT_MODULES.items()}
+    assert {kind for kind in UNIT_MODULES if after[kind] != before[kind]} == changed
+
+
+def test_unit_closures_are_minimal():
+    """Training never runs AutoAttack or pruning; AutoAttack never runs pruning, and pruning never AutoAttack."""
+    closures = {kind: set(code_closure(m)) for kind, m in UNIT_MODULES.items()}
+    assert not closures["train"] & {"awd.autoattack", "awd.prune", "pipeline.units.autoattack",
+                                    "pipeline.units.prune", "pipeline.units.trained_model"}
+    assert "awd.prune" not in closures["autoattack"] and "pipeline.units.prune" not in closures["autoattack"]
+    assert "awd.autoattack" not in closures["prune"] and "pipeline.units.autoattack" not in closures["prune"]
+    # no unit runs the stage drivers, the renderer or the job runner
+    assert all(m.split(".")[0] != "jobs" and not m.startswith("pipeline.") or m.startswith("pipeline.units")
+               for c in closures.values() for m in c)
+
+
+def test_digest_is_combined_from_per_module_digests():
+    per_module = closure_digests("pipeline.units.train")
+    assert set(per_module) == set(code_closure("pipeline.units.train"))
+    assert combine_digests(per_module) == code_digest("pipeline.units.train")
+
+
+def test_keyed_config_drops_location_entries():
+    from pipeline.units.train import LOCATION_KEYS
+
+    assert all(k.startswith("_") for k in LOCATION_KEYS)  # what the job strips is what the key never had
+    assert keyed_config({"lr": 0.1, "_data_root": "/x"}) == {"lr": 0.1}
+    assert config_digest({"lr": 0.1, "_data_root": "/x"}) == config_digest({"lr": 0.1, "_data_root": "/y"})
+    assert config_digest({"lr": 0.1}) != config_digest({"lr": 0.2})
 
 
 def test_code_digest_of_project_modules_is_stable():

@@ -67,6 +67,8 @@ def _key_in_copy(tmp_path: Path, edit=None) -> str:
 def test_code_a_run_depends_on_changes_its_key_and_unrelated_code_does_not(tmp_path):
     base = _key_in_copy(tmp_path)
     assert _key_in_copy(tmp_path, lambda c: (c / "awd" / "weight_decay.py").write_text(
-        (c / "awd" / "weight_decay.py").read_text() + "\n# changed\n")) != base
+        (c / "awd" / "weight_decay.py").read_text() + "\nCHANGED = 1\n")) != base
+    assert _key_in_copy(tmp_path, lambda c: (c / "awd" / "weight_decay.py").write_text(
+        (c / "awd" / "weight_decay.py").read_text() + "\n# only a comment\n")) == base
     assert _key_in_copy(tmp_path, lambda c: (c / "pipeline" / "aggregate.py").write_text(
         (c / "pipeline" / "aggregate.py").read_text() + "\n# changed\n")) == base

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from awd.attacks import load_shard
+from awd.autoattack import load_shard
 from awd.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from awd.data import load_dataset, stratified_split
 from awd.train import TrainConfig, load_model, make_train_data, train
@@ -507,7 +507,7 @@ def test_evaluation_stages_never_load_a_damaged_trained_model(reference, tmp_pat
     first (driver side and job side), quarantine it and stop with what to do, instead of evaluating it."""
     from jobs.store import StoreError
     from pipeline.evaluated import check_trained
-    from pipeline.units.evaluate import prune_unit
+    from pipeline.units.prune import prune_unit
 
     store = RunStore(tmp_path / "store")
     cfg = run_config()
@@ -517,7 +517,7 @@ def test_evaluation_stages_never_load_a_damaged_trained_model(reference, tmp_pat
     store.commit("train", key, reference["metrics"])
     rec = {"suite": "lr_sensitivity", "label": {"lr": 0.2}, "key": key, "config": cfg}
     config = {"train_key": key, "train_config": cfg, "_data_root": str(ROOT / "data" / "raw"), "amounts": [0.5]}
-    plan = [(rec, Unit("prune", unit_key("prune", config, "test"), "pipeline.units.evaluate:prune_unit", config))]
+    plan = [(rec, Unit("prune", unit_key("prune", config, "test"), "pipeline.units.prune:prune_unit", config))]
     check_trained(store, plan, "prune")
     good = prune_unit(config, tmp_path / "work", store)  # the undamaged entry evaluates
 

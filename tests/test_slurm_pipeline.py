@@ -282,8 +282,8 @@ def test_killed_driver_then_rerun_submits_nothing_twice(built):
 @pytest.mark.slurm
 @pytest.mark.e2e
 def test_autoattack_shards_ran_as_separate_tasks_and_merge_to_the_one_shard_result(built, tmp_path):
-    from awd.attacks import load_shard
-    from pipeline.units.evaluate import autoattack_unit
+    from awd.autoattack import load_shard
+    from pipeline.units.autoattack import autoattack_unit
 
     results = json.loads((built.repo / "artifacts" / "attack" / "results.json").read_text())
     shards: tp.Dict[str, tp.List[tp.Tuple[dict, Path]]] = {}
