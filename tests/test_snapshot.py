@@ -1,0 +1,168 @@
+"""Code snapshots: jobs import the code their key names from the run store, verified, never from the checkout."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from jobs.keys import PROJECT_PACKAGES, code_digest, unit_key
+from jobs.snapshot import SnapshotError, snapshot_path, verify_snapshot, write_snapshot
+
+ROOT = Path(__file__).resolve().parent.parent
+PROBE = "pipeline.units.probe:probe_unit"
+
+PROBE_UNIT = '''
+"""A unit that reports which code it ran (test fixture)."""
+import awd.probe_value
+
+
+def probe_unit(config, workdir, store):
+    return {"value": awd.probe_value.VALUE, "file": awd.probe_value.__file__}
+'''
+
+
+def make_project(dest: Path, value: str = "before") -> Path:
+    """A copy of the project packages plus a probe unit whose result says which awd/probe_value.py it imported."""
+    for pkg in PROJECT_PACKAGES:
+        shutil.copytree(ROOT / pkg, dest / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    (dest / "pipeline" / "units" / "probe.py").write_text(textwrap.dedent(PROBE_UNIT))
+    set_value(dest, value)
+    return dest
+
+
+def set_value(project: Path, value: str) -> None:
+    (project / "awd" / "probe_value.py").write_text(f"VALUE = {value!r}\n")
+
+
+def probe_key(code: str) -> str:
+    return unit_key("probe", {}, code)
+
+
+def run_in(project: Path, code: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Python in a fresh interpreter whose checkout is `project` (as a job's would be)."""
+    env = dict(os.environ, PYTHONPATH=str(project))
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=project, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture()
+def project(tmp_path):
+    return make_project(tmp_path / "checkout")
+
+
+@pytest.fixture()
+def written(project, tmp_path):
+    store = tmp_path / "store"
+    digest = code_digest("pipeline.units.probe", root=project)
+    return store, digest, write_snapshot(store, "pipeline.units.probe", digest, root=project)
+
+
+def test_snapshot_is_content_addressed_read_only_and_complete(project, written):
+    store, digest, dest = written
+    assert dest == snapshot_path(store, digest) and dest.parent.parent.name == "_code"
+    manifest = verify_snapshot(store, digest)
+    assert set(manifest["files"]) == {"awd", "awd.weight_decay", "awd.probe_value", "pipeline", "pipeline.units",
+                                     "pipeline.units.probe"}  # awd/__init__.py imports awd.weight_decay
+    assert (dest / "awd" / "probe_value.py").read_text() == "VALUE = 'before'\n"
+    for path in [dest, *dest.rglob("*")]:
+        assert not path.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH), path
+    # written once: the same digest again (another stage, another driver) reuses it untouched
+    mtime = (dest / "awd" / "probe_value.py").stat().st_mtime_ns
+    assert write_snapshot(store, "pipeline.units.probe", digest, root=project) == dest
+    assert (dest / "awd" / "probe_value.py").stat().st_mtime_ns == mtime
+
+
+def test_a_checkout_edited_after_the_key_was_computed_is_refused(project, tmp_path):
+    digest = code_digest("pipeline.units.probe", root=project)
+    set_value(project, "after")
+    with pytest.raises(SnapshotError, match="changed after its units' keys were computed"):
+        write_snapshot(tmp_path / "store", "pipeline.units.probe", digest, root=project)
+
+
+def _writable(path: Path) -> None:
+    for p in [path, *path.parents][:4]:
+        os.chmod(p, os.stat(p).st_mode | stat.S_IWUSR)
+
+
+@pytest.mark.parametrize("tamper, message", [
+    (lambda d: (_writable(d / "awd" / "probe_value.py"), (d / "awd" / "probe_value.py").write_text("VALUE = 'evil'\n")),
+     r"awd/probe_value.py was modified"),
+    (lambda d: (_writable(d / "awd" / "probe_value.py"),
+                (d / "awd" / "probe_value.py").write_text("VALUE = 'before'  # same code, other bytes\n")),
+     r"awd/probe_value.py was modified"),
+    (lambda d: (_writable(d / "awd"), (d / "awd" / "__pycache__").mkdir(),
+                (d / "awd" / "__pycache__" / "probe_value.cpython-311.pyc").write_bytes(b"\0")),
+     r"unexpected file\(s\) \['awd/__pycache__/probe_value.cpython-311.pyc'\]"),
+    (lambda d: (_writable(d / "awd"), os.chmod(d / "awd" / "probe_value.py", 0o644),
+                (d / "awd" / "probe_value.py").unlink()), r"missing file\(s\) \['awd/probe_value.py'\]"),
+])
+def test_a_tampered_snapshot_makes_the_job_refuse_with_a_clear_error(written, tamper, message):
+    store, digest, dest = written
+    tamper(dest)
+    with pytest.raises(SnapshotError, match=message):
+        verify_snapshot(store, digest)
+    # the job: the unit is refused with the reason in its error.txt, nothing of the snapshot is imported
+    out = run_in(dest.parents[3] / "checkout", f"""
+        import sys
+        from jobs.submit import Unit, UnitError, execute_units
+        unit = Unit("probe", {probe_key(digest)!r}, {PROBE!r}, {{}}, code={digest!r})
+        try:
+            execute_units({str(store)!r}, [unit])
+        except UnitError as e:
+            print("refused:", e)
+        assert "awd.probe_value" not in sys.modules
+    """)
+    assert out.returncode == 0 and "refused: 1 of 1 units failed" in out.stdout, out.stderr
+    error = (store / "probe" / probe_key(digest)[:2] / probe_key(digest) / "error.txt").read_text()
+    assert error.startswith("SnapshotError: code snapshot") and "not safe to run" in error
+    assert not (store / "probe" / probe_key(digest)[:2] / probe_key(digest) / "manifest.json").exists()
+
+
+def test_the_job_imports_the_snapshot_not_the_edited_checkout(project, written):
+    store, digest, dest = written
+    set_value(project, "after")  # e.g. a `git pull` while the job was queued
+    out = run_in(project, f"""
+        import json
+        from jobs.store import RunStore
+        from jobs.submit import Unit, execute_units
+        unit = Unit("probe", {probe_key(digest)!r}, {PROBE!r}, {{}}, code={digest!r})
+        execute_units({str(store)!r}, [unit])
+        execute_units({str(store)!r}, [unit])  # a requeued job starts over: verified and imported again
+        print(json.dumps(RunStore({str(store)!r}).result("probe", unit.key)))
+    """)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result == {"value": "before", "file": str(dest / "awd" / "probe_value.py")}
+    manifest = json.loads((store / "probe" / probe_key(digest)[:2] / probe_key(digest) / "manifest.json").read_text())
+    assert manifest["meta"]["code"] == digest
+
+
+def test_a_module_outside_the_snapshot_is_refused_not_taken_from_the_checkout(project, written):
+    store, digest, _ = written
+    (project / "awd" / "unkeyed.py").write_text("X = 1\n")
+    out = run_in(project, f"""
+        from jobs.snapshot import use_snapshot
+        use_snapshot({str(store)!r}, {digest!r})
+        import awd.probe_value
+        try:
+            import awd.unkeyed
+        except ModuleNotFoundError as e:
+            print("refused:", e)
+    """)
+    assert out.returncode == 0, out.stderr
+    assert "refused: module 'awd.unkeyed' is not in the code snapshot" in out.stdout
+
+
+def test_unit_code_that_imports_the_runner_cannot_be_snapshotted(project, tmp_path):
+    (project / "pipeline" / "units" / "probe.py").write_text(PROBE_UNIT + "\nimport jobs.store\n")
+    digest = code_digest("pipeline.units.probe", root=project)
+    with pytest.raises(SnapshotError, match="imports jobs"):
+        write_snapshot(tmp_path / "store", "pipeline.units.probe", digest, root=project)
