@@ -29,6 +29,7 @@ ENV_FILE = "AWD_EXECUTOR_CONFIG"
 DEFAULT_FILE = "executor.yaml"
 DEFAULT_SLURM_TIMEOUT_MIN = 24 * 60  # submitit's own default is 5 minutes, too short for any training run
 NO_LOCAL_TIMEOUT_MIN = 365 * 24 * 60
+DEFAULT_SLURM_BUDGET_GPU_HOURS = 100.0  # the embedded default needs ~0; one paper suite needs more than this
 
 
 class ExecutorConfigError(ValueError):
@@ -58,6 +59,7 @@ class ExecutorConfig:
     # all
     units_per_job: tp.Optional[int] = None  # pack units into one job; local default: <= max_parallel jobs
     poll_s: tp.Optional[float] = None  # driver poll interval; default local 1 s, slurm 15 s
+    budget_gpu_hours: tp.Optional[float] = None  # slurm: refuse larger new work unless confirmed (see gpu_budget)
 
     def __post_init__(self) -> None:
         validate_fields(dataclasses.asdict(self), source="ExecutorConfig")
@@ -65,6 +67,12 @@ class ExecutorConfig:
     @property
     def parallel(self) -> int:
         return self.max_parallel or os.cpu_count() or 1
+
+    def gpu_budget(self) -> tp.Optional[float]:
+        """GPU-hours of new work a stage may submit without confirmation; None (no guard) on local and debug."""
+        if self.kind != "slurm":
+            return None
+        return DEFAULT_SLURM_BUDGET_GPU_HOURS if self.budget_gpu_hours is None else float(self.budget_gpu_hours)
 
     def poll_interval(self) -> float:
         if self.poll_s is not None:
@@ -93,10 +101,12 @@ _FIELD_TYPES: tp.Dict[str, tp.Tuple[tp.Tuple[type, ...], str]] = {
     "max_num_timeout": (_INT, "an integer >= 0"),
     "units_per_job": (_INT, "a positive integer"),
     "poll_s": (_NUM, "a positive number (seconds)"),
+    "budget_gpu_hours": (_NUM, "a positive number (GPU-hours)"),
 }
 _MIN = {"max_parallel": 1, "gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 0, "timeout_min": 1,
-        "array_parallelism": 1, "max_array_size": 1, "max_num_timeout": 0, "units_per_job": 1, "poll_s": 0}
-_STRICT_MIN = {"mem_gb", "poll_s"}
+        "array_parallelism": 1, "max_array_size": 1, "max_num_timeout": 0, "units_per_job": 1, "poll_s": 0,
+        "budget_gpu_hours": 0}
+_STRICT_MIN = {"mem_gb", "poll_s", "budget_gpu_hours"}
 
 
 def _did_you_mean(word: str, options: tp.Iterable[str]) -> str:
@@ -277,7 +287,7 @@ def make_executor(cfg: ExecutorConfig, log_dir: tp.Union[str, Path]) -> submitit
         if value is not None:
             params[name] = value
     if cfg.mem_gb is not None:
-        params["mem"] = submitit.slurm.slurm._convert_mem(cfg.mem_gb)
+        params["mem"] = f"{int(cfg.mem_gb * 1024)}MB"
     if cfg.setup:
         params["setup"] = list(cfg.setup)
     if cfg.extra:
@@ -340,8 +350,7 @@ class JobWatch:
             return
         watcher = submitit.SlurmJob.watcher
         for job_id in slurm:
-            if job_id not in watcher._registered:
-                watcher.register_job(job_id)
+            watcher.register_job(job_id)  # idempotent; we poll with update() ourselves
         watcher.update()
         self._last_sacct = now
         stale = [j for j, r in ((str(r["job_id"]), r) for r in records if r.get("executor") == "slurm")

@@ -30,6 +30,7 @@ from jobs.keys import config_digest
 from jobs.progress import Progress
 from jobs.snapshot import SnapshotError, use_snapshot, write_snapshot
 from jobs.store import ERROR, RunStore, StoreError, dump_json
+from jobs.why import pending_reasons, summary
 
 FN_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 SLURM_LOST_GRACE_S = 60.0  # a shared filesystem may show a finished job's files on the login node late
@@ -327,6 +328,8 @@ def run_units(units: tp.Iterable[Unit], store: tp.Union[RunStore, str, Path],
     todo = [u for u in units if not store.is_done(u.kind, u.key, verify="changed")]
     _write_snapshots(todo, store)
     if todo:
+        for line in summary(todo, pending_reasons(todo, store.root), "units"):
+            stream.write(f"{desc}: {line}\n")
         progress = Progress(total=len(units), done=len(units) - len(todo), desc=desc, stream=stream)
         try:
             if cfg.kind == "debug":

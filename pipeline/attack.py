@@ -12,6 +12,7 @@ from functools import lru_cache
 from jobs.executors import load_executor_config
 from jobs.submit import run_units
 from pipeline.common import ARTIFACTS, make_unit, open_store, stage_args, write_json
+from pipeline.cost import check_budget
 from pipeline.evaluated import base_eval_config, check_trained, trained_runs
 from pipeline.params import load_params
 from pipeline.suites import ATTACKED_SUITES
@@ -48,6 +49,7 @@ def main() -> None:
             unit.group = f"{rec['key']}[{s0},{s1})"  # one job per shard; a scheduling choice, not in the key
             plan.append((rec, unit))
     check_trained(store, plan, "attack")
+    check_budget([u for _, u in plan], store, executor, "attack")
     results = run_units([u for _, u in plan], store, executor, desc="attack")
     merged: dict[str, dict] = {}
     for rec, unit in plan:

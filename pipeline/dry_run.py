@@ -1,69 +1,30 @@
-"""What `dvc repro` would train and evaluate for the current params, with a GPU-hour estimate; submits nothing.
+"""What `dvc repro` would train and evaluate for the current params, why, and a GPU-hour estimate; submits nothing.
 
     python -m pipeline.dry_run [--params params.yaml] [--tflops 100] [--list]
 
-Cost model (rough, stated so it can be argued with): forward FLOPs per image are counted on the real model
-(torch's FlopCounterMode on the meta device); a training step costs 3x a forward (+3x per PGD step, x2 under
-ASAM); validation costs a forward (+3x per PGD-val step) per held-out image; AutoAttack (standard) costs about
-3,000 forward-equivalents per test image; the GPU sustains `--tflops`.
+Each pending training run says why it is pending: a new config, or which code files changed since an entry with
+its config was computed (`--list` groups the runs by reason). The cost model is pipeline/cost.py's.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-from functools import lru_cache
 
+from pipeline.cost import AA_FORWARDS_PER_IMAGE, DEFAULT_TFLOPS, TEST_SIZE, gpu_hours, run_forward_flops, train_flops
 from pipeline.params import check_data, load_params
 from pipeline.suites import ATTACKED_SUITES, PRUNED_SUITES, independent_runs, natural_fixed
-
-TRAIN_SIZE = {"digits": 1437, "cifar10": 50000, "cifar100": 50000}
-TEST_SIZE = {"digits": 360, "cifar10": 10000, "cifar100": 10000}
-AA_FORWARDS_PER_IMAGE = 3000
-
-
-@lru_cache(maxsize=None)
-def forward_flops(model: str, dataset: str, model_kw: str) -> float:
-
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from awd.data import dataset_info
-    from awd.models import build_model
-
-    num_classes, channels, size = dataset_info(dataset)
-    with torch.device("meta"):
-        net = build_model(model, num_classes, in_channels=channels, **json.loads(model_kw))
-        x = torch.zeros(1, channels, size, size)
-    counter = FlopCounterMode(display=False)
-    with counter:
-        net(x)
-    return float(counter.get_total_flops())
-
-
-def run_forward_flops(config: dict) -> float:
-    """forward_flops of a run config's model (model_kw as canonical JSON, so the cache sees equal configs as one)."""
-    return forward_flops(config["model"], config["dataset"], json.dumps(config["model_kw"], sort_keys=True))
-
-
-def train_flops(config: dict) -> float:
-    fwd = run_forward_flops(config)
-    n_train = TRAIN_SIZE[config["dataset"]]
-    n_val = round(n_train * config["val_fraction"])
-    steps = config["train_steps"] if config["adversarial"] else 0
-    per_image = 3 * fwd * (1 + steps) * (2 if config["optimizer"] == "asam" else 1)
-    val = fwd * (1 + (3 * config["val_steps"] if config["adversarial"] else 0))
-    return config["epochs"] * ((n_train - n_val) * per_image + n_val * val)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--tflops", type=float, default=100.0, help="sustained TFLOP/s per GPU (default 100)")
-    parser.add_argument("--list", action="store_true", help="list every pending unit")
+    parser.add_argument("--tflops", type=float, default=DEFAULT_TFLOPS,
+                        help=f"sustained TFLOP/s per GPU (default {DEFAULT_TFLOPS:g})")
+    parser.add_argument("--list", action="store_true", help="list every pending unit, grouped by why it is pending")
     args = parser.parse_args()
 
-    from pipeline.common import open_store
+    from jobs.why import pending_reasons, summary
+    from pipeline.common import PROJECT_ROOT, open_store
     from pipeline.train import unit_for
 
     params = load_params(args.params)
@@ -91,7 +52,8 @@ def main() -> None:
         for s in attacked.values()
     )
     pruned = sum(1 for s, _ in pending if s.suite in PRUNED_SUITES)
-    hours = lambda f: f / (args.tflops * 1e12) / 3600  # noqa: E731
+    hours = lambda f: gpu_hours(f, args.tflops)  # noqa: E731
+    reasons = pending_reasons([u for _, u in pending], store.root, PROJECT_ROOT)
     print(f"params: {args.params}")
     print(f"train:  {len(pending)} runs to train, {cached} cached; + {n_awd} natural AWD runs after the DoG estimate"
           f" (cached ones are skipped then)")
@@ -99,9 +61,16 @@ def main() -> None:
     print(f"prune:  >= {pruned} models to prune at {list(params.prune.amounts)}")
     print(f"estimate: {hours(flops):.2f} GPU-hours training + {hours(aa_flops):.2f} GPU-hours AutoAttack "
           f"at {args.tflops:g} TFLOP/s sustained (upper bound: natural AWD runs counted as pending)")
+    for line in summary([u for _, u in pending], reasons, "training runs"):
+        print(f"  {line}")
     if args.list:
-        for spec, unit in pending:
-            print(f"  {unit.key[:12]}  {unit.label}")
+        groups: dict[str, list] = {}
+        for _, unit in pending:
+            groups.setdefault(reasons[unit.key], []).append(unit)
+        for reason, units in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+            print(f"  {reason} ({len(units)}):")
+            for unit in units:
+                print(f"    {unit.key[:12]}  {unit.label}")
     print("nothing was submitted")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from jobs.executors import load_executor_config
 from jobs.submit import run_units
 from pipeline.common import ARTIFACTS, make_unit, open_store, stage_args, write_json
+from pipeline.cost import check_budget
 from pipeline.evaluated import base_eval_config, check_trained, trained_runs
 from pipeline.params import load_params
 from pipeline.suites import PRUNED_SUITES
@@ -22,6 +23,7 @@ def main() -> None:
         config = dict(base_eval_config(rec, params.data.root), amounts=list(params.prune.amounts))
         plan.append((rec, make_unit("prune", PRUNE_FN, config, f"prune {rec['suite']} {rec['label']}")))
     check_trained(store, plan, "prune")
+    check_budget([u for _, u in plan], store, executor, "prune")
     results = run_units([u for _, u in plan], store, executor, desc="prune")
     out = []
     for rec, unit in plan:

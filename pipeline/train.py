@@ -16,6 +16,7 @@ from awd.checkpoint import save_npz
 from jobs.executors import load_executor_config
 from jobs.submit import run_units
 from pipeline.common import ARTIFACTS, make_unit, open_store, stage_args, write_json
+from pipeline.cost import check_budget, gpu_hours, train_flops
 from pipeline.params import check_data, load_params
 from pipeline.suites import RunSpec, independent_runs, natural_awd
 
@@ -102,6 +103,9 @@ def main() -> None:
     specs = independent_runs(params)
     check_configs(specs)
     units = [unit_for(s, params) for s in specs]
+    check_budget(units, store, executor, "train", extra_gpu_hours=gpu_hours(sum(
+        train_flops(dict(s.config, wd_method="awd")) for s, u in zip(specs, units)
+        if s.suite == "natural" and not store.is_done("train", u.key))))  # their AWD runs follow (phase 2)
     results = run_units(units, store, executor, desc="train")
 
     estimates, phase2 = [], []
@@ -116,6 +120,7 @@ def main() -> None:
                           "from_key": unit.key, **est})
         phase2.append(natural_awd(params, spec, est["dog"]))
     phase2_units = [unit_for(s, params) for s in phase2]
+    check_budget(phase2_units, store, executor, "train (AWD with estimated DoG)")
     results.update(run_units(phase2_units, store, executor, desc="train (AWD with estimated DoG)"))
     for spec, unit in zip(phase2, phase2_units):
         write_json(OUT / "traces" / f"{unit.key}.json", estimate_dog(store, unit, params.suites.natural[spec.study])["curve"])
