@@ -11,7 +11,7 @@ from functools import lru_cache
 
 from jobs.executors import load_executor_config
 from jobs.submit import run_units
-from pipeline.common import ARTIFACTS, make_unit, open_store, stage_args, write_json
+from pipeline.common import ARTIFACTS, make_unit, open_store, stage_args, unit_env, write_json
 from pipeline.cost import check_budget
 from pipeline.evaluated import base_eval_config, check_trained, trained_runs
 from pipeline.params import load_params
@@ -54,8 +54,11 @@ def main() -> None:
     merged: dict[str, dict] = {}
     for rec, unit in plan:
         r = results[unit.key]
-        m = merged.setdefault(rec["suite"] + rec["key"], {"rec": rec, "shards": []})
+        m = merged.setdefault(rec["suite"] + rec["key"], {"rec": rec, "shards": [], "env": []})
         m["shards"].append(r)
+        env = unit_env(store, unit)
+        if env not in m["env"]:
+            m["env"].append(env)
     out = []
     for m in merged.values():
         shards = sorted(m["shards"], key=lambda s: s["start"])
@@ -66,7 +69,7 @@ def main() -> None:
         rec = m["rec"]
         out.append({"key": rec["key"], "suite": rec["suite"], "dataset": rec["dataset"], "label": rec["label"],
                     "robust_acc": sum(s["robust_correct"] for s in shards) / n,
-                    "clean_acc": sum(s["clean_correct"] for s in shards) / n, "n": n})
+                    "clean_acc": sum(s["clean_correct"] for s in shards) / n, "n": n, "env": m["env"]})
     out.sort(key=lambda r: (r["suite"], r["dataset"], r["key"]))
     write_json(ARTIFACTS / "attack" / "results.json", out)
     print(f"attack: {len(out)} models, {len(plan)} blocks")

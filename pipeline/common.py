@@ -68,6 +68,11 @@ def make_unit(kind: str, fn: str, config: dict, label: str = "") -> Unit:
                 code=code)
 
 
+def unit_env(store: RunStore, unit: Unit) -> dict | None:
+    """The environment a committed unit was computed in (its manifest's meta.env; see jobs/environment.py)."""
+    return ((store.manifest(unit.kind, unit.key) or {}).get("meta") or {}).get("env")
+
+
 def read_json(path: Path):
     with open(path) as f:
         return json.load(f)

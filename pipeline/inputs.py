@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,6 +68,7 @@ class Inputs:
     prune: pd.DataFrame
     dog_estimates: list[dict] = field(default_factory=list)
     unfit_train_acc: dict[str, float] = field(default_factory=dict)
+    environments: list[tuple[dict, int]] = field(default_factory=list)  # (env, number of results), most first
 
     def in_params(self, suite: str) -> bool:
         return bool(self.suites.get(suite))
@@ -86,6 +88,15 @@ class Inputs:
             return {k: z[k] for k in z.files}
 
 
+def _environments(artifacts: Path) -> list[tuple[dict, int]]:
+    """Distinct environments (meta.env of the store entries) behind the train, attack and prune records."""
+    envs: list[dict] = [r.get("env") for r in _read_json(artifacts / "train" / "runs.json", [])]
+    envs += [e for r in _read_json(artifacts / "attack" / "results.json", []) for e in r.get("env") or [None]]
+    envs += [r.get("env") for r in _read_json(artifacts / "prune" / "results.json", []) if r.get("amount") == 0.0]
+    counts = Counter(json.dumps(e, sort_keys=True) for e in envs if e)
+    return [(json.loads(e), n) for e, n in counts.most_common()]
+
+
 def load(artifacts: Path, params_path: Path) -> Inputs:
     artifacts = Path(artifacts)
     runs = pd.DataFrame([_run_row(r) for r in _read_json(artifacts / "train" / "runs.json", [])])
@@ -103,7 +114,8 @@ def load(artifacts: Path, params_path: Path) -> Inputs:
     prune = pd.DataFrame(prune_rows, columns=["key", "suite", "dataset", "lr", "method", "value", "seed",
                                               "amount", "acc", "sparsity"])
     inputs = Inputs(root=artifacts, suites=load_suites(params_path), runs=runs, attacks=attacks, prune=prune,
-                    dog_estimates=_read_json(artifacts / "train" / "dog_estimates.json", []))
+                    dog_estimates=_read_json(artifacts / "train" / "dog_estimates.json", []),
+                    environments=_environments(artifacts))
 
     unfit = pd.DataFrame(columns=["key", "train_acc"])
     if len(runs):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from jobs.executors import load_executor_config
 from jobs.submit import run_units
-from pipeline.common import ARTIFACTS, make_unit, open_store, stage_args, write_json
+from pipeline.common import ARTIFACTS, make_unit, open_store, stage_args, unit_env, write_json
 from pipeline.cost import check_budget
 from pipeline.evaluated import base_eval_config, check_trained, trained_runs
 from pipeline.params import load_params
@@ -27,9 +27,10 @@ def main() -> None:
     results = run_units([u for _, u in plan], store, executor, desc="prune")
     out = []
     for rec, unit in plan:
+        env = unit_env(store, unit)
         for row in results[unit.key]["rows"]:
             out.append({"key": rec["key"], "suite": rec["suite"], "dataset": rec["dataset"], "label": rec["label"],
-                        **row})
+                        **row, "env": env})
     out.sort(key=lambda r: (r["suite"], r["dataset"], r["key"], r["amount"]))
     write_json(ARTIFACTS / "prune" / "results.json", out)
     print(f"prune: {len(plan)} models x {len(params.prune.amounts)} amounts")

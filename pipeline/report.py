@@ -142,6 +142,18 @@ def _ours_lines(sid: str, m: dict) -> list[str]:
     return lines
 
 
+def _environment_lines(inp: Inputs) -> list[str]:
+    """Software and hardware behind the results (recorded per store entry; versions are not part of keys)."""
+    if not inp.environments:
+        return []
+    lines = ["Computed with:"]
+    for env, n in inp.environments:
+        hw = f"CUDA {env['cuda']}, {env['gpu']}" if env.get("gpu") else "CPU"
+        lines.append(f"- {n} results: Python {env.get('python')}, torch {env.get('torch')}, torchvision "
+                     f"{env.get('torchvision')}, pyautoattack {env.get('pyautoattack')}, numpy {env.get('numpy')}; {hw}")
+    return lines + [""]
+
+
 def readme(inp: Inputs, tables: dict[str, Table], figures: dict[str, FigureResult], params_name: str,
            m: dict) -> str:
     datasets = _datasets(inp)
@@ -157,7 +169,7 @@ def readme(inp: Inputs, tables: dict[str, Table], figures: dict[str, FigureResul
            "Differences (Δ) are computed only where our dataset is the paper's (CIFAR-10 / CIFAR-100)."), "",
         "Each table lists our mean ± std over runs, the paper's value, and Δ = ours − paper. Accuracies are in %. "
         "Tables are also in `tables/*.csv`, plot data in `plots/*.csv`, headline numbers in `metrics.json`.", "",
-    ]
+    ] + _environment_lines(inp)
     body = []
     for sid, kind, caption, ref in SECTIONS:
         if sid == APPENDIX_START:

@@ -15,7 +15,7 @@ from awd.checkpoint import save_npz
 
 from jobs.executors import load_executor_config
 from jobs.submit import run_units
-from pipeline.common import ARTIFACTS, make_unit, open_store, stage_args, write_json
+from pipeline.common import ARTIFACTS, make_unit, open_store, stage_args, unit_env, write_json
 from pipeline.cost import check_budget, gpu_hours, train_flops
 from pipeline.params import check_data, load_params
 from pipeline.suites import RunSpec, independent_runs, natural_awd
@@ -68,9 +68,9 @@ def check_configs(specs: list[RunSpec]) -> None:
         raise SystemExit("train: invalid run configs (nothing was submitted):\n" + "\n".join(errors))
 
 
-def record(spec: RunSpec, unit, metrics: dict) -> dict:
+def record(spec: RunSpec, unit, metrics: dict, env: dict | None = None) -> dict:
     return {"suite": spec.suite, "study": spec.study, "dataset": spec.dataset, "label": spec.label,
-            "key": unit.key, "config": spec.config, "metrics": metrics}
+            "key": unit.key, "config": spec.config, "metrics": metrics, "env": env}
 
 
 def export_unfit(store, records: list[dict], params) -> None:
@@ -125,7 +125,7 @@ def main() -> None:
     for spec, unit in zip(phase2, phase2_units):
         write_json(OUT / "traces" / f"{unit.key}.json", estimate_dog(store, unit, params.suites.natural[spec.study])["curve"])
 
-    records = [record(s, u, results[u.key]) for s, u in zip(specs + phase2, units + phase2_units)]
+    records = [record(s, u, results[u.key], unit_env(store, u)) for s, u in zip(specs + phase2, units + phase2_units)]
     write_json(OUT / "dog_estimates.json", estimates)
     export_unfit(store, records, params)
     write_json(OUT / "runs.json", records)

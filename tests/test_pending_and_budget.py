@@ -151,3 +151,26 @@ def test_every_result_records_its_environment(tmp_path):
     assert set(env) == {"python", "torch", "torchvision", "pyautoattack", "numpy", "cuda", "gpu"}
     assert env["cuda"] == torch.version.cuda and (env["gpu"] is None) == (not torch.cuda.is_available())
     assert json.dumps(env)  # plain JSON
+
+
+def test_the_report_shows_the_environments_behind_its_results(tmp_path):
+    from pipeline.inputs import _environments
+    from pipeline.report import _environment_lines
+
+    cpu = {"python": "3.11.2", "torch": "2.14.1", "torchvision": "0.29.1", "pyautoattack": "0.2.0",
+           "numpy": "2.4.6", "cuda": None, "gpu": None}
+    gpu = dict(cpu, cuda="12.8", gpu="NVIDIA H200")
+    for rel, data in {"train/runs.json": [{"env": cpu}, {"env": cpu}, {"env": gpu}],
+                      "attack/results.json": [{"env": [gpu, cpu]}],
+                      "prune/results.json": [{"amount": 0.0, "env": gpu}, {"amount": 0.5, "env": gpu}]}.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(json.dumps(data))
+    envs = _environments(tmp_path)
+    assert envs == [(cpu, 3), (gpu, 3)]
+
+    class Inp:
+        environments = envs
+
+    lines = _environment_lines(Inp)
+    assert lines[1] == "- 3 results: Python 3.11.2, torch 2.14.1, torchvision 0.29.1, pyautoattack 0.2.0, numpy 2.4.6; CPU"
+    assert lines[2].endswith("; CUDA 12.8, NVIDIA H200")
