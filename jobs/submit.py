@@ -236,7 +236,8 @@ def _packs(units: tp.Sequence[Unit], cfg: ExecutorConfig, busy: int = 0) -> tp.L
         n_jobs = min(math.ceil(len(parts) / per_job), max(1, cfg.parallel - busy))
         return [[u for part in parts[i::n_jobs] for u in part] for i in range(n_jobs)]
     singles = [part[0] for part in parts if not part[0].group]
-    return [part for part in parts if part[0].group] + [singles[i:i + per_job] for i in range(0, len(singles), per_job)]
+    grouped = [part for part in parts if part[0].group]
+    return grouped + [singles[i:i + per_job] for i in range(0, len(singles), per_job)]
 
 
 def _last_line(text: str) -> str:

@@ -150,7 +150,8 @@ def _environment_lines(inp: Inputs) -> list[str]:
     for env, n in inp.environments:
         hw = f"CUDA {env['cuda']}, {env['gpu']}" if env.get("gpu") else "CPU"
         lines.append(f"- {n} results: Python {env.get('python')}, torch {env.get('torch')}, torchvision "
-                     f"{env.get('torchvision')}, pyautoattack {env.get('pyautoattack')}, numpy {env.get('numpy')}; {hw}")
+                     f"{env.get('torchvision')}, pyautoattack {env.get('pyautoattack')}, "
+                     f"numpy {env.get('numpy')}; {hw}")
     return lines + [""]
 
 
