@@ -166,3 +166,23 @@ def test_unit_code_that_imports_the_runner_cannot_be_snapshotted(project, tmp_pa
     digest = code_digest("pipeline.units.probe", root=project)
     with pytest.raises(SnapshotError, match="imports jobs"):
         write_snapshot(tmp_path / "store", "pipeline.units.probe", digest, root=project)
+
+
+def test_a_driver_refuses_to_submit_against_a_tampered_snapshot(project, written):
+    store, digest, dest = written
+    os.chmod(dest / "awd", 0o755)
+    (dest / "awd" / "extra.py").write_text("X = 1\n")
+    out = run_in(project, f"""
+        from jobs.executors import ExecutorConfig
+        from jobs.store import StoreError
+        from jobs.submit import Unit, run_units
+        unit = Unit("probe", {probe_key(digest)!r}, {PROBE!r}, {{}}, code={digest!r})
+        try:
+            run_units([unit], {str(store)!r}, ExecutorConfig(kind="local"), desc="probe")
+        except StoreError as e:
+            print("refused:", e)
+    """)
+    assert out.returncode == 0, out.stderr
+    assert "refused: code snapshot" in out.stdout and "unexpected file(s) ['awd/extra.py']" in out.stdout
+    assert "(nothing was submitted)" in out.stdout
+    assert not (store / "probe").exists() and not (store / "_logs").exists()
