@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(PY) bench/awd_overhead.py
 	$(PY) bench/adv_step.py
 	$(PY) bench/orchestration.py
+	$(PY) bench/keys.py
 
 clean:
 	rm -rf runs artifacts
