@@ -251,7 +251,9 @@ class _Run:
     def step(self, idx: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """One iteration; returns (loss, #correct, λ, DoG) as device tensors."""
         cfg = self.cfg
-        x = augment(to_float(self.x_train[idx]), self.aug_gen, pad=self.pad, flip=self.flip)
+        x = to_float(self.x_train[idx])
+        if cfg.augment:
+            x = augment(x, self.aug_gen, pad=self.pad, flip=self.flip)
         x = x.contiguous(memory_format=self.memory_format)
         y = self.y_train[idx]
         if cfg.adversarial:
