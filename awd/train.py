@@ -443,6 +443,9 @@ def _finish(run: _Run, out: Path) -> dict:
         "total_loss": float(total_loss(model, data.x_train, data.y_train, TABLE2_WD, EVAL_BATCH, dev)),
         "final_lambda": float(run.wd.state_dict()["lam"]),  # λ of the last update
         "mean_dog": float(np.mean([h["dog_mean"] for h in run.history])),
+        "n_train": int(len(data.y_train)),
+        "n_test": int(len(data.y_test)),
+        **environment(dev),
     }
     if not cfg.adversarial:  # the early-stopped alternative, labelled, never the reported numbers
         model.load_state_dict(best["model"])
@@ -453,6 +456,23 @@ def _finish(run: _Run, out: Path) -> dict:
     metrics["seconds"] = float(sum(h["seconds"] for h in run.history) + time.perf_counter() - start)
     write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def environment(device: torch.device) -> dict:
+    """Where the run ran, for the report (results differ across CPU vendors and GPU models)."""
+    import platform
+
+    if device.type == "cuda":
+        hardware = torch.cuda.get_device_name(device)
+    else:
+        hardware = platform.processor() or platform.machine()
+        try:
+            with open("/proc/cpuinfo") as f:
+                hardware = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), hardware)
+        except OSError:
+            pass
+    return {"hardware": f"{hardware} ({device.type}, {torch.get_num_threads()} threads)",
+            "software": f"python {platform.python_version()}, torch {torch.__version__}, {platform.system()}"}
 
 
 @torch.no_grad()

@@ -52,7 +52,8 @@ def estimate_dog(store, unit, study) -> dict:
         "epoch_train_loss": losses.tolist(),
         "iters_per_epoch": int(trace["iters_per_epoch"]),
     }
-    return {"dog": float(f"{dog:.4g}"), "plateau_epoch": int(plateau), "curve": curve}
+    return {"dog": float(f"{dog:.4g}"), "plateau_epoch": int(plateau), "window": study.plateau.window,
+            "rel_tol": study.plateau.rel_tol, "curve": curve}
 
 
 def pooled_dog(estimates: list[dict], study: int) -> float:

@@ -13,7 +13,8 @@ from awd.evaluate import accuracy
 from awd.train import NonFiniteLossError, TrainConfig, TrainData, load_model, make_train_data, train
 
 METRIC_KEYS = {"reported_model", "best_epoch", "epochs_run", "val_acc", "val_robust_acc", "test_acc", "train_acc",
-               "train_xent", "weight_norm", "total_loss", "final_lambda", "mean_dog", "seconds"}
+               "train_xent", "weight_norm", "total_loss", "final_lambda", "mean_dog", "seconds", "n_train", "n_test",
+               "hardware", "software"}
 # natural runs also carry the best-validation checkpoint's numbers, labelled
 BEST_VAL_KEYS = {"best_val_val_acc", "best_val_test_acc", "best_val_weight_norm"}
 
