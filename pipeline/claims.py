@@ -114,6 +114,14 @@ def _paired_outcomes(inp: Inputs, runs: dict) -> tuple[np.ndarray, np.ndarray] |
     return (np.concatenate(a), np.concatenate(f)) if a else None
 
 
+def _proportion_difference(p: dict, n: dict) -> stats.Interval:
+    """AWD − fixed of two proportions measured on n examples each, in points; no interval without the sizes."""
+    if not all(math.isfinite(v) for v in n.values()):
+        return stats.Interval((p["awd"] - p["fixed"]) * 100, math.nan, math.nan, 1, "no example count")
+    return _pct(stats.two_proportions(round(p["awd"] * n["awd"]), int(n["awd"]),
+                                      round(p["fixed"] * n["fixed"]), int(n["fixed"])))
+
+
 def lr_claim(inp: Inputs) -> list[Claim]:
     out = []
     df = inp.suite_runs("lr_sensitivity")
@@ -144,12 +152,7 @@ def noise_claim(inp: Inputs) -> list[Claim]:
         if any(b.empty for b in best.values()):
             continue
         n = {m: col(b, "n_test").iloc[0] for m, b in best.items()}
-        acc = {m: float(b["a"].iloc[0]) / 100 for m, b in best.items()}
-        if all(math.isfinite(v) for v in n.values()):
-            iv = _pct(stats.two_proportions(round(acc["awd"] * n["awd"]), int(n["awd"]),
-                                            round(acc["fixed"] * n["fixed"]), int(n["fixed"])))
-        else:
-            iv = stats.Interval((acc["awd"] - acc["fixed"]) * 100, math.nan, math.nan, 1, "no test size")
+        iv = _proportion_difference({m: float(b["a"].iloc[0]) / 100 for m, b in best.items()}, n)
         out.append(Claim("label_noise", "AWD: more robust to label noise (Fig. 4, 8)", label,
                          f"best test acc over each method's values at {rate:.0%} noise, AWD − fixed (points): "
                          f"{iv.text()}", "Newcombe interval of the difference wholly > 0 (one run per value)",
@@ -187,11 +190,7 @@ def underfit_claim(inp: Inputs) -> list[Claim]:
         acc = {m: inp.unfit_train_acc.get(r["key"].iloc[0], col(r, "train_acc").iloc[0]) / 100
                for m, r in rows.items()}
         n = {m: col(r, "n_train").iloc[0] for m, r in rows.items()}
-        if all(math.isfinite(v) for v in n.values()):
-            iv = _pct(stats.two_proportions(round((1 - acc["awd"]) * n["awd"]), int(n["awd"]),
-                                            round((1 - acc["fixed"]) * n["fixed"]), int(n["fixed"])))
-        else:
-            iv = stats.Interval((acc["fixed"] - acc["awd"]) * 100, math.nan, math.nan, 1, "no train size")
+        iv = _proportion_difference({m: 1 - a for m, a in acc.items()}, n)
         out.append(Claim("fits_fewer", "AWD: fits fewer training examples (Table 5)", label,
                          f"unfit training examples AWD − fixed (points): {iv.text()}",
                          "Newcombe interval wholly > 0 (one run each)", stats.verdict(iv, "above"), iv))
