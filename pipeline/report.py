@@ -153,8 +153,9 @@ def _ours_lines(sid: str, m: dict) -> list[str]:
     if sid == "F2":
         for ds, seeds in sorted(m.get("dog_estimate", {}).items()):
             est = ", ".join(f"{v['dog']:.4g} (epoch {v['plateau_epoch_1based']})"
-                            for _, v in sorted(seeds.items()))
-            lines.append(f"Ours, {ds}: DoG estimate {est}; paper (CIFAR-100): {F['fig2_dog']} "
+                            for k, v in sorted(seeds.items()) if k != "pooled")
+            pooled = f", pooled (mean) {seeds['pooled']:.4g}" if seeds.get("pooled") is not None else ""
+            lines.append(f"Ours, {ds}: DoG estimate per seed {est}{pooled}; paper (CIFAR-100): {F['fig2_dog']} "
                          f"(epoch {F['fig2_plateau_epoch']}).")
     if sid == "F3":
         for sel, (sel_label, _) in SELECTIONS.items():

@@ -92,7 +92,8 @@ def build_full(tmp_path: Path, with_images: bool = True) -> tuple[Path, Path, Ar
                       config={"seed": seed})
         if method == "fixed":
             art.dog_estimates.append({"dataset": ds, "study": study, "seed": seed, "from_key": key,
-                                      "dog": 0.017 + 0.001 * seed, "plateau_epoch": 3})
+                                      "dog": 0.017 + 0.001 * seed, "plateau_epoch": 2, "window": 1,
+                                      "pooled_dog": 0.018})
             tr = art.root / "artifacts" / "train" / "traces" / f"{key}.json"
             tr.parent.mkdir(parents=True, exist_ok=True)
             it = list(range(40))
@@ -337,7 +338,9 @@ def test_plot_data_is_derived_from_the_runs(full):
     assert set(f6["method"]) == {"awd"} and f6["label_name"].iloc[1] == "aquarium_fish"
     f2 = pd.read_csv(out / "plots" / "F2.csv")
     est = f2[(f2["series"] == "estimate") & (f2["dataset"] == "digits")].iloc[0]
-    assert est["x"] == 4 and est["y"] == pytest.approx(0.017)  # 0-based plateau epoch 3 is the 4th epoch
+    assert est["x"] == 3 and est["y"] == pytest.approx(0.017)  # 0-based plateau epoch 2 is the 3rd epoch
+    end = f2[(f2["series"] == "window_end") & (f2["dataset"] == "digits")].iloc[0]
+    assert end["x"] == 4  # the window the rule checked: one epoch after the plateau epoch
     f4 = pd.read_csv(out / "plots" / "F4.csv")
     assert set(f4["rate"]) == {0.0, 0.2, 0.4}
 
