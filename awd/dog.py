@@ -1,7 +1,8 @@
 """DoG traces and the paper's Fig. 2 recipe for estimating a DoG value from a fixed-λ run.
 
 Recipe (paper §2, Fig. 2): train with a fixed λ_wd, record DoG every iteration, find the epoch at which the
-training loss plateaus, and take the mean DoG over all iterations from the start to the end of that epoch.
+training loss plateaus at its floor (log scale), and take the mean DoG over all iterations from the start to the end
+of that epoch.
 """
 
 from __future__ import annotations
@@ -109,22 +110,25 @@ def _check_losses(epoch_losses) -> np.ndarray:
 
 
 def plateau_epoch(epoch_losses, window: int, rel_tol: float) -> int:
-    """Index (0-based) of the epoch at which the training loss plateaus.
+    """Index (0-based) of the epoch at which the training loss has flattened at its floor (paper Fig. 2(b)).
 
-    Rule: the first epoch e such that none of the next ``window`` epochs improves on loss[e] by ``rel_tol`` or
-    more relatively, i.e. min(loss[e+1 : e+1+window]) > (1 − rel_tol)·loss[e] — a flat stretch of the log-loss
-    curve as in the paper's Fig. 2(b). Only epochs with a full window after them qualify; if none does, the loss
-    never plateaued and the last epoch is returned.
+    Rule: the first epoch e, followed by at least ``window`` more epochs, whose loss is within a factor
+    (1 + ``rel_tol``) of every loss after it: log loss[e] − min(log loss[e:]) ≤ log(1 + rel_tol). On the log scale
+    of Fig. 2(b) that is the point where the curve reaches the level it stays at. A mid-training stall (flat for a
+    while at high learning rate, then falling again) does not qualify, because the later fall takes the loss more
+    than ``rel_tol`` below the stall. If no epoch qualifies (the loss still falls, or the flat tail is shorter than
+    ``window``), the last epoch is returned: the whole run is averaged.
     """
     losses = _check_losses(epoch_losses)
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise ValueError(f"window must be an int >= 1, got {window!r}")
     if isinstance(rel_tol, bool) or not isinstance(rel_tol, (int, float)) or not 0 < rel_tol < 1:
         raise ValueError(f"rel_tol must be a number in (0, 1), got {rel_tol!r}")
-    log_drop = math.log1p(-rel_tol)  # log((1 − rel_tol)·L) − log(L)
     logs = np.log(losses)
+    floor_after = np.minimum.accumulate(logs[::-1])[::-1]  # min(log loss[e:]) for every e
+    above = logs - floor_after
     for e in range(len(logs) - window):
-        if logs[e + 1 : e + 1 + window].min() - logs[e] > log_drop:
+        if above[e] <= math.log1p(rel_tol):
             return e
     return len(logs) - 1
 

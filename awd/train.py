@@ -138,7 +138,8 @@ def make_train_data(dataset, test, train_idx, val_idx, labels=None, flipped=None
 
 
 def load_model(out_dir, cfg: TrainConfig | dict, num_classes: int, in_channels: int) -> torch.nn.Module:
-    """The best model of a finished run (``out_dir/model.pt``), on CPU, in eval mode."""
+    """The reported model of a finished run (``out_dir/model.pt``: final for natural runs, best-validation for
+    adversarial ones), on CPU, in eval mode."""
     cfg = cfg if isinstance(cfg, TrainConfig) else TrainConfig.from_dict(cfg)
     path = Path(out_dir) / MODEL
     if not path.exists():
@@ -250,7 +251,9 @@ class _Run:
     def step(self, idx: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """One iteration; returns (loss, #correct, λ, DoG) as device tensors."""
         cfg = self.cfg
-        x = augment(to_float(self.x_train[idx]), self.aug_gen, pad=self.pad, flip=self.flip)
+        x = to_float(self.x_train[idx])
+        if cfg.augment:
+            x = augment(x, self.aug_gen, pad=self.pad, flip=self.flip)
         x = x.contiguous(memory_format=self.memory_format)
         y = self.y_train[idx]
         if cfg.adversarial:
@@ -403,6 +406,10 @@ def _set_aside(out: Path, err: CheckpointError, log) -> None:
 
 
 def _finish(run: _Run, out: Path) -> dict:
+    """Metrics of the reported model. Adversarial runs report the best-validation checkpoint (the paper's early
+    stopping on PGD-20, A.1); natural runs report the end-of-training model (Table 2's X-ent "at the end of
+    training", Table 5's fitted examples, Figs. 4/8's memorised noise), and the best-validation checkpoint only as
+    the extra ``best_val_*`` fields."""
     start = time.perf_counter()
     cfg, data, dev, model = run.cfg, run.data, run.device, run.model
     trace = run.trace.flush()
@@ -411,7 +418,12 @@ def _finish(run: _Run, out: Path) -> dict:
              every=np.int64(cfg.dog_log_every))
     write_json(out / "history.json", run.history)  # again: a crash may have come between last.pt and this file
     best = load_checkpoint(out / BEST, map_location=dev, require_integrity=True)
-    model.load_state_dict(best["model"])
+    last_row = run.history[-1]
+    if cfg.adversarial:
+        model.load_state_dict(best["model"])
+        reported = {"val_acc": best["val_acc"], "val_robust_acc": best["val_robust_acc"]}
+    else:
+        reported = {"val_acc": last_row["val_acc"], "val_robust_acc": None}
     model.eval()
     save_checkpoint({k: v.detach().cpu() for k, v in model.state_dict().items()}, out / MODEL)
     pred = _predictions(model, data.x_train, dev)
@@ -419,10 +431,11 @@ def _finish(run: _Run, out: Path) -> dict:
     save_npy(out / "train_correct.npy", correct.numpy())
     save_npy(out / "train_pred.npy", pred.numpy())
     metrics = {
+        "reported_model": "best_val" if cfg.adversarial else "final",
         "best_epoch": int(best["epoch"]),
         "epochs_run": int(run.epoch),
-        "val_acc": float(best["val_acc"]),
-        "val_robust_acc": None if best["val_robust_acc"] is None else float(best["val_robust_acc"]),
+        "val_acc": float(reported["val_acc"]),
+        "val_robust_acc": None if reported["val_robust_acc"] is None else float(reported["val_robust_acc"]),
         "test_acc": float(accuracy(model, data.x_test, data.y_test, EVAL_BATCH, dev)),
         "train_acc": float(correct.double().mean().item()),
         "train_xent": float(cross_entropy(model, data.x_train, data.y_train, EVAL_BATCH, dev)),
@@ -430,10 +443,36 @@ def _finish(run: _Run, out: Path) -> dict:
         "total_loss": float(total_loss(model, data.x_train, data.y_train, TABLE2_WD, EVAL_BATCH, dev)),
         "final_lambda": float(run.wd.state_dict()["lam"]),  # λ of the last update
         "mean_dog": float(np.mean([h["dog_mean"] for h in run.history])),
-        "seconds": float(sum(h["seconds"] for h in run.history) + time.perf_counter() - start),
+        "n_train": int(len(data.y_train)),
+        "n_test": int(len(data.y_test)),
+        **environment(dev),
     }
+    if not cfg.adversarial:  # the early-stopped alternative, labelled, never the reported numbers
+        model.load_state_dict(best["model"])
+        model.eval()
+        metrics.update(best_val_val_acc=float(best["val_acc"]),
+                       best_val_test_acc=float(accuracy(model, data.x_test, data.y_test, EVAL_BATCH, dev)),
+                       best_val_weight_norm=float(weight_norm(model)))
+    metrics["seconds"] = float(sum(h["seconds"] for h in run.history) + time.perf_counter() - start)
     write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def environment(device: torch.device) -> dict:
+    """Where the run ran, for the report (results differ across CPU vendors and GPU models)."""
+    import platform
+
+    if device.type == "cuda":
+        hardware = torch.cuda.get_device_name(device)
+    else:
+        hardware = platform.processor() or platform.machine()
+        try:
+            with open("/proc/cpuinfo") as f:
+                hardware = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), hardware)
+        except OSError:
+            pass
+    return {"hardware": f"{hardware} ({device.type}, {torch.get_num_threads()} threads)",
+            "software": f"python {platform.python_version()}, torch {torch.__version__}, {platform.system()}"}
 
 
 @torch.no_grad()

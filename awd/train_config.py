@@ -29,7 +29,7 @@ FLOATS = {
     "eps": (0.0, True, math.inf, False),
     "step_size": (0.0, True, math.inf, False),
 }
-BOOLS = ("nesterov", "exclude_bn_bias", "adversarial", "bf16", "channels_last", "deterministic")
+BOOLS = ("nesterov", "exclude_bn_bias", "augment", "adversarial", "bf16", "channels_last", "deterministic")
 STRS = ("dataset", "model")
 
 
@@ -59,6 +59,7 @@ class TrainConfig:
     awd_ema: float = 0.9
     adadecay_alpha: float = 4.0
     exclude_bn_bias: bool = False
+    augment: bool = True  # the dataset's standard crop (+ flip) augmentation (awd.data.augmentation)
     adversarial: bool = False
     eps: float = 8 / 255
     step_size: float = 2 / 255

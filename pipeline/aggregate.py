@@ -16,6 +16,7 @@ from pipeline.plot_common import FigureResult, remove_stale
 from pipeline.plots import figure2, figure3, lr_figure, noisy_bars
 from pipeline.plots_grid import figure7, heatmaps
 from pipeline.plots_images import unfit_grid
+from pipeline.claims import all_claims
 from pipeline.report import metrics, readme
 from pipeline.tables import all_tables
 
@@ -50,9 +51,10 @@ def aggregate(params: Path, artifacts: Path, out: Path) -> dict:
     for t in tables.values():
         t.write(out / "tables")
     figs = figures(inp, out / "plots")
-    m = metrics(inp, tables)
+    claims = all_claims(inp)
+    m = metrics(inp, tables, claims)
     atomic_io.write_json(out / "metrics.json", m)
-    atomic_io.write_text(out / "README.md", readme(inp, tables, figs, Path(params).as_posix(), m))
+    atomic_io.write_text(out / "README.md", readme(inp, tables, figs, Path(params).as_posix(), m, claims))
     return m
 
 

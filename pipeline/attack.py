@@ -28,6 +28,17 @@ def test_size(dataset: str, data_root: str, n_test) -> int:
     return total if n_test is None else min(int(n_test), total)
 
 
+def per_example(store, shards: list[dict]) -> str:
+    """The robust outcome of every attacked test example, in index order, as a '0'/'1' string: two models
+    attacked on the same examples can then be compared example by example (McNemar)."""
+    from awd.autoattack import load_shard
+
+    flags = []
+    for s in shards:
+        flags += load_shard(store.path("autoattack", s["unit_key"]) / "shard.pt")["correct"].tolist()
+    return "".join("1" if f else "0" for f in flags)
+
+
 def main() -> None:
     from awd.autoattack import block_bounds, shard_bounds
 
@@ -55,7 +66,7 @@ def main() -> None:
     for rec, unit in plan:
         r = results[unit.key]
         m = merged.setdefault(rec["suite"] + rec["key"], {"rec": rec, "shards": [], "env": []})
-        m["shards"].append(r)
+        m["shards"].append(dict(r, unit_key=unit.key))
         env = unit_env(store, unit)
         if env not in m["env"]:
             m["env"].append(env)
@@ -69,7 +80,8 @@ def main() -> None:
         rec = m["rec"]
         out.append({"key": rec["key"], "suite": rec["suite"], "dataset": rec["dataset"], "label": rec["label"],
                     "robust_acc": sum(s["robust_correct"] for s in shards) / n,
-                    "clean_acc": sum(s["clean_correct"] for s in shards) / n, "n": n, "env": m["env"]})
+                    "clean_acc": sum(s["clean_correct"] for s in shards) / n, "n": n, "env": m["env"],
+                    "correct": per_example(store, shards)})
     out.sort(key=lambda r: (r["suite"], r["dataset"], r["key"]))
     write_json(ARTIFACTS / "attack" / "results.json", out)
     print(f"attack: {len(out)} models, {len(plan)} blocks")

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-RUN_ACC_COLUMNS = ("val_acc", "val_robust_acc", "test_acc", "train_acc")
+RUN_ACC_COLUMNS = ("val_acc", "val_robust_acc", "test_acc", "train_acc", "best_val_val_acc", "best_val_test_acc")
 METHOD_ORDER = {"fixed": 0, "awd": 1, "adadecay": 2, "none": 3}
 
 
@@ -45,6 +45,9 @@ def _run_row(rec: dict) -> dict:
         "rate": label.get("rate"),
         "model": cfg.get("model"),
         "epochs": cfg.get("epochs"),
+        # an extra seed of an adversarial best value (not part of the sweep the selection is made on)
+        "replicate": rec["suite"] == "adversarial" and "seed" in label,
+        "from_sweep": bool(label.get("from_sweep", False)),
     }
     row.update({k: v for k, v in metrics.items() if k not in row})
     return row
@@ -69,6 +72,7 @@ class Inputs:
     dog_estimates: list[dict] = field(default_factory=list)
     unfit_train_acc: dict[str, float] = field(default_factory=dict)
     environments: list[tuple[dict, int]] = field(default_factory=list)  # (env, number of results), most first
+    aa_correct: dict[str, np.ndarray] = field(default_factory=dict)  # key -> per-example AutoAttack outcome
 
     def in_params(self, suite: str) -> bool:
         return bool(self.suites.get(suite))
@@ -102,8 +106,9 @@ def load(artifacts: Path, params_path: Path) -> Inputs:
     runs = pd.DataFrame([_run_row(r) for r in _read_json(artifacts / "train" / "runs.json", [])])
     if runs.empty:
         runs = pd.DataFrame(columns=["suite", "study", "dataset", "key", "method", "value", "lr", "seed"])
-    attacks = pd.DataFrame(_read_json(artifacts / "attack" / "results.json", []),
-                           columns=["key", "suite", "dataset", "robust_acc", "clean_acc", "n"])
+    attack_records = _read_json(artifacts / "attack" / "results.json", [])
+    attacks = pd.DataFrame(attack_records, columns=["key", "suite", "dataset", "robust_acc", "clean_acc", "n"])
+    attacks = attacks.drop_duplicates("key")  # a run shared by two suites (Table 4's sweep rows) is one model
     prune_rows = []
     for r in _read_json(artifacts / "prune" / "results.json", []):
         label = r.get("label") or {}
@@ -115,7 +120,9 @@ def load(artifacts: Path, params_path: Path) -> Inputs:
                                               "amount", "acc", "sparsity"])
     inputs = Inputs(root=artifacts, suites=load_suites(params_path), runs=runs, attacks=attacks, prune=prune,
                     dog_estimates=_read_json(artifacts / "train" / "dog_estimates.json", []),
-                    environments=_environments(artifacts))
+                    environments=_environments(artifacts),
+                    aa_correct={r["key"]: np.frombuffer(r["correct"].encode(), dtype=np.uint8) == ord("1")
+                                for r in attack_records if r.get("correct")})
 
     unfit = pd.DataFrame(columns=["key", "train_acc"])
     if len(runs):

@@ -43,7 +43,7 @@ SUITE_NAMES = ("natural", "grid", "adversarial", "variants", "noisy", "lr_sensit
 RUN_CONFIG_KEYS = (
     "dataset", "val_fraction", "split_seed", "noise_rate", "noise_seed", "model", "model_kw", "epochs",
     "batch_size", "lr", "momentum", "nesterov", "optimizer", "asam_rho", "asam_eta", "asam_awd_grad", "wd_method",
-    "wd", "dog", "awd_ema", "adadecay_alpha", "exclude_bn_bias", "adversarial", "eps", "step_size", "train_steps",
+    "wd", "dog", "awd_ema", "adadecay_alpha", "exclude_bn_bias", "augment", "adversarial", "eps", "step_size", "train_steps",
     "val_steps", "bn_mode", "seed", "bf16", "channels_last", "deterministic", "dog_log_every",
 )
 
@@ -78,6 +78,7 @@ TRAIN_FIELDS = {
     "awd_ema": Num(gt=0, le=1),
     "adadecay_alpha": Num(gt=0),
     "exclude_bn_bias": Bool(),
+    "augment": Bool(),
     "bf16": Bool(),
     "channels_last": Bool(),
     "deterministic": Bool(),
@@ -87,7 +88,7 @@ TRAIN_FIELDS = {
 TRAIN_REQUIRED = ("model", "epochs", "batch_size", "lr")
 TRAIN_DEFAULTS = {
     "model_kw": {}, "momentum": 0.9, "nesterov": False, "optimizer": "sgd", "asam_rho": 0.5, "asam_eta": 0.0,
-    "asam_awd_grad": "descent", "awd_ema": 0.9, "adadecay_alpha": 4.0, "exclude_bn_bias": False, "bf16": False,
+    "asam_awd_grad": "descent", "awd_ema": 0.9, "adadecay_alpha": 4.0, "exclude_bn_bias": False, "augment": True, "bf16": False,
     "channels_last": False, "deterministic": True, "seed": 0, "dog_log_every": 1,
 }
 # Run-config keys that look like train keys but are set elsewhere.
@@ -144,6 +145,21 @@ LR, WD, DOG = Num(gt=0), Num(ge=0), Num(gt=0)
 
 def _check_variant_run(chk, run, path):
     method, value = run["method"], run.get("value")
+    if "values" in run:
+        if "value" in run:
+            chk.error(f"{path}.values", "give either value (one run) or values (a re-tuning grid), not both")
+        elif method == "none":
+            chk.error(f"{path}.values", "method none takes no values")
+        if run["from_sweep"]:
+            chk.error(f"{path}.from_sweep", "a re-tuning grid (values) cannot come from the sweep; use value")
+        value = min(run["values"])
+    if run["from_sweep"]:
+        if method not in ("fixed", "awd"):
+            chk.error(f"{path}.from_sweep", f"only fixed / awd rows can reuse the adversarial sweep, not {method}")
+        for key in ("epochs", "train"):
+            if run.get(key):
+                chk.error(f"{path}.{key}", "a row reusing the adversarial sweep's run takes the sweep's settings; "
+                                           f"remove {key} (or set from_sweep: false to train a separate run)")
     if method == "none":
         if value not in (None, 0.0):
             chk.error(f"{path}.value", f"method none takes no value, got {value!r}; omit it or use 0")
@@ -157,9 +173,10 @@ def _check_variant_run(chk, run, path):
 
 
 VARIANT_RUN = Section(
-    {"name": Str(), "method": Choice(WD_METHODS, "weight-decay method"), "value": WD,
-     "optimizer": Choice(OPTIMIZERS, "optimizer"), "epochs": Int(ge=1), "train": _train_section()},
-    required=("name", "method"), defaults={"train": {}}, post=_check_variant_run,
+    {"name": Str(), "method": Choice(WD_METHODS, "weight-decay method"), "value": WD, "values": Grid(WD),
+     "from_sweep": Bool(), "optimizer": Choice(OPTIMIZERS, "optimizer"), "epochs": Int(ge=1),
+     "train": _train_section()},
+    required=("name", "method"), defaults={"train": {}, "from_sweep": False}, post=_check_variant_run,
 )
 
 
@@ -179,6 +196,12 @@ def _study(fields_, required, defaults=None, post=None):
     )
 
 
+def _check_best_seeds(chk, study, path):
+    seed = study["train"].get("seed")
+    if seed is not None and seed in study["best_seeds"]:
+        chk.error(f"{path}.best_seeds", f"seed {seed} is the sweep's own seed (train.seed); list only extra seeds")
+
+
 STUDIES = {
     "natural": _study(
         # λ > 0: the DoG estimated from a λ=0 run would be 0, which AWD cannot use.
@@ -186,8 +209,11 @@ STUDIES = {
          "plateau": Section({"window": Int(ge=1), "rel_tol": Num(gt=0)}, required=("window", "rel_tol"))},
         ("wd", "seeds", "plateau"),
     ),
-    "grid": _study({"name": Str(), "lrs": Grid(LR), "wds": Grid(WD)}, ("name", "lrs", "wds")),
-    "adversarial": _study({"wds": Grid(WD), "dogs": Grid(DOG)}, ("wds", "dogs")),
+    # dogs: the AWD grid over lr × DoG beside the fixed one (paper footnote 2, Fig. 1(c)); optional
+    "grid": _study({"name": Str(), "lrs": Grid(LR), "wds": Grid(WD), "dogs": Grid(DOG)}, ("name", "lrs", "wds")),
+    # best_seeds: extra seeds of each method's val-selected best value (train.seed is the sweep's own seed)
+    "adversarial": _study({"wds": Grid(WD), "dogs": Grid(DOG), "best_seeds": Seeds(allow_empty=True)},
+                          ("wds", "dogs"), defaults={"best_seeds": []}, post=_check_best_seeds),
     "variants": _study({"runs": ListOf(VARIANT_RUN, "runs")}, ("runs",), post=_check_variant_names),
     "noisy": _study(
         {"rates": Grid(Num(ge=0, lt=1)), "wds": Grid(WD), "dogs": Grid(DOG), "noise_seed": Int(ge=0)},
@@ -196,6 +222,46 @@ STUDIES = {
     "lr_sensitivity": _study({"lrs": Grid(LR), "wd": WD, "dog": DOG, "seeds": Seeds()}, ("lrs", "wd", "dog", "seeds")),
     "underfit": _study({"wd": WD, "dog": DOG, "n_images": Int(ge=1)}, ("wd", "dog", "n_images")),
 }
+
+
+SWEEP_MATCH_RTOL = 0.02  # a Table 4 row names a swept value to 3 significant digits (0.022 for 0.0218102)
+
+
+def sweep_match(adversarial_studies, dataset: str, method: str, value: float):
+    """(index of the adversarial study on `dataset`, the swept value of `method` nearest `value`), or None when no
+    swept value lies within SWEEP_MATCH_RTOL of it. `adversarial_studies` are dicts or AdversarialStudy objects."""
+    get = lambda st, k: st[k] if isinstance(st, dict) else getattr(st, k)  # noqa: E731
+    for i, study in enumerate(adversarial_studies):
+        if get(study, "dataset") != dataset:
+            continue
+        swept = get(study, "wds" if method == "fixed" else "dogs")
+        nearest = min(swept, key=lambda v: abs(v - value))
+        if abs(nearest - value) <= SWEEP_MATCH_RTOL * abs(nearest):
+            return i, nearest
+    return None
+
+
+def _check_from_sweep(chk, suites, path):
+    adversarial = suites.get("adversarial", ())
+    for i, study in enumerate(suites.get("variants", ())):
+        for j, run in enumerate(study["runs"]):
+            if not run["from_sweep"] or run["method"] not in ("fixed", "awd"):
+                continue
+            rpath = f"{path}.variants[{i}].runs[{j}]"
+            if sweep_match(adversarial, study["dataset"], run["method"], run["value"]) is None:
+                swept = [v for st in adversarial if st["dataset"] == study["dataset"]
+                         for v in st["wds" if run["method"] == "fixed" else "dogs"]]
+                chk.error(f"{rpath}.value", f"from_sweep: no adversarial study on {study['dataset']} sweeps a "
+                          f"{run['method']} value within {SWEEP_MATCH_RTOL:.0%} of {run['value']:g}; swept values: "
+                          f"{', '.join(f'{v:g}' for v in swept) or 'none'}")
+            optimizer = run.get("optimizer") or study["train"].get("optimizer")
+            if optimizer not in (None, "sgd"):
+                chk.error(f"{rpath}.optimizer", f"from_sweep: the adversarial sweep trains with sgd, not {optimizer}")
+
+
+def _check_suites(chk, suites, path):
+    _check_grid_names(chk, suites, path)
+    _check_from_sweep(chk, suites, path)
 
 
 def _check_grid_names(chk, suites, path):
@@ -208,7 +274,7 @@ def _check_grid_names(chk, suites, path):
         seen.setdefault(tag, i)
 
 
-SUITES = Section({name: ListOf(spec, f"{name} studies") for name, spec in STUDIES.items()}, post=_check_grid_names)
+SUITES = Section({name: ListOf(spec, f"{name} studies") for name, spec in STUDIES.items()}, post=_check_suites)
 
 TOP = Section(
     {"data": DATA, "train": _train_section(TRAIN_REQUIRED, TRAIN_DEFAULTS), "adversarial": ADVERSARIAL,
@@ -274,6 +340,7 @@ class GridStudy:
     name: str
     lrs: tuple[float, ...]
     wds: tuple[float, ...]
+    dogs: tuple[float, ...] = ()
     train: dict = field(default_factory=dict)
 
 
@@ -282,6 +349,7 @@ class AdversarialStudy:
     dataset: str
     wds: tuple[float, ...]
     dogs: tuple[float, ...]
+    best_seeds: tuple[int, ...] = ()
     train: dict = field(default_factory=dict)
 
 
@@ -296,6 +364,11 @@ class VariantRun:
     optimizer: str
     epochs: int
     train: dict = field(default_factory=dict)
+    values: tuple[float, ...] = ()  # a re-tuning grid (Table 4's starred rows): best by val PGD-20
+    from_sweep: bool = False  # the adversarial sweep's run at the nearest swept value, no run of its own
+
+    def candidates(self) -> tuple[float, ...]:
+        return self.values or (self.value,)
 
     def overrides(self) -> dict:
         return dict(self.train)
@@ -391,8 +464,10 @@ def _variant_run(run: dict, study_train: dict) -> VariantRun:
         if key in run:
             overrides[key] = run[key]
     effective = _merge(study_train, overrides)
-    return VariantRun(name=run["name"], method=run["method"], value=run.get("value") or 0.0,
-                      optimizer=effective["optimizer"], epochs=effective["epochs"], train=overrides)
+    values = tuple(run.get("values") or ())
+    return VariantRun(name=run["name"], method=run["method"], value=run.get("value") or (values[0] if values else 0.0),
+                      optimizer=effective["optimizer"], epochs=effective["epochs"], train=overrides, values=values,
+                      from_sweep=run["from_sweep"])
 
 
 # --- API --------------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import pandas as pd
 from pipeline import paper
 from pipeline.inputs import Inputs
 from pipeline.plot_common import COLORS, METHOD_LABEL, FigureResult, new_figure, write
-from pipeline.tables import adversarial_best, col, hyper_name, lr_curve, method_key, methods, missing_reason, \
+from pipeline.tables import adversarial_best, adversarial_sweep, col, hyper_name, lr_curve, method_key, methods, missing_reason, \
     study_groups
 
 MAX_TRACE_POINTS = 2000  # per series in the committed CSV; a paper-scale trace has ~10^5 iterations
@@ -49,12 +49,18 @@ def figure2(inp: Inputs, out_dir: Path) -> FigureResult:
             ax_dog.axvline(plateau * ipe, color=color, ls=":", lw=0.8)
             ax_loss.plot(epochs, loss, color=color, lw=1, label=f"seed {seed}: plateau at epoch {plateau}")
             ax_loss.axvline(plateau, color=color, ls=":", lw=0.8)
+            window = e.get("window")
+            if window:  # the epochs after the plateau epoch whose losses the rule required to stay near the floor
+                ax_loss.axvspan(plateau, min(plateau + int(window), len(loss)), color=color, alpha=0.12)
             s = _stride(len(it))
             rows += [{"dataset": ds, "study": st, "seed": seed, "series": "dog_running_mean", "x": x, "y": y}
                      for x, y in zip(it[::s], run_mean[::s])]
             rows += [{"dataset": ds, "study": st, "seed": seed, "series": "epoch_train_loss", "x": x, "y": y}
                      for x, y in zip(epochs, loss)]
             rows.append({"dataset": ds, "study": st, "seed": seed, "series": "estimate", "x": plateau, "y": e["dog"]})
+            if e.get("window"):
+                rows.append({"dataset": ds, "study": st, "seed": seed, "series": "window_end",
+                             "x": min(plateau + int(e["window"]), len(loss)), "y": float("nan")})
         if ds == paper.FACTS["fig2_dataset"]:
             ax_dog.axhline(paper.FACTS["fig2_dog"], color="k", ls="-.", lw=0.8,
                            label=f"paper DoG={paper.FACTS['fig2_dog']} (epoch {paper.FACTS['fig2_plateau_epoch']})")
@@ -75,8 +81,9 @@ def figure3(inp: Inputs, out_dir: Path) -> FigureResult:
     reason = missing_reason(inp, "adversarial")
     if reason:
         return FigureResult("F3", reason)
-    best_keys = set(adversarial_best(inp)["key"])
-    groups = study_groups(inp.suite_runs("adversarial"))
+    best_keys = set(adversarial_best(inp, "val")["key"])
+    test_keys = set(adversarial_best(inp, "test")["key"])
+    groups = study_groups(adversarial_sweep(inp))
     fig, axes = new_figure(len(groups), 2, width=4.2, height=3.2)
     rows = []
     for (label, ds, g), row in zip(groups, axes):
@@ -87,7 +94,10 @@ def figure3(inp: Inputs, out_dir: Path) -> FigureResult:
             ax.plot(r["value"], r["aa"], "o-", color=COLORS[m], label="AutoAttack (test)")
             ax.plot(r["value"], r["val"], "s--", color=COLORS[m], alpha=0.4, ms=4, label="PGD-20 (val)")
             sel = r[r["key"].isin(best_keys)]
-            ax.plot(sel["value"], sel["aa"], "*", color="k", ms=14, label="best by val", zorder=3)
+            ax.plot(sel["value"], sel["aa"], "*", color="k", ms=14, label="best by val PGD-20 (ours)", zorder=3)
+            tsel = r[r["key"].isin(test_keys)]
+            ax.plot(tsel["value"], tsel["aa"], "o", mfc="none", mec="r", ms=16, mew=1.5,
+                    label="best by test AA (paper's)", zorder=4)
             prow = paper.lookup(paper.T3, dataset=pds, method=m)
             if prow and comparable:
                 ax.axhline(prow["autoattack"], color="k", ls=":", lw=0.8, label=f"paper best {prow['autoattack']}")
@@ -97,9 +107,10 @@ def figure3(inp: Inputs, out_dir: Path) -> FigureResult:
             ax.set_title(f"{label}: {METHOD_LABEL[m]}", fontsize=9)
             ax.legend(fontsize=7)
             rows += [{"dataset": ds, "study": int(x["study"]), "method": m, "value": x["value"], "autoattack": x["aa"],
-                      "val_robust_acc": x["val"], "selected": int(x["key"] in best_keys)} for _, x in r.iterrows()]
+                      "val_robust_acc": x["val"], "selected": int(x["key"] in best_keys),
+                      "selected_by_test": int(x["key"] in test_keys)} for _, x in r.iterrows()]
     write(fig, pd.DataFrame(rows, columns=["dataset", "study", "method", "value", "autoattack", "val_robust_acc",
-                                           "selected"]), out_dir, "F3")
+                                           "selected", "selected_by_test"]), out_dir, "F3")
     return FigureResult("F3")
 
 

@@ -1,4 +1,5 @@
-"""Figures 1, 7 and 9: the lr × λ_wd grid searches, and the 1D searches that miss the grid's optimum."""
+"""Figures 1, 7 and 9: the lr × λ_wd grid searches (and AWD's lr × DoG grid beside them, Fig. 1(c)), and the 1D
+searches that miss the grid's optimum."""
 
 from __future__ import annotations
 
@@ -14,10 +15,16 @@ from pipeline.plot_common import FigureResult, new_figure, write
 from pipeline.tables import col, missing_reason
 
 
-def grid_frame(inp: Inputs) -> pd.DataFrame:
-    """Mean val/test accuracy per (study, lr, wd) cell of every grid study."""
+def grid_frame(inp: Inputs, method: str = "fixed") -> pd.DataFrame:
+    """Mean val/test accuracy per (study, lr, wd) cell of every grid study; with method="awd" the AWD grid's cells,
+    their DoG in the `wd` column (the heat-map's y axis)."""
     df = inp.suite_runs("grid")
     cols = ["study", "name", "dataset", "model", "lr", "wd", "val_acc", "test_acc"]
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    df = df[df["method"] == method]
+    if method == "awd":
+        df = df.assign(wd=df["value"])
     if df.empty:
         return pd.DataFrame(columns=cols)
     df = df.assign(val_acc=col(df, "val_acc"), test_acc=col(df, "test_acc"),
@@ -45,13 +52,13 @@ def _title(g: pd.DataFrame) -> str:
     return f"{g['name'].iloc[0]} ({g['dataset'].iloc[0]})"
 
 
-def _heat(ax, g: pd.DataFrame, metric: str) -> None:
+def _heat(ax, g: pd.DataFrame, metric: str, ylabel: str = "λ_wd") -> None:
     piv = g.pivot_table(index="wd", columns="lr", values=metric, aggfunc="mean").sort_index().sort_index(axis=1)
     im = ax.imshow(piv.to_numpy(float), origin="lower", cmap="viridis", aspect="auto")
     ax.set_xticks(range(piv.shape[1]), [f"{v:.2g}" for v in piv.columns], rotation=45)
     ax.set_yticks(range(piv.shape[0]), [f"{v:.2g}" for v in piv.index])
     ax.set_xlabel("learning rate")
-    ax.set_ylabel("λ_wd")
+    ax.set_ylabel(ylabel)
     vals = piv.to_numpy(float)
     best = np.unravel_index(np.nanargmax(vals), vals.shape) if np.isfinite(vals).any() else None
     for (i, j), v in np.ndenumerate(vals):
@@ -59,7 +66,7 @@ def _heat(ax, g: pd.DataFrame, metric: str) -> None:
             ax.text(j, i, f"{v:.1f}" + ("*" if (i, j) == best else ""), ha="center", va="center",
                     color="white" if v < np.nanmean(vals) else "black", fontsize=8)
     ax.figure.colorbar(im, ax=ax, label=f"{metric.replace('_', ' ')} (%)")
-    ax.set_title(_title(g), fontsize=10)
+    ax.set_title(_title(g) + ("" if ylabel == "λ_wd" else ": AWD"), fontsize=10)
 
 
 def heatmaps(inp: Inputs, out_dir: Path, fid: str) -> FigureResult:
@@ -67,11 +74,20 @@ def heatmaps(inp: Inputs, out_dir: Path, fid: str) -> FigureResult:
     if reason:
         return FigureResult(fid, reason)
     grid, note = select_studies(grid_frame(inp), fid)
-    studies = [g for _, g in grid.groupby("study", sort=True)]
-    fig, axes = new_figure(1, len(studies), width=4.6, height=3.8)
-    for ax, g in zip(axes[0], studies):
-        _heat(ax, g, "val_acc")
-    write(fig, grid.reset_index(drop=True), out_dir, fid)
+    awd = grid_frame(inp, "awd")
+    awd = awd[awd["study"].isin(set(grid["study"]))]
+    panels = []
+    for study, g in grid.groupby("study", sort=True):
+        panels.append((g, "λ_wd"))
+        if (awd["study"] == study).any():
+            panels.append((awd[awd["study"] == study], "DoG"))
+    fig, axes = new_figure(1, len(panels), width=4.6, height=3.8)
+    for ax, (g, ylabel) in zip(axes[0], panels):
+        _heat(ax, g, "val_acc", ylabel)
+    data = pd.concat([grid.assign(method="fixed"), awd.assign(method="awd")], ignore_index=True)
+    data = data.rename(columns={"wd": "wd_or_dog"})[["study", "name", "dataset", "model", "method", "lr",
+                                                    "wd_or_dog", "val_acc", "test_acc"]]
+    write(fig, data, out_dir, fid)
     return FigureResult(fid, note=note)
 
 

@@ -7,28 +7,33 @@ import math
 import pandas as pd
 
 from pipeline import paper
+from pipeline.claims import all_claims, markdown as claims_markdown
 from pipeline.inputs import Inputs
 from pipeline.plot_common import FigureResult
 from pipeline.table_format import Table
-from pipeline.tables import adversarial_best, lr_curve
+from pipeline.tables import SELECTIONS, adversarial_best, best_with_seeds, lr_curve
 
 F = paper.FACTS
 
 # (id, kind, caption, the paper's reference) in the paper's order; the appendix starts at F7.
 SECTIONS = [
-    ("F1", "plot", "Validation accuracy over the learning-rate × λ_wd grid of each grid study (best cell starred).",
+    ("F1", "plot", "Validation accuracy over the learning-rate × λ_wd grid of each grid study, and beside it the "
+                   "AWD grid over learning rate × DoG where the study has one (best cell starred).",
      "Fig. 1: WRN28-10 + SGD on CIFAR-10/100 and ResNet50 + ASAM on CIFAR-100; the best cell lies on a diagonal "
      f"(lr={F['fig1_best_lr']:g}, λ_wd={F['fig1_best_wd']:g} for WRN28-10)."),
     ("T2", "table", "Natural training: fixed λ_wd vs AWD run with the DoG estimated from the fixed-λ run.",
      "Table 2: similar accuracy, much smaller ‖W‖₂ and smaller total loss (eq. 1) with AWD."),
     ("F2", "plot", "Running mean of DoG over the fixed-λ run's iterations, the estimate (dashed) at the plateau "
-                   "epoch (dotted) of the per-epoch train loss (log scale).",
+                   "epoch (dotted) of the per-epoch train loss (log scale); the shaded span is the window the "
+                   "plateau rule checked (the loss stays within rel_tol of its floor from there on).",
      f"Fig. 2: CIFAR-100, DoG={F['fig2_dog']} at plateau epoch {F['fig2_plateau_epoch']}."),
-    ("F3", "plot", "AutoAttack robust test accuracy of every adversarially trained λ_wd and DoG; the star is each "
-                   "method's best by val PGD-20 robust accuracy.",
+    ("F3", "plot", "AutoAttack robust test accuracy of every adversarially trained λ_wd and DoG; the black star is "
+                   "each method's best by val PGD-20 robust accuracy (ours), the red ring its best by test AutoAttack "
+                   "(the paper's reading).",
      f"Fig. 3: AWD beats fixed λ_wd by {F['fig3_margin_cifar10']} (CIFAR-10) and {F['fig3_margin_cifar100']} "
      "(CIFAR-100) AutoAttack points."),
-    ("T3", "table", "The val-selected best of each method: ‖W‖₂, clean test accuracy and AutoAttack accuracy.",
+    ("T3", "table", "The best of each method, selected by val PGD-20 (ours) and by test AutoAttack (the paper's): "
+                    "‖W‖₂, clean test accuracy and AutoAttack accuracy.",
      "Table 3: AWD has higher robust and clean accuracy and a ~4-5× smaller ‖W‖₂."),
     ("T4", "table", "Optimizer and regulariser variants (ASAM, AdaDecay) beside the SGD best runs.",
      f"Table 4 (CIFAR-100): AWD + ASAM reaches {F['awd_asam_cifar100_aa']:.2f} AA vs the "
@@ -83,28 +88,34 @@ def _table_metrics(t: Table, keys: list[str]) -> dict:
     return out
 
 
-def metrics(inp: Inputs, tables: dict[str, Table]) -> dict:
+def metrics(inp: Inputs, tables: dict[str, Table], claims=None) -> dict:
     m: dict = {}
-    for tid, keys in (("T2", ["dataset", "method"]), ("T3", ["dataset", "method"]), ("T4", ["dataset", "run"]),
-                      ("T5", ["dataset", "method"]), ("F12", ["dataset", "method", "lr"])):
+    for tid, keys in (("T2", ["dataset", "method"]), ("T3", ["dataset", "selection", "method"]),
+                      ("T4", ["dataset", "run"]), ("T5", ["dataset", "method"]), ("F12", ["dataset", "method", "lr"])):
         if not tables[tid].missing:
             m[tid] = _table_metrics(tables[tid], keys)
     for e in sorted(inp.dog_estimates, key=lambda e: (str(e["dataset"]), int(e.get("study", 0)),
                                                       int(e.get("seed", 0)))):
         _nest(m, ["dog_estimate", e["dataset"], f"seed{e.get('seed', 0)}"],
               {"dog": _r(e["dog"]), "plateau_epoch_1based": int(e["plateau_epoch"]) + 1})
-    best = adversarial_best(inp)
-    for ds, g in (best.groupby("dataset", sort=True) if len(best) else []):
-        aa = {mt: _r(pd.to_numeric(r["aa_acc"], errors="coerce").max()) for mt, r in g.groupby("method")
-              if "aa_acc" in r}
-        for mt, v in aa.items():
-            _nest(m, ["best_autoattack", ds, mt], v)
-        if aa.get("awd") is not None and aa.get("fixed") is not None:
-            _nest(m, ["best_autoattack", ds, "awd_minus_fixed"], _r(aa["awd"] - aa["fixed"]))
-    # Every grid cell and noisy-label cell, so `dvc metrics diff` shows exactly the cells an edit changed.
+        if "pooled_dog" in e:
+            _nest(m, ["dog_estimate", e["dataset"], "pooled"], _r(e["pooled_dog"]))
+    for sel in SELECTIONS:
+        best = adversarial_best(inp, sel)
+        for ds, g in (best.groupby("dataset", sort=True) if len(best) else []):
+            # the val-selected value's mean over its seeds; the test-selected run alone (it was chosen by this number)
+            aa = {mt: _r(pd.to_numeric((best_with_seeds(inp, r.iloc[0]) if sel == "val" else r)["aa_acc"],
+                                       errors="coerce").mean()) for mt, r in g.groupby("method") if "aa_acc" in r}
+            for mt, v in aa.items():
+                _nest(m, ["best_autoattack", f"by_{sel}", ds, mt], v)
+            if aa.get("awd") is not None and aa.get("fixed") is not None:
+                _nest(m, ["best_autoattack", f"by_{sel}", ds, "awd_minus_fixed"], _r(aa["awd"] - aa["fixed"]))
+    # Every grid cell (fixed λ_wd and AWD DoG) and noisy-label cell, so `dvc metrics diff` shows exactly the cells
+    # an edit changed.
     grid, noisy = inp.suite_runs("grid"), inp.suite_runs("noisy")
-    for _, r in (grid.sort_values(["dataset", "name", "lr", "wd"]) if len(grid) else grid).iterrows():
-        _nest(m, ["grid", r["dataset"], r["name"], f"lr={r['lr']:g},wd={r['wd']:g}", "val_acc"], _r(r["val_acc"]))
+    for _, r in (grid.sort_values(["dataset", "name", "method", "lr", "value"]) if len(grid) else grid).iterrows():
+        cell = f"lr={r['lr']:g},dog={r['value']:g}" if r["method"] == "awd" else f"lr={r['lr']:g},wd={r['wd']:g}"
+        _nest(m, ["grid", r["dataset"], r["name"], str(r["method"]), cell, "val_acc"], _r(r["val_acc"]))
     for _, r in (noisy.sort_values(["dataset", "rate", "method", "value"]) if len(noisy) else noisy).iterrows():
         _nest(m, ["noisy", r["dataset"], f"rate={r['rate']:g}", f"{r['method']}={r['value']:g}", "test_acc"],
               _r(r["test_acc"]))
@@ -112,7 +123,21 @@ def metrics(inp: Inputs, tables: dict[str, Table]) -> dict:
         for name, frame in (("test_acc", lr_curve(inp)), ("pruned_70_acc", lr_curve(inp, 0.7))):
             for _, r in frame.iterrows():
                 _nest(m, ["lr_sensitivity", r["dataset"], r["method"], f"lr={r['lr']:g}", name], _r(r["mean"]))
+    for c in claims if claims is not None else all_claims(inp):
+        _nest(m, ["claims", c.id, c.dataset], c.metrics())
+    env = environment(inp)
+    if env:
+        m["environment"] = env
     return m
+
+
+def environment(inp: Inputs) -> dict:
+    """The distinct hardware and software the training runs recorded (several when jobs ran on several hosts)."""
+    out = {}
+    for k in ("hardware", "software"):
+        if k in inp.runs.columns:
+            out[k] = sorted({str(v) for v in inp.runs[k].dropna()})
+    return {k: v for k, v in out.items() if v}
 
 
 def _datasets(inp: Inputs) -> list[str]:
@@ -128,17 +153,20 @@ def _ours_lines(sid: str, m: dict) -> list[str]:
     if sid == "F2":
         for ds, seeds in sorted(m.get("dog_estimate", {}).items()):
             est = ", ".join(f"{v['dog']:.4g} (epoch {v['plateau_epoch_1based']})"
-                            for _, v in sorted(seeds.items()))
-            lines.append(f"Ours, {ds}: DoG estimate {est}; paper (CIFAR-100): {F['fig2_dog']} "
+                            for k, v in sorted(seeds.items()) if k != "pooled")
+            pooled = f", pooled (mean) {seeds['pooled']:.4g}" if seeds.get("pooled") is not None else ""
+            lines.append(f"Ours, {ds}: DoG estimate per seed {est}{pooled}; paper (CIFAR-100): {F['fig2_dog']} "
                          f"(epoch {F['fig2_plateau_epoch']}).")
     if sid == "F3":
-        for ds, v in sorted(m.get("best_autoattack", {}).items()):
-            if "awd_minus_fixed" in v:
-                ref = F.get(f"fig3_margin_{ds}")
-                lines.append(f"Ours, {ds}: best AWD − best fixed AutoAttack = {v['awd_minus_fixed']:+.2f} points"
-                             + (f" (paper {ref:+.2f})." if ref is not None else
-                                f" (paper: +{F['fig3_margin_cifar10']} CIFAR-10, +{F['fig3_margin_cifar100']} "
-                                "CIFAR-100; datasets differ)."))
+        for sel, (sel_label, _) in SELECTIONS.items():
+            for ds, v in sorted(m.get("best_autoattack", {}).get(f"by_{sel}", {}).items()):
+                if "awd_minus_fixed" in v:
+                    ref = F.get(f"fig3_margin_{ds}")
+                    lines.append(f"Ours, {ds}, selected by {sel_label}: best AWD − best fixed AutoAttack = "
+                                 f"{v['awd_minus_fixed']:+.2f} points"
+                                 + (f" (paper {ref:+.2f})." if ref is not None else
+                                    f" (paper: +{F['fig3_margin_cifar10']} CIFAR-10, +{F['fig3_margin_cifar100']} "
+                                    "CIFAR-100; datasets differ)."))
     return lines
 
 
@@ -156,15 +184,22 @@ def _environment_lines(inp: Inputs) -> list[str]:
 
 
 def readme(inp: Inputs, tables: dict[str, Table], figures: dict[str, FigureResult], params_name: str,
-           m: dict) -> str:
+           m: dict, claims=None) -> str:
     datasets = _datasets(inp)
     only_digits = datasets == ["digits"]
+    from pipeline.claims import __doc__ as rule
+    env = m.get("environment", {})
     head = [
         "# awd-bench results: *Adaptive Weight Decay* (Ghiasi, Shafahi, Ardekani)", "",
+        "## The paper's claims in this run", "",
+        claims_markdown(claims if claims is not None else all_claims(inp)),
+        "Verdict " + " ".join(rule.split("\n\n")[1].split()).replace("Rule (pipeline.stats.verdict)", "rule"), "",
+        "Ran on: " + ("; ".join(f"{k}: {', '.join(v)}" for k, v in env.items()) or "not recorded") + ".", "",
         f"Generated by `python -m pipeline.aggregate` from params file `{params_name}`; "
         f"dataset(s): {', '.join(datasets) if datasets else 'none'}.", "",
-        "The embedded default (`params.yaml`: scikit-learn digits, a tiny CNN, a few epochs, small grids) is a "
-        "tiny-scale smoke reproduction: its numbers are **NOT** expected to match the paper's CIFAR values. "
+        "The embedded default (`params.yaml`: scikit-learn digits, a tiny CNN, small grids, ε = 0.2 for the "
+        "adversarial suites) is a small-scale reproduction: its numbers are **NOT** expected to match the paper's "
+        "CIFAR values; the claims table above is its test of the paper's claims at this scale. "
         + ("This report is such a run: the paper's numbers are shown for reference, with no difference computed."
            if only_digits else
            "Differences (Δ) are computed only where our dataset is the paper's (CIFAR-10 / CIFAR-100)."), "",

@@ -166,7 +166,12 @@ class KwArgs:
 class Seeds:
     """A non-empty list of distinct non-negative integers (floats or strings would silently change the run keys)."""
 
+    def __init__(self, allow_empty: bool = False):
+        self.allow_empty = allow_empty
+
     def check(self, chk, value, path):
+        if self.allow_empty and value == []:
+            return ()
         if not isinstance(value, list) or not value:
             return chk.error(path, f"must be a non-empty list of integer seeds, got {show(value)}")
         out, before = [], len(chk.errors)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipeline.params import base_run_config
+from pipeline.params import base_run_config, sweep_match
 
 SUITES = ("natural", "grid", "adversarial", "variants", "noisy", "lr_sensitivity", "underfit")
 # Suites whose runs are adversarially trained and therefore AutoAttacked on the test set.
@@ -75,6 +75,9 @@ def independent_runs(params) -> list[RunSpec]:
             for wd in study.wds:
                 label = {"name": study.name, "lr": lr, "wd": wd}
                 specs.append(RunSpec("grid", i, study.dataset, label, _with_method(base, "fixed", wd, lr=float(lr))))
+            for dog in study.dogs:  # Fig. 1(c) / footnote 2: AWD over lr × DoG
+                label = {"name": study.name, "lr": lr, "method": "awd", "value": dog}
+                specs.append(RunSpec("grid", i, study.dataset, label, _with_method(base, "awd", dog, lr=float(lr))))
     for i, study in _studies(params, "adversarial"):
         base = base_run_config(params, study, adversarial=True)
         for method, value in _methods(study):
@@ -82,10 +85,19 @@ def independent_runs(params) -> list[RunSpec]:
                                  _with_method(base, method, value)))
     for i, study in _studies(params, "variants"):
         for run in study.runs:
+            if run.from_sweep:  # Table 4's SGD rows are Table 3's runs: the same config, so the same key
+                j, value = sweep_match(params.suites.adversarial, study.dataset, run.method, run.value)
+                config = _with_method(base_run_config(params, params.suites.adversarial[j], adversarial=True),
+                                      run.method, value)
+                label = {"name": run.name, "method": run.method, "value": value, "optimizer": "sgd",
+                         "from_sweep": True}
+                specs.append(RunSpec("variants", i, study.dataset, label, config))
+                continue
             base = base_run_config(params, study, adversarial=True, overrides=run.overrides())
-            label = {"name": run.name, "method": run.method, "value": run.value, "optimizer": run.optimizer}
-            specs.append(RunSpec("variants", i, study.dataset, label,
-                                 _with_method(base, run.method, run.value, optimizer=run.optimizer)))
+            for value in run.candidates():  # several: the starred rows' re-tuning, best by val PGD-20
+                label = {"name": run.name, "method": run.method, "value": value, "optimizer": run.optimizer}
+                specs.append(RunSpec("variants", i, study.dataset, label,
+                                     _with_method(base, run.method, value, optimizer=run.optimizer)))
     for i, study in _studies(params, "noisy"):
         base = base_run_config(params, study, adversarial=False)
         for rate in study.rates:
@@ -107,6 +119,32 @@ def independent_runs(params) -> list[RunSpec]:
             specs.append(RunSpec("underfit", i, study.dataset, {"method": method, "value": value},
                                  _with_method(base, method, value)))
     return specs
+
+
+def best_by_val(specs: list[RunSpec], metrics: dict[int, dict]) -> dict[tuple, RunSpec]:
+    """(study, method) -> the spec with the highest val PGD-20 robust accuracy (ties: smaller value), the same
+    rule as the results' Table 3. `metrics[i]` are the metrics of specs[i]."""
+    best: dict[tuple, tuple] = {}
+    for i, spec in enumerate(specs):
+        acc = metrics[i].get("val_robust_acc")
+        rank = (-(acc if acc is not None else -1.0), spec.label["value"])
+        tag = (spec.study, spec.label["method"])
+        if tag not in best or rank < best[tag][0]:
+            best[tag] = (rank, spec)
+    return {tag: spec for tag, (_, spec) in best.items()}
+
+
+def adversarial_replicates(params, specs: list[RunSpec], metrics: dict[int, dict]) -> list[RunSpec]:
+    """The extra seeds (`best_seeds`) of each method's val-selected best sweep value: the compared best runs get
+    n >= 2 without re-running the whole sweep per seed. `specs`/`metrics` are the adversarial sweep's runs."""
+    sweep = [(s, metrics[i]) for i, s in enumerate(specs) if s.suite == "adversarial" and "seed" not in s.label]
+    best = best_by_val([s for s, _ in sweep], dict(enumerate(m for _, m in sweep)))
+    out = []
+    for (study, method), spec in sorted(best.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        for seed in params.suites.adversarial[study].best_seeds:
+            label = dict(spec.label, seed=int(seed))
+            out.append(RunSpec("adversarial", study, spec.dataset, label, dict(spec.config, seed=int(seed))))
+    return out
 
 
 def datasets_used(params) -> list[str]:

@@ -1,7 +1,7 @@
 """Comparison tables (ours beside the paper's) and their Markdown / CSV renderings.
 
-Every table is long-format: one row per (row keys, metric) with our mean ± std over runs, the paper's number and
-the difference. Long rows keep the CSV one-value-per-cell and the git diffs line-local.
+Every table is long-format: one row per (row keys, metric) with our mean ± std over runs and, for n ≥ 2, the
+95 % t interval of the mean, the paper's number and the difference. Long rows keep the CSV one-value-per-cell and the git diffs line-local.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 
 from pipeline import atomic_io
+from pipeline.stats import t_interval
 
-VALUE_COLUMNS = ["metric", "ours", "ours_std", "n", "paper", "paper_std", "diff", "note"]
+VALUE_COLUMNS = ["metric", "ours", "ours_std", "ci_low", "ci_high", "n", "paper", "paper_std", "diff", "note"]
 
 METRICS = {  # id -> (Markdown label, format)
     "val_acc": ("val acc (%)", "{:.2f}"),
@@ -31,6 +32,8 @@ METRICS = {  # id -> (Markdown label, format)
     "xent": ("X-ent", "{:.4f}"),
     "total_loss": ("total loss", "{:.4f}"),
     "acc": ("test acc (%)", "{:.2f}"),
+    "best_val_test_acc": ("test acc, best-val checkpoint (%)", "{:.2f}"),
+    "dog_estimate": ("DoG estimate (per seed)", "{:.4g}"),
 }
 
 
@@ -61,11 +64,12 @@ class Table:
     def add(self, keys: dict, metric: str, values, paper_row: dict | None = None, paper_field: str | None = None,
             comparable: bool = True, note: str = "", paper_std_field: str | None = None) -> None:
         mean, std, n = stats(values)
+        ci = t_interval(list(values))
         paper = paper_row.get(paper_field or metric) if paper_row else None
         paper_std = paper_row.get(paper_std_field) if (paper_row and paper_std_field) else None
         diff = mean - paper if (comparable and paper is not None and n) else math.nan
         self.rows.append({**{k: keys[k] for k in self.keys}, "metric": metric, "ours": mean, "ours_std": std,
-                          "n": n, "paper": math.nan if paper is None else float(paper),
+                          "ci_low": ci.low, "ci_high": ci.high, "n": n, "paper": math.nan if paper is None else float(paper),
                           "paper_std": math.nan if paper_std is None else float(paper_std), "diff": diff,
                           "note": note})
 
@@ -80,12 +84,13 @@ class Table:
     def markdown_body(self) -> str:
         if self.missing:
             return f"_{self.missing}_\n"
-        head = self.keys + ["metric", "ours", "n", "paper", "Δ (ours − paper)", "note"]
+        head = self.keys + ["metric", "ours (mean ± std [95% CI])", "n", "paper", "Δ (ours − paper)", "note"]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in self.rows:
             label, f = METRICS.get(r["metric"], (r["metric"], "{:.4g}"))
             cells = [str(r[k]) for k in self.keys] + [
-                label, _pm(r["ours"], r["ours_std"], f), str(r["n"]) if r["n"] else "—",
+                label, _pm(r["ours"], r["ours_std"], f) + _ci(r["ci_low"], r["ci_high"], f),
+                str(r["n"]) if r["n"] else "—",
                 _pm(r["paper"], r["paper_std"], f), _signed(r["diff"], f), r["note"] or ""]
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
         notes = "".join(f"\n{n}\n" for n in self.notes)
@@ -107,6 +112,10 @@ def _pm(mean, std, f) -> str:
     if not _finite(mean):
         return "—"
     return f.format(mean) + (f" ± {f.format(std)}" if _finite(std) else "")
+
+
+def _ci(low, high, f) -> str:
+    return f" [{f.format(low)}, {f.format(high)}]" if _finite(low) and _finite(high) else ""
 
 
 def _signed(x, f) -> str:

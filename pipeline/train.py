@@ -1,7 +1,9 @@
 """DVC stage `train`: every training run of every suite, through the run store and the configured executor.
 
 Phase 1 trains every run whose config params alone determine; phase 2 estimates DoG from each natural fixed-λ run's
-trace (paper Fig. 2) and trains the AWD run that uses it (Table 2).
+trace (paper Fig. 2), pools the seeds' estimates of a study into one DoG (their mean: the paper uses one value,
+0.016 / 0.018, for all its AWD seeds) and trains one AWD run per seed with it (Table 2); it also trains the extra
+seeds (`best_seeds`) of each adversarial method's val-selected best value.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from jobs.submit import run_units
 from pipeline.common import ARTIFACTS, make_unit, open_store, stage_args, unit_env, write_json
 from pipeline.cost import check_budget, gpu_hours, train_flops
 from pipeline.params import check_data, load_params
-from pipeline.suites import RunSpec, independent_runs, natural_awd
+from pipeline.suites import RunSpec, adversarial_replicates, independent_runs, natural_awd
 
 TRAIN_FN = "pipeline.units.train:train_unit"
 OUT = ARTIFACTS / "train"
@@ -51,7 +53,14 @@ def estimate_dog(store, unit, study) -> dict:
         "epoch_train_loss": losses.tolist(),
         "iters_per_epoch": int(trace["iters_per_epoch"]),
     }
-    return {"dog": float(f"{dog:.4g}"), "plateau_epoch": int(plateau), "curve": curve}
+    return {"dog": float(f"{dog:.4g}"), "plateau_epoch": int(plateau), "window": study.plateau.window,
+            "rel_tol": study.plateau.rel_tol, "curve": curve}
+
+
+def pooled_dog(estimates: list[dict], study: int) -> float:
+    """One DoG for every AWD seed of a natural study: the mean of its seeds' estimates, 4 significant digits."""
+    values = [e["dog"] for e in estimates if e["study"] == study]
+    return float(f"{sum(values) / len(values):.4g}")
 
 
 def check_configs(specs: list[RunSpec]) -> None:
@@ -108,7 +117,7 @@ def main() -> None:
         if s.suite == "natural" and not store.is_done("train", u.key))))  # their AWD runs follow (phase 2)
     results = run_units(units, store, executor, desc="train")
 
-    estimates, phase2 = [], []
+    estimates, phase2, natural = [], [], []
     shutil.rmtree(OUT, ignore_errors=True)
     (OUT / "traces").mkdir(parents=True)
     (OUT / "unfit").mkdir(parents=True)
@@ -118,12 +127,20 @@ def main() -> None:
         write_json(OUT / "traces" / f"{unit.key}.json", est.pop("curve"))
         estimates.append({"dataset": spec.dataset, "study": spec.study, "seed": spec.label["seed"],
                           "from_key": unit.key, **est})
-        phase2.append(natural_awd(params, spec, est["dog"]))
+        natural.append(spec)
+    for e in estimates:
+        e["pooled_dog"] = pooled_dog(estimates, e["study"])
+    for spec in natural:
+        phase2.append(natural_awd(params, spec, pooled_dog(estimates, spec.study)))
+    phase2 += adversarial_replicates(params, specs, {i: results[u.key] for i, u in enumerate(units)})
     phase2_units = [unit_for(s, params) for s in phase2]
-    check_budget(phase2_units, store, executor, "train (AWD with estimated DoG)")
-    results.update(run_units(phase2_units, store, executor, desc="train (AWD with estimated DoG)"))
+    desc2 = "train (phase 2: AWD with the pooled DoG, extra seeds of the best adversarial runs)"
+    check_budget(phase2_units, store, executor, desc2)
+    results.update(run_units(phase2_units, store, executor, desc=desc2))
     for spec, unit in zip(phase2, phase2_units):
-        write_json(OUT / "traces" / f"{unit.key}.json", estimate_dog(store, unit, params.suites.natural[spec.study])["curve"])
+        if spec.suite == "natural":
+            curve = estimate_dog(store, unit, params.suites.natural[spec.study])["curve"]
+            write_json(OUT / "traces" / f"{unit.key}.json", curve)
 
     records = [record(s, u, results[u.key], unit_env(store, u)) for s, u in zip(specs + phase2, units + phase2_units)]
     write_json(OUT / "dog_estimates.json", estimates)

@@ -84,10 +84,30 @@ def synthetic_losses(drop_epochs=7, flat_epochs=8):
 
 def test_plateau_epoch_finds_the_knee_of_a_known_curve():
     assert plateau_epoch(synthetic_losses(), window=3, rel_tol=0.05) == 6
-    # a tolerance looser than one halving: with one epoch of look-ahead epoch 0 already counts as flat,
-    # with three epochs (an 87.5 % drop) only the last halving before the knee does
-    assert plateau_epoch(synthetic_losses(), window=1, rel_tol=0.6) == 0
-    assert plateau_epoch(synthetic_losses(), window=3, rel_tol=0.6) == 5
+    # a tolerance looser than one halving: epoch 5 (twice the floor) still does not count, 2^-6 does
+    assert plateau_epoch(synthetic_losses(), window=3, rel_tol=0.6) == 6
+    # within a factor 1.99 of a floor of 1.0: epoch 1 (loss 2.0) is not, epoch 2 is
+    assert plateau_epoch([4.0, 2.0, 1.0, 1.0, 1.0, 1.0], window=1, rel_tol=0.99) == 2
+    assert plateau_epoch([4.0, 1.99, 1.0, 1.0, 1.0, 1.0], window=1, rel_tol=0.99) == 1
+
+
+def stalled_losses():
+    """Falls from 2.0 to 0.5 in 3 epochs, stalls there for 6 epochs (within 0.5 %), falls again by 100x and
+    flattens at 0.005 from epoch 12 on: a stall at high learning rate, then the floor."""
+    falling = [2.0, 1.0, 0.5]
+    stall = [0.5 * (1 - 0.001 * k) for k in range(1, 7)]
+    second = [0.2, 0.05, 0.01]
+    floor = [0.005 * (1 - 0.002 * k) for k in range(8)]
+    return falling + stall + second + floor
+
+
+def test_plateau_epoch_ignores_a_mid_training_stall():
+    losses = stalled_losses()
+    assert len(losses) == 20 and losses[12] == 0.005
+    for window, rel_tol in ((2, 0.05), (5, 0.05), (3, 0.2)):
+        assert plateau_epoch(losses, window=window, rel_tol=rel_tol) == 12
+    # the stall alone (a run cut before the second fall) is a floor: there the rule does fire
+    assert plateau_epoch(losses[:9], window=2, rel_tol=0.05) == 2
 
 
 def test_plateau_epoch_without_plateau_is_the_last_epoch():

@@ -23,7 +23,9 @@ PAPER = ROOT / "configs" / "paper.yaml"
 
 @pytest.fixture(scope="module")
 def raw():
-    return yaml.safe_load(EMBEDDED.read_text())
+    d = yaml.safe_load(EMBEDDED.read_text())
+    d["autoattack"]["n_test"] = 100  # the embedded default attacks the whole split (null); the shards rule needs n
+    return d
 
 
 def _tokens(path: str):
@@ -60,7 +62,9 @@ def test_embedded_params_load():
     assert p.datasets() == ["digits"]
     raw = yaml.safe_load(EMBEDDED.read_text())
     assert p.train["model"] == "tiny" and p.train["epochs"] == raw["train"]["epochs"]
-    assert p.suites.adversarial[0].wds == (5e-5, 5e-4, 5e-3)
+    adv = p.suites.adversarial[0]
+    assert adv.wds == tuple(raw["suites"]["adversarial"][0]["wds"]) and len(adv.best_seeds) >= 2  # n >= 3 seeds
+    assert p.autoattack.n_test is None and p.train["augment"] is False  # the whole test split; no augmentation
     assert all(len(getattr(p.suites, s)) == 1 for s in ("natural", "grid", "variants", "noisy", "underfit"))
 
 
@@ -104,6 +108,7 @@ def test_names_match_the_library():
 
 def test_geomspace_17_values_exact_endpoints(raw):
     d = mutate(raw, "suites.adversarial[0].wds", {"geomspace": [5e-5, 5e-3, 17]})
+    d = mutate(d, "suites.variants[0].runs[0].value", 5e-3)  # a Table 4 row reusing a swept value
     wds = validate(d).suites.adversarial[0].wds
     assert len(wds) == 17 and wds[0] == 5e-5 and wds[-1] == 5e-3
     ratios = [b / a for a, b in zip(wds, wds[1:])]
@@ -172,12 +177,12 @@ BAD = [
     ("linspace_out_of_range", "suites.noisy[0].rates", {"linspace": [0.0, 1.0, 3]}, ["1.0", "[0, 1)"]),
     ("noise_rate_one", "suites.noisy[0].rates[2]", 1.0, ["1.0", "[0, 1)"]),
     ("variant_method", "suites.variants[0].runs[0].method", "sam", ["'sam'", "none, fixed, awd, adadecay"]),
-    ("variant_awd_zero", "suites.variants[0].runs[2].value", 0.0, ["0.0", "> 0"]),
+    ("variant_awd_zero", "suites.variants[0].runs[4].value", 0.0, ["0.0", "> 0"]),
     ("variant_value_negative", "suites.variants[0].runs[0].value", -1e-4, ["-0.0001", ">= 0"]),
     ("variant_optimizer", "suites.variants[0].runs[0].optimizer", "adamw", ["'adamw'", "sgd, asam"]),
     ("variant_epochs_zero", "suites.variants[0].runs[0].epochs", 0, ["got 0", ">= 1"]),
-    ("variant_name_duplicate", "suites.variants[0].runs[1].name", "λ_wd=0.0005 ASAM",
-     ["'λ_wd=0.0005 ASAM'", "unique"]),
+    ("variant_name_duplicate", "suites.variants[0].runs[1].name", "λ_wd=0.015 SGD",
+     ["'λ_wd=0.015 SGD'", "unique"]),
     ("lr_sens_dog_zero", "suites.lr_sensitivity[0].dog", 0, ["got 0", "> 0"]),
     ("lr_sens_wd_negative", "suites.lr_sensitivity[0].wd", -0.1, ["-0.1", ">= 0"]),
     ("n_images_zero", "suites.underfit[0].n_images", 0, ["got 0", ">= 1"]),
@@ -212,7 +217,7 @@ BAD = [
     ("prune_amount_zero", "prune.amounts[0]", 0.0, ["0.0", "(0, 1)"]),
     ("prune_amount_negative", "prune.amounts[0]", -0.5, ["-0.5", "(0, 1)"]),
     ("prune_amounts_empty", "prune.amounts", [], ["empty grid"]),
-    ("prune_amount_duplicate", "prune.amounts[1]", 0.4, ["duplicate grid value 0.4", "same as prune.amounts[0]"]),
+    ("prune_amount_duplicate", "prune.amounts[1]", 0.5, ["duplicate grid value 0.5", "same as prune.amounts[0]"]),
     ("grid_wds_empty", "suites.grid[0].wds", [], ["empty grid"]),
     ("adversarial_dogs_empty", "suites.adversarial[0].dogs", [], ["empty grid"]),
     ("noisy_rates_empty", "suites.noisy[0].rates", [], ["empty grid"]),
@@ -266,8 +271,8 @@ def test_cross_field_rules(raw):
     d = mutate(raw, "suites.grid", [raw["suites"]["grid"][0]] * 2)
     assert any("suites.grid[1].name" in ln and "'tiny'" in ln for ln in error_lines(d))
 
-    d = mutate(raw, "suites.variants[0].runs[0].train", {"optimizer": "sgd"})
-    assert any("runs[0].train.optimizer" in ln and "set it once" in ln for ln in error_lines(d))
+    d = mutate(raw, "suites.variants[0].runs[2].train", {"optimizer": "sgd"})
+    assert any("runs[2].train.optimizer" in ln and "set it once" in ln for ln in error_lines(d))
 
     d = mutate(raw, "suites.variants[0].runs[1]", {"name": "x", "method": "fixed"})
     assert any("runs[1]" in ln and "missing required key(s): value" in ln for ln in error_lines(d))
@@ -379,7 +384,7 @@ def test_base_run_config_has_every_run_config_key(raw):
     assert (natural["wd_method"], natural["wd"], natural["dog"], natural["noise_rate"]) == ("none", 0.0, 0.0, 0.0)
     assert natural["adversarial"] is False
     adv = base_run_config(p, p.suites.adversarial[0], adversarial=True)
-    assert adv["adversarial"] is True and adv["eps"] == raw["adversarial"]["eps"] and adv["epochs"] == 6
+    assert adv["adversarial"] is True and adv["eps"] == raw["adversarial"]["eps"] and adv["epochs"] == raw["train"]["epochs"]
 
 
 def test_adversarial_params_do_not_change_natural_runs(raw):
@@ -439,7 +444,7 @@ def test_to_dict_is_plain_json(raw):
     import json
 
     out = json.loads(json.dumps(to_dict(validate(raw))))
-    assert out["suites"]["adversarial"][0]["dogs"] == [0.02, 0.04]
+    assert out["suites"]["adversarial"][0]["dogs"] == [0.04, 0.08, 0.16]
 
 
 # --- data on disk -----------------------------------------------------------------------------------------------

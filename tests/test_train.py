@@ -12,8 +12,11 @@ from awd.data import load_dataset, stratified_split
 from awd.evaluate import accuracy
 from awd.train import NonFiniteLossError, TrainConfig, TrainData, load_model, make_train_data, train
 
-METRIC_KEYS = {"best_epoch", "epochs_run", "val_acc", "val_robust_acc", "test_acc", "train_acc", "train_xent",
-               "weight_norm", "total_loss", "final_lambda", "mean_dog", "seconds"}
+METRIC_KEYS = {"reported_model", "best_epoch", "epochs_run", "val_acc", "val_robust_acc", "test_acc", "train_acc",
+               "train_xent", "weight_norm", "total_loss", "final_lambda", "mean_dog", "seconds", "n_train", "n_test",
+               "hardware", "software"}
+# natural runs also carry the best-validation checkpoint's numbers, labelled
+BEST_VAL_KEYS = {"best_val_val_acc", "best_val_test_acc", "best_val_weight_norm"}
 
 
 def quiet(_msg):
@@ -70,7 +73,7 @@ def test_natural_training_learns_digits_and_writes_every_output(digits, tmp_path
     lines = []
     metrics = train(config(epochs=3), digits, tmp_path, device="cpu", log=lines.append)
 
-    assert set(metrics) == METRIC_KEYS
+    assert set(metrics) == METRIC_KEYS | BEST_VAL_KEYS
     history = read_history(tmp_path)
     losses = [h["train_loss"] for h in history]
     assert losses[0] > losses[1] > losses[2]
@@ -191,14 +194,21 @@ def test_resumed_run_is_identical_to_uninterrupted(resumed):
 
 
 def test_best_checkpoint_is_the_epoch_with_best_validation_metric(resumed):
+    """Adversarial runs report the early-stopped model; natural runs the final one, best-val only as extra fields."""
     out, cfg, metrics = resumed["root"] / "interrupted", resumed["cfg"], resumed["metrics"]
     history = read_history(out)
     key = "val_robust_acc" if cfg.adversarial else "val_acc"
     values = [h[key] for h in history]
     assert metrics["best_epoch"] == int(np.argmax(values)) + 1  # first epoch reaching the maximum
-    assert metrics[key] == max(values)
     assert load(out / "best.pt")["epoch"] == metrics["best_epoch"]
-    assert_identical(load(out / "model.pt"), resumed["per_epoch"][metrics["best_epoch"]], "model.pt")
+    if cfg.adversarial:
+        assert metrics["reported_model"] == "best_val" and metrics[key] == max(values)
+        assert_identical(load(out / "model.pt"), resumed["per_epoch"][metrics["best_epoch"]], "model.pt")
+        assert not BEST_VAL_KEYS & set(metrics)
+    else:
+        assert metrics["reported_model"] == "final" and metrics["val_acc"] == values[-1]
+        assert metrics["best_val_val_acc"] == max(values)
+        assert_identical(load(out / "model.pt"), resumed["per_epoch"][3], "model.pt")
 
 
 def test_robust_accuracy_is_recorded_for_adversarial_runs_only(resumed):
@@ -210,8 +220,8 @@ def test_robust_accuracy_is_recorded_for_adversarial_runs_only(resumed):
         assert m["val_robust_acc"] is None and all(h["val_robust_acc"] is None for h in history)
 
 
-def test_best_checkpoint_selection_with_scripted_validation(digits, tmp_path, monkeypatch):
-    """A best epoch that is not the last: model.pt must be the epoch-2 weights, not the final ones."""
+def test_natural_run_reports_the_final_model_and_labels_the_best_val_one(digits, tmp_path, monkeypatch):
+    """Best val at epoch 2 of 3: every reported metric is the final model's; best_val_* are epoch 2's."""
     script = iter([0.5, 0.9, 0.7])
     real = train_mod.accuracy
 
@@ -223,10 +233,41 @@ def test_best_checkpoint_selection_with_scripted_validation(digits, tmp_path, mo
     train(cfg, digits, tmp_path, device="cpu", log=quiet, stop_after_epoch=2)
     epoch2 = load(tmp_path / "last.pt")["model"]
     metrics = train(cfg, digits, tmp_path, device="cpu", log=quiet)
-    assert metrics["best_epoch"] == 2 and metrics["val_acc"] == 0.9
-    assert_identical(load(tmp_path / "model.pt"), epoch2, "model.pt")
     final = load(tmp_path / "last.pt")["model"]
     assert not all(torch.equal(final[k], epoch2[k]) for k in final)
+    assert metrics["best_epoch"] == 2 and metrics["val_acc"] == 0.7 and metrics["best_val_val_acc"] == 0.9
+    assert_identical(load(tmp_path / "model.pt"), final, "model.pt")
+    assert np.array_equal(np.load(tmp_path / "train_correct.npy"), _predict(cfg, final, digits.x_train) == digits.y_train.numpy())
+    m_final, m_best = _model(cfg, final), _model(cfg, epoch2)
+    assert metrics["test_acc"] == pytest.approx(real(m_final, digits.x_test, digits.y_test, 512, "cpu"))
+    assert metrics["best_val_test_acc"] == pytest.approx(real(m_best, digits.x_test, digits.y_test, 512, "cpu"))
+    from awd.evaluate import weight_norm
+    assert metrics["weight_norm"] == pytest.approx(weight_norm(m_final))
+    assert metrics["best_val_weight_norm"] == pytest.approx(weight_norm(m_best))
+
+
+def test_adversarial_run_reports_the_best_val_checkpoint(digits, tmp_path, monkeypatch):
+    script = iter([0.5, 0.9, 0.7])
+    monkeypatch.setattr(train_mod._Run, "robust_accuracy", lambda self, x, y: next(script))
+    cfg = config(epochs=3, adversarial=True, eps=0.1, step_size=0.05, train_steps=1, val_steps=1)
+    train(cfg, digits, tmp_path, device="cpu", log=quiet, stop_after_epoch=2)
+    epoch2 = load(tmp_path / "last.pt")["model"]
+    metrics = train(cfg, digits, tmp_path, device="cpu", log=quiet)
+    assert metrics["reported_model"] == "best_val" and metrics["best_epoch"] == 2 and metrics["val_robust_acc"] == 0.9
+    assert_identical(load(tmp_path / "model.pt"), epoch2, "model.pt")
+
+
+def _model(cfg, state):
+    from awd.models import build_model
+    m = build_model(cfg.model, 10, 1, **cfg.model_kw)
+    m.load_state_dict(state)
+    return m.eval()
+
+
+def _predict(cfg, state, x_u8):
+    from awd.data import to_float
+    with torch.no_grad():
+        return _model(cfg, state)(to_float(x_u8)).argmax(1).numpy()
 
 
 def test_crash_before_promoting_the_best_checkpoint_is_settled_on_resume(digits, tmp_path):

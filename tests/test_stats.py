@@ -1,0 +1,77 @@
+"""pipeline.stats on inputs with known answers."""
+
+import math
+
+import numpy as np
+import pytest
+
+from pipeline.stats import (FAILS, HOLDS, INCONCLUSIVE, Interval, bootstrap_interval, combine, mcnemar,
+                            paired_difference, t_interval, two_proportions, verdict)
+
+
+def test_t_interval_of_known_sample():
+    ci = t_interval([1, 2, 3, 4, 5])
+    # mean 3, s = sqrt(2.5), t(0.975, 4) = 2.776445
+    half = 2.776445 * math.sqrt(2.5) / math.sqrt(5)
+    assert (ci.estimate, ci.n) == (3.0, 5)
+    assert ci.low == pytest.approx(3 - half, abs=1e-5) and ci.high == pytest.approx(3 + half, abs=1e-5)
+
+
+def test_t_interval_of_one_run_has_no_bounds_and_ignores_missing_values():
+    ci = t_interval([0.7, None, float("nan")])
+    assert ci.estimate == 0.7 and ci.n == 1 and math.isnan(ci.low) and math.isnan(ci.high)
+    assert "no interval" in ci.text()
+
+
+def test_bootstrap_interval_is_seeded_and_sensible():
+    a = bootstrap_interval([1, 2, 3, 4, 5])
+    assert a == bootstrap_interval([1, 2, 3, 4, 5])
+    assert 1.4 < a.low < 2.3 and 3.7 < a.high < 4.6 and a.estimate == 3.0
+    const = bootstrap_interval([2.5] * 4)
+    assert const.low == const.high == 2.5
+
+
+def test_paired_difference_pairs_by_seed():
+    fixed = {0: 10.0, 1: 12.0, 2: 11.0, 3: 99.0}
+    awd = {0: 8.0, 1: 9.0, 2: 9.0}  # seed 3 has no partner
+    ci = paired_difference(awd, fixed)
+    assert ci.n == 3 and ci.estimate == pytest.approx(-7 / 3)
+    ref = t_interval([-2.0, -3.0, -2.0])
+    assert (ci.low, ci.high) == (ref.low, ref.high)
+
+
+def test_mcnemar_on_a_known_contingency_table():
+    # 100 examples: 50 both right, 9 only a right, 1 only b right, 40 both wrong
+    a = np.array([1] * 50 + [1] * 9 + [0] * 1 + [0] * 40, dtype=bool)
+    b = np.array([1] * 50 + [0] * 9 + [1] * 1 + [0] * 40, dtype=bool)
+    r = mcnemar(a, b)
+    assert (r.n, r.only_a, r.only_b) == (100, 9, 1)
+    assert r.p_value == pytest.approx(2 * 11 / 1024)  # exact: 2·P(X ≤ 1), X ~ Bin(10, 1/2)
+    assert r.diff.estimate == pytest.approx(0.08)
+    se = math.sqrt(10 - 64 / 100) / 100
+    assert r.diff.low == pytest.approx(0.08 - 1.959964 * se, abs=1e-6)
+    assert r.diff.high == pytest.approx(0.08 + 1.959964 * se, abs=1e-6)
+    assert mcnemar(a, a).p_value == 1.0
+    with pytest.raises(ValueError, match="equal-length"):
+        mcnemar(a, b[:-1])
+
+
+def test_two_proportions_matches_newcombes_worked_example():
+    # Newcombe (1998), Stat. Med. 17:873, example (a): 56/70 − 48/80 = 0.2, 95 % CI 0.0524 to 0.3339
+    ci = two_proportions(56, 70, 48, 80)
+    assert ci.estimate == pytest.approx(0.2)
+    assert ci.low == pytest.approx(0.0524, abs=1e-4) and ci.high == pytest.approx(0.3339, abs=1e-4)
+
+
+def test_verdict_rule():
+    iv = lambda lo, hi: Interval((lo + hi) / 2, lo, hi, 3, "t")  # noqa: E731
+    assert verdict(iv(0.5, 2.0), "above") == HOLDS
+    assert verdict(iv(-2.0, -0.5), "above") == FAILS
+    assert verdict(iv(-0.5, 2.0), "above") == INCONCLUSIVE
+    assert verdict(iv(-2.0, -0.5), "below") == HOLDS
+    assert verdict(iv(-0.5, 0.5), "above", margin=-1.0) == HOLDS  # "similar": not worse than 1 point
+    assert verdict(Interval(1.0, math.nan, math.nan, 1, "t"), "above") == INCONCLUSIVE
+    assert combine(HOLDS, HOLDS) == HOLDS and combine(HOLDS, INCONCLUSIVE) == INCONCLUSIVE
+    assert combine(INCONCLUSIVE, FAILS) == FAILS and combine() == INCONCLUSIVE
+    with pytest.raises(ValueError, match="favourable"):
+        verdict(iv(0, 1), "up")
