@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import difflib
 import os
+import re
 import shlex
 import signal
 import socket
@@ -55,9 +56,13 @@ class ExecutorConfig:
     extra: tp.Dict[str, tp.Any] = dataclasses.field(default_factory=dict)  # -> sbatch additional parameters
     setup: tp.List[str] = dataclasses.field(default_factory=list)  # shell lines run before each job
     max_num_timeout: int = 3  # requeues after a time-out (preemptions do not count)
+    max_queued: tp.Optional[int] = None  # jobs (array tasks) this driver keeps queued or running; more as they end
     # all
     units_per_job: tp.Optional[int] = None  # pack units into one job; local default: <= max_parallel jobs
     poll_s: tp.Optional[float] = None  # driver poll interval; default local 1 s, slurm 15 s
+    max_retries: int = 2  # resubmissions of a unit whose job failed (crash, OOM, node failure, lost), per run
+    oom_mem_factor: float = 1.5  # an out-of-memory retry asks for mem_gb x this (when mem_gb is set) ...
+    max_mem_gb: tp.Optional[float] = None  # ... up to this many GB
 
     def __post_init__(self) -> None:
         validate_fields(dataclasses.asdict(self), source="ExecutorConfig")
@@ -93,10 +98,16 @@ _FIELD_TYPES: tp.Dict[str, tp.Tuple[tp.Tuple[type, ...], str]] = {
     "max_num_timeout": (_INT, "an integer >= 0"),
     "units_per_job": (_INT, "a positive integer"),
     "poll_s": (_NUM, "a positive number (seconds)"),
+    "max_queued": (_INT, "a positive integer (jobs)"),
+    "max_retries": (_INT, "an integer >= 0"),
+    "oom_mem_factor": (_NUM, "a number >= 1"),
+    "max_mem_gb": (_NUM, "a positive number"),
 }
 _MIN = {"max_parallel": 1, "gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 0, "timeout_min": 1,
-        "array_parallelism": 1, "max_array_size": 1, "max_num_timeout": 0, "units_per_job": 1, "poll_s": 0}
-_STRICT_MIN = {"mem_gb", "poll_s"}
+        "array_parallelism": 1, "max_array_size": 1, "max_num_timeout": 0, "units_per_job": 1, "poll_s": 0,
+        "max_queued": 1, "max_retries": 0, "oom_mem_factor": 1, "max_mem_gb": 0}
+_STRICT_MIN = {"mem_gb", "poll_s", "max_mem_gb"}
+_REQUIRED = ("kind", "extra", "setup", "max_array_size", "max_num_timeout", "max_retries", "oom_mem_factor")
 
 
 def _did_you_mean(word: str, options: tp.Iterable[str]) -> str:
@@ -112,7 +123,7 @@ def validate_fields(values: tp.Mapping[str, tp.Any], source: str) -> None:
                 f"{source}: unknown key {key!r}{_did_you_mean(str(key), _FIELD_TYPES)}; "
                 f"allowed keys: {', '.join(sorted(_FIELD_TYPES))}")
     for key, value in values.items():
-        if value is None and key not in ("kind", "extra", "setup", "max_array_size", "max_num_timeout"):
+        if value is None and key not in _REQUIRED:
             continue
         types, allowed = _FIELD_TYPES[key]
         if isinstance(value, bool) or not isinstance(value, types):
@@ -240,12 +251,35 @@ def _outside_allocation() -> tp.Iterator[None]:
         os.environ.update(hidden)
 
 
+SCHEDULER_TIMEOUT_S = 60  # sbatch / sacct / squeue / scancel: a controller that does not answer is retried later
+# sbatch's refusals that mean "too many of your jobs are queued": wait for some to end, never a crash
+SUBMIT_LIMIT_RE = re.compile(r"QOSMaxSubmitJob\w*|AssocMaxSubmitJob\w*|MaxSubmitJobs\w*|job submit limit", re.I)
+
+
+def timed(command: tp.Sequence[str], seconds: float = SCHEDULER_TIMEOUT_S) -> tp.List[str]:
+    """`command` killed after `seconds` (exit status 124): for calls made by submitit, which sets no timeout."""
+    return ["timeout", "-k", "5", str(int(seconds)), *command]
+
+
+@contextlib.contextmanager
+def _timed_sbatch() -> tp.Iterator[None]:
+    # submitit submits an array through a fresh plain SlurmExecutor, so the class's method is what must be wrapped
+    cls = submitit.slurm.slurm.SlurmExecutor
+    original = cls._make_submission_command
+    cls._make_submission_command = lambda self, path: timed(original(self, path))  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        cls._make_submission_command = original  # type: ignore[method-assign]
+
+
 class CleanEnvSlurmExecutor(submitit.SlurmExecutor):
-    """submitit's SlurmExecutor, but the jobs never inherit the allocation of a driver that runs inside a job."""
+    """submitit's SlurmExecutor, but the jobs never inherit the allocation of a driver that runs inside a job, and
+    sbatch runs under a timeout."""
 
     def _internal_process_submissions(self, delayed_submissions: tp.List[tp.Any]) -> tp.List[submitit.Job]:
         # covers single jobs and arrays (submitit submits an array through a fresh plain SlurmExecutor)
-        with _outside_allocation():
+        with _outside_allocation(), _timed_sbatch():
             return super()._internal_process_submissions(delayed_submissions)
 
 
@@ -320,6 +354,7 @@ class JobWatch:
     """Answers "is this recorded job still queued or running?" for jobs submitted by this or an earlier driver."""
 
     def __init__(self, sacct_every_s: float = 30.0):
+        _time_sacct()
         self._children: tp.Dict[str, tp.Any] = {}  # job id -> Popen of local jobs this process started
         self._sacct_every_s = sacct_every_s
         self._last_sacct = float("-inf")
@@ -377,6 +412,16 @@ class JobWatch:
         return False, "ENDED"
 
 
+def _time_sacct() -> None:
+    """submitit's shared sacct watcher calls sacct without a timeout (and survives a failed call): add one."""
+    watcher = submitit.SlurmJob.watcher
+    if getattr(watcher, "_awd_timed", False):
+        return
+    make = watcher._make_command
+    watcher._make_command = lambda: None if (cmd := make()) is None else timed(cmd)
+    watcher._awd_timed = True
+
+
 def _hostname() -> str:
     return socket.gethostname()
 
@@ -384,7 +429,7 @@ def _hostname() -> str:
 def _squeue_states(job_ids: tp.Sequence[str]) -> tp.Dict[str, str]:
     try:
         out = subprocess.run(["squeue", "-h", "-o", "%i|%T", "-j", ",".join(job_ids)], capture_output=True,
-                             text=True, timeout=60).stdout
+                             text=True, timeout=SCHEDULER_TIMEOUT_S).stdout
     except (OSError, subprocess.SubprocessError):
         return {}
     states = {j: "" for j in job_ids}
@@ -400,7 +445,7 @@ def cancel_jobs(records: tp.Sequence[tp.Mapping[str, tp.Any]], say: tp.Callable[
     slurm = sorted({str(r["job_id"]) for r in records if r.get("executor") == "slurm"})
     n = 0
     if slurm:
-        subprocess.run(["scancel", *slurm], check=True)
+        subprocess.run(["scancel", *slurm], check=True, timeout=SCHEDULER_TIMEOUT_S)
         say(f"scancel {' '.join(slurm)}")
         n += len(slurm)
     for job_id in sorted({str(r["job_id"]) for r in records if r.get("executor") == "local"}):

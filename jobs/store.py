@@ -32,7 +32,9 @@ RESULT = "result.json"
 JOB = "job.json"
 ERROR = "error.txt"
 CONFIG = "config.json"
-BOOKKEEPING = {MANIFEST, JOB, ERROR}
+ATTEMPTS = "attempts.json"  # every failed attempt and its cause, kept across retries (and in the manifest's meta)
+HEARTBEAT = ".heartbeat"  # refreshed by the job computing the entry: liveness that needs no sacct
+BOOKKEEPING = {MANIFEST, JOB, ERROR, ATTEMPTS}
 QUARANTINE = "_quarantine"
 KEY_MIN_LEN = 8
 SMALL_FILE = 1 << 20  # verify="changed" always hashes files up to this size (results, metrics, histories)
@@ -288,6 +290,38 @@ class RunStore:
             if record is not None:
                 out.append(dict(record, kind=kind, key=key))
         return out
+
+    # -- retries and liveness ------------------------------------------------------------------------------------
+    def record_attempt(self, kind: str, key: str, cause: str, **extra: tp.Any) -> tp.List[dict]:
+        """Appends a failed attempt (its cause, job, time) to the entry's attempts.json; returns the whole list."""
+        attempts = self.attempts(kind, key) + [{"cause": cause, "at": _utc_now(), **extra}]
+        atomic_write_json(self.workdir(kind, key) / ATTEMPTS, attempts)
+        return attempts
+
+    def attempts(self, kind: str, key: str) -> tp.List[dict]:
+        try:
+            with open(self.path(kind, key) / ATTEMPTS, "rb") as f:
+                loaded = json.loads(f.read())
+        except (FileNotFoundError, ValueError):
+            return []
+        return loaded if isinstance(loaded, list) else []
+
+    def beat(self, kind: str, key: str, job_id: str) -> None:
+        atomic_write_json(self.workdir(kind, key) / HEARTBEAT,
+                          {"job_id": str(job_id), "host": socket.gethostname(), "pid": os.getpid(), "t": time.time()})
+
+    def heartbeat(self, kind: str, key: str) -> tp.Optional[dict]:
+        """The last heartbeat, with `age_s` added; None if the entry never had one."""
+        try:
+            with open(self.path(kind, key) / HEARTBEAT, "rb") as f:
+                beat = json.loads(f.read())
+        except (FileNotFoundError, ValueError):
+            return None
+        return dict(beat, age_s=time.time() - float(beat.get("t", 0)))
+
+    def clear_heartbeat(self, kind: str, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.path(kind, key) / HEARTBEAT).unlink()
 
     # -- locks ----------------------------------------------------------------------------------------------------
     @contextlib.contextmanager
