@@ -443,6 +443,7 @@ class _Driver:
         self.failures: tp.List[Failure] = []
         self.done = progress.bar.n
         self.cap: tp.Optional[int] = cfg.parallel if cfg.kind == "local" else cfg.max_queued
+        self.base_cap = self.cap  # a refusal lowers `cap`; each accepted submission probes one job higher again
         self.next_submit = 0.0
         self.backoff = SUBMIT_BACKOFF_S[0]
         self.failing_since: tp.Optional[float] = None
@@ -511,6 +512,7 @@ class _Driver:
         slots = len(self.waiting) if self.cap is None else self.cap - self.jobs()
         if slots <= 0:
             return
+        tried = slots
         by_mem: tp.Dict[tp.Optional[float], tp.List[Unit]] = {}
         for unit in self.waiting:
             by_mem.setdefault(self.mem.get(unit.key, self.cfg.mem_gb), []).append(unit)
@@ -537,12 +539,15 @@ class _Driver:
                 break
         if error is None:
             self.backoff, self.failing_since = SUBMIT_BACKOFF_S[0], None
+            if self.cap != self.base_cap and self.cap is not None:
+                self.cap = self.cap + 1 if self.base_cap is None else min(self.base_cap, self.cap + 1)
             return
         now = time.time()
         if isinstance(error, SubmitRefused):
             # the limit counts every job of ours on the cluster, not only this driver's: queue no more than what
             # the scheduler accepted, until jobs end
-            self.cap = max(1, self.jobs()) if self.jobs() else self.cap
+            # (an array crossing the limit is refused whole: with nothing of ours queued, try a smaller one)
+            self.cap = max(1, self.jobs()) if self.jobs() else max(1, min(tried, self.cap or tried) // 2)
             self.progress.write(f"{error}; waiting for running jobs to end (queued now: {self.jobs()})")
         else:
             self.failing_since = self.failing_since or now
