@@ -303,7 +303,7 @@ def _submit(packs: tp.Sequence[tp.List[Unit]], store: RunStore, cfg: ExecutorCon
         try:
             jobs = executor.submit_array([UnitBatch(str(store.root), pack) for pack in group])
         except Exception as e:  # noqa: BLE001 -- the caller decides: wait (submit limit) or back off and retry
-            text = str(e)
+            text = str(e) or repr(e.__cause__ or e)  # sbatch killed by its timeout has nothing on stderr
             if SUBMIT_LIMIT_RE.search(text):
                 return records, SubmitRefused(f"{desc}: the scheduler refused {len(group)} more jobs (submit "
                                               f"limit): {_last_line(text)}")
@@ -354,6 +354,7 @@ class Report:
 
     results: tp.Dict[str, dict]
     failures: tp.List[Failure]
+    peak_queued: int = 0  # most jobs this driver had queued or running at once (<= max_queued)
 
 
 def run_units(units: tp.Iterable[Unit], store: tp.Union[RunStore, str, Path],
@@ -381,17 +382,19 @@ def run_units_report(units: tp.Iterable[Unit], store: tp.Union[RunStore, str, Pa
     # checksums of what changed since commit, once per call: a damaged entry is quarantined and recomputed, never used
     todo = [u for u in units if not store.is_done(u.kind, u.key, verify="changed")]
     failures: tp.List[Failure] = []
+    peak = 0
     if todo:
         progress = Progress(total=len(units), done=len(units) - len(todo), desc=desc, stream=stream)
         try:
             if cfg.kind == "debug":
                 failures = _run_in_process(todo, store, progress)
             else:
-                failures = _Driver(store, cfg, desc, progress, poll_s).run(todo)
+                driver = _Driver(store, cfg, desc, progress, poll_s)
+                failures, peak = driver.run(todo), driver.peak_jobs
         finally:
             progress.close()
     failed = {f.unit.key for f in failures}
-    return Report({u.key: store.result(u.kind, u.key) for u in units if u.key not in failed}, failures)
+    return Report({u.key: store.result(u.kind, u.key) for u in units if u.key not in failed}, failures, peak)
 
 
 def _run_in_process(todo: tp.Sequence[Unit], store: RunStore, progress: Progress) -> tp.List[Failure]:
