@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import math
 import os
 import re
 import shlex
@@ -23,6 +24,8 @@ from pathlib import Path
 import submitit
 import yaml
 from submitit.local import local as submitit_local
+
+from jobs.keys import KIND_RE
 
 KINDS = ("debug", "local", "slurm")
 ENV_KIND = "AWD_EXECUTOR"
@@ -45,6 +48,7 @@ class ExecutorConfig:
     # slurm
     partition: tp.Optional[str] = None
     gpus_per_node: tp.Optional[int] = None
+    check_gpus: bool = True  # a job that asked for GPUs and sees none fails at once instead of running on its CPUs
     cpus_per_task: tp.Optional[int] = None
     mem_gb: tp.Optional[float] = None
     timeout_min: tp.Optional[int] = None  # slurm default 24 h; local: no limit unless set
@@ -63,9 +67,20 @@ class ExecutorConfig:
     max_retries: int = 2  # resubmissions of a unit whose job failed (crash, OOM, node failure, lost), per run
     oom_mem_factor: float = 1.5  # an out-of-memory retry asks for mem_gb x this (when mem_gb is set) ...
     max_mem_gb: tp.Optional[float] = None  # ... up to this many GB
+    # per-unit --time: the unit's estimated seconds x this, rounded up to a step of TIME_STEPS_MIN, at most
+    # timeout_min and the partition's MaxTime (None: every job asks for timeout_min)
+    time_safety_factor: tp.Optional[float] = None
+    tflops: float = 100.0  # sustained TFLOP/s per GPU, for the estimate (as `python -m pipeline.dry_run --tflops`)
+    # per kind of unit (train, autoattack, prune, ...): settings that replace the ones above for that kind
+    profiles: tp.Dict[str, tp.Dict[str, tp.Any]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         validate_fields(dataclasses.asdict(self), source="ExecutorConfig")
+
+    def for_kind(self, kind: str) -> "ExecutorConfig":
+        """These settings with the profile of `kind` (if any) applied."""
+        profile = self.profiles.get(kind)
+        return dataclasses.replace(self, **profile) if profile else self
 
     @property
     def parallel(self) -> int:
@@ -85,6 +100,7 @@ _FIELD_TYPES: tp.Dict[str, tp.Tuple[tp.Tuple[type, ...], str]] = {
     "local_gpus": ((list,), "a list of GPU indices"),
     "partition": ((str,), "a string"),
     "gpus_per_node": (_INT, "an integer >= 0"),
+    "check_gpus": ((bool,), "true or false"),
     "cpus_per_task": (_INT, "a positive integer"),
     "mem_gb": (_NUM, "a positive number"),
     "timeout_min": (_INT, "a positive integer (minutes)"),
@@ -102,12 +118,18 @@ _FIELD_TYPES: tp.Dict[str, tp.Tuple[tp.Tuple[type, ...], str]] = {
     "max_retries": (_INT, "an integer >= 0"),
     "oom_mem_factor": (_NUM, "a number >= 1"),
     "max_mem_gb": (_NUM, "a positive number"),
+    "time_safety_factor": (_NUM, "a number >= 1"),
+    "tflops": (_NUM, "a positive number (TFLOP/s)"),
+    "profiles": ((dict,), "a mapping of unit kind -> settings for that kind"),
 }
+NOT_IN_PROFILES = {"kind", "profiles", "poll_s", "max_queued", "local_gpus", "max_parallel"}  # driver-wide
 _MIN = {"max_parallel": 1, "gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 0, "timeout_min": 1,
         "array_parallelism": 1, "max_array_size": 1, "max_num_timeout": 0, "units_per_job": 1, "poll_s": 0,
-        "max_queued": 1, "max_retries": 0, "oom_mem_factor": 1, "max_mem_gb": 0}
-_STRICT_MIN = {"mem_gb", "poll_s", "max_mem_gb"}
-_REQUIRED = ("kind", "extra", "setup", "max_array_size", "max_num_timeout", "max_retries", "oom_mem_factor")
+        "max_queued": 1, "max_retries": 0, "oom_mem_factor": 1, "max_mem_gb": 0, "time_safety_factor": 1,
+        "tflops": 0}
+_STRICT_MIN = {"mem_gb", "poll_s", "max_mem_gb", "tflops"}
+_REQUIRED = ("kind", "extra", "setup", "max_array_size", "max_num_timeout", "max_retries", "oom_mem_factor",
+             "tflops", "profiles", "check_gpus")
 
 
 def _did_you_mean(word: str, options: tp.Iterable[str]) -> str:
@@ -126,7 +148,7 @@ def validate_fields(values: tp.Mapping[str, tp.Any], source: str) -> None:
         if value is None and key not in _REQUIRED:
             continue
         types, allowed = _FIELD_TYPES[key]
-        if isinstance(value, bool) or not isinstance(value, types):
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
             raise ExecutorConfigError(
                 f"{source}: key {key!r} must be {allowed}, got {value!r} ({type(value).__name__})")
         if key in _MIN and (value < _MIN[key] or (key in _STRICT_MIN and value == _MIN[key])):
@@ -141,6 +163,18 @@ def validate_fields(values: tp.Mapping[str, tp.Any], source: str) -> None:
     for gpu in values.get("local_gpus") or []:
         if isinstance(gpu, bool) or not isinstance(gpu, int) or gpu < 0:
             raise ExecutorConfigError(f"{source}: key 'local_gpus' must list GPU indices >= 0, got item {gpu!r}")
+    for kind, profile in (values.get("profiles") or {}).items():
+        where = f"{source}: profiles.{kind}"
+        if not isinstance(kind, str) or not KIND_RE.match(kind):
+            raise ExecutorConfigError(f"{source}: key 'profiles' maps unit kinds (train, autoattack, prune, ...) to "
+                                      f"settings, got kind {kind!r}")
+        if not isinstance(profile, dict):
+            raise ExecutorConfigError(f"{where} must be a mapping of settings, got {profile!r}")
+        driver_wide = sorted(NOT_IN_PROFILES & set(profile))
+        if driver_wide:
+            raise ExecutorConfigError(f"{where}: {', '.join(map(repr, driver_wide))} can only be set at the top "
+                                      "level (they apply to the whole driver)")
+        validate_fields(profile, where)
     for opt, value in (values.get("extra") or {}).items():
         if not isinstance(opt, str) or not isinstance(value, (str, int, float, bool)):
             raise ExecutorConfigError(
@@ -281,6 +315,53 @@ class CleanEnvSlurmExecutor(submitit.SlurmExecutor):
         # covers single jobs and arrays (submitit submits an array through a fresh plain SlurmExecutor)
         with _outside_allocation(), _timed_sbatch():
             return super()._internal_process_submissions(delayed_submissions)
+
+
+TIME_STEPS_MIN = (15, 30, 60, 120, 240, 480, 720, 1440, 2880, 4320, 10080)  # few distinct --time: few arrays
+JOB_START_MIN = 5  # a job's start-up (interpreter, dataset) on top of the unit's own estimate
+
+
+def unit_time_min(cfg: ExecutorConfig, estimate_s: tp.Optional[float],
+                  partition_limit_min: tp.Optional[int]) -> tp.Optional[int]:
+    """The --time for a unit estimated at `estimate_s` seconds: x time_safety_factor, rounded up to a step, at most
+    timeout_min and the partition's limit. None (use timeout_min) without an estimate or a factor."""
+    if cfg.time_safety_factor is None or estimate_s is None:
+        return None
+    need = estimate_s * cfg.time_safety_factor / 60 + JOB_START_MIN
+    step = next((t for t in TIME_STEPS_MIN if t >= need), math.ceil(need))
+    caps = [c for c in (cfg.timeout_min, partition_limit_min) if c]
+    return min([step, *caps])
+
+
+_partition_limits: tp.Dict[tp.Optional[str], tp.Optional[int]] = {}
+
+
+def partition_time_limit_min(partition: tp.Optional[str]) -> tp.Optional[int]:
+    """The partition's MaxTime in minutes (sinfo; the default partition when None); None when unlimited/unknown."""
+    if partition not in _partition_limits:
+        cmd = ["sinfo", "-h", "-o", "%P|%l"]
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=SCHEDULER_TIMEOUT_S).stdout
+        except (OSError, subprocess.SubprocessError):
+            return None  # not cached: asked again at the next submission
+        rows = [line.split("|", 1) for line in out.splitlines() if "|" in line]
+        row = next((r for r in rows if (r[0].rstrip("*") == partition if partition else r[0].endswith("*"))), None)
+        _partition_limits[partition] = _slurm_minutes(row[1]) if row else None
+    return _partition_limits[partition]
+
+
+def _slurm_minutes(text: str) -> tp.Optional[int]:
+    """'1-00:00:00', '12:00:00', '30:00', '45' -> minutes; 'infinite' / 'UNLIMITED' -> None."""
+    text = text.strip()
+    if not text or not text[0].isdigit():
+        return None
+    days, _, rest = text.rpartition("-")
+    parts = [int(p) for p in rest.split(":")]
+    if days:  # days-hours[:minutes[:seconds]]
+        h, m, sec = (parts + [0, 0])[:3]
+    else:  # minutes, minutes:seconds or hours:minutes:seconds
+        h, m, sec = [0] * (3 - len(parts)) + parts if len(parts) == 3 else (0, parts[0], parts[1] if len(parts) > 1 else 0)
+    return int(days or 0) * 1440 + h * 60 + m + (1 if sec else 0)
 
 
 def make_executor(cfg: ExecutorConfig, log_dir: tp.Union[str, Path]) -> submitit.Executor:

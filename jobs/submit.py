@@ -27,6 +27,7 @@ import submitit
 
 from jobs.executors import (
     SCHEDULER_TIMEOUT_S, SUBMIT_LIMIT_RE, ElsewhereError, ExecutorConfig, JobWatch, load_executor_config, make_executor,
+    partition_time_limit_min, unit_time_min,
 )
 from jobs.progress import Progress
 from jobs.store import ERROR, RunStore, StoreError, dump_json
@@ -51,6 +52,7 @@ class Unit:
     config: tp.Dict[str, tp.Any]
     label: str = ""
     deps: tp.Tuple[tp.Tuple[str, str], ...] = ()
+    estimate_s: tp.Optional[float] = None  # expected run time on one GPU (sizes --time; see ExecutorConfig)
 
     @property
     def name(self) -> str:
@@ -197,19 +199,39 @@ def execute_units(store_root: tp.Union[str, Path], units: tp.Sequence[Unit]) -> 
     return outcome
 
 
+def check_gpus_visible(requested: int) -> None:
+    """A job that asked for GPUs must see them: without this, a node whose driver does not match the CUDA build
+    (or a wrong CUDA_VISIBLE_DEVICES) makes every unit run on CPUs, silently and many times slower."""
+    if not requested:
+        return
+    try:
+        import torch
+    except ImportError:
+        return  # the unit functions need no torch: nothing could run on a GPU either way
+    seen = torch.cuda.device_count()
+    if seen < 1:
+        raise RuntimeError(
+            f"this job asked for {requested} GPU(s) but torch sees none (CUDA_VISIBLE_DEVICES="
+            f"{os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>')!r}, torch {torch.__version__}, CUDA build "
+            f"{torch.version.cuda}); check the node's driver and the CUDA build of torch in the venv (README, "
+            "cluster guide), or set check_gpus: false in executor.yaml for fake GPUs")
+
+
 class UnitBatch(submitit.helpers.Checkpointable):
     """What a job runs. On preemption or time-out submitit calls checkpoint() and requeues the same call: done
     units are skipped and the unit that was interrupted resumes from the checkpoint files in its workdir."""
 
-    def __init__(self, store_root: str, units: tp.Sequence[Unit]):
+    def __init__(self, store_root: str, units: tp.Sequence[Unit], gpus: int = 0):
         self.store_root = str(store_root)
         self.units = list(units)
+        self.gpus = gpus
 
     def __call__(self) -> tp.Dict[str, str]:
+        check_gpus_visible(getattr(self, "gpus", 0))
         return execute_units(self.store_root, self.units)
 
     def checkpoint(self, *args: tp.Any, **kwargs: tp.Any) -> submitit.helpers.DelayedSubmission:
-        return submitit.helpers.DelayedSubmission(UnitBatch(self.store_root, self.units))
+        return submitit.helpers.DelayedSubmission(UnitBatch(self.store_root, self.units, getattr(self, "gpus", 0)))
 
 
 # -- driver side -------------------------------------------------------------------------------------------------------
@@ -301,7 +323,8 @@ def _submit(packs: tp.Sequence[tp.List[Unit]], store: RunStore, cfg: ExecutorCon
     for start in range(0, len(packs), chunk):
         group = packs[start:start + chunk]
         try:
-            jobs = executor.submit_array([UnitBatch(str(store.root), pack) for pack in group])
+            gpus = (cfg.gpus_per_node or 0) if cfg.kind == "slurm" and cfg.check_gpus else 0
+            jobs = executor.submit_array([UnitBatch(str(store.root), pack, gpus) for pack in group])
         except Exception as e:  # noqa: BLE001 -- the caller decides: wait (submit limit) or back off and retry
             text = str(e) or repr(e.__cause__ or e)  # sbatch killed by its timeout has nothing on stderr
             if SUBMIT_LIMIT_RE.search(text):
@@ -516,12 +539,12 @@ class _Driver:
         if slots <= 0:
             return
         tried = slots
-        by_mem: tp.Dict[tp.Optional[float], tp.List[Unit]] = {}
-        for unit in self.waiting:
-            by_mem.setdefault(self.mem.get(unit.key, self.cfg.mem_gb), []).append(unit)
+        groups: tp.Dict[tp.Tuple[tp.Any, ...], tp.Tuple[ExecutorConfig, tp.List[Unit]]] = {}
+        for unit in self.waiting:  # one array per distinct resource request
+            cfg = self.unit_cfg(unit)
+            groups.setdefault((unit.kind, cfg.mem_gb, cfg.timeout_min), (cfg, []))[1].append(unit)
         error: tp.Optional[Exception] = None
-        for mem, units in by_mem.items():
-            cfg = self.cfg if mem == self.cfg.mem_gb else dataclasses.replace(self.cfg, mem_gb=mem)
+        for cfg, units in groups.values():
             packs = _packs(units, cfg, slots)
             if not packs:
                 break
@@ -564,6 +587,17 @@ class _Driver:
         self.next_submit = now + self.backoff
         self.backoff = min(SUBMIT_BACKOFF_S[1], self.backoff * 2)
 
+    def unit_cfg(self, unit: Unit) -> ExecutorConfig:
+        """The unit's kind profile, with the memory an out-of-memory retry raised and the --time its estimate asks."""
+        cfg = self.cfg.for_kind(unit.kind)
+        changes: tp.Dict[str, tp.Any] = {}
+        if unit.key in self.mem:
+            changes["mem_gb"] = self.mem[unit.key]
+        if cfg.kind == "slurm" and cfg.time_safety_factor is not None and unit.estimate_s is not None:
+            limit = partition_time_limit_min(cfg.partition)
+            changes["timeout_min"] = unit_time_min(cfg, unit.estimate_s * (cfg.units_per_job or 1), limit)
+        return dataclasses.replace(cfg, **changes) if changes else cfg
+
     def _still_ours(self, unit: Unit) -> bool:
         """Under the submit lock: false if the unit got done, or another driver submitted it, since we decided."""
         if self.store.is_done(unit.kind, unit.key):
@@ -605,20 +639,21 @@ class _Driver:
         attempt = self.retries.get(unit.key, 0) + 1
         cause = ("out of memory: " if oom else "") + failure.error
         self.store.record_attempt(unit.kind, unit.key, cause, job_id=str(record.get("job_id")), log=failure.log,
-                                  retry=attempt <= self.cfg.max_retries)
-        if attempt > self.cfg.max_retries:
+                                  retry=attempt <= self.cfg.for_kind(unit.kind).max_retries)
+        if attempt > self.cfg.for_kind(unit.kind).max_retries:
             failure.retries = attempt - 1
             self.failures.append(failure)
             self.progress.write(failure.line())
             return
         self.retries[unit.key] = attempt
-        mem = self.mem.get(unit.key, self.cfg.mem_gb)
+        cfg = self.cfg.for_kind(unit.kind)
+        mem = self.mem.get(unit.key, cfg.mem_gb)
         if oom and mem is not None:
-            raised = mem * self.cfg.oom_mem_factor
-            self.mem[unit.key] = min(raised, self.cfg.max_mem_gb) if self.cfg.max_mem_gb else raised
+            raised = mem * cfg.oom_mem_factor
+            self.mem[unit.key] = min(raised, cfg.max_mem_gb) if cfg.max_mem_gb else raised
         more = f", mem {self.mem[unit.key]:g} GB" if unit.key in self.mem else ""
         self.progress.write(f"retrying unit {unit.name} ({unit.key}), attempt {attempt + 1} of "
-                            f"{self.cfg.max_retries + 1}{more}: {cause}; log: {failure.log}")
+                            f"{self.cfg.for_kind(unit.kind).max_retries + 1}{more}: {cause}; log: {failure.log}")
         self.store.clear_error(unit.kind, unit.key)
         self.waiting.append(unit)
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from functools import lru_cache
 
 from jobs.executors import load_executor_config
-from jobs.submit import run_units
+from jobs.submit import run_units_report
+from pipeline import outcomes
 from pipeline.common import ARTIFACTS, make_unit, open_store, stage_args, write_json
 from pipeline.evaluated import base_eval_config, check_trained, trained_runs
 from pipeline.params import load_params
@@ -35,22 +36,27 @@ def main() -> None:
     executor = load_executor_config()
     store = open_store()
     runs = trained_runs(ATTACKED_SUITES)
-    plan = []
-    for rec in runs:
+    plan, out = [], [outcomes.skipped_record(rec) for rec in runs if not outcomes.usable(rec)]
+    for rec in filter(outcomes.usable, runs):
         n = test_size(rec["dataset"], params.data.root, aa.n_test)
         for start, stop in shard_bounds(n, aa.shards, aa.block_size):
             config = dict(base_eval_config(rec, params.data.root), eps=adv.eps, version=aa.version, seed=aa.seed,
                           batch_size=aa.batch_size, block_size=aa.block_size, n_test=n, start=start, stop=stop)
             plan.append((rec, make_unit("autoattack", AA_FN, config, f"AA {rec['suite']} {rec['label']} [{start},{stop})")))
     check_trained(store, plan, "attack")
-    results = run_units([u for _, u in plan], store, executor, desc="attack")
+    report = run_units_report([u for _, u in plan], store, executor, desc="attack")
+    failures = {f.unit.key: f for f in report.failures}
     merged: dict[str, dict] = {}
     for rec, unit in plan:
-        r = results[unit.key]
-        m = merged.setdefault(rec["suite"] + rec["key"], {"rec": rec, "shards": []})
-        m["shards"].append(r)
-    out = []
+        m = merged.setdefault(rec["suite"] + rec["key"], {"rec": rec, "shards": [], "failed": None})
+        if unit.key in failures:  # a model's robust accuracy needs every shard
+            m["failed"] = m["failed"] or failures[unit.key]
+        else:
+            m["shards"].append(report.results[unit.key])
     for m in merged.values():
+        if m["failed"] is not None:
+            out.append({**outcomes.skipped_record(m["rec"]), **outcomes.failure_fields(m["failed"]), "skipped": None})
+            continue
         shards = sorted(m["shards"], key=lambda s: s["start"])
         for a, b in zip(shards, shards[1:]):
             if a["stop"] != b["start"]:
@@ -63,6 +69,7 @@ def main() -> None:
     out.sort(key=lambda r: (r["suite"], r["dataset"], r["key"]))
     write_json(ARTIFACTS / "attack" / "results.json", out)
     print(f"attack: {len(out)} models, {len(plan)} shards")
+    outcomes.report("attack", report.failures, len(plan))
 
 
 if __name__ == "__main__":

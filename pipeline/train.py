@@ -14,7 +14,8 @@ import numpy as np
 from awd.checkpoint import save_npz
 
 from jobs.executors import load_executor_config
-from jobs.submit import run_units
+from jobs.submit import run_units_report
+from pipeline import outcomes
 from pipeline.common import ARTIFACTS, make_unit, open_store, stage_args, write_json
 from pipeline.params import check_data, load_params
 from pipeline.suites import RunSpec, independent_runs, natural_awd
@@ -28,10 +29,15 @@ def describe(spec: RunSpec) -> str:
     return f"{spec.suite}[{spec.study}] {spec.dataset} {label}"
 
 
-def unit_for(spec: RunSpec, params):
+def unit_for(spec: RunSpec, params, executor=None):
     prepared = (ARTIFACTS / "prepare" / f"{spec.dataset}.npz").resolve()
     config = dict(spec.config, _prepared=str(prepared), _data_root=str(Path(params.data.root).resolve()))
-    return make_unit("train", TRAIN_FN, config, describe(spec))
+    unit = make_unit("train", TRAIN_FN, config, describe(spec))
+    if executor is not None and executor.for_kind("train").time_safety_factor is not None:
+        from pipeline.dry_run import train_flops  # the dry run's estimate sizes the job's --time
+
+        unit.estimate_s = train_flops(spec.config) / (executor.for_kind("train").tflops * 1e12)
+    return unit
 
 
 def estimate_dog(store, unit, study) -> dict:
@@ -67,16 +73,17 @@ def check_configs(specs: list[RunSpec]) -> None:
         raise SystemExit("train: invalid run configs (nothing was submitted):\n" + "\n".join(errors))
 
 
-def record(spec: RunSpec, unit, metrics: dict) -> dict:
-    return {"suite": spec.suite, "study": spec.study, "dataset": spec.dataset, "label": spec.label,
-            "key": unit.key, "config": spec.config, "metrics": metrics}
+def record(spec: RunSpec, unit, metrics: dict | None, failure=None) -> dict:
+    rec = {"suite": spec.suite, "study": spec.study, "dataset": spec.dataset, "label": spec.label,
+           "key": unit.key, "config": spec.config, "metrics": metrics, "status": outcomes.train_status(metrics)}
+    return rec if failure is None else {**rec, **outcomes.failure_fields(failure)}
 
 
 def export_unfit(store, records: list[dict], params) -> None:
     from pipeline.units.data import load_prepared, load_sets, train_labels
 
     for rec in records:
-        if rec["suite"] != "underfit" or rec["label"]["method"] != "awd":
+        if rec["suite"] != "underfit" or rec["label"]["method"] != "awd" or not outcomes.usable(rec):
             continue
         entry = store.path("train", rec["key"])
         correct = np.load(entry / "train_correct.npy")
@@ -101,8 +108,9 @@ def main() -> None:
 
     specs = independent_runs(params)
     check_configs(specs)
-    units = [unit_for(s, params) for s in specs]
-    results = run_units(units, store, executor, desc="train")
+    units = [unit_for(s, params, executor) for s in specs]
+    report = run_units_report(units, store, executor, desc="train")
+    results, failures = report.results, {f.unit.key: f for f in report.failures}
 
     estimates, phase2 = [], []
     shutil.rmtree(OUT, ignore_errors=True)
@@ -110,21 +118,34 @@ def main() -> None:
     (OUT / "unfit").mkdir(parents=True)
     # phase 1's natural-suite runs are exactly its fixed-λ runs, the ones the DoG is estimated from
     for spec, unit in ((s, u) for s, u in zip(specs, units) if s.suite == "natural"):
+        status = outcomes.train_status(results.get(unit.key))
+        if status != outcomes.DONE:  # no trace to estimate from: the AWD run it would set is not made either
+            estimates.append({"dataset": spec.dataset, "study": spec.study, "seed": spec.label["seed"],
+                              "from_key": unit.key, "dog": None, "skipped": f"fixed-λ run {status}"})
+            continue
         est = estimate_dog(store, unit, params.suites.natural[spec.study])
         write_json(OUT / "traces" / f"{unit.key}.json", est.pop("curve"))
         estimates.append({"dataset": spec.dataset, "study": spec.study, "seed": spec.label["seed"],
                           "from_key": unit.key, **est})
         phase2.append(natural_awd(params, spec, est["dog"]))
-    phase2_units = [unit_for(s, params) for s in phase2]
-    results.update(run_units(phase2_units, store, executor, desc="train (AWD with estimated DoG)"))
+    phase2_units = [unit_for(s, params, executor) for s in phase2]
+    report2 = run_units_report(phase2_units, store, executor, desc="train (AWD with estimated DoG)")
+    results.update(report2.results)
+    failures.update({f.unit.key: f for f in report2.failures})
     for spec, unit in zip(phase2, phase2_units):
+        if outcomes.train_status(results.get(unit.key)) != outcomes.DONE:
+            continue
         write_json(OUT / "traces" / f"{unit.key}.json", estimate_dog(store, unit, params.suites.natural[spec.study])["curve"])
 
-    records = [record(s, u, results[u.key]) for s, u in zip(specs + phase2, units + phase2_units)]
+    records = [record(s, u, results.get(u.key), failures.get(u.key))
+               for s, u in zip(specs + phase2, units + phase2_units)]
     write_json(OUT / "dog_estimates.json", estimates)
     export_unfit(store, records, params)
     write_json(OUT / "runs.json", records)
-    print(f"train: {len(records)} runs ({len({r['key'] for r in records})} distinct) recorded in {OUT}/runs.json")
+    diverged = sum(r["status"] == outcomes.DIVERGED for r in records)
+    print(f"train: {len(records)} runs ({len({r['key'] for r in records})} distinct) recorded in {OUT}/runs.json"
+          + (f"; {diverged} diverged (a result: marked in the tables, never retried)" if diverged else ""))
+    outcomes.report("train", list(failures.values()), len(units) + len(phase2_units))
 
 
 if __name__ == "__main__":
