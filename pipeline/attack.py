@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from jobs.executors import load_executor_config
 from jobs.submit import run_units_report
 from pipeline import outcomes
-from pipeline.common import ARTIFACTS, make_unit, open_store, stage_args, write_json
+from pipeline.common import ARTIFACTS, executor_config, make_unit, open_store, stage_args, write_json
 from pipeline.evaluated import base_eval_config, check_trained, trained_runs
 from pipeline.params import load_params
 from pipeline.suites import ATTACKED_SUITES
@@ -33,7 +32,7 @@ def main() -> None:
     args = stage_args(__doc__)
     params = load_params(args.params)
     aa, adv = params.autoattack, params.adversarial
-    executor = load_executor_config()
+    executor = executor_config()
     store = open_store()
     runs = trained_runs(ATTACKED_SUITES)
     plan, out = [], [outcomes.skipped_record(rec) for rec in runs if not outcomes.usable(rec)]

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from jobs.executors import load_executor_config
 from jobs.submit import run_units_report
 from pipeline import outcomes
-from pipeline.common import ARTIFACTS, make_unit, open_store, stage_args, write_json
+from pipeline.common import ARTIFACTS, executor_config, make_unit, open_store, stage_args, write_json
 from pipeline.evaluated import base_eval_config, check_trained, trained_runs
 from pipeline.params import load_params
 from pipeline.suites import PRUNED_SUITES
@@ -16,7 +15,7 @@ PRUNE_FN = "pipeline.units.evaluate:prune_unit"
 def main() -> None:
     args = stage_args(__doc__)
     params = load_params(args.params)
-    executor = load_executor_config()
+    executor = executor_config()
     store = open_store()
     plan, out = [], []
     for rec in trained_runs(PRUNED_SUITES):

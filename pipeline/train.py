@@ -13,10 +13,9 @@ import numpy as np
 
 from awd.checkpoint import save_npz
 
-from jobs.executors import load_executor_config
 from jobs.submit import run_units_report
 from pipeline import outcomes
-from pipeline.common import ARTIFACTS, make_unit, open_store, stage_args, write_json
+from pipeline.common import ARTIFACTS, executor_config, make_unit, open_store, stage_args, write_json
 from pipeline.params import check_data, load_params
 from pipeline.suites import RunSpec, independent_runs, natural_awd
 
@@ -103,7 +102,7 @@ def main() -> None:
     args = stage_args(__doc__)
     params = load_params(args.params)
     check_data(params)
-    executor = load_executor_config()
+    executor = executor_config()
     store = open_store()
 
     specs = independent_runs(params)

@@ -142,3 +142,30 @@ def test_retried_training_run_gives_the_same_tables_as_an_uninterrupted_one(camp
     run(repo, "dvc", "repro")
     assert all((e / "manifest.json").exists() and not (e / "attempts.json").exists() for e in retried)
     assert {p.name: p.read_bytes() for p in (repo / "results" / "tables").iterdir()} == tables
+
+
+def store_entries(repo, kind):
+    return {p.name for p in (repo / "runs" / kind).glob("*/*") if (p / "manifest.json").exists()}
+
+
+def test_exp_run_temp_uses_the_workspace_store_and_executor(campaign):
+    repo, *_ = campaign
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-qm", "results", check=False)
+    trained, pruned = train_entries(repo), store_entries(repo, "prune")
+    out = run(repo, "dvc", "exp", "run", "--temp", "-S", "prune.amounts=[0.3]")
+    assert train_entries(repo) == trained, out.stdout[-3000:]  # found in the workspace's store, not retrained
+    assert len(store_entries(repo, "prune") - pruned) == 1  # the new sweep of the one prunable model, in that store
+
+
+def test_exp_run_temp_without_executor_settings_refuses(campaign):
+    repo, *_ = campaign
+    settings = (repo / "executor.yaml").read_text()
+    (repo / "executor.yaml").unlink()
+    try:
+        out = run(repo, "dvc", "exp", "run", "--temp", "-S", "prune.amounts=[0.4]", check=False)
+    finally:
+        (repo / "executor.yaml").write_text(settings)
+    text = out.stdout + out.stderr
+    assert out.returncode != 0 and "Refusing to run the units on this machine by default" in text, text[-3000:]
+    assert f"create {repo / 'executor.yaml'}" in text
