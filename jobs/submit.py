@@ -26,7 +26,7 @@ import filelock
 import submitit
 
 from jobs.executors import (
-    SCHEDULER_TIMEOUT_S, SUBMIT_LIMIT_RE, ElsewhereError, ExecutorConfig, JobWatch, load_executor_config, make_executor,
+    SUBMIT_LIMIT_RE, ElsewhereError, ExecutorConfig, JobWatch, load_executor_config, make_executor,
     partition_time_limit_min, unit_time_min,
 )
 from jobs.progress import Progress
@@ -474,6 +474,7 @@ class _Driver:
         self.backoff = SUBMIT_BACKOFF_S[0]
         self.failing_since: tp.Optional[float] = None
         self.peak_jobs = 0
+        self.known: tp.Dict[str, tp.Optional[dict]] = {}  # the job.json we last saw (or wrote) per unit
 
     def jobs(self) -> int:
         return len({t.record["job_id"] for t in self.active.values()})
@@ -507,7 +508,7 @@ class _Driver:
                 if store.is_done(unit.kind, unit.key):  # a concurrent driver finished it while we waited
                     self.done += 1
                     continue
-                record = store.job_record(unit.kind, unit.key)
+                record = self.known[unit.key] = store.job_record(unit.kind, unit.key)
                 failed_there = store.error(unit.kind, unit.key) is not None  # its job may still run other units
                 if record is not None and not failed_there and (record != seen[unit.key]
                                                                 or self._alive(unit, record)[0]):
@@ -553,6 +554,7 @@ class _Driver:
                 packs = [p for p in packs if p]
                 with _sigint_deferred() as interrupted:
                     records, error = _submit(packs, self.store, cfg, self.desc, self.watch)
+            self.known.update(records)
             submitted = {u.key for pack in packs for u in pack if u.key in records}
             for unit in (u for pack in packs for u in pack if u.key in submitted):
                 self.active[unit.key] = _Tracked(unit, records[unit.key])
@@ -605,12 +607,11 @@ class _Driver:
             self.waiting.remove(unit)
             return False
         record = self.store.job_record(unit.kind, unit.key)
-        mine = self.active.get(unit.key)
-        if record is not None and record.get("driver_pid") != os.getpid() and (mine is None or record != mine.record):
-            if record.get("submitted_at", 0) > time.time() - 2 * SCHEDULER_TIMEOUT_S or self._alive(unit, record)[0]:
-                self.active[unit.key] = _Tracked(unit, record)
-                self.waiting.remove(unit)
-                return False
+        if record is not None and record != self.known.get(unit.key):  # another driver submitted it meanwhile
+            self.known[unit.key] = record
+            self.active[unit.key] = _Tracked(unit, record)
+            self.waiting.remove(unit)
+            return False
         return True
 
     def poll_active(self) -> None:

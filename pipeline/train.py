@@ -117,11 +117,8 @@ def main() -> None:
     (OUT / "unfit").mkdir(parents=True)
     # phase 1's natural-suite runs are exactly its fixed-λ runs, the ones the DoG is estimated from
     for spec, unit in ((s, u) for s, u in zip(specs, units) if s.suite == "natural"):
-        status = outcomes.train_status(results.get(unit.key))
-        if status != outcomes.DONE:  # no trace to estimate from: the AWD run it would set is not made either
-            estimates.append({"dataset": spec.dataset, "study": spec.study, "seed": spec.label["seed"],
-                              "from_key": unit.key, "dog": None, "skipped": f"fixed-λ run {status}"})
-            continue
+        if outcomes.train_status(results.get(unit.key)) != outcomes.DONE:
+            continue  # diverged or failed (runs.json says which): no trace, so no DoG and no AWD run from it
         est = estimate_dog(store, unit, params.suites.natural[spec.study])
         write_json(OUT / "traces" / f"{unit.key}.json", est.pop("curve"))
         estimates.append({"dataset": spec.dataset, "study": spec.study, "seed": spec.label["seed"],
