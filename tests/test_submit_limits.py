@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import jobs.submit as submit_mod
-from jobs import ExecutorConfig, RunStore, run_units
+from jobs import ExecutorConfig, RunStore, Unit, run_units, unit_key
 from tests.test_submit_local import make_units, runs
 
 TESTS = Path(__file__).resolve().parent
@@ -31,6 +31,7 @@ class FakeSlurm:
 
     def make_executor(self, cfg, log_dir):
         self.log_dir = Path(log_dir)
+        self.mem_asked = getattr(self, "mem_asked", []) + [cfg.mem_gb]
         return self
 
     def submit_array(self, batches):
@@ -51,7 +52,10 @@ class FakeSlurm:
 
     def run_one(self, seconds):
         if self.queued:
-            self.queued.pop(0)()  # the job: runs its units in this process
+            try:
+                self.queued.pop(0)()  # the job: runs its units in this process
+            except submit_mod.UnitError:
+                pass  # a job whose unit failed exits non-zero; the unit's error.txt says why
 
 
 @pytest.fixture
@@ -128,3 +132,26 @@ def test_scheduler_calls_have_a_timeout():
         assert watcher._make_command()[:5] == ["timeout", "-k", "5", "60", "sacct"]
     finally:
         watcher._registered.discard("424242")
+
+
+def out_of_memory_once(config, workdir, store):
+    marker = Path(config["marker"])
+    if marker.exists():
+        marker.unlink()
+        raise MemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    return {"ok": config["x"]}
+
+
+def test_out_of_memory_retry_asks_for_more_memory_capped(tmp_path, fake):
+    slurm = fake()
+    marker = tmp_path / "oom"
+    marker.touch()
+    unit = Unit("toy", unit_key("toy", {"x": 1}, "c0de"), "test_submit_limits:out_of_memory_once",
+                {"x": 1, "marker": str(marker)}, label="x=1")
+    cfg = ExecutorConfig(kind="slurm", poll_s=0.01, mem_gb=32, oom_mem_factor=1.5, max_mem_gb=40)
+    stream = io.StringIO()
+    assert run_units([unit], RunStore(tmp_path / "runs"), cfg, desc="toy", stream=stream) == {unit.key: {"ok": 1}}
+    assert slurm.mem_asked == [32, 40]  # 32 x 1.5 = 48, capped at 40
+    assert "attempt 2 of 3, mem 40 GB: out of memory: MemoryError: CUDA out of memory" in stream.getvalue()
+    (attempt,) = RunStore(tmp_path / "runs").attempts("toy", unit.key)
+    assert attempt["cause"].startswith("out of memory: MemoryError") and attempt["retry"] is True
