@@ -634,27 +634,26 @@ class _Driver:
             self.retry_or_fail(failure, record, state)
 
     def retry_or_fail(self, failure: Failure, record: dict, state: str) -> None:
-        unit = failure.unit
+        unit, cfg = failure.unit, self.cfg.for_kind(failure.unit.kind)
         oom = any(m in failure.error or m in state for m in OOM_MARKERS) or any(
             m in (self.store.error(unit.kind, unit.key) or "") for m in OOM_MARKERS)
         attempt = self.retries.get(unit.key, 0) + 1
         cause = ("out of memory: " if oom else "") + failure.error
         self.store.record_attempt(unit.kind, unit.key, cause, job_id=str(record.get("job_id")), log=failure.log,
-                                  retry=attempt <= self.cfg.for_kind(unit.kind).max_retries)
-        if attempt > self.cfg.for_kind(unit.kind).max_retries:
+                                  retry=attempt <= cfg.max_retries)
+        if attempt > cfg.max_retries:
             failure.retries = attempt - 1
             self.failures.append(failure)
             self.progress.write(failure.line())
             return
         self.retries[unit.key] = attempt
-        cfg = self.cfg.for_kind(unit.kind)
         mem = self.mem.get(unit.key, cfg.mem_gb)
         if oom and mem is not None:
             raised = mem * cfg.oom_mem_factor
             self.mem[unit.key] = min(raised, cfg.max_mem_gb) if cfg.max_mem_gb else raised
         more = f", mem {self.mem[unit.key]:g} GB" if unit.key in self.mem else ""
         self.progress.write(f"retrying unit {unit.name} ({unit.key}), attempt {attempt + 1} of "
-                            f"{self.cfg.for_kind(unit.kind).max_retries + 1}{more}: {cause}; log: {failure.log}")
+                            f"{cfg.max_retries + 1}{more}: {cause}; log: {failure.log}")
         self.store.clear_error(unit.kind, unit.key)
         self.waiting.append(unit)
 
