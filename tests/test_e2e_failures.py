@@ -156,7 +156,9 @@ def test_exp_run_temp_uses_the_workspace_store_and_executor(campaign):
     trained, pruned = train_entries(repo), store_entries(repo, "prune")
     out = run(repo, "dvc", "exp", "run", "--temp", "-S", "prune.amounts=[0.3]")
     assert train_entries(repo) == trained, out.stdout[-3000:]  # found in the workspace's store, not retrained
-    assert len(store_entries(repo, "prune") - pruned) == 1  # the new sweep of the one prunable model, in that store
+    prunable = [r for r in read(repo, "artifacts/train/runs.json")
+                if r["suite"] == "lr_sensitivity" and r["status"] == "done"]
+    assert len(store_entries(repo, "prune") - pruned) == len(prunable) > 0  # the new sweeps, in the workspace store
 
 
 def test_exp_run_temp_without_executor_settings_refuses(campaign):
