@@ -48,26 +48,28 @@ TABLE_SUITES = {"T2": ("natural",), "T3": ("adversarial",), "T4": ("variants", "
                 "T6": ("lr_sensitivity",), "F12": ("lr_sensitivity",)}
 
 
-def unfinished(artifacts: Path) -> list[tuple[str, str, str]]:
+def unfinished(artifacts: Path) -> list[outcomes.Mark]:
     read = lambda stage, name: inputs._read_json(Path(artifacts) / stage / name, [])  # noqa: E731
     return outcomes.summary(read("train", "runs.json"), read("attack", "results.json"),
                             read("prune", "results.json"))
 
 
-def mark_unfinished(tables: dict, marks: list[tuple[str, str, str]]) -> None:
-    """A diverged or failed run counts in no mean (n says how many did): the table says which and why."""
+def mark_unfinished(tables: dict, marks: list[outcomes.Mark]) -> None:
+    """A diverged or failed run counts in no mean (n says how many did): its rows and the table's notes say so."""
     for tid, table in tables.items():
-        lines = [line for suite, _, line in marks if suite in TABLE_SUITES.get(tid, ())]
+        mine = [m for m in marks if m.suite in TABLE_SUITES.get(tid, ())]
+        lines = [m.line for m in mine]
+        outcomes.mark_rows(table.rows, table.keys, mine)
         if lines:
             table.notes.append("Not in the means above:\n\n" + "\n".join(f"- {line}" for line in lines))
 
 
-def unfinished_section(marks: list[tuple[str, str, str]]) -> str:
+def unfinished_section(marks: list[outcomes.Mark]) -> str:
     if not marks:
         return ""
     return ("\n## Diverged and failed runs\n\nDiverged runs are results (the loss became non-finite; the paper's "
             "grids have such cells) and are never retried. Failed units are retried by the next `dvc repro`.\n\n"
-            + "\n".join(f"- {line}" for _, _, line in marks) + "\n")
+            + "\n".join(f"- {m.line}" for m in marks) + "\n")
 
 
 def aggregate(params: Path, artifacts: Path, out: Path) -> dict:
@@ -80,12 +82,12 @@ def aggregate(params: Path, artifacts: Path, out: Path) -> dict:
         t.write(out / "tables")
     figs = figures(inp, out / "plots")
     m = metrics(inp, tables)
-    m["runs_diverged"] = sum(status == outcomes.DIVERGED for _, status, _ in marks)
-    m["units_failed"] = sum(status == outcomes.FAILED for _, status, _ in marks)
+    m["runs_diverged"] = sum(mark.status == outcomes.DIVERGED for mark in marks)
+    m["units_failed"] = sum(mark.status == outcomes.FAILED for mark in marks)
     atomic_io.write_json(out / "metrics.json", m)
     text = readme(inp, tables, figs, Path(params).as_posix(), m) + unfinished_section(marks)
     atomic_io.write_text(out / "README.md", text)
-    failed = [line for _, status, line in marks if status == outcomes.FAILED]
+    failed = [mark.line for mark in marks if mark.status == outcomes.FAILED]
     if failed:
         print(f"aggregate: the tables and figures are complete except for {len(failed)} failed cells (marked "
               "'failed'); run `dvc repro` again to retry exactly those units:\n"

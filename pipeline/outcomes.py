@@ -52,27 +52,63 @@ def report(stage: str, failures: tp.Sequence, total: int, stream: tp.TextIO = sy
     print("\n".join(lines), file=stream, flush=True)
 
 
-def summary(runs: tp.Iterable[dict], attacks: tp.Iterable[dict],
-            prune: tp.Iterable[dict]) -> tp.List[tp.Tuple[str, str, str]]:
-    """(suite, status, line) per run or evaluation that diverged or failed: for the tables' notes, the results
-    README and the end of the repro."""
-    out = set()
+class Mark(tp.NamedTuple):
+    suite: str
+    status: str  # DIVERGED or FAILED
+    line: str  # what the tables' notes, the results README and the end of the repro say
+    rec: dict  # the run (or evaluation) record
+
+
+def summary(runs: tp.Iterable[dict], attacks: tp.Iterable[dict], prune: tp.Iterable[dict]) -> tp.List[Mark]:
+    """One mark per run or evaluation that diverged or failed, sorted by its line."""
+    out: tp.Dict[str, Mark] = {}
     for rec in runs:
-        status, where = status_of(rec), _where(rec)
+        status = status_of(rec)
+        where = _where(rec) if status != DONE else ""
         if status == DIVERGED:
             m = rec.get("metrics") or {}
-            out.add((rec["suite"], status, f"diverged: {where}: loss non-finite in epoch {m.get('diverged_epoch')} "
-                                            f"(lr={m.get('diverged_lr', float('nan')):.4g}); not retried"))
+            line = (f"diverged: {where}: loss non-finite in epoch {m.get('diverged_epoch')} "
+                    f"(lr={m.get('diverged_lr', float('nan')):.4g}); not retried")
+            out.setdefault(line, Mark(rec["suite"], status, line, rec))
         elif status == FAILED:
-            out.add((rec["suite"], status, f"failed: {where}: {rec.get('error')}; log: {rec.get('log')}"))
+            line = f"failed: {where}: {rec.get('error')}; log: {rec.get('log')}"
+            out.setdefault(line, Mark(rec["suite"], status, line, rec))
     for what, rows in (("attack", attacks), ("prune", prune)):
         for rec in rows:
             if rec.get("status") == FAILED and not rec.get("skipped"):
-                out.add((rec["suite"], FAILED, f"failed: {what} of {_where(rec)}: {rec.get('error')}; "
-                                               f"log: {rec.get('log')}"))
-    return sorted(out)
+                line = f"failed: {what} of {_where(rec)}: {rec.get('error')}; log: {rec.get('log')}"
+                out.setdefault(line, Mark(rec["suite"], FAILED, line, rec))
+    return [out[line] for line in sorted(out)]
 
 
 def _where(rec: dict) -> str:
     label = ", ".join(f"{k}={v}" for k, v in (rec.get("label") or {}).items())
     return f"{rec['suite']} {rec['dataset']} {label} (train/{rec['key'][:12]})"
+
+
+# table row key -> the record field it shows (tables format hyper-parameters with 4 significant digits)
+_ROW_FIELDS = {"dataset": lambda r: r.get("dataset"), "lr": lambda r: (r.get("label") or {}).get("lr"),
+               "method": lambda r: (r.get("label") or {}).get("method"),
+               "λ_wd / DoG": lambda r: (r.get("label") or {}).get("value")}
+
+
+def _shows(cell: tp.Any, value: tp.Any, key: str) -> bool:
+    if value is None:
+        return False
+    if key == "dataset":
+        return str(cell).split(" (")[0] == str(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{float(value):.4g}" in {part.strip() for part in str(cell).split(",")}
+    return str(cell) == str(value)
+
+
+def mark_rows(rows: tp.List[dict], keys: tp.Sequence[str], marks: tp.Sequence[Mark]) -> None:
+    """Prefixes the note of every table row that shows a diverged or failed run with its status, as the paper marks
+    collapsed cells: the row's mean leaves the run out, and the table's notes say why."""
+    shown = [k for k in keys if k in _ROW_FIELDS]
+    if not shown or "lr" not in shown and "λ_wd / DoG" not in shown:
+        return  # rows not keyed by the run's hyper-parameters: the table's notes alone say it
+    for row in rows:
+        hits = sorted({m.status for m in marks if all(_shows(row[k], _ROW_FIELDS[k](m.rec), k) for k in shown)})
+        if hits:
+            row["note"] = "; ".join([f"{'/'.join(hits)} (see below)"] + ([row["note"]] if row.get("note") else []))

@@ -86,6 +86,7 @@ def test_divergence_is_a_result_marked_in_tables_and_skipped_downstream(campaign
     assert {p["key"] for p in skipped} == {r["key"] for r in diverged if r["suite"] == "lr_sensitivity"}
     f12 = (repo / "results" / "tables" / "F12.md").read_text()
     assert "diverged: lr_sensitivity digits" in f12 and "not retried" in f12, f12
+    assert "| digits | 1e+06 | fixed |" in f12 and "diverged (see below)" in f12, f12  # the row itself is marked
     assert "diverged: grid digits" in (repo / "results" / "README.md").read_text()
     assert read(repo, "results/metrics.json")["runs_diverged"] == len(diverged)
 
