@@ -36,6 +36,8 @@ ATTEMPTS = "attempts.json"  # every failed attempt and its cause, kept across re
 HEARTBEAT = ".heartbeat"  # refreshed by the job computing the entry: liveness that needs no sacct
 BOOKKEEPING = {MANIFEST, JOB, ERROR, ATTEMPTS}
 QUARANTINE = "_quarantine"
+CLAIM = "claim"  # job.json's executor while a driver submits the unit (sbatch runs outside the submit lock)
+CLAIM_TTL_S = 600.0  # a claim older than this is abandoned whatever its host says (sbatch has a 60 s timeout)
 KEY_MIN_LEN = 8
 SMALL_FILE = 1 << 20  # verify="changed" always hashes files up to this size (results, metrics, histories)
 
@@ -108,6 +110,21 @@ def _payload_files(entry: Path) -> tp.List[str]:
 
 def _utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def claim_alive(record: tp.Mapping[str, tp.Any]) -> bool:
+    """A submission claim counts while it is young and its driver runs (checked on its own host only)."""
+    if time.time() - float(record.get("submitted_at", 0)) > CLAIM_TTL_S:
+        return False
+    if record.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(int(record.get("driver_pid", -1)), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError, OverflowError):
+        return True
+    return True
 
 
 class RunStore:
@@ -262,6 +279,12 @@ class RunStore:
                   "log_paths": {k: str(v) for k, v in log_paths.items()},
                   "submitted_at": time.time(), "host": socket.gethostname(), "driver_pid": os.getpid(), **extra}
         atomic_write_json(self.workdir(kind, key) / JOB, record)
+
+    def claim(self, kind: str, key: str, **extra: tp.Any) -> dict:
+        """Marks the unit as being submitted by this process (under the submit lock), so that the lock need not be
+        held across sbatch: another driver waits for the claim to become a job record, or to be abandoned."""
+        self.record_jobs(kind, key, f"{CLAIM}-{os.getpid()}", CLAIM, {}, **extra)
+        return self.job_record(kind, key) or {}
 
     def job_record(self, kind: str, key: str) -> tp.Optional[dict]:
         try:

@@ -30,7 +30,7 @@ from jobs.executors import (
     partition_time_limit_min, unit_time_min,
 )
 from jobs.progress import Progress
-from jobs.store import ERROR, RunStore, StoreError, dump_json
+from jobs.store import CLAIM, ERROR, RunStore, StoreError, claim_alive, dump_json
 
 FN_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 SLURM_LOST_GRACE_S = 60.0  # a shared filesystem may show a finished job's files on the login node late
@@ -315,8 +315,7 @@ def _submit(packs: tp.Sequence[tp.List[Unit]], store: RunStore, cfg: ExecutorCon
     log_dir = store.log_dir(desc)
     executor = make_executor(cfg, log_dir)
     for unit in (u for pack in packs for u in pack):
-        store.clear_error(unit.kind, unit.key)
-        store.clear_job(unit.kind, unit.key)
+        store.clear_error(unit.kind, unit.key)  # job.json stays: the caller's claim until the real record lands
         store.write_config(unit.kind, unit.key, unit.config)
     chunk = cfg.max_array_size if cfg.kind == "slurm" else max(1, len(packs))
     records: tp.Dict[str, dict] = {}
@@ -519,6 +518,10 @@ class _Driver:
             self.progress.write(f"{self.desc}: re-attached to {len(self.active)} units in {self.jobs()} running jobs")
 
     def _alive(self, unit: Unit, record: dict) -> tp.Tuple[bool, str]:
+        if record.get("executor") == CLAIM:
+            if claim_alive(record):
+                return True, "SUBMITTING"
+            return False, f"not submitted: driver pid {record.get('driver_pid')} on {record.get('host')} is gone"
         try:
             alive, state = self.watch.state(record)
         except ElsewhereError as e:
@@ -549,13 +552,18 @@ class _Driver:
             packs = _packs(units, cfg, slots)
             if not packs:
                 break
-            with self.store.submit_lock(say=self.progress.write):
+            with self.store.submit_lock(say=self.progress.write):  # decide and claim; sbatch runs after release
                 packs = [[u for u in pack if self._still_ours(u)] for pack in packs]
                 packs = [p for p in packs if p]
-                with _sigint_deferred() as interrupted:
-                    records, error = _submit(packs, self.store, cfg, self.desc, self.watch)
+                for unit in (u for pack in packs for u in pack):
+                    self.known[unit.key] = self.store.claim(unit.kind, unit.key, desc=self.desc)
+            with _sigint_deferred() as interrupted:
+                records, error = _submit(packs, self.store, cfg, self.desc, self.watch)
             self.known.update(records)
             submitted = {u.key for pack in packs for u in pack if u.key in records}
+            for unit in (u for pack in packs for u in pack if u.key not in submitted):
+                self.store.clear_job(unit.kind, unit.key)  # release the claim: free for any driver again
+                self.known[unit.key] = None
             for unit in (u for pack in packs for u in pack if u.key in submitted):
                 self.active[unit.key] = _Tracked(unit, records[unit.key])
             self.waiting = [u for u in self.waiting if u.key not in submitted and u.key not in self.active]
@@ -618,6 +626,8 @@ class _Driver:
         self.watch.refresh([t.record for t in self.active.values()])
         grace = SLURM_LOST_GRACE_S if self.cfg.kind == "slurm" else 0.0
         for key, tracked in list(self.active.items()):
+            if tracked.record.get("executor") == CLAIM:  # another driver's submission: its record may have landed
+                tracked.record = self.store.job_record(tracked.unit.kind, tracked.unit.key) or tracked.record
             unit, record = tracked.unit, tracked.record
             alive, state = self._alive(unit, record)  # sampled before is_done: a job that ended after committing
             if self.store.is_done(unit.kind, unit.key):  # is seen as done, never as lost

@@ -7,6 +7,7 @@ jobs it accepts and runs one each time the driver waits, so what the driver keep
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -155,3 +156,56 @@ def test_out_of_memory_retry_asks_for_more_memory_capped(tmp_path, fake):
     assert "attempt 2 of 3, mem 40 GB: out of memory: MemoryError: CUDA out of memory" in stream.getvalue()
     (attempt,) = RunStore(tmp_path / "runs").attempts("toy", unit.key)
     assert attempt["cause"].startswith("out of memory: MemoryError") and attempt["retry"] is True
+
+
+def test_the_submit_lock_is_free_while_sbatch_runs_and_units_are_claimed(tmp_path, fake):
+    import filelock
+
+    slurm = fake()
+    store = RunStore(tmp_path / "runs")
+    units = make_units(tmp_path, range(2))
+    seen = []
+    real = slurm.submit_array
+
+    def submit_array(batches):
+        lock = filelock.FileLock(str(store.root / ".submit.lock"))
+        lock.acquire(timeout=0)  # another driver could take the lock now: sbatch is not run under it
+        lock.release()
+        seen.extend(store.job_record("toy", u.key)["executor"] for u in units)  # ... and finds the units claimed
+        return real(batches)
+
+    slurm.submit_array = submit_array
+    assert len(run_units(units, store, SLURM, desc="toy", stream=io.StringIO())) == 2
+    assert seen == ["claim", "claim"]
+
+
+def test_a_claim_by_a_live_driver_is_waited_for_and_an_abandoned_one_resubmitted(tmp_path, fake, monkeypatch):
+    import subprocess
+    import sys
+
+    from jobs import store as store_mod
+
+    slurm = fake()
+    store = RunStore(tmp_path / "runs")
+    live, dead = make_units(tmp_path, range(2))
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with monkeypatch.context() as m:
+            m.setattr(store_mod.os, "getpid", lambda: other.pid)
+            store.claim(live.kind, live.key)  # claimed by another live driver on this host
+        store.claim(dead.kind, dead.key)
+        record = json.loads((store.path(dead.kind, dead.key) / "job.json").read_text())
+        record["submitted_at"] -= store_mod.CLAIM_TTL_S + 1  # abandoned long ago
+        (store.path(dead.kind, dead.key) / "job.json").write_text(json.dumps(record))
+
+        def wait(seconds):  # the other driver's job lands and finishes the live claim's unit
+            slurm.run_one(seconds)
+            if store.job_record(live.kind, live.key)["executor"] == "claim":
+                submit_mod.execute_unit(store, live)
+
+        monkeypatch.setattr(submit_mod, "_sleep", wait)
+        out = run_units([live, dead], store, SLURM, desc="toy", stream=io.StringIO())
+    finally:
+        other.kill()
+        other.wait()
+    assert sorted(out) == sorted([live.key, dead.key]) and slurm.accepted == 1  # only the abandoned one submitted
