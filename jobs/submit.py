@@ -453,8 +453,8 @@ SCHEDULER_ENDED = {"ENDED", "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_
 class _Driver:
     """Waits for units in jobs: adopts the live jobs an earlier driver recorded, submits the rest as the queue cap
     allows, resubmits a unit whose job failed up to `max_retries` times (more memory after an out-of-memory end),
-    and reports what still failed. The store's submit lock is held only to decide and record, never across a
-    scheduler query, and across sbatch only under its timeout."""
+    and reports what still failed. The store's submit lock is held only to decide and claim units, never across a
+    scheduler call."""
 
     def __init__(self, store: RunStore, cfg: ExecutorConfig, desc: str, progress: Progress,
                  poll_s: tp.Optional[float]):
