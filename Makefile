@@ -22,9 +22,10 @@ constraints:
 
 setup: $(STAMP)
 
-# Runs the whole DAG on the embedded default (params.yaml); a second run is a no-op.
+# Runs the whole DAG on the embedded default (params.yaml); a second run is a no-op. Clears DVC's lock left by a
+# killed earlier run of this target (never a live one): see pipeline/repro.py.
 repro: $(STAMP)
-	PATH="$(CURDIR)/.venv/bin:$$PATH" dvc repro
+	PATH="$(CURDIR)/.venv/bin:$$PATH" $(PY) -m pipeline.repro
 
 dry-run: $(STAMP)
 	$(PY) -m pipeline.dry_run --list

@@ -358,7 +358,10 @@ def train(cfg: TrainConfig | dict, data: TrainData, out_dir, *, device=None, log
         while run.epoch < cfg.epochs:
             if stop_after_epoch is not None and run.epoch >= stop_after_epoch:
                 return {"epochs_run": run.epoch, "complete": False}
-            row = run.train_epoch()
+            try:
+                row = run.train_epoch()
+            except NonFiniteLossError as err:
+                return _diverged(run, out, err, log)
             metric = row["val_robust_acc"] if cfg.adversarial else row["val_acc"]
             improved = metric > run.best["metric"]
             if improved:
@@ -371,6 +374,21 @@ def train(cfg: TrainConfig | dict, data: TrainData, out_dir, *, device=None, log
             write_json(out / "history.json", run.history)
             log(_epoch_line(row, cfg.epochs))
         return _finish(run, out)
+
+
+def _diverged(run: _Run, out: Path, err: NonFiniteLossError, log) -> dict:
+    """Divergence is a result, not a failure: it is deterministic, so the run is recorded (and never retried) with
+    the epoch it happened in and the metrics of its last finite epoch (None when the first epoch diverged)."""
+    last = run.history[-1] if run.history else None
+    metrics = {
+        "diverged": True, "diverged_epoch": int(err.epoch), "epochs_run": int(err.epoch) - 1,
+        "diverged_lr": float(err.lr), "diverged_lambda": float(err.lam), "diverged_loss": str(err.loss),
+        "last_finite": last, "seconds": float(sum(h["seconds"] for h in run.history)),
+    }
+    write_json(out / "history.json", run.history)
+    write_json(out / "metrics.json", metrics)
+    log(f"diverged: {err}")
+    return metrics
 
 
 def _settle_pending_best(out: Path, best_epoch: int) -> None:

@@ -6,9 +6,10 @@ This package knows nothing of the `awd` library; it is the only one that imports
 from jobs.executors import ExecutorConfig, ExecutorConfigError, load_executor_config, make_executor
 from jobs.keys import canonical_json, code_digest, unit_key
 from jobs.store import RunStore, StoreError
-from jobs.submit import Unit, UnitsFailed, dry_run, execute_units, run_units
+from jobs.submit import Report, Unit, UnitsFailed, dry_run, execute_units, run_units, run_units_report
 
 __all__ = [
     "ExecutorConfig", "ExecutorConfigError", "RunStore", "StoreError", "Unit", "UnitsFailed", "canonical_json",
     "code_digest", "dry_run", "execute_units", "load_executor_config", "make_executor", "run_units", "unit_key",
+    "Report", "run_units_report",
 ]

@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import math
 import os
+import re
 import shlex
 import signal
 import socket
@@ -22,6 +24,8 @@ from pathlib import Path
 import submitit
 import yaml
 from submitit.local import local as submitit_local
+
+from jobs.keys import KIND_RE
 
 KINDS = ("debug", "local", "slurm")
 ENV_KIND = "AWD_EXECUTOR"
@@ -45,6 +49,7 @@ class ExecutorConfig:
     # slurm
     partition: tp.Optional[str] = None
     gpus_per_node: tp.Optional[int] = None
+    check_gpus: bool = True  # a job that asked for GPUs and sees none fails at once instead of running on its CPUs
     cpus_per_task: tp.Optional[int] = None
     mem_gb: tp.Optional[float] = None
     timeout_min: tp.Optional[int] = None  # slurm default 24 h; local: no limit unless set
@@ -56,13 +61,28 @@ class ExecutorConfig:
     extra: tp.Dict[str, tp.Any] = dataclasses.field(default_factory=dict)  # -> sbatch additional parameters
     setup: tp.List[str] = dataclasses.field(default_factory=list)  # shell lines run before each job
     max_num_timeout: int = 3  # requeues after a time-out (preemptions do not count)
+    max_queued: tp.Optional[int] = None  # jobs (array tasks) this driver keeps queued or running; more as they end
     # all
     units_per_job: tp.Optional[int] = None  # pack units into one job; local default: <= max_parallel jobs
     poll_s: tp.Optional[float] = None  # driver poll interval; default local 1 s, slurm 15 s
     budget_gpu_hours: tp.Optional[float] = None  # slurm: refuse larger new work unless confirmed (see gpu_budget)
+    max_retries: int = 2  # resubmissions of a unit whose job failed (crash, OOM, node failure, lost), per run
+    oom_mem_factor: float = 1.5  # an out-of-memory retry asks for mem_gb x this (when mem_gb is set) ...
+    max_mem_gb: tp.Optional[float] = None  # ... up to this many GB
+    # per-unit --time: the unit's estimated seconds x this, rounded up to a step of TIME_STEPS_MIN, at most
+    # timeout_min and the partition's MaxTime (None: every job asks for timeout_min)
+    time_safety_factor: tp.Optional[float] = None
+    tflops: float = 100.0  # sustained TFLOP/s per GPU, for the estimate (as `python -m pipeline.dry_run --tflops`)
+    # per kind of unit (train, autoattack, prune, ...): settings that replace the ones above for that kind
+    profiles: tp.Dict[str, tp.Dict[str, tp.Any]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         validate_fields(dataclasses.asdict(self), source="ExecutorConfig")
+
+    def for_kind(self, kind: str) -> "ExecutorConfig":
+        """These settings with the profile of `kind` (if any) applied."""
+        profile = self.profiles.get(kind)
+        return dataclasses.replace(self, **profile) if profile else self
 
     @property
     def parallel(self) -> int:
@@ -88,6 +108,7 @@ _FIELD_TYPES: tp.Dict[str, tp.Tuple[tp.Tuple[type, ...], str]] = {
     "local_gpus": ((list,), "a list of GPU indices"),
     "partition": ((str,), "a string"),
     "gpus_per_node": (_INT, "an integer >= 0"),
+    "check_gpus": ((bool,), "true or false"),
     "cpus_per_task": (_INT, "a positive integer"),
     "mem_gb": (_NUM, "a positive number"),
     "timeout_min": (_INT, "a positive integer (minutes)"),
@@ -102,11 +123,22 @@ _FIELD_TYPES: tp.Dict[str, tp.Tuple[tp.Tuple[type, ...], str]] = {
     "units_per_job": (_INT, "a positive integer"),
     "poll_s": (_NUM, "a positive number (seconds)"),
     "budget_gpu_hours": (_NUM, "a positive number (GPU-hours)"),
+    "max_queued": (_INT, "a positive integer (jobs)"),
+    "max_retries": (_INT, "an integer >= 0"),
+    "oom_mem_factor": (_NUM, "a number >= 1"),
+    "max_mem_gb": (_NUM, "a positive number"),
+    "time_safety_factor": (_NUM, "a number >= 1"),
+    "tflops": (_NUM, "a positive number (TFLOP/s)"),
+    "profiles": ((dict,), "a mapping of unit kind -> settings for that kind"),
 }
+NOT_IN_PROFILES = {"kind", "profiles", "poll_s", "max_queued", "local_gpus", "max_parallel", "budget_gpu_hours"}  # driver-wide
 _MIN = {"max_parallel": 1, "gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 0, "timeout_min": 1,
         "array_parallelism": 1, "max_array_size": 1, "max_num_timeout": 0, "units_per_job": 1, "poll_s": 0,
-        "budget_gpu_hours": 0}
-_STRICT_MIN = {"mem_gb", "poll_s", "budget_gpu_hours"}
+        "max_queued": 1, "max_retries": 0, "oom_mem_factor": 1, "max_mem_gb": 0, "time_safety_factor": 1,
+        "tflops": 0, "budget_gpu_hours": 0}
+_STRICT_MIN = {"mem_gb", "poll_s", "max_mem_gb", "tflops", "budget_gpu_hours"}
+_REQUIRED = ("kind", "extra", "setup", "max_array_size", "max_num_timeout", "max_retries", "oom_mem_factor",
+             "tflops", "profiles", "check_gpus")
 
 
 def _did_you_mean(word: str, options: tp.Iterable[str]) -> str:
@@ -122,10 +154,10 @@ def validate_fields(values: tp.Mapping[str, tp.Any], source: str) -> None:
                 f"{source}: unknown key {key!r}{_did_you_mean(str(key), _FIELD_TYPES)}; "
                 f"allowed keys: {', '.join(sorted(_FIELD_TYPES))}")
     for key, value in values.items():
-        if value is None and key not in ("kind", "extra", "setup", "max_array_size", "max_num_timeout"):
+        if value is None and key not in _REQUIRED:
             continue
         types, allowed = _FIELD_TYPES[key]
-        if isinstance(value, bool) or not isinstance(value, types):
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
             raise ExecutorConfigError(
                 f"{source}: key {key!r} must be {allowed}, got {value!r} ({type(value).__name__})")
         if key in _MIN and (value < _MIN[key] or (key in _STRICT_MIN and value == _MIN[key])):
@@ -140,6 +172,18 @@ def validate_fields(values: tp.Mapping[str, tp.Any], source: str) -> None:
     for gpu in values.get("local_gpus") or []:
         if isinstance(gpu, bool) or not isinstance(gpu, int) or gpu < 0:
             raise ExecutorConfigError(f"{source}: key 'local_gpus' must list GPU indices >= 0, got item {gpu!r}")
+    for kind, profile in (values.get("profiles") or {}).items():
+        where = f"{source}: profiles.{kind}"
+        if not isinstance(kind, str) or not KIND_RE.match(kind):
+            raise ExecutorConfigError(f"{source}: key 'profiles' maps unit kinds (train, autoattack, prune, ...) to "
+                                      f"settings, got kind {kind!r}")
+        if not isinstance(profile, dict):
+            raise ExecutorConfigError(f"{where} must be a mapping of settings, got {profile!r}")
+        driver_wide = sorted(NOT_IN_PROFILES & set(profile))
+        if driver_wide:
+            raise ExecutorConfigError(f"{where}: {', '.join(map(repr, driver_wide))} can only be set at the top "
+                                      "level (they apply to the whole driver)")
+        validate_fields(profile, where)
     for opt, value in (values.get("extra") or {}).items():
         if not isinstance(opt, str) or not isinstance(value, (str, int, float, bool)):
             raise ExecutorConfigError(
@@ -250,13 +294,83 @@ def _outside_allocation() -> tp.Iterator[None]:
         os.environ.update(hidden)
 
 
+SCHEDULER_TIMEOUT_S = 60  # sbatch / sacct / squeue / scancel: a controller that does not answer is retried later
+# sbatch's refusals that mean "too many of your jobs are queued": wait for some to end, never a crash
+SUBMIT_LIMIT_RE = re.compile(r"QOSMaxSubmitJob\w*|AssocMaxSubmitJob\w*|MaxSubmitJobs\w*|job submit limit", re.I)
+
+
+def timed(command: tp.Sequence[str], seconds: float = SCHEDULER_TIMEOUT_S) -> tp.List[str]:
+    """`command` killed after `seconds` (exit status 124): for calls made by submitit, which sets no timeout."""
+    return ["timeout", "-k", "5", str(int(seconds)), *command]
+
+
+@contextlib.contextmanager
+def _timed_sbatch() -> tp.Iterator[None]:
+    # submitit submits an array through a fresh plain SlurmExecutor, so the class's method is what must be wrapped
+    cls = submitit.slurm.slurm.SlurmExecutor
+    original = cls._make_submission_command
+    cls._make_submission_command = lambda self, path: timed(original(self, path))  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        cls._make_submission_command = original  # type: ignore[method-assign]
+
+
 class CleanEnvSlurmExecutor(submitit.SlurmExecutor):
-    """submitit's SlurmExecutor, but the jobs never inherit the allocation of a driver that runs inside a job."""
+    """submitit's SlurmExecutor, but the jobs never inherit the allocation of a driver that runs inside a job, and
+    sbatch runs under a timeout."""
 
     def _internal_process_submissions(self, delayed_submissions: tp.List[tp.Any]) -> tp.List[submitit.Job]:
         # covers single jobs and arrays (submitit submits an array through a fresh plain SlurmExecutor)
-        with _outside_allocation():
+        with _outside_allocation(), _timed_sbatch():
             return super()._internal_process_submissions(delayed_submissions)
+
+
+TIME_STEPS_MIN = (15, 30, 60, 120, 240, 480, 720, 1440, 2880, 4320, 10080)  # few distinct --time: few arrays
+JOB_START_MIN = 5  # a job's start-up (interpreter, dataset) on top of the unit's own estimate
+
+
+def unit_time_min(cfg: ExecutorConfig, estimate_s: tp.Optional[float],
+                  partition_limit_min: tp.Optional[int]) -> tp.Optional[int]:
+    """The --time for a unit estimated at `estimate_s` seconds: x time_safety_factor, rounded up to a step, at most
+    timeout_min and the partition's limit. None (use timeout_min) without an estimate or a factor."""
+    if cfg.time_safety_factor is None or estimate_s is None:
+        return None
+    need = estimate_s * cfg.time_safety_factor / 60 + JOB_START_MIN
+    step = next((t for t in TIME_STEPS_MIN if t >= need), math.ceil(need))
+    caps = [c for c in (cfg.timeout_min, partition_limit_min) if c]
+    return min([step, *caps])
+
+
+_partition_limits: tp.Dict[tp.Optional[str], tp.Optional[int]] = {}
+
+
+def partition_time_limit_min(partition: tp.Optional[str]) -> tp.Optional[int]:
+    """The partition's MaxTime in minutes (sinfo; the default partition when None); None when unlimited/unknown."""
+    if partition not in _partition_limits:
+        cmd = ["sinfo", "-h", "-o", "%P|%l"]
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=SCHEDULER_TIMEOUT_S).stdout
+        except (OSError, subprocess.SubprocessError):
+            return None  # not cached: asked again at the next submission
+        rows = [line.split("|", 1) for line in out.splitlines() if "|" in line]
+        row = next((r for r in rows if (r[0].rstrip("*") == partition if partition else r[0].endswith("*"))), None)
+        _partition_limits[partition] = _slurm_minutes(row[1]) if row else None
+    return _partition_limits[partition]
+
+
+def _slurm_minutes(text: str) -> tp.Optional[int]:
+    """'1-00:00:00', '12:00:00', '30:00', '45' -> minutes; 'infinite' / 'UNLIMITED' -> None."""
+    text = text.strip()
+    if not text or not text[0].isdigit():
+        return None
+    days, _, rest = text.rpartition("-")
+    parts = [int(p) for p in rest.split(":")]
+    if days:  # days-hours[:minutes[:seconds]]
+        h, m, sec = (parts + [0, 0])[:3]
+    else:  # minutes, minutes:seconds or hours:minutes:seconds
+        h, m, sec = [0] * (3 - len(parts)) + parts if len(parts) == 3 else (0, parts[0], parts[1] if len(parts) > 1 else 0)
+    return int(days or 0) * 1440 + h * 60 + m + (1 if sec else 0)
 
 
 def make_executor(cfg: ExecutorConfig, log_dir: tp.Union[str, Path]) -> submitit.Executor:
@@ -330,6 +444,7 @@ class JobWatch:
     """Answers "is this recorded job still queued or running?" for jobs submitted by this or an earlier driver."""
 
     def __init__(self, sacct_every_s: float = 30.0):
+        _time_sacct()
         self._children: tp.Dict[str, tp.Any] = {}  # job id -> Popen of local jobs this process started
         self._sacct_every_s = sacct_every_s
         self._last_sacct = float("-inf")
@@ -386,6 +501,16 @@ class JobWatch:
         return False, "ENDED"
 
 
+def _time_sacct() -> None:
+    """submitit's shared sacct watcher calls sacct without a timeout (and survives a failed call): add one."""
+    watcher = submitit.SlurmJob.watcher
+    if getattr(watcher, "_awd_timed", False):
+        return
+    make = watcher._make_command
+    watcher._make_command = lambda: None if (cmd := make()) is None else timed(cmd)
+    watcher._awd_timed = True
+
+
 def _hostname() -> str:
     return socket.gethostname()
 
@@ -393,7 +518,7 @@ def _hostname() -> str:
 def _squeue_states(job_ids: tp.Sequence[str]) -> tp.Dict[str, str]:
     try:
         out = subprocess.run(["squeue", "-h", "-o", "%i|%T", "-j", ",".join(job_ids)], capture_output=True,
-                             text=True, timeout=60).stdout
+                             text=True, timeout=SCHEDULER_TIMEOUT_S).stdout
     except (OSError, subprocess.SubprocessError):
         return {}
     states = {j: "" for j in job_ids}
@@ -409,7 +534,7 @@ def cancel_jobs(records: tp.Sequence[tp.Mapping[str, tp.Any]], say: tp.Callable[
     slurm = sorted({str(r["job_id"]) for r in records if r.get("executor") == "slurm"})
     n = 0
     if slurm:
-        subprocess.run(["scancel", *slurm], check=True)
+        subprocess.run(["scancel", *slurm], check=True, timeout=SCHEDULER_TIMEOUT_S)
         say(f"scancel {' '.join(slurm)}")
         n += len(slurm)
     for job_id in sorted({str(r["job_id"]) for r in records if r.get("executor") == "local"}):

@@ -45,15 +45,16 @@ class Progress:
         self._last: tp.Tuple[tp.Any, ...] = ()
         self._last_t = float("-inf")
 
-    def update(self, done: int, running: int, failed: int, parallel: int) -> None:
+    def update(self, done: int, running: int, failed: int, parallel: int, retried: int = 0) -> None:
         eta = estimate_eta_s(running, self.durations, parallel)
-        counts = (done, running, failed)
+        counts = (done, running, failed, retried)
         now = time.monotonic()
         if counts == self._last and now - self._last_t < self._every_s:
             return
         self._last, self._last_t = counts, now
         self.bar.n = done
-        self.bar.set_postfix_str(f"done={done} running={running} failed={failed} eta={format_duration(eta)}",
+        retries = f" retried={retried}" if retried else ""
+        self.bar.set_postfix_str(f"done={done} running={running} failed={failed}{retries} eta={format_duration(eta)}",
                                  refresh=False)
         self.bar.refresh()
 

@@ -32,8 +32,12 @@ RESULT = "result.json"
 JOB = "job.json"
 ERROR = "error.txt"
 CONFIG = "config.json"
-BOOKKEEPING = {MANIFEST, JOB, ERROR}
+ATTEMPTS = "attempts.json"  # every failed attempt and its cause, kept across retries (and in the manifest's meta)
+HEARTBEAT = ".heartbeat"  # refreshed by the job computing the entry: liveness that needs no sacct
+BOOKKEEPING = {MANIFEST, JOB, ERROR, ATTEMPTS}
 QUARANTINE = "_quarantine"
+CLAIM = "claim"  # job.json's executor while a driver submits the unit (sbatch runs outside the submit lock)
+CLAIM_TTL_S = 600.0  # a claim older than this is abandoned whatever its host says (sbatch has a 60 s timeout)
 KEY_MIN_LEN = 8
 SMALL_FILE = 1 << 20  # verify="changed" always hashes files up to this size (results, metrics, histories)
 
@@ -106,6 +110,21 @@ def _payload_files(entry: Path) -> tp.List[str]:
 
 def _utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def claim_alive(record: tp.Mapping[str, tp.Any]) -> bool:
+    """A submission claim counts while it is young and its driver runs (checked on its own host only)."""
+    if time.time() - float(record.get("submitted_at", 0)) > CLAIM_TTL_S:
+        return False
+    if record.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(int(record.get("driver_pid", -1)), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError, OverflowError):
+        return True
+    return True
 
 
 class RunStore:
@@ -261,6 +280,12 @@ class RunStore:
                   "submitted_at": time.time(), "host": socket.gethostname(), "driver_pid": os.getpid(), **extra}
         atomic_write_json(self.workdir(kind, key) / JOB, record)
 
+    def claim(self, kind: str, key: str, **extra: tp.Any) -> dict:
+        """Marks the unit as being submitted by this process (under the submit lock), so that the lock need not be
+        held across sbatch: another driver waits for the claim to become a job record, or to be abandoned."""
+        self.record_jobs(kind, key, f"{CLAIM}-{os.getpid()}", CLAIM, {}, **extra)
+        return self.job_record(kind, key) or {}
+
     def job_record(self, kind: str, key: str) -> tp.Optional[dict]:
         try:
             with open(self.path(kind, key) / JOB, "rb") as f:
@@ -288,6 +313,38 @@ class RunStore:
             if record is not None:
                 out.append(dict(record, kind=kind, key=key))
         return out
+
+    # -- retries and liveness ------------------------------------------------------------------------------------
+    def record_attempt(self, kind: str, key: str, cause: str, **extra: tp.Any) -> tp.List[dict]:
+        """Appends a failed attempt (its cause, job, time) to the entry's attempts.json; returns the whole list."""
+        attempts = self.attempts(kind, key) + [{"cause": cause, "at": _utc_now(), **extra}]
+        atomic_write_json(self.workdir(kind, key) / ATTEMPTS, attempts)
+        return attempts
+
+    def attempts(self, kind: str, key: str) -> tp.List[dict]:
+        try:
+            with open(self.path(kind, key) / ATTEMPTS, "rb") as f:
+                loaded = json.loads(f.read())
+        except (FileNotFoundError, ValueError):
+            return []
+        return loaded if isinstance(loaded, list) else []
+
+    def beat(self, kind: str, key: str, job_id: str) -> None:
+        atomic_write_json(self.workdir(kind, key) / HEARTBEAT,
+                          {"job_id": str(job_id), "host": socket.gethostname(), "pid": os.getpid(), "t": time.time()})
+
+    def heartbeat(self, kind: str, key: str) -> tp.Optional[dict]:
+        """The last heartbeat, with `age_s` added; None if the entry never had one."""
+        try:
+            with open(self.path(kind, key) / HEARTBEAT, "rb") as f:
+                beat = json.loads(f.read())
+        except (FileNotFoundError, ValueError):
+            return None
+        return dict(beat, age_s=time.time() - float(beat.get("t", 0)))
+
+    def clear_heartbeat(self, kind: str, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.path(kind, key) / HEARTBEAT).unlink()
 
     # -- locks ----------------------------------------------------------------------------------------------------
     @contextlib.contextmanager

@@ -22,18 +22,24 @@ import traceback
 import typing as tp
 from pathlib import Path
 
+import filelock
 import submitit
 
-from jobs.executors import ElsewhereError, ExecutorConfig, JobWatch, load_executor_config, make_executor
 from jobs.environment import environment
+from jobs.executors import (
+    SUBMIT_LIMIT_RE, ElsewhereError, ExecutorConfig, JobWatch, load_executor_config, make_executor,
+    partition_time_limit_min, unit_time_min,
+)
 from jobs.keys import config_digest
 from jobs.progress import Progress
 from jobs.snapshot import SnapshotError, use_snapshot, write_snapshot
-from jobs.store import ERROR, RunStore, StoreError, dump_json
+from jobs.store import CLAIM, ERROR, RunStore, StoreError, claim_alive, dump_json
 from jobs.why import pending_reasons, summary
 
 FN_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 SLURM_LOST_GRACE_S = 60.0  # a shared filesystem may show a finished job's files on the login node late
+HEARTBEAT_EVERY_S = 30.0  # $AWD_HEARTBEAT_S overrides (tests)
+HEARTBEAT_STALE_AFTER = 4  # heartbeats missed before a job that the scheduler does not show counts as gone
 _sleep = time.sleep  # the driver's only wait; tests replace it to interrupt the driver mid-wait
 
 
@@ -55,6 +61,7 @@ class Unit:
     deps: tp.Tuple[tp.Tuple[str, str], ...] = ()
     code: str = ""
     group: str = ""
+    estimate_s: tp.Optional[float] = None  # expected run time on one GPU (sizes --time; see ExecutorConfig)
 
     @property
     def name(self) -> str:
@@ -67,10 +74,12 @@ class Failure:
     error: str
     log: str
     traceback: tp.Optional[str] = None
+    retries: int = 0  # resubmissions made before giving up (causes: the entry's attempts.json)
 
     def line(self) -> str:
         extra = f" (traceback: {self.traceback})" if self.traceback and self.traceback != self.log else ""
-        return f"unit {self.unit.name} ({self.unit.key}) failed: {self.error}; log: {self.log}{extra}"
+        tries = f" after {self.retries} retries" if self.retries else ""
+        return f"unit {self.unit.name} ({self.unit.key}) failed{tries}: {self.error}; log: {self.log}{extra}"
 
 
 class UnitsFailed(RuntimeError):
@@ -106,30 +115,72 @@ def _job_id() -> str:
     return f"pid{os.getpid()}"
 
 
+def heartbeat_every_s() -> float:
+    return float(os.environ.get("AWD_HEARTBEAT_S", HEARTBEAT_EVERY_S))
+
+
+@contextlib.contextmanager
+def _heartbeat(store: RunStore, unit: Unit) -> tp.Iterator[None]:
+    """Refreshes the entry's heartbeat while the unit runs, so a driver that cannot see this job in sacct (another
+    user's job, PrivateData=jobs) still knows it is alive."""
+    stop = threading.Event()
+    job_id = _job_id()
+
+    def beat() -> None:
+        while True:
+            with contextlib.suppress(OSError):
+                store.beat(unit.kind, unit.key, job_id)
+            if stop.wait(heartbeat_every_s()):
+                return
+
+    thread = threading.Thread(target=beat, name="awd-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        store.clear_heartbeat(unit.kind, unit.key)
+
+
 def execute_unit(store: RunStore, unit: Unit) -> str:
-    """Runs one unit unless done; returns "skipped", "done" or "failed" (traceback in the entry's error.txt)."""
+    """Runs one unit unless done; returns "skipped", "done", "busy" (a live job holds its run lock: this duplicate
+    leaves at once instead of holding a GPU until the other finishes) or "failed" (traceback in error.txt)."""
     if store.is_done(unit.kind, unit.key, verify="changed"):
         return "skipped"
-    with store.run_lock(unit.kind, unit.key):  # a duplicate job waits here, then finds the unit done
+    lock = store.run_lock(unit.kind, unit.key)
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        beat = store.heartbeat(unit.kind, unit.key) or {}
+        print(f"unit {unit.name} ({unit.key}) is being computed by job {beat.get('job_id', '?')} (its run lock is "
+              "held); this job leaves it to that one", file=sys.stderr, flush=True)
+        return "busy"
+    try:
         if store.is_done(unit.kind, unit.key):
             return "skipped"
         store.clear_error(unit.kind, unit.key)
         workdir = store.workdir(unit.kind, unit.key)
         start = time.time()
         try:
-            result = resolve_fn(unit.fn)(copy.deepcopy(unit.config), workdir, store)
+            with _heartbeat(store, unit):
+                result = resolve_fn(unit.fn)(copy.deepcopy(unit.config), workdir, store)
             if not isinstance(result, dict):
                 raise TypeError(f"unit fn {unit.fn} returned {type(result).__name__}; it must return a dict")
-            store.commit(unit.kind, unit.key, result,
-                         meta={"seconds": time.time() - start, "fn": unit.fn, "label": unit.label,
-                               "job_id": _job_id(), "code": unit.code, "config": config_digest(unit.config),
-                               "env": environment()})
+            meta = {"seconds": time.time() - start, "fn": unit.fn, "label": unit.label, "job_id": _job_id(),
+                    "code": unit.code, "config": config_digest(unit.config), "env": environment()}
+            attempts = store.attempts(unit.kind, unit.key)
+            if attempts:
+                meta["failed_attempts"] = attempts
+            store.commit(unit.kind, unit.key, result, meta=meta)
             return "done"
         except Exception:  # noqa: BLE001 -- one unit's failure must not stop the others packed in this job
             text = traceback.format_exc()
             store.record_error(unit.kind, unit.key, text)
             print(f"unit {unit.name} ({unit.key}) failed:\n{text}", file=sys.stderr, flush=True)
             return "failed"
+    finally:
+        lock.release()
 
 
 def limit_threads() -> None:
@@ -166,19 +217,39 @@ def execute_units(store_root: tp.Union[str, Path], units: tp.Sequence[Unit]) -> 
     return outcome
 
 
+def check_gpus_visible(requested: int) -> None:
+    """A job that asked for GPUs must see them: without this, a node whose driver does not match the CUDA build
+    (or a wrong CUDA_VISIBLE_DEVICES) makes every unit run on CPUs, silently and many times slower."""
+    if not requested:
+        return
+    try:
+        import torch
+    except ImportError:
+        return  # the unit functions need no torch: nothing could run on a GPU either way
+    seen = torch.cuda.device_count()
+    if seen < 1:
+        raise RuntimeError(
+            f"this job asked for {requested} GPU(s) but torch sees none (CUDA_VISIBLE_DEVICES="
+            f"{os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>')!r}, torch {torch.__version__}, CUDA build "
+            f"{torch.version.cuda}); check the node's driver and the CUDA build of torch in the venv (README, "
+            "cluster guide), or set check_gpus: false in executor.yaml for fake GPUs")
+
+
 class UnitBatch(submitit.helpers.Checkpointable):
     """What a job runs. On preemption or time-out submitit calls checkpoint() and requeues the same call: done
     units are skipped and the unit that was interrupted resumes from the checkpoint files in its workdir."""
 
-    def __init__(self, store_root: str, units: tp.Sequence[Unit]):
+    def __init__(self, store_root: str, units: tp.Sequence[Unit], gpus: int = 0):
         self.store_root = str(store_root)
         self.units = list(units)
+        self.gpus = gpus
 
     def __call__(self) -> tp.Dict[str, str]:
+        check_gpus_visible(getattr(self, "gpus", 0))
         return execute_units(self.store_root, self.units)
 
     def checkpoint(self, *args: tp.Any, **kwargs: tp.Any) -> submitit.helpers.DelayedSubmission:
-        return submitit.helpers.DelayedSubmission(UnitBatch(self.store_root, self.units))
+        return submitit.helpers.DelayedSubmission(UnitBatch(self.store_root, self.units, getattr(self, "gpus", 0)))
 
 
 # -- driver side -------------------------------------------------------------------------------------------------------
@@ -224,20 +295,19 @@ def dry_run(units: tp.Iterable[Unit], store: RunStore) -> tp.List[Unit]:
     return [u for u in _prepare(units, store, check_deps=False) if not store.is_done(u.kind, u.key)]
 
 
-def _packs(units: tp.Sequence[Unit], cfg: ExecutorConfig, busy: int = 0) -> tp.List[tp.List[Unit]]:
+def _packs(units: tp.Sequence[Unit], cfg: ExecutorConfig, slots: int) -> tp.List[tp.List[Unit]]:
+    """At most `slots` jobs. Local jobs all start at once, so units are dealt round-robin over the free slots."""
     per_job = cfg.units_per_job or 1
     atoms: tp.Dict[tp.Any, tp.List[Unit]] = {}  # a group stays together; an ungrouped unit is its own atom
     for i, unit in enumerate(units):
         atoms.setdefault(unit.group or i, []).append(unit)
     parts = list(atoms.values())
     if cfg.kind == "local":
-        # LocalExecutor starts every job at once: at most max_parallel jobs (counting `busy` adopted ones),
-        # atoms dealt round-robin
-        n_jobs = min(math.ceil(len(parts) / per_job), max(1, cfg.parallel - busy))
+        n_jobs = min(math.ceil(len(parts) / per_job), max(0, slots))
         return [[u for part in parts[i::n_jobs] for u in part] for i in range(n_jobs)]
     singles = [part[0] for part in parts if not part[0].group]
     grouped = [part for part in parts if part[0].group]
-    return grouped + [singles[i:i + per_job] for i in range(0, len(singles), per_job)]
+    return (grouped + [singles[i:i + per_job] for i in range(0, len(singles), per_job)])[:max(0, slots)]
 
 
 def _last_line(text: str) -> str:
@@ -257,33 +327,42 @@ def _log_tail(path: tp.Optional[str]) -> str:
         return ""
 
 
-def _submit(units: tp.Sequence[Unit], store: RunStore, cfg: ExecutorConfig, desc: str,
-            watch: JobWatch, busy: int = 0) -> tp.Dict[str, dict]:
-    """Submits under the caller's store lock; job.json is written per array as soon as sbatch answers, so a crash
-    between arrays leaves nothing submitted without a record."""
+class SubmitRefused(RuntimeError):
+    """sbatch said the user's (or account's) submit limit is reached: wait for jobs to end, then submit again."""
+
+
+def _submit(packs: tp.Sequence[tp.List[Unit]], store: RunStore, cfg: ExecutorConfig, desc: str,
+            watch: JobWatch) -> tp.Tuple[tp.Dict[str, dict], tp.Optional[Exception]]:
+    """Submits `packs` (one job each) as arrays; job.json is written per array as soon as sbatch answers, so a crash
+    between arrays leaves nothing submitted without a record. Returns the records and the error that stopped the
+    submission early (the packs after it are not submitted), if any."""
     log_dir = store.log_dir(desc)
     executor = make_executor(cfg, log_dir)
-    for unit in units:
-        store.clear_error(unit.kind, unit.key)
-        store.clear_job(unit.kind, unit.key)
+    for unit in (u for pack in packs for u in pack):
+        store.clear_error(unit.kind, unit.key)  # job.json stays: the caller's claim until the real record lands
         store.write_config(unit.kind, unit.key, unit.config)
-    packs = _packs(units, cfg, busy)
-    chunk = cfg.max_array_size if cfg.kind == "slurm" else len(packs)
+    chunk = cfg.max_array_size if cfg.kind == "slurm" else max(1, len(packs))
     records: tp.Dict[str, dict] = {}
     for start in range(0, len(packs), chunk):
         group = packs[start:start + chunk]
         try:
-            jobs = executor.submit_array([UnitBatch(str(store.root), pack) for pack in group])
-        except Exception as e:
-            raise RuntimeError(f"{desc}: submitting {len(group)} {cfg.kind} jobs failed: {e}") from e
+            gpus = (cfg.gpus_per_node or 0) if cfg.kind == "slurm" and cfg.check_gpus else 0
+            jobs = executor.submit_array([UnitBatch(str(store.root), pack, gpus) for pack in group])
+        except Exception as e:  # noqa: BLE001 -- the caller decides: wait (submit limit) or back off and retry
+            text = str(e) or repr(e.__cause__ or e)  # sbatch killed by its timeout has nothing on stderr
+            if SUBMIT_LIMIT_RE.search(text):
+                return records, SubmitRefused(f"{desc}: the scheduler refused {len(group)} more jobs (submit "
+                                              f"limit): {_last_line(text)}")
+            return records, RuntimeError(f"{desc}: submitting {len(group)} {cfg.kind} jobs failed: "
+                                         f"{_last_line(text)}")
         for job, pack in zip(jobs, group):
             watch.track(job)
             logs = {"stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr)}
             for index, unit in enumerate(pack):
                 store.record_jobs(unit.kind, unit.key, job.job_id, cfg.kind, logs, folder=str(log_dir), desc=desc,
-                                  pack_index=index, pack_size=len(pack))
+                                  pack_index=index, pack_size=len(pack), mem_gb=cfg.mem_gb)
                 records[unit.key] = store.job_record(unit.kind, unit.key)
-    return records
+    return records, None
 
 
 @contextlib.contextmanager
@@ -314,10 +393,31 @@ def _cancel_hint(store: RunStore, records: tp.Iterable[dict]) -> str:
     return "\n".join(lines)
 
 
+@dataclasses.dataclass
+class Report:
+    """What run_units_report made of the units: results of the done ones, and the units that still failed after
+    their retries (each with its cause and log)."""
+
+    results: tp.Dict[str, dict]
+    failures: tp.List[Failure]
+    peak_queued: int = 0  # most jobs this driver had queued or running at once (<= max_queued)
+
+
 def run_units(units: tp.Iterable[Unit], store: tp.Union[RunStore, str, Path],
               executor_cfg: tp.Optional[ExecutorConfig] = None, *, desc: str = "train",
               poll_s: tp.Optional[float] = None, stream: tp.Optional[tp.TextIO] = None) -> tp.Dict[str, dict]:
     """Makes every unit done and returns {key: result}; raises UnitsFailed (after the others finish) if any fail."""
+    report = run_units_report(units, store, executor_cfg, desc=desc, poll_s=poll_s, stream=stream)
+    if report.failures:
+        raise UnitsFailed(report.failures, len(report.results) + len(report.failures), desc)
+    return report.results
+
+
+def run_units_report(units: tp.Iterable[Unit], store: tp.Union[RunStore, str, Path],
+                     executor_cfg: tp.Optional[ExecutorConfig] = None, *, desc: str = "train",
+                     poll_s: tp.Optional[float] = None, stream: tp.Optional[tp.TextIO] = None) -> Report:
+    """Like run_units, but a unit that fails after `max_retries` resubmissions is reported, never raised: the
+    other units (and the stage that asked for them) carry on."""
     store = store if isinstance(store, RunStore) else RunStore(store)
     cfg = executor_cfg if executor_cfg is not None else load_executor_config()
     if not isinstance(desc, str):
@@ -328,6 +428,8 @@ def run_units(units: tp.Iterable[Unit], store: tp.Union[RunStore, str, Path],
     # checksums of what changed since commit, once per call: a damaged entry is quarantined and recomputed, never used
     todo = [u for u in units if not store.is_done(u.kind, u.key, verify="changed")]
     _write_snapshots(todo, store)
+    failures: tp.List[Failure] = []
+    peak = 0
     if todo:
         for line in summary(todo, pending_reasons(todo, store.root), "units"):
             stream.write(f"{desc}: {line}\n")
@@ -336,12 +438,12 @@ def run_units(units: tp.Iterable[Unit], store: tp.Union[RunStore, str, Path],
             if cfg.kind == "debug":
                 failures = _run_in_process(todo, store, progress)
             else:
-                failures = _run_jobs(todo, store, cfg, desc, progress, poll_s)
+                driver = _Driver(store, cfg, desc, progress, poll_s)
+                failures, peak = driver.run(todo), driver.peak_jobs
         finally:
             progress.close()
-        if failures:
-            raise UnitsFailed(failures, len(units), desc)
-    return {u.key: store.result(u.kind, u.key) for u in units}
+    failed = {f.unit.key for f in failures}
+    return Report({u.key: store.result(u.kind, u.key) for u in units if u.key not in failed}, failures, peak)
 
 
 def _write_snapshots(units: tp.Sequence[Unit], store: RunStore) -> None:
@@ -377,83 +479,229 @@ class _Tracked:
     dead_since: tp.Optional[float] = None
 
 
-def _adopt_or_submit(todo: tp.Sequence[Unit], store: RunStore, cfg: ExecutorConfig, desc: str,
-                     progress: Progress, watch: JobWatch) -> tp.Tuple[tp.Dict[str, _Tracked], int, bool]:
-    """Under the store lock: adopt units whose recorded job still runs, submit the others.
+SUBMIT_BACKOFF_S = (5.0, 600.0)  # first and longest wait after a failed or refused sbatch
+SUBMIT_GIVE_UP_S = 3600.0  # sbatch failing (not refusing: that is a limit, waited out) this long fails the units
+OOM_MARKERS = ("OUT_OF_MEMORY", "OutOfMemoryError", "CUDA out of memory", "MemoryError", "oom-kill")
+SCHEDULER_ENDED = {"ENDED", "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED",
+                   "BOOT_FAIL", "DEADLINE"}  # the scheduler says the job is over: its own last heartbeat is moot
 
-    Returns (units to wait for, units found done meanwhile, whether Ctrl-C arrived during submission)."""
-    with store.submit_lock(say=progress.write):
-        pending = [u for u in todo if not store.is_done(u.kind, u.key)]  # a concurrent driver may have finished
-        records = {u.key: store.job_record(u.kind, u.key) for u in pending}  # some while we waited for the lock
-        watch.refresh([r for r in records.values() if r], force=True)
-        adopted: tp.Dict[str, _Tracked] = {}
-        to_submit: tp.List[Unit] = []
-        for unit in pending:
-            record = records[unit.key]
-            try:
-                alive = record is not None and watch.state(record)[0]
-            except ElsewhereError as e:
-                raise StoreError(f"unit {unit.name} ({unit.kind}/{unit.key}): {e}") from None
-            if alive:
-                adopted[unit.key] = _Tracked(unit, record)
-            else:
-                to_submit.append(unit)
-        busy = len({t.record["job_id"] for t in adopted.values()})
-        if adopted:
-            progress.write(f"{desc}: re-attached to {len(adopted)} units in {busy} running jobs")
-        interrupted: tp.List[int] = []
-        if to_submit:
+
+class _Driver:
+    """Waits for units in jobs: adopts the live jobs an earlier driver recorded, submits the rest as the queue cap
+    allows, resubmits a unit whose job failed up to `max_retries` times (more memory after an out-of-memory end),
+    and reports what still failed. The store's submit lock is held only to decide and claim units, never across a
+    scheduler call."""
+
+    def __init__(self, store: RunStore, cfg: ExecutorConfig, desc: str, progress: Progress,
+                 poll_s: tp.Optional[float]):
+        self.store, self.cfg, self.desc, self.progress = store, cfg, desc, progress
+        self.poll = poll_s if poll_s is not None else cfg.poll_interval()
+        self.watch = JobWatch()
+        self.active: tp.Dict[str, _Tracked] = {}
+        self.waiting: tp.List[Unit] = []
+        self.retries: tp.Dict[str, int] = {}
+        self.mem: tp.Dict[str, float] = {}
+        self.failures: tp.List[Failure] = []
+        self.done = progress.bar.n
+        self.cap: tp.Optional[int] = cfg.parallel if cfg.kind == "local" else cfg.max_queued
+        self.base_cap = self.cap  # a refusal lowers `cap`; each accepted submission probes one job higher again
+        self.next_submit = 0.0
+        self.backoff = SUBMIT_BACKOFF_S[0]
+        self.failing_since: tp.Optional[float] = None
+        self.peak_jobs = 0
+        self.known: tp.Dict[str, tp.Optional[dict]] = {}  # the job.json we last saw (or wrote) per unit
+
+    def jobs(self) -> int:
+        return len({t.record["job_id"] for t in self.active.values()})
+
+    def run(self, todo: tp.Sequence[Unit]) -> tp.List[Failure]:
+        try:  # from the start: a Ctrl-C just after the held-back one is released must still print the hint
+            self.adopt(todo)
+            while self.active or self.waiting:
+                self.submit_some()
+                self.poll_active()
+                self.progress.update(self.done, len(self.active) + len(self.waiting), len(self.failures),
+                                     max(1, self.jobs()), sum(self.retries.values()))
+                if self.active or self.waiting:
+                    _sleep(self.poll)
+        except KeyboardInterrupt:
+            self.progress.close()
+            records = [dict(t.record, kind=t.unit.kind) for t in self.active.values()] or [
+                dict(r, kind=u.kind) for u in todo  # interrupted before anything was tracked: what the store says
+                if not self.store.is_done(u.kind, u.key) and (r := self.store.job_record(u.kind, u.key)) is not None]
+            if records:
+                print(_cancel_hint(self.store, records), file=self.progress.stream, flush=True)
+            raise
+        return self.failures
+
+    def adopt(self, todo: tp.Sequence[Unit]) -> None:
+        store = self.store
+        seen = {u.key: store.job_record(u.kind, u.key) for u in todo}
+        self.watch.refresh([r for r in seen.values() if r], force=True)  # outside the lock: sacct may be slow
+        with store.submit_lock(say=self.progress.write):
+            for unit in todo:
+                if store.is_done(unit.kind, unit.key):  # a concurrent driver finished it while we waited
+                    self.done += 1
+                    continue
+                record = self.known[unit.key] = store.job_record(unit.kind, unit.key)
+                failed_there = store.error(unit.kind, unit.key) is not None  # its job may still run other units
+                if record is not None and not failed_there and (record != seen[unit.key]
+                                                                or self._alive(unit, record)[0]):
+                    self.active[unit.key] = _Tracked(unit, record)  # live, or just submitted by another driver
+                else:
+                    self.waiting.append(unit)
+        if self.active:
+            self.progress.write(f"{self.desc}: re-attached to {len(self.active)} units in {self.jobs()} running jobs")
+
+    def _alive(self, unit: Unit, record: dict) -> tp.Tuple[bool, str]:
+        if record.get("executor") == CLAIM:
+            if claim_alive(record):
+                return True, "SUBMITTING"
+            return False, f"not submitted: driver pid {record.get('driver_pid')} on {record.get('host')} is gone"
+        try:
+            alive, state = self.watch.state(record)
+        except ElsewhereError as e:
+            raise StoreError(f"unit {unit.name} ({unit.kind}/{unit.key}): {e}") from None
+        if alive:
+            return True, state
+        beat = self.store.heartbeat(unit.kind, unit.key)
+        fresh = beat is not None and beat["age_s"] < HEARTBEAT_STALE_AFTER * heartbeat_every_s()
+        # a job the scheduler does not show us (PrivateData, another user's job) lives while its heartbeat is
+        # fresh; so does another job that holds the unit's run lock (a duplicate submission left it to that one)
+        if fresh and (str(beat.get("job_id")) != str(record["job_id"]) or state.split(" ")[0] not in SCHEDULER_ENDED):
+            return True, f"{state}, heartbeat {beat['age_s']:.0f}s ago from job {beat.get('job_id')}"
+        return False, state
+
+    def submit_some(self) -> None:
+        if not self.waiting or time.time() < self.next_submit:
+            return
+        slots = len(self.waiting) if self.cap is None else self.cap - self.jobs()
+        if slots <= 0:
+            return
+        tried = slots
+        groups: tp.Dict[tp.Tuple[tp.Any, ...], tp.Tuple[ExecutorConfig, tp.List[Unit]]] = {}
+        for unit in self.waiting:  # one array per distinct resource request
+            cfg = self.unit_cfg(unit)
+            groups.setdefault((unit.kind, cfg.mem_gb, cfg.timeout_min), (cfg, []))[1].append(unit)
+        error: tp.Optional[Exception] = None
+        for cfg, units in groups.values():
+            packs = _packs(units, cfg, slots)
+            if not packs:
+                break
+            with self.store.submit_lock(say=self.progress.write):  # decide and claim; sbatch runs after release
+                packs = [[u for u in pack if self._still_ours(u)] for pack in packs]
+                packs = [p for p in packs if p]
+                for unit in (u for pack in packs for u in pack):
+                    self.known[unit.key] = self.store.claim(unit.kind, unit.key, desc=self.desc)
             with _sigint_deferred() as interrupted:
-                submitted = _submit(to_submit, store, cfg, desc, watch, busy)
-            adopted.update({u.key: _Tracked(u, submitted[u.key]) for u in to_submit})
-    return adopted, len(todo) - len(pending), bool(interrupted)
+                records, error = _submit(packs, self.store, cfg, self.desc, self.watch)
+            self.known.update(records)
+            submitted = {u.key for pack in packs for u in pack if u.key in records}
+            for unit in (u for pack in packs for u in pack if u.key not in submitted):
+                self.store.clear_job(unit.kind, unit.key)  # release the claim: free for any driver again
+                self.known[unit.key] = None
+            for unit in (u for pack in packs for u in pack if u.key in submitted):
+                self.active[unit.key] = _Tracked(unit, records[unit.key])
+            self.waiting = [u for u in self.waiting if u.key not in submitted and u.key not in self.active]
+            slots -= len({records[k]["job_id"] for k in submitted})
+            self.peak_jobs = max(self.peak_jobs, self.jobs())
+            if interrupted:
+                raise KeyboardInterrupt
+            if error is not None or slots <= 0:
+                break
+        if error is None:
+            self.backoff, self.failing_since = SUBMIT_BACKOFF_S[0], None
+            if self.cap != self.base_cap and self.cap is not None:
+                self.cap = self.cap + 1 if self.base_cap is None else min(self.base_cap, self.cap + 1)
+            return
+        now = time.time()
+        if isinstance(error, SubmitRefused):
+            # the limit counts every job of ours on the cluster, not only this driver's: queue no more than what
+            # the scheduler accepted, until jobs end
+            # (an array crossing the limit is refused whole: with nothing of ours queued, try a smaller one)
+            self.cap = max(1, self.jobs()) if self.jobs() else max(1, min(tried, self.cap or tried) // 2)
+            self.progress.write(f"{error}; waiting for running jobs to end (queued now: {self.jobs()})")
+        else:
+            self.failing_since = self.failing_since or now
+            if now - self.failing_since > SUBMIT_GIVE_UP_S:
+                for unit in self.waiting:
+                    self.failures.append(Failure(unit, f"not submitted: {error}", ""))
+                    self.progress.write(self.failures[-1].line())
+                self.waiting = []
+                return
+            self.progress.write(f"{error}; retrying in {self.backoff:.0f}s")
+        self.next_submit = now + self.backoff
+        self.backoff = min(SUBMIT_BACKOFF_S[1], self.backoff * 2)
 
+    def unit_cfg(self, unit: Unit) -> ExecutorConfig:
+        """The unit's kind profile, with the memory an out-of-memory retry raised and the --time its estimate asks."""
+        cfg = self.cfg.for_kind(unit.kind)
+        changes: tp.Dict[str, tp.Any] = {}
+        if unit.key in self.mem:
+            changes["mem_gb"] = self.mem[unit.key]
+        if cfg.kind == "slurm" and cfg.time_safety_factor is not None and unit.estimate_s is not None:
+            limit = partition_time_limit_min(cfg.partition)
+            changes["timeout_min"] = unit_time_min(cfg, unit.estimate_s * (cfg.units_per_job or 1), limit)
+        return dataclasses.replace(cfg, **changes) if changes else cfg
 
-def _run_jobs(todo: tp.Sequence[Unit], store: RunStore, cfg: ExecutorConfig, desc: str, progress: Progress,
-              poll_s: tp.Optional[float]) -> tp.List[Failure]:
-    watch = JobWatch()
-    active: tp.Dict[str, _Tracked] = {}
-    failures: tp.List[Failure] = []
-    try:  # from the start: a Ctrl-C just after the held-back one is released must still print the hint
-        active, done_meanwhile, interrupted = _adopt_or_submit(todo, store, cfg, desc, progress, watch)
-        done = progress.bar.n + done_meanwhile
-        poll = poll_s if poll_s is not None else cfg.poll_interval()
-        grace = SLURM_LOST_GRACE_S if any(t.record.get("executor") == "slurm" for t in active.values()) else 0.0
-        if interrupted:
-            raise KeyboardInterrupt
-        while active:
-            watch.refresh([t.record for t in active.values()])
-            alive_jobs = set()
-            for key, tracked in list(active.items()):
-                unit, record = tracked.unit, tracked.record
-                alive, state = watch.state(record)  # sampled before is_done: a job that ended after committing
-                if store.is_done(unit.kind, unit.key):  # is seen as done, never as lost
-                    seconds = ((store.manifest(unit.kind, unit.key) or {}).get("meta") or {}).get("seconds")
-                    if isinstance(seconds, (int, float)):
-                        progress.durations.append(float(seconds))
-                    done += 1
-                    del active[key]
-                    continue
-                failure = _failure(store, tracked, alive, state, grace)
-                if failure is None:
-                    if alive:
-                        alive_jobs.add(record["job_id"])
-                    continue
-                failures.append(failure)
-                progress.write(failure.line())
-                del active[key]
-            progress.update(done, len(active), len(failures), max(1, len(alive_jobs)))
-            if active:
-                _sleep(poll)
-    except KeyboardInterrupt:
-        progress.close()
-        records = [dict(t.record, kind=t.unit.kind) for t in active.values()] or [
-            dict(r, kind=u.kind) for u in todo  # interrupted before `active` was returned: what the store records
-            if not store.is_done(u.kind, u.key) and (r := store.job_record(u.kind, u.key)) is not None]
-        if records:
-            print(_cancel_hint(store, records), file=progress.stream, flush=True)
-        raise
-    return failures
+    def _still_ours(self, unit: Unit) -> bool:
+        """Under the submit lock: false if the unit got done, or another driver submitted it, since we decided."""
+        if self.store.is_done(unit.kind, unit.key):
+            self.done += 1
+            self.waiting.remove(unit)
+            return False
+        record = self.store.job_record(unit.kind, unit.key)
+        if record is not None and record != self.known.get(unit.key):  # another driver submitted it meanwhile
+            self.known[unit.key] = record
+            self.active[unit.key] = _Tracked(unit, record)
+            self.waiting.remove(unit)
+            return False
+        return True
+
+    def poll_active(self) -> None:
+        self.watch.refresh([t.record for t in self.active.values()])
+        grace = SLURM_LOST_GRACE_S if self.cfg.kind == "slurm" else 0.0
+        for key, tracked in list(self.active.items()):
+            if tracked.record.get("executor") == CLAIM:  # another driver's submission: its record may have landed
+                tracked.record = self.store.job_record(tracked.unit.kind, tracked.unit.key) or tracked.record
+            unit, record = tracked.unit, tracked.record
+            alive, state = self._alive(unit, record)  # sampled before is_done: a job that ended after committing
+            if self.store.is_done(unit.kind, unit.key):  # is seen as done, never as lost
+                seconds = ((self.store.manifest(unit.kind, unit.key) or {}).get("meta") or {}).get("seconds")
+                if isinstance(seconds, (int, float)):
+                    self.progress.durations.append(float(seconds))
+                self.done += 1
+                del self.active[key]
+                continue
+            failure = _failure(self.store, tracked, alive, state, grace)
+            if failure is None:
+                continue
+            del self.active[key]
+            self.retry_or_fail(failure, record, state)
+
+    def retry_or_fail(self, failure: Failure, record: dict, state: str) -> None:
+        unit, cfg = failure.unit, self.cfg.for_kind(failure.unit.kind)
+        oom = any(m in failure.error or m in state for m in OOM_MARKERS) or any(
+            m in (self.store.error(unit.kind, unit.key) or "") for m in OOM_MARKERS)
+        attempt = self.retries.get(unit.key, 0) + 1
+        cause = ("out of memory: " if oom else "") + failure.error
+        self.store.record_attempt(unit.kind, unit.key, cause, job_id=str(record.get("job_id")), log=failure.log,
+                                  retry=attempt <= cfg.max_retries)
+        if attempt > cfg.max_retries:
+            failure.retries = attempt - 1
+            self.failures.append(failure)
+            self.progress.write(failure.line())
+            return
+        self.retries[unit.key] = attempt
+        mem = self.mem.get(unit.key, cfg.mem_gb)
+        if oom and mem is not None:
+            raised = mem * cfg.oom_mem_factor
+            self.mem[unit.key] = min(raised, cfg.max_mem_gb) if cfg.max_mem_gb else raised
+        more = f", mem {self.mem[unit.key]:g} GB" if unit.key in self.mem else ""
+        self.progress.write(f"retrying unit {unit.name} ({unit.key}), attempt {attempt + 1} of "
+                            f"{cfg.max_retries + 1}{more}: {cause}; log: {failure.log}")
+        self.store.clear_error(unit.kind, unit.key)
+        self.waiting.append(unit)
 
 
 def _failure(store: RunStore, tracked: _Tracked, alive: bool, state: str, grace: float) -> tp.Optional[Failure]:

@@ -9,9 +9,10 @@ without software metadata), so committed results only change when the numbers do
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from pipeline import atomic_io, inputs
+from pipeline import atomic_io, inputs, outcomes
 from pipeline.plot_common import FigureResult, remove_stale
 from pipeline.plots import figure2, figure3, lr_figure, noisy_bars
 from pipeline.plots_grid import figure7, heatmaps
@@ -44,17 +45,55 @@ def figures(inp: inputs.Inputs, plots_dir: Path) -> dict[str, FigureResult]:
     return out
 
 
+TABLE_SUITES = {"T2": ("natural",), "T3": ("adversarial",), "T4": ("variants", "adversarial"), "T5": ("underfit",),
+                "T6": ("lr_sensitivity",), "F12": ("lr_sensitivity",)}
+
+
+def unfinished(artifacts: Path) -> list[outcomes.Mark]:
+    read = lambda stage, name: inputs._read_json(Path(artifacts) / stage / name, [])  # noqa: E731
+    return outcomes.summary(read("train", "runs.json"), read("attack", "results.json"),
+                            read("prune", "results.json"))
+
+
+def mark_unfinished(tables: dict, marks: list[outcomes.Mark]) -> None:
+    """A diverged or failed run counts in no mean (n says how many did): its rows and the table's notes say so."""
+    for tid, table in tables.items():
+        mine = [m for m in marks if m.suite in TABLE_SUITES.get(tid, ())]
+        lines = [m.line for m in mine]
+        outcomes.mark_rows(table.rows, table.keys, mine)
+        if lines:
+            table.notes.append("Not in the means above:\n\n" + "\n".join(f"- {line}" for line in lines))
+
+
+def unfinished_section(marks: list[outcomes.Mark]) -> str:
+    if not marks:
+        return ""
+    return ("\n## Diverged and failed runs\n\nDiverged runs are results (the loss became non-finite; the paper's "
+            "grids have such cells) and are never retried. Failed units are retried by the next `dvc repro`.\n\n"
+            + "\n".join(f"- {m.line}" for m in marks) + "\n")
+
+
 def aggregate(params: Path, artifacts: Path, out: Path) -> dict:
     out = Path(out)
     inp = inputs.load(Path(artifacts), Path(params))
+    marks = unfinished(Path(artifacts))
     tables = all_tables(inp)
+    mark_unfinished(tables, marks)
     for t in tables.values():
         t.write(out / "tables")
     figs = figures(inp, out / "plots")
     claims = all_claims(inp)
     m = metrics(inp, tables, claims)
+    m["runs_diverged"] = sum(mark.status == outcomes.DIVERGED for mark in marks)
+    m["units_failed"] = sum(mark.status == outcomes.FAILED for mark in marks)
     atomic_io.write_json(out / "metrics.json", m)
-    atomic_io.write_text(out / "README.md", readme(inp, tables, figs, Path(params).as_posix(), m, claims))
+    text = readme(inp, tables, figs, Path(params).as_posix(), m, claims) + unfinished_section(marks)
+    atomic_io.write_text(out / "README.md", text)
+    failed = [mark.line for mark in marks if mark.status == outcomes.FAILED]
+    if failed:
+        print(f"aggregate: the tables and figures are complete except for {len(failed)} failed cells (marked "
+              "'failed'); run `dvc repro` again to retry exactly those units:\n"
+              + "\n".join(f"  {line}" for line in failed), file=sys.stderr, flush=True)
     return m
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from jobs.executors import load_executor_config
-from jobs.submit import run_units
-from pipeline.common import ARTIFACTS, make_unit, open_store, stage_args, unit_env, write_json
+from jobs.submit import run_units_report
+from pipeline import outcomes
+from pipeline.common import ARTIFACTS, executor_config, make_unit, open_store, stage_args, unit_env, write_json
 from pipeline.cost import check_budget
 from pipeline.evaluated import base_eval_config, check_trained, trained_runs
 from pipeline.params import load_params
@@ -45,11 +45,11 @@ def main() -> None:
     args = stage_args(__doc__)
     params = load_params(args.params)
     aa, adv = params.autoattack, params.adversarial
-    executor = load_executor_config()
+    executor = executor_config()
     store = open_store()
     runs = trained_runs(ATTACKED_SUITES)
-    plan = []
-    for rec in runs:
+    plan, out = [], [outcomes.skipped_record(rec) for rec in runs if not outcomes.usable(rec)]
+    for rec in filter(outcomes.usable, runs):
         n = test_size(rec["dataset"], params.data.root, aa.n_test)
         shards = shard_bounds(n, aa.shards, aa.block_size)
         for start, stop in block_bounds(n, aa.block_size):
@@ -61,17 +61,22 @@ def main() -> None:
             plan.append((rec, unit))
     check_trained(store, plan, "attack")
     check_budget([u for _, u in plan], store, executor, "attack")
-    results = run_units([u for _, u in plan], store, executor, desc="attack")
+    report = run_units_report([u for _, u in plan], store, executor, desc="attack")
+    failures = {f.unit.key: f for f in report.failures}
     merged: dict[str, dict] = {}
     for rec, unit in plan:
-        r = results[unit.key]
-        m = merged.setdefault(rec["suite"] + rec["key"], {"rec": rec, "shards": [], "env": []})
-        m["shards"].append(dict(r, unit_key=unit.key))
+        m = merged.setdefault(rec["suite"] + rec["key"], {"rec": rec, "shards": [], "env": [], "failed": None})
+        if unit.key in failures:  # a model's robust accuracy needs every block
+            m["failed"] = m["failed"] or failures[unit.key]
+            continue
+        m["shards"].append(dict(report.results[unit.key], unit_key=unit.key))
         env = unit_env(store, unit)
         if env not in m["env"]:
             m["env"].append(env)
-    out = []
     for m in merged.values():
+        if m["failed"] is not None:
+            out.append({**outcomes.skipped_record(m["rec"]), **outcomes.failure_fields(m["failed"]), "skipped": None})
+            continue
         shards = sorted(m["shards"], key=lambda s: s["start"])
         for a, b in zip([{"stop": 0}] + shards, shards):
             if a["stop"] != b["start"]:
@@ -85,6 +90,7 @@ def main() -> None:
     out.sort(key=lambda r: (r["suite"], r["dataset"], r["key"]))
     write_json(ARTIFACTS / "attack" / "results.json", out)
     print(f"attack: {len(out)} models, {len(plan)} blocks")
+    outcomes.report("attack", report.failures, len(plan))
 
 
 if __name__ == "__main__":

@@ -18,9 +18,41 @@ ARTIFACTS = Path("artifacts")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+def workspace() -> Path | None:
+    """The user's workspace when DVC runs this stage in a temporary copy of it (`dvc exp run --temp`, `--queue`):
+    DVC then sets $DVC_ROOT to the workspace while the stage runs elsewhere. None for a stage run in place."""
+    root = os.environ.get("DVC_ROOT")
+    if root and Path(root).resolve() != Path.cwd().resolve():
+        return Path(root).resolve()
+    return None
+
+
 def store_root() -> Path:
-    """The run store; on a cluster point $AWD_STORE at a shared filesystem."""
-    return Path(os.environ.get("AWD_STORE", "runs")).resolve()
+    """The run store; on a cluster point $AWD_STORE at a shared filesystem. A temporary experiment copy uses the
+    workspace's store, never one of its own (it would recompute everything, and vanish with the copy)."""
+    if os.environ.get("AWD_STORE"):
+        return Path(os.environ["AWD_STORE"]).resolve()
+    return ((workspace() or Path.cwd()) / "runs").resolve()
+
+
+def executor_config():
+    """Where units run: executor.yaml / $AWD_EXECUTOR_CONFIG / $AWD_EXECUTOR, as for `dvc repro`. A temporary
+    experiment copy has no executor.yaml of its own (it is not in git): it uses the workspace's, and refuses to
+    run rather than fall back to training on this machine."""
+    from jobs.executors import DEFAULT_FILE, ENV_FILE, ENV_KIND, ExecutorConfigError, load_executor_config
+
+    ws = workspace()
+    if ws is None or os.environ.get(ENV_FILE) or Path(DEFAULT_FILE).is_file():
+        return load_executor_config()
+    if (ws / DEFAULT_FILE).is_file():
+        return load_executor_config(ws / DEFAULT_FILE)
+    if os.environ.get(ENV_KIND):
+        return load_executor_config()
+    raise ExecutorConfigError(
+        f"this stage runs in a temporary copy of the workspace ({Path.cwd()}; `dvc exp run --temp` or `--queue`) "
+        f"and finds no executor settings: neither {ws / DEFAULT_FILE} nor ${ENV_FILE} / ${ENV_KIND}. Refusing to "
+        f"run the units on this machine by default; create {ws / DEFAULT_FILE} (e.g. `kind: slurm`), or set "
+        f"${ENV_FILE} to an absolute path. Units go to the store {store_root()} ($AWD_STORE)")
 
 
 def open_store() -> RunStore:

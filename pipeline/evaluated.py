@@ -8,6 +8,7 @@ from pipeline.common import ARTIFACTS, read_json
 
 
 def trained_runs(suites: tuple[str, ...]) -> list[dict]:
+    """Every recorded run of `suites`, once per (suite, key), whatever its status (see pipeline.outcomes.usable)."""
     path = ARTIFACTS / "train" / "runs.json"
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run `dvc repro train` first")

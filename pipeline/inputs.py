@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from pipeline import outcomes
+
 RUN_ACC_COLUMNS = ("val_acc", "val_robust_acc", "test_acc", "train_acc", "best_val_val_acc", "best_val_test_acc")
 METHOD_ORDER = {"fixed": 0, "awd": 1, "adadecay": 2, "none": 3}
 
@@ -32,6 +34,9 @@ def _read_json(path: Path, default):
 
 def _run_row(rec: dict) -> dict:
     label, cfg, metrics = rec.get("label") or {}, rec.get("config") or {}, rec.get("metrics") or {}
+    status = outcomes.status_of(rec)
+    if status != outcomes.DONE:  # a diverged or failed run counts in no mean; its cell is marked instead
+        metrics = {"status": status, "diverged_epoch": metrics.get("diverged_epoch"), "log": rec.get("log")}
     row = {
         "suite": rec["suite"], "study": int(rec.get("study", 0)), "dataset": rec["dataset"], "key": rec["key"],
         # Fields a suite leaves out of its label come from the resolved run config (e.g. natural runs' lr).
@@ -111,6 +116,8 @@ def load(artifacts: Path, params_path: Path) -> Inputs:
     attacks = attacks.drop_duplicates("key")  # a run shared by two suites (Table 4's sweep rows) is one model
     prune_rows = []
     for r in _read_json(artifacts / "prune" / "results.json", []):
+        if "amount" not in r:  # skipped (model diverged or failed) or failed: no accuracy to show
+            continue
         label = r.get("label") or {}
         prune_rows.append({"key": r["key"], "suite": r["suite"], "dataset": r["dataset"],
                            "lr": label.get("lr"), "method": label.get("method"), "value": label.get("value"),

@@ -156,6 +156,16 @@ def noisy_bars(inp: Inputs, out_dir: Path, fid: str, dataset: str) -> FigureResu
     return FigureResult(fid, note=note)
 
 
+def unfinished_lrs(inp: Inputs, dataset: str) -> dict:
+    """lr -> "diverged" / "failed" for the lr_sensitivity lrs of `dataset` none of whose runs finished."""
+    df = inp.suite_runs("lr_sensitivity")
+    if df.empty or "status" not in df.columns:
+        return {}
+    df = df[df["dataset"] == dataset]
+    status = df["status"].fillna("done")
+    return {float(lr): sorted(set(g))[0] for lr, g in status.groupby(df["lr"]) if not (g == "done").any()}
+
+
 def lr_figure(inp: Inputs, out_dir: Path, fid: str, dataset: str | None) -> FigureResult:
     """Test accuracy vs lr (mean ± std over seeds) and accuracy after 70% global L1 pruning."""
     reason = missing_reason(inp, "lr_sensitivity")
@@ -184,6 +194,10 @@ def lr_figure(inp: Inputs, out_dir: Path, fid: str, dataset: str | None) -> Figu
                                if r["dataset"] == pds and r["method"] == m and math.isclose(r["amount"], amount))
                     ax.plot([a for a, _ in p], [b for _, b in p], ":", color=COLORS.get(m), label=f"paper {m}")
             parts.append(d.assign(panel=panel))
+            for lr, status in unfinished_lrs(inp, ds).items():  # a collapsed lr: a red ✕ on the axis, not a gap
+                ax.plot([lr], [0.03], "x", color="red", ms=9, transform=ax.get_xaxis_transform())
+                ax.annotate(status, (lr, 0.07), xycoords=("data", "axes fraction"), color="red", fontsize=7,
+                            ha="center")
             ax.set_xscale("log")
             ax.set_xlabel("learning rate")
             ax.set_ylabel("test acc (%)")

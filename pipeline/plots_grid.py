@@ -27,11 +27,15 @@ def grid_frame(inp: Inputs, method: str = "fixed") -> pd.DataFrame:
         df = df.assign(wd=df["value"])
     if df.empty:
         return pd.DataFrame(columns=cols)
-    df = df.assign(val_acc=col(df, "val_acc"), test_acc=col(df, "test_acc"),
+    status = df["status"].fillna("done").astype(str) if "status" in df.columns else "done"
+    df = df.assign(val_acc=col(df, "val_acc"), test_acc=col(df, "test_acc"), status=status,
                    name=df["name"].fillna("grid").astype(str), model=df["model"].fillna("").astype(str))
-    out = (df.groupby(["study", "name", "dataset", "model", "lr", "wd"], sort=True)[["val_acc", "test_acc"]]
-           .mean().reset_index())
-    return out[cols]
+    keys = ["study", "name", "dataset", "model", "lr", "wd"]
+    out = df.groupby(keys, sort=True)[["val_acc", "test_acc"]].mean().reset_index()
+    # a cell none of whose runs finished is marked as the paper marks collapsed cells, not left blank
+    marks = df.groupby(keys, sort=True)["status"].agg(lambda s: "" if (s == "done").any() else sorted(s)[0])
+    out["mark"] = marks.to_numpy()
+    return out[cols + ["mark"]]
 
 
 def is_resnet32(cells: pd.DataFrame) -> bool:
@@ -53,7 +57,8 @@ def _title(g: pd.DataFrame) -> str:
 
 
 def _heat(ax, g: pd.DataFrame, metric: str, ylabel: str = "λ_wd") -> None:
-    piv = g.pivot_table(index="wd", columns="lr", values=metric, aggfunc="mean").sort_index().sort_index(axis=1)
+    piv = (g.pivot_table(index="wd", columns="lr", values=metric, aggfunc="mean", dropna=False)
+           .sort_index().sort_index(axis=1))
     im = ax.imshow(piv.to_numpy(float), origin="lower", cmap="viridis", aspect="auto")
     ax.set_xticks(range(piv.shape[1]), [f"{v:.2g}" for v in piv.columns], rotation=45)
     ax.set_yticks(range(piv.shape[0]), [f"{v:.2g}" for v in piv.index])
@@ -61,8 +66,12 @@ def _heat(ax, g: pd.DataFrame, metric: str, ylabel: str = "λ_wd") -> None:
     ax.set_ylabel(ylabel)
     vals = piv.to_numpy(float)
     best = np.unravel_index(np.nanargmax(vals), vals.shape) if np.isfinite(vals).any() else None
+    marks = g.pivot_table(index="wd", columns="lr", values="mark", aggfunc="first").reindex_like(piv)
     for (i, j), v in np.ndenumerate(vals):
-        if math.isfinite(v):
+        mark = marks.iat[i, j] if isinstance(marks.iat[i, j], str) else ""
+        if not math.isfinite(v) and mark:
+            ax.text(j, i, "✕\n" + mark, ha="center", va="center", color="red", fontsize=7)
+        elif math.isfinite(v):
             ax.text(j, i, f"{v:.1f}" + ("*" if (i, j) == best else ""), ha="center", va="center",
                     color="white" if v < np.nanmean(vals) else "black", fontsize=8)
     ax.figure.colorbar(im, ax=ax, label=f"{metric.replace('_', ' ')} (%)")

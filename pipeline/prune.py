@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from jobs.executors import load_executor_config
-from jobs.submit import run_units
-from pipeline.common import ARTIFACTS, make_unit, open_store, stage_args, unit_env, write_json
+from jobs.submit import run_units_report
+from pipeline import outcomes
+from pipeline.common import ARTIFACTS, executor_config, make_unit, open_store, stage_args, unit_env, write_json
 from pipeline.cost import check_budget
 from pipeline.evaluated import base_eval_config, check_trained, trained_runs
 from pipeline.params import load_params
@@ -16,24 +16,31 @@ PRUNE_FN = "pipeline.units.prune:prune_unit"
 def main() -> None:
     args = stage_args(__doc__)
     params = load_params(args.params)
-    executor = load_executor_config()
+    executor = executor_config()
     store = open_store()
-    plan = []
+    plan, out = [], []
     for rec in trained_runs(PRUNED_SUITES):
+        if not outcomes.usable(rec):
+            out.append(outcomes.skipped_record(rec))
+            continue
         config = dict(base_eval_config(rec, params.data.root), amounts=list(params.prune.amounts))
         plan.append((rec, make_unit("prune", PRUNE_FN, config, f"prune {rec['suite']} {rec['label']}")))
     check_trained(store, plan, "prune")
     check_budget([u for _, u in plan], store, executor, "prune")
-    results = run_units([u for _, u in plan], store, executor, desc="prune")
-    out = []
+    report = run_units_report([u for _, u in plan], store, executor, desc="prune")
+    failures = {f.unit.key: f for f in report.failures}
     for rec, unit in plan:
+        if unit.key in failures:
+            out.append({**outcomes.skipped_record(rec), **outcomes.failure_fields(failures[unit.key]), "skipped": None})
+            continue
         env = unit_env(store, unit)
-        for row in results[unit.key]["rows"]:
+        for row in report.results[unit.key]["rows"]:
             out.append({"key": rec["key"], "suite": rec["suite"], "dataset": rec["dataset"], "label": rec["label"],
                         **row, "env": env})
-    out.sort(key=lambda r: (r["suite"], r["dataset"], r["key"], r["amount"]))
+    out.sort(key=lambda r: (r["suite"], r["dataset"], r["key"], r.get("amount", -1.0)))
     write_json(ARTIFACTS / "prune" / "results.json", out)
     print(f"prune: {len(plan)} models x {len(params.prune.amounts)} amounts")
+    outcomes.report("prune", report.failures, len(plan))
 
 
 if __name__ == "__main__":

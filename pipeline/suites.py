@@ -136,8 +136,10 @@ def best_by_val(specs: list[RunSpec], metrics: dict[int, dict]) -> dict[tuple, R
 
 def adversarial_replicates(params, specs: list[RunSpec], metrics: dict[int, dict]) -> list[RunSpec]:
     """The extra seeds (`best_seeds`) of each method's val-selected best sweep value: the compared best runs get
-    n >= 2 without re-running the whole sweep per seed. `specs`/`metrics` are the adversarial sweep's runs."""
-    sweep = [(s, metrics[i]) for i, s in enumerate(specs) if s.suite == "adversarial" and "seed" not in s.label]
+    n >= 2 without re-running the whole sweep per seed. `metrics`: index in `specs` -> metrics of the runs that
+    finished (diverged and failed runs left out)."""
+    sweep = [(s, metrics[i]) for i, s in enumerate(specs)  # a diverged or failed run is never the best
+             if s.suite == "adversarial" and "seed" not in s.label and i in metrics]
     best = best_by_val([s for s, _ in sweep], dict(enumerate(m for _, m in sweep)))
     out = []
     for (study, method), spec in sorted(best.items(), key=lambda kv: (kv[0][0], kv[0][1])):

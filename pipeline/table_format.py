@@ -82,8 +82,8 @@ class Table:
         return buf.getvalue()
 
     def markdown_body(self) -> str:
-        if self.missing:
-            return f"_{self.missing}_\n"
+        if self.missing:  # the notes still say which runs diverged or failed
+            return f"_{self.missing}_\n" + "".join(f"\n{n}\n" for n in self.notes)
         head = self.keys + ["metric", "ours (mean ± std [95% CI])", "n", "paper", "Δ (ours − paper)", "note"]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in self.rows:

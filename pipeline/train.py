@@ -15,9 +15,9 @@ import numpy as np
 
 from awd.checkpoint import save_npz
 
-from jobs.executors import load_executor_config
-from jobs.submit import run_units
-from pipeline.common import ARTIFACTS, make_unit, open_store, stage_args, unit_env, write_json
+from jobs.submit import run_units_report
+from pipeline import outcomes
+from pipeline.common import ARTIFACTS, executor_config, make_unit, open_store, stage_args, unit_env, write_json
 from pipeline.cost import check_budget, gpu_hours, train_flops
 from pipeline.params import check_data, load_params
 from pipeline.suites import RunSpec, adversarial_replicates, independent_runs, natural_awd
@@ -31,10 +31,13 @@ def describe(spec: RunSpec) -> str:
     return f"{spec.suite}[{spec.study}] {spec.dataset} {label}"
 
 
-def unit_for(spec: RunSpec, params):
+def unit_for(spec: RunSpec, params, executor=None):
     prepared = (ARTIFACTS / "prepare" / f"{spec.dataset}.npz").resolve()
     config = dict(spec.config, _prepared=str(prepared), _data_root=str(Path(params.data.root).resolve()))
-    return make_unit("train", TRAIN_FN, config, describe(spec))
+    unit = make_unit("train", TRAIN_FN, config, describe(spec))
+    if executor is not None and executor.for_kind("train").time_safety_factor is not None:
+        unit.estimate_s = train_flops(spec.config) / (executor.for_kind("train").tflops * 1e12)
+    return unit
 
 
 def estimate_dog(store, unit, study) -> dict:
@@ -77,16 +80,18 @@ def check_configs(specs: list[RunSpec]) -> None:
         raise SystemExit("train: invalid run configs (nothing was submitted):\n" + "\n".join(errors))
 
 
-def record(spec: RunSpec, unit, metrics: dict, env: dict | None = None) -> dict:
-    return {"suite": spec.suite, "study": spec.study, "dataset": spec.dataset, "label": spec.label,
-            "key": unit.key, "config": spec.config, "metrics": metrics, "env": env}
+def record(spec: RunSpec, unit, metrics: dict | None, failure=None, env: dict | None = None) -> dict:
+    rec = {"suite": spec.suite, "study": spec.study, "dataset": spec.dataset, "label": spec.label,
+           "key": unit.key, "config": spec.config, "metrics": metrics, "status": outcomes.train_status(metrics),
+           "env": env}
+    return rec if failure is None else {**rec, **outcomes.failure_fields(failure)}
 
 
 def export_unfit(store, records: list[dict], params) -> None:
     from pipeline.units.data import load_prepared, load_sets, train_labels
 
     for rec in records:
-        if rec["suite"] != "underfit" or rec["label"]["method"] != "awd":
+        if rec["suite"] != "underfit" or rec["label"]["method"] != "awd" or not outcomes.usable(rec):
             continue
         entry = store.path("train", rec["key"])
         correct = np.load(entry / "train_correct.npy")
@@ -106,16 +111,17 @@ def main() -> None:
     args = stage_args(__doc__)
     params = load_params(args.params)
     check_data(params)
-    executor = load_executor_config()
+    executor = executor_config()
     store = open_store()
 
     specs = independent_runs(params)
     check_configs(specs)
-    units = [unit_for(s, params) for s in specs]
+    units = [unit_for(s, params, executor) for s in specs]
     check_budget(units, store, executor, "train", extra_gpu_hours=gpu_hours(sum(
         train_flops(dict(s.config, wd_method="awd")) for s, u in zip(specs, units)
         if s.suite == "natural" and not store.is_done("train", u.key))))  # their AWD runs follow (phase 2)
-    results = run_units(units, store, executor, desc="train")
+    report = run_units_report(units, store, executor, desc="train")
+    results, failures = report.results, {f.unit.key: f for f in report.failures}
 
     estimates, phase2, natural = [], [], []
     shutil.rmtree(OUT, ignore_errors=True)
@@ -123,6 +129,8 @@ def main() -> None:
     (OUT / "unfit").mkdir(parents=True)
     # phase 1's natural-suite runs are exactly its fixed-λ runs, the ones the DoG is estimated from
     for spec, unit in ((s, u) for s, u in zip(specs, units) if s.suite == "natural"):
+        if outcomes.train_status(results.get(unit.key)) != outcomes.DONE:
+            continue  # diverged or failed (runs.json says which): no trace, so no DoG and no AWD run from it
         est = estimate_dog(store, unit, params.suites.natural[spec.study])
         write_json(OUT / "traces" / f"{unit.key}.json", est.pop("curve"))
         estimates.append({"dataset": spec.dataset, "study": spec.study, "seed": spec.label["seed"],
@@ -132,21 +140,28 @@ def main() -> None:
         e["pooled_dog"] = pooled_dog(estimates, e["study"])
     for spec in natural:
         phase2.append(natural_awd(params, spec, pooled_dog(estimates, spec.study)))
-    phase2 += adversarial_replicates(params, specs, {i: results[u.key] for i, u in enumerate(units)})
-    phase2_units = [unit_for(s, params) for s in phase2]
+    phase2 += adversarial_replicates(params, specs, {i: results[u.key] for i, u in enumerate(units)
+                                                     if outcomes.train_status(results.get(u.key)) == outcomes.DONE})
+    phase2_units = [unit_for(s, params, executor) for s in phase2]
     desc2 = "train (phase 2: AWD with the pooled DoG, extra seeds of the best adversarial runs)"
     check_budget(phase2_units, store, executor, desc2)
-    results.update(run_units(phase2_units, store, executor, desc=desc2))
+    report2 = run_units_report(phase2_units, store, executor, desc=desc2)
+    results.update(report2.results)
+    failures.update({f.unit.key: f for f in report2.failures})
     for spec, unit in zip(phase2, phase2_units):
-        if spec.suite == "natural":
+        if spec.suite == "natural" and outcomes.train_status(results.get(unit.key)) == outcomes.DONE:
             curve = estimate_dog(store, unit, params.suites.natural[spec.study])["curve"]
             write_json(OUT / "traces" / f"{unit.key}.json", curve)
 
-    records = [record(s, u, results[u.key], unit_env(store, u)) for s, u in zip(specs + phase2, units + phase2_units)]
+    records = [record(s, u, results.get(u.key), failures.get(u.key), unit_env(store, u) if u.key in results else None)
+               for s, u in zip(specs + phase2, units + phase2_units)]
     write_json(OUT / "dog_estimates.json", estimates)
     export_unfit(store, records, params)
     write_json(OUT / "runs.json", records)
-    print(f"train: {len(records)} runs ({len({r['key'] for r in records})} distinct) recorded in {OUT}/runs.json")
+    diverged = sum(r["status"] == outcomes.DIVERGED for r in records)
+    print(f"train: {len(records)} runs ({len({r['key'] for r in records})} distinct) recorded in {OUT}/runs.json"
+          + (f"; {diverged} diverged (a result: marked in the tables, never retried)" if diverged else ""))
+    outcomes.report("train", list(failures.values()), len(units) + len(phase2_units))
 
 
 if __name__ == "__main__":

@@ -233,6 +233,8 @@ JobAcctGatherFrequency=30
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 AccountingStorageTRES=gres/gpu
+# QOS / association limits apply as on a real site (none are set for root: safe); takes effect on a restart
+AccountingStorageEnforce=limits,qos,associations
 JobCompType=jobcomp/none
 GresTypes=gpu
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus Sockets=$sockets CoresPerSocket=$cores ThreadsPerCore=$threads RealMemory=$mem Gres=gpu:$NGPUS State=UNKNOWN

@@ -1,5 +1,6 @@
 """run_units with the debug and local executors, re-attaching, concurrent drivers, and executor settings."""
 
+import dataclasses
 import io
 import json
 import os
@@ -147,12 +148,19 @@ def test_local_failure_others_finish_and_rerun_retries_only_it(tmp_path, monkeyp
     assert f"({failed_key}) failed" in str(info.value) and failure.log in str(info.value)
     assert f"({failed_key}) failed" in stream.getvalue()  # reported while the others were still running
     assert [store.is_done("toy", u.key) for u in marker_units] == [False, True, True]
-    assert [runs(tmp_path, x) for x in (1, 2, 3)] == [1, 1, 1]
+    # the default budget: 2 resubmissions, each recorded with its cause in the entry and the progress output
+    assert [runs(tmp_path, x) for x in (1, 2, 3)] == [3, 1, 1]
+    assert failure.retries == 2 and "failed after 2 retries" in str(info.value)
+    attempts = store.attempts("toy", failed_key)
+    assert [a["retry"] for a in attempts] == [True, True, False]
+    assert all(a["cause"] == "RuntimeError: asked to fail for x=1" for a in attempts)
+    assert stream.getvalue().count(f"retrying unit x=1 ({failed_key}), attempt ") == 2
 
     marker.unlink()
     out = run_units(marker_units, store, LOCAL, desc="toy", stream=io.StringIO())
     assert out[failed_key] == {"double": 2}
-    assert [runs(tmp_path, x) for x in (1, 2, 3)] == [2, 1, 1]
+    assert [runs(tmp_path, x) for x in (1, 2, 3)] == [4, 1, 1]
+    assert len(store.manifest("toy", failed_key)["meta"]["failed_attempts"]) == 3
     assert store.error("toy", failed_key) is None
 
     monkeypatch.setattr(submit_mod, "make_executor", no_submission)
@@ -263,19 +271,19 @@ def test_ctrl_c_right_after_submission_still_prints_how_to_cancel(tmp_path, monk
     release = tmp_path / "release"
     (unit,) = make_units(tmp_path, [6], release=str(release))
     store = RunStore(tmp_path / "runs")
-    real = submit_mod._adopt_or_submit
+    real = submit_mod._Driver.submit_some
 
-    def then_interrupt(*args, **kwargs):
-        real(*args, **kwargs)
+    def then_interrupt(self):
+        real(self)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(submit_mod, "_adopt_or_submit", then_interrupt)
+    monkeypatch.setattr(submit_mod._Driver, "submit_some", then_interrupt)
     stream = io.StringIO()
     with pytest.raises(KeyboardInterrupt):
         run_units([unit], store, LOCAL, desc="toy", stream=stream)
     text = stream.getvalue()
     assert "1 jobs keep running" in text and f"-m jobs cancel --store {store.root} --kind toy" in text, text
-    monkeypatch.setattr(submit_mod, "_adopt_or_submit", real)
+    monkeypatch.setattr(submit_mod._Driver, "submit_some", real)
     release.touch()
     assert run_units([unit], store, LOCAL, desc="toy", stream=io.StringIO()) == {unit.key: {"double": 12}}
     assert runs(tmp_path, 6) == 1  # the interrupted driver's job finished it; nothing was submitted again
@@ -307,25 +315,52 @@ def test_preempted_job_is_requeued_and_the_unit_resumes(tmp_path, monkeypatch):
     assert len(pids) == 2 and pids[0] == preempted[0] and pids[1] != pids[0]
 
 
-def test_job_killed_without_result_is_reported_with_its_log(tmp_path, monkeypatch):
-    started = tmp_path / "started"
-    (unit,) = make_units(tmp_path, [9], started=str(started), release=str(tmp_path / "never"))
-    store = RunStore(tmp_path / "runs")
+def kill_first_attempt(store, unit, started, release=None):
+    """A driver wait that SIGKILLs the unit's job once it has started (as the OOM killer or a node failure would),
+    then lets the next attempt finish (touches `release`)."""
     killed = []
 
     def driver_wait(seconds):
         if started.exists() and not killed:
             job = int(store.job_record("toy", unit.key)["job_id"])
-            os.killpg(job, signal.SIGKILL)  # as the OOM killer or a node failure would
+            os.killpg(job, signal.SIGKILL)
             killed.append(job)
+            if release is not None:
+                release.touch()
         time.sleep(seconds)
 
+    return driver_wait, killed
+
+
+def test_job_killed_without_result_is_reported_with_its_log(tmp_path, monkeypatch):
+    started = tmp_path / "started"
+    (unit,) = make_units(tmp_path, [9], started=str(started), release=str(tmp_path / "never"))
+    store = RunStore(tmp_path / "runs")
+    driver_wait, killed = kill_first_attempt(store, unit, started)
     monkeypatch.setattr(submit_mod, "_sleep", driver_wait)
     with pytest.raises(UnitsFailed) as info:
-        run_units([unit], store, LOCAL, desc="toy", stream=io.StringIO())
+        run_units([unit], store, dataclasses.replace(LOCAL, max_retries=0), desc="toy", stream=io.StringIO())
     (failure,) = info.value.failures
     assert failure.error.startswith(f"job {killed[0]} ended (ENDED) without committing a result")
     assert failure.log == str(store.root / "_logs" / "toy" / f"{killed[0]}_0_log.err")
+    assert failure.retries == 0 and [a["retry"] for a in store.attempts("toy", unit.key)] == [False]
+
+
+def test_job_killed_is_retried_and_resumes(tmp_path, monkeypatch):
+    started, release = tmp_path / "started", tmp_path / "release"
+    (unit,) = make_units(tmp_path, [10], started=str(started), release=str(release), report_resume=True)
+    store = RunStore(tmp_path / "runs")
+    driver_wait, killed = kill_first_attempt(store, unit, started, release)
+    monkeypatch.setattr(submit_mod, "_sleep", driver_wait)
+    stream = io.StringIO()
+    # the retry found the killed attempt's checkpoint in the entry's workdir
+    assert run_units([unit], store, LOCAL, desc="toy", stream=stream) == {unit.key: {"double": 20, "resumed": True}}
+    (attempt,) = store.attempts("toy", unit.key)
+    assert attempt["cause"].startswith(f"job {killed[0]} ended (ENDED) without committing a result")
+    assert attempt["retry"] is True and attempt["job_id"] == str(killed[0])
+    assert f"retrying unit x=10 ({unit.key}), attempt 2 of 3: job {killed[0]} ended" in stream.getvalue()
+    meta = store.manifest("toy", unit.key)["meta"]
+    assert meta["failed_attempts"] == [attempt] and meta["job_id"] != str(killed[0])
 
 
 def test_ctrl_c_during_submission_is_held_until_jobs_are_recorded():
@@ -341,12 +376,14 @@ def test_ctrl_c_during_submission_is_held_until_jobs_are_recorded():
 # -- packing, ETA ----------------------------------------------------------------------------------------------------
 def test_packing(tmp_path):
     units = make_units(tmp_path, range(5))
-    local = _packs(units, ExecutorConfig(kind="local", max_parallel=2))
+    local = _packs(units, ExecutorConfig(kind="local", max_parallel=2), slots=2)
     assert [[u.config["x"] for u in p] for p in local] == [[0, 2, 4], [1, 3]]
-    assert len(_packs(units, ExecutorConfig(kind="local", max_parallel=8))) == 5
-    assert len(_packs(units, ExecutorConfig(kind="local", max_parallel=3), busy=2)) == 1  # adopted jobs count
-    slurm = _packs(units, ExecutorConfig(kind="slurm", units_per_job=2))
+    assert len(_packs(units, ExecutorConfig(kind="local", max_parallel=8), slots=8)) == 5
+    assert len(_packs(units, ExecutorConfig(kind="local", max_parallel=3), slots=1)) == 1  # adopted jobs count
+    slurm = _packs(units, ExecutorConfig(kind="slurm", units_per_job=2), slots=10)
     assert [[u.config["x"] for u in p] for p in slurm] == [[0, 1], [2, 3], [4]]
+    capped = _packs(units, ExecutorConfig(kind="slurm", units_per_job=2, max_queued=2), slots=2)
+    assert [[u.config["x"] for u in p] for p in capped] == [[0, 1], [2, 3]]  # the rest waits for a free slot
 
 
 def test_eta():

@@ -2,6 +2,7 @@
 adversarial and ASAM runs, bit-exact resume, best-checkpoint selection, divergence detection and config checks."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -326,11 +327,30 @@ def test_finished_run_resumes_to_the_same_metrics(digits, tmp_path):
 # --- divergence ---------------------------------------------------------------------------------------------------
 
 
-def test_huge_learning_rate_raises_non_finite_loss(digits, tmp_path):
-    with pytest.raises(NonFiniteLossError, match=r"non-finite .* epoch 1 \(last lr=.*mean λ=0\.0005") as err:
-        train(config(lr=1e6), digits, tmp_path, device="cpu", log=quiet)
-    assert err.value.epoch == 1 and not np.isfinite(err.value.loss)
-    assert not (tmp_path / "last.pt").exists() and not (tmp_path / "history.json").exists()
+def test_huge_learning_rate_is_recorded_as_diverged(digits, tmp_path):
+    lines = []
+    metrics = train(config(lr=1e6), digits, tmp_path, device="cpu", log=lines.append)
+    assert metrics["diverged"] is True and metrics["diverged_epoch"] == 1 and metrics["epochs_run"] == 0
+    assert metrics["last_finite"] is None and metrics["diverged_lambda"] == pytest.approx(5e-4)
+    assert re.match(r"diverged: training loss became non-finite .* epoch 1 \(last lr=", lines[-1]), lines
+    assert json.loads((tmp_path / "metrics.json").read_text())["diverged"] is True
+    assert not (tmp_path / "model.pt").exists()  # nothing downstream may evaluate it
+
+
+def test_divergence_after_finite_epochs_keeps_their_metrics(digits, tmp_path, monkeypatch):
+    real = train_mod._Run.train_epoch
+
+    def second_epoch_diverges(self):
+        row = real(self)
+        if self.epoch == 2:
+            self.history.pop()
+            raise NonFiniteLossError(self.epoch, row["lr"], row["lambda_mean"], float("nan"))
+        return row
+
+    monkeypatch.setattr(train_mod._Run, "train_epoch", second_epoch_diverges)
+    metrics = train(config(epochs=3), digits, tmp_path, device="cpu", log=quiet)
+    assert metrics["diverged_epoch"] == 2 and metrics["epochs_run"] == 1
+    assert metrics["last_finite"]["epoch"] == 1 and 0 <= metrics["last_finite"]["val_acc"] <= 1
 
 
 # --- config and data ----------------------------------------------------------------------------------------------

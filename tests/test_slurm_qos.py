@@ -1,0 +1,100 @@
+"""A per-user submit limit on the real local cluster: the driver waits it out, never crashes, never queues more.
+
+The limit applies only to a dedicated user made for this test (`awdqos`, QOS `awdqos2` with MaxSubmitJobsPerUser=2):
+root's jobs, and so the other tests, are untouched. SLURM enforces QOS limits only with
+`AccountingStorageEnforce=limits,qos,...` in slurm.conf (scripts/local-slurm.sh writes it; it takes effect when
+slurmctld restarts): without it this test skips, saying so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.slurm_util import REPO, slurm_cluster  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.slurm
+
+USER, QOS, LIMIT = "awdqos", "awdqos2", 2
+
+
+def _out(*cmd: str) -> str:
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=60).stdout
+
+
+def enforced() -> str:
+    """Why QOS limits are not enforced, or "" when they are."""
+    line = next((ln for ln in _out("scontrol", "show", "config").splitlines()
+                 if ln.startswith("AccountingStorageEnforce")), "")
+    value = line.split("=", 1)[-1].strip()
+    if "qos" not in value or "limits" not in value:
+        return (f"slurmctld does not enforce QOS limits (AccountingStorageEnforce = {value!r}); restart the cluster "
+                "with scripts/local-slurm.sh, whose slurm.conf sets AccountingStorageEnforce=limits,qos,associations")
+    return ""
+
+
+@pytest.fixture(scope="module")
+def limited_user(slurm_cluster):  # noqa: F811
+    why = enforced()
+    if why:
+        pytest.skip(why)
+    if os.geteuid() != 0:
+        pytest.skip("making the test user and its QOS needs root")
+    try:
+        pwd.getpwnam(USER)
+    except KeyError:
+        _out("useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", USER)
+    account = _out("sacctmgr", "-n", "-P", "show", "assoc", "user=root", "format=account").split()[0]
+    if QOS not in _out("sacctmgr", "-n", "-P", "show", "qos", "format=name").split():
+        _out("sacctmgr", "-i", "add", "qos", QOS, f"MaxSubmitJobsPerUser={LIMIT}")
+    if USER not in _out("sacctmgr", "-n", "-P", "show", "assoc", f"user={USER}", "format=user").split():
+        _out("sacctmgr", "-i", "add", "user", USER, f"account={account}", f"qos={QOS}", f"defaultqos={QOS}")
+    return USER
+
+
+DRIVER = textwrap.dedent("""
+    import io, json, sys
+    from jobs import ExecutorConfig, RunStore, Unit, unit_key
+    from jobs.submit import run_units_report
+    store, tmp = RunStore(sys.argv[1]), sys.argv[2]
+    units = [Unit("toy", unit_key("toy", {"x": x}, "qos"), "tests.jobfns:record",
+                  {"x": x, "counter": f"{tmp}/count-{x}.txt"}, label=f"x={x}") for x in range(5)]
+    cfg = ExecutorConfig(kind="slurm", cpus_per_task=1, timeout_min=10, poll_s=1)
+    stream = io.StringIO()
+    report = run_units_report(units, store, cfg, desc="qos", stream=stream)
+    print(json.dumps({"done": len(report.results), "failed": [f.line() for f in report.failures],
+                      "peak": report.peak_queued, "log": stream.getvalue()}))
+""")
+
+
+def test_submit_limit_is_waited_out_and_never_exceeded(limited_user):
+    # pytest's tmp_path is under a root-only directory: the test user needs a folder it can reach and write
+    tmp_path = Path(tempfile.mkdtemp(prefix="awd-qos-", dir="/tmp"))
+    tmp_path.chmod(0o777)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs").chmod(0o777)
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), "HOME": str(tmp_path)}
+    if os.environ.get("SLURM_CONF"):
+        env["SLURM_CONF"] = os.environ["SLURM_CONF"]
+    proc = subprocess.run(["runuser", "-u", limited_user, "--", "env", *(f"{k}={v}" for k, v in env.items()),
+                           sys.executable, str(script), str(tmp_path / "runs"), str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["done"] == 5 and out["failed"] == [], out
+    assert 1 <= out["peak"] <= LIMIT, out
+    # the first array (5 jobs) crossed the limit and was refused whole: waited out, never a crash
+    assert "the scheduler refused 5 more jobs (submit limit)" in out["log"], out["log"]
+    assert "QOSMaxSubmitJobPerUserLimit" in out["log"] or "job submit limit" in out["log"], out["log"]
+    shutil.rmtree(tmp_path, ignore_errors=True)

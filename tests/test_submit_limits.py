@@ -1,0 +1,211 @@
+"""Submission a scheduler accepts: the queued-jobs cap, submit-limit refusals waited out, sbatch errors backed off.
+
+A fake SLURM executor stands in for sbatch (the real cluster's QOS limits: tests/test_slurm_qos.py): it queues the
+jobs it accepts and runs one each time the driver waits, so what the driver keeps queued can be counted exactly.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+import jobs.submit as submit_mod
+from jobs import ExecutorConfig, RunStore, Unit, run_units, unit_key
+from tests.test_submit_local import make_units, runs
+
+TESTS = Path(__file__).resolve().parent
+
+
+class FakeJob:
+    def __init__(self, job_id: str, folder: Path):
+        self.job_id = job_id
+        self.paths = type("Paths", (), {"stdout": folder / f"{job_id}.out", "stderr": folder / f"{job_id}.err"})()
+
+
+class FakeSlurm:
+    def __init__(self, limit=None, errors=()):
+        self.queued, self.peak, self.refused, self.accepted = [], 0, 0, 0
+        self.limit, self.errors = limit, list(errors)
+
+    def make_executor(self, cfg, log_dir):
+        self.log_dir = Path(log_dir)
+        self.mem_asked = getattr(self, "mem_asked", []) + [cfg.mem_gb]
+        return self
+
+    def submit_array(self, batches):
+        if self.errors:
+            raise RuntimeError(self.errors.pop(0))
+        if self.limit is not None and len(self.queued) + len(batches) > self.limit:
+            self.refused += 1  # what sbatch says over MaxSubmitJobsPerUser; an array is refused whole
+            raise RuntimeError("sbatch: error: QOSMaxSubmitJobPerUserLimit\nsbatch: error: Batch job submission "
+                               "failed: Job violates accounting/QOS policy (job submit limit, user's size and/or time "
+                               "limits)")
+        jobs = []
+        for batch in batches:
+            self.accepted += 1
+            jobs.append(FakeJob(str(90000 + self.accepted), self.log_dir))
+            self.queued.append(batch)
+        self.peak = max(self.peak, len(self.queued))
+        return jobs
+
+    def run_one(self, seconds):
+        if self.queued:
+            try:
+                self.queued.pop(0)()  # the job: runs its units in this process
+            except submit_mod.UnitError:
+                pass  # a job whose unit failed exits non-zero; the unit's error.txt says why
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    monkeypatch.syspath_prepend(str(TESTS))
+
+    def install(**kwargs):
+        slurm = FakeSlurm(**kwargs)
+        monkeypatch.setattr(submit_mod, "make_executor", slurm.make_executor)
+        monkeypatch.setattr(submit_mod, "_sleep", slurm.run_one)
+        monkeypatch.setattr(submit_mod, "SUBMIT_BACKOFF_S", (0.0, 0.0))
+        return slurm
+
+    return install
+
+
+SLURM = ExecutorConfig(kind="slurm", poll_s=0.01)
+
+
+def test_max_queued_caps_what_is_queued_and_submits_more_as_jobs_end(tmp_path, fake):
+    slurm = fake()
+    units = make_units(tmp_path, range(7))
+    out = run_units(units, RunStore(tmp_path / "runs"), ExecutorConfig(kind="slurm", poll_s=0.01, max_queued=3),
+                    desc="toy", stream=io.StringIO())
+    assert sorted(r["double"] for r in out.values()) == [0, 2, 4, 6, 8, 10, 12]
+    assert slurm.peak == 3 and slurm.accepted == 7 and [runs(tmp_path, x) for x in range(7)] == [1] * 7
+
+
+def test_submit_limit_refusal_means_wait_and_submit_later(tmp_path, fake):
+    slurm = fake(limit=2)
+    units = make_units(tmp_path, range(6))
+    stream = io.StringIO()
+    out = run_units(units, RunStore(tmp_path / "runs"), SLURM, desc="toy", stream=stream)
+    assert len(out) == 6 and slurm.accepted == 6 and slurm.peak <= 2 and slurm.refused >= 1
+    text = stream.getvalue()
+    assert "toy: the scheduler refused 6 more jobs (submit limit): sbatch: error: Batch job submission failed" in text
+    assert "waiting for running jobs to end" in text
+
+
+def test_transient_sbatch_errors_are_retried_with_backoff(tmp_path, fake):
+    slurm = fake(errors=["sbatch: error: Socket timed out on send/recv operation", "Command '['timeout', '-k', '5', "
+                         "'60', 'sbatch', 'x.sh']' returned non-zero exit status 124."])
+    units = make_units(tmp_path, range(2))
+    stream = io.StringIO()
+    assert len(run_units(units, RunStore(tmp_path / "runs"), SLURM, desc="toy", stream=stream)) == 2
+    assert stream.getvalue().count("toy: submitting 2 slurm jobs failed: ") == 2
+    assert "Socket timed out" in stream.getvalue() and "retrying in 0s" in stream.getvalue()
+
+
+def test_sbatch_failing_past_the_give_up_time_fails_the_units_not_the_driver(tmp_path, fake, monkeypatch):
+    fake(errors=["sbatch: error: invalid partition specified: nope"] * 1000)
+    monkeypatch.setattr(submit_mod, "SUBMIT_GIVE_UP_S", 0.0)
+    store = RunStore(tmp_path / "runs")
+    report = submit_mod.run_units_report(make_units(tmp_path, range(3)), store, SLURM, desc="toy",
+                                         stream=io.StringIO())
+    assert report.results == {} and len(report.failures) == 3
+    assert all("not submitted: toy: submitting 3 slurm jobs failed: sbatch: error: invalid partition" in f.error
+               for f in report.failures)
+
+
+def test_scheduler_calls_have_a_timeout():
+    from jobs.executors import _timed_sbatch, timed
+
+    import submitit
+
+    assert timed(["sacct", "-j", "1"]) == ["timeout", "-k", "5", "60", "sacct", "-j", "1"]
+    with _timed_sbatch():
+        cmd = submitit.slurm.slurm.SlurmExecutor._make_submission_command(None, Path("x.sh"))
+    assert cmd[:4] == ["timeout", "-k", "5", "60"] and cmd[4] == "sbatch"
+    submit_mod.JobWatch()  # installs the sacct timeout on submitit's shared watcher
+    watcher = submitit.SlurmJob.watcher
+    watcher.register_job("424242")
+    try:
+        assert watcher._make_command()[:5] == ["timeout", "-k", "5", "60", "sacct"]
+    finally:
+        watcher._registered.discard("424242")
+
+
+def out_of_memory_once(config, workdir, store):
+    marker = Path(config["marker"])
+    if marker.exists():
+        marker.unlink()
+        raise MemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    return {"ok": config["x"]}
+
+
+def test_out_of_memory_retry_asks_for_more_memory_capped(tmp_path, fake):
+    slurm = fake()
+    marker = tmp_path / "oom"
+    marker.touch()
+    unit = Unit("toy", unit_key("toy", {"x": 1}, "c0de"), "test_submit_limits:out_of_memory_once",
+                {"x": 1, "marker": str(marker)}, label="x=1")
+    cfg = ExecutorConfig(kind="slurm", poll_s=0.01, mem_gb=32, oom_mem_factor=1.5, max_mem_gb=40)
+    stream = io.StringIO()
+    assert run_units([unit], RunStore(tmp_path / "runs"), cfg, desc="toy", stream=stream) == {unit.key: {"ok": 1}}
+    assert slurm.mem_asked == [32, 40]  # 32 x 1.5 = 48, capped at 40
+    assert "attempt 2 of 3, mem 40 GB: out of memory: MemoryError: CUDA out of memory" in stream.getvalue()
+    (attempt,) = RunStore(tmp_path / "runs").attempts("toy", unit.key)
+    assert attempt["cause"].startswith("out of memory: MemoryError") and attempt["retry"] is True
+
+
+def test_the_submit_lock_is_free_while_sbatch_runs_and_units_are_claimed(tmp_path, fake):
+    import filelock
+
+    slurm = fake()
+    store = RunStore(tmp_path / "runs")
+    units = make_units(tmp_path, range(2))
+    seen = []
+    real = slurm.submit_array
+
+    def submit_array(batches):
+        lock = filelock.FileLock(str(store.root / ".submit.lock"))
+        lock.acquire(timeout=0)  # another driver could take the lock now: sbatch is not run under it
+        lock.release()
+        seen.extend(store.job_record("toy", u.key)["executor"] for u in units)  # ... and finds the units claimed
+        return real(batches)
+
+    slurm.submit_array = submit_array
+    assert len(run_units(units, store, SLURM, desc="toy", stream=io.StringIO())) == 2
+    assert seen == ["claim", "claim"]
+
+
+def test_a_claim_by_a_live_driver_is_waited_for_and_an_abandoned_one_resubmitted(tmp_path, fake, monkeypatch):
+    import subprocess
+    import sys
+
+    from jobs import store as store_mod
+
+    slurm = fake()
+    store = RunStore(tmp_path / "runs")
+    live, dead = make_units(tmp_path, range(2))
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with monkeypatch.context() as m:
+            m.setattr(store_mod.os, "getpid", lambda: other.pid)
+            store.claim(live.kind, live.key)  # claimed by another live driver on this host
+        store.claim(dead.kind, dead.key)
+        record = json.loads((store.path(dead.kind, dead.key) / "job.json").read_text())
+        record["submitted_at"] -= store_mod.CLAIM_TTL_S + 1  # abandoned long ago
+        (store.path(dead.kind, dead.key) / "job.json").write_text(json.dumps(record))
+
+        def wait(seconds):  # the other driver's job lands and finishes the live claim's unit
+            slurm.run_one(seconds)
+            if store.job_record(live.kind, live.key)["executor"] == "claim":
+                submit_mod.execute_unit(store, live)
+
+        monkeypatch.setattr(submit_mod, "_sleep", wait)
+        out = run_units([live, dead], store, SLURM, desc="toy", stream=io.StringIO())
+    finally:
+        other.kill()
+        other.wait()
+    assert sorted(out) == sorted([live.key, dead.key]) and slurm.accepted == 1  # only the abandoned one submitted
