@@ -127,9 +127,10 @@ def _toy(x, group=""):
 
 def test_a_group_runs_in_one_job_and_ungrouped_units_pack_as_before():
     units = [_toy(0, "a"), _toy(1, "a"), _toy(2, "b"), _toy(3), _toy(4), _toy(5, "b")]
-    slurm = _packs(units, ExecutorConfig(kind="slurm", units_per_job=2))
+    slurm = _packs(units, ExecutorConfig(kind="slurm", units_per_job=2), slots=10)
     assert [[u.config["x"] for u in p] for p in slurm] == [[0, 1], [2, 5], [3, 4]]
-    local = _packs(units, ExecutorConfig(kind="local", max_parallel=2))
+    assert _packs(units, ExecutorConfig(kind="slurm", units_per_job=2), slots=2) == slurm[:2]  # max_queued
+    local = _packs(units, ExecutorConfig(kind="local", max_parallel=2), slots=2)
     assert sorted(sorted(u.config["x"] for u in p) for p in local) == [[0, 1, 3], [2, 4, 5]]
 
 
