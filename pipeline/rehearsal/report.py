@@ -102,6 +102,11 @@ def collect(args, faults: dict, inputs: dict, campaign: dict, copy: Path, work: 
         injected["sbatch_socket_timeout"] = 1
         survived["sbatch_socket_timeout"] = int(final_rc == 0)
     survived = {k: v for k, v in survived.items() if k in injected}
+    not_reached = [name for name, on in (("driver_kill", faults["kill_driver"] and not campaign["driver_kill"]),
+                                         ("sbatch_socket_timeout", faults["sbatch_fail"] and not sbatch_fault)) if on]
+    for fault, planned in Counter(u["plan"].get("fault") for u in units if u["plan"].get("fault")).items():
+        if planned > injected.get(fault, 0):
+            not_reached.append(f"{fault} x{planned - injected.get(fault, 0)}")
 
     job_start = {j["JobIDRaw"]: j["Start"] for j in jobs if j["Start"]}
     latency = sorted(a["start"] - job_start[a["slurm_job"]] for u in units for a in u["attempts"]
@@ -144,6 +149,7 @@ def collect(args, faults: dict, inputs: dict, campaign: dict, copy: Path, work: 
         "faults_planned": dict(Counter(u["plan"].get("fault") for u in units if u["plan"].get("fault"))),
         "faults_injected": injected,
         "faults_survived": survived,
+        "faults_not_reached": not_reached,
         "fault_rates": faults,
         "lost": len(lost_units),
         "lost_units": lost_units[:50],
@@ -190,6 +196,7 @@ def markdown(r: dict) -> str:
              f"{r['scheduler']['dispatch_latency_s_median']} / {r['scheduler']['dispatch_latency_s_max']}"),
             ("faults injected", json.dumps(r["faults_injected"])),
             ("faults survived", json.dumps(r["faults_survived"])),
+            ("faults planned but not reached (the campaign stopped first)", ", ".join(r["faults_not_reached"]) or "-"),
             ("lost (units with work lost or repeated beyond their fault)", r["lost"]),
             ("tables complete", r["tables_complete"])]
     lines += [f"| {a} | {b} |" for a, b in rows]

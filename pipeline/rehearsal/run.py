@@ -2,7 +2,7 @@
 on the rehearsal SLURM cluster, in a throwaway copy of this repository, with every unit a timed stand-in.
 
     python -m pipeline.rehearsal [--params configs/paper.yaml] [--minutes-per-gpu-hour 0.5] [--gpus 64]
-        [--units-per-job 3] [--faults all|survivable|none] [--faults-seed 0] [--out results]
+        [--units-per-job 1] [--faults all|survivable|none] [--faults-seed 0] [--out results]
 
 Writes <out>/rehearsal.json, rehearsal.md and rehearsal_gpus.png. Exits 0 only when no unit's work was lost and
 every table and figure was produced; 1 otherwise (the report says where the campaign broke); 2 on bad input.
@@ -64,7 +64,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="compression: wall minutes a stand-in sleeps per estimated GPU-hour (default 0.5)")
     p.add_argument("--tflops", type=float, default=100.0, help="the dry run's sustained TFLOP/s per GPU")
     p.add_argument("--gpus", type=int, default=64, help=f"GPU slots: a multiple of {GPUS_PER_NODE}, or fewer")
-    p.add_argument("--units-per-job", type=int, default=3, help="executor units_per_job (packing)")
+    p.add_argument("--units-per-job", type=int, default=1,
+                   help="executor units_per_job (default 1, the executor's own: one array task per unit)")
     p.add_argument("--max-submit", type=int, default=200, help="QOS MaxSubmitJobsPerUser")
     p.add_argument("--max-jobs", type=int, default=None, help="QOS MaxJobsPerUser (default: --gpus)")
     p.add_argument("--time-limit", type=int, default=60, help="partition MaxTime and job time limit, minutes")
