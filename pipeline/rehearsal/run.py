@@ -64,8 +64,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="compression: wall minutes a stand-in sleeps per estimated GPU-hour (default 0.5)")
     p.add_argument("--tflops", type=float, default=100.0, help="the dry run's sustained TFLOP/s per GPU")
     p.add_argument("--gpus", type=int, default=64, help=f"GPU slots: a multiple of {GPUS_PER_NODE}, or fewer")
-    p.add_argument("--units-per-job", type=int, default=1,
-                   help="executor units_per_job (default 1, the executor's own: one array task per unit)")
+    p.add_argument("--units-per-job", type=int, default=None,
+                   help="executor units_per_job (default: the executor file's, else 1: one array task per unit)")
+    p.add_argument("--executor", default=None,
+                   help="rehearse on the cluster this machine's SLURM commands reach (yours), with this executor.yaml "
+                        "(point its partition at a CPU partition and set gpus_per_node: 0); default: start the local "
+                        "rehearsal cluster (scripts/local-slurm.sh, profile rehearsal, needs root)")
     p.add_argument("--max-submit", type=int, default=200, help="QOS MaxSubmitJobsPerUser")
     p.add_argument("--max-jobs", type=int, default=None, help="QOS MaxJobsPerUser (default: --gpus)")
     p.add_argument("--time-limit", type=int, default=60, help="partition MaxTime and job time limit, minutes")
@@ -93,8 +97,10 @@ def check_args(args) -> dict:
         bad("--minutes-per-gpu-hour and --tflops must be > 0")
     if args.gpus < 1 or (args.gpus > GPUS_PER_NODE and args.gpus % GPUS_PER_NODE):
         bad(f"--gpus {args.gpus}: must be 1..{GPUS_PER_NODE} or a multiple of {GPUS_PER_NODE}")
+    if args.executor is not None and not Path(args.executor).is_file():
+        bad(f"--executor {args.executor}: no such file")
     for name in ("units_per_job", "max_submit", "time_limit"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             bad(f"--{name.replace('_', '-')} must be >= 1")
     if not 0 <= args.kill_driver_at < 1:
         bad("--kill-driver-at must be in [0, 1) (0: never)")
@@ -144,8 +150,17 @@ def write_inputs(args, faults: dict, copy: Path, work: Path) -> dict:
     params = load_params(str(copy / "params.yaml"))  # bad params stop the rehearsal here, named by the loader
     write_datasets(copy / "data" / "rehearsal", datasets_used(params))
     n_train = len({json.dumps(s.config, sort_keys=True) for s in independent_runs(params)})
-    executor = {"kind": "slurm", "partition": "rehearsal", "gpus_per_node": 1, "cpus_per_task": 1,
-                "timeout_min": args.time_limit, "units_per_job": args.units_per_job}
+    if args.executor:
+        from jobs.executors import load_executor_config
+
+        load_executor_config(args.executor)  # a bad file stops here, named by the loader
+        executor = yaml.safe_load(Path(args.executor).read_text()) or {}
+        executor["kind"] = "slurm"
+    else:
+        executor = {"kind": "slurm", "partition": "rehearsal", "gpus_per_node": 1, "cpus_per_task": 1,
+                    "timeout_min": args.time_limit}
+    if args.units_per_job is not None:
+        executor["units_per_job"] = args.units_per_job
     (copy / "executor.yaml").write_text(yaml.safe_dump(executor, sort_keys=False))
     settings = {"minutes_per_gpu_hour": args.minutes_per_gpu_hour, "tflops": args.tflops,
                 "seed": args.faults_seed, "rates": {k: faults[k] for k in ("diverge", "exit", "timeout")}}
@@ -226,6 +241,18 @@ def run_campaign(copy: Path, work: Path, env: dict, n_train: int, faults: dict, 
             "driver_cpu_s": (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)}
 
 
+def cancel_leftovers(store: Path, env: dict) -> None:
+    """Cancels the jobs this rehearsal's store records (a broken campaign may leave some queued), and no other."""
+    ids = set()
+    for record in store.glob("*/*/*/job.json"):
+        try:
+            ids.add(str(json.loads(record.read_text())["job_id"]).split("_")[0])
+        except (OSError, ValueError, KeyError):
+            continue
+    if ids:
+        subprocess.run(["scancel", *sorted(ids)], env=env, timeout=120, capture_output=True)
+
+
 @contextlib.contextmanager
 def cluster_lock():
     with open(CLUSTER_LOCK, "w") as f:
@@ -247,18 +274,23 @@ def main(argv=None) -> int:
         make_copy(PROJECT_ROOT, copy)
         inputs = write_inputs(args, faults, copy, work)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "AWD_"))}
-        env.update(SLURM_CONF=str(SLURM_DIR / "etc" / "slurm.conf"), **{ENV: str(work / "settings.json")},
+        env.update(**{ENV: str(work / "settings.json")},
                    PATH=f"{work / 'bin'}:{Path(sys.executable).parent}:{env.get('PATH', '')}")
+        if os.environ.get("SLURM_CONF") and args.executor:
+            env["SLURM_CONF"] = os.environ["SLURM_CONF"]
+        if not args.executor:
+            env["SLURM_CONF"] = str(SLURM_DIR / "etc" / "slurm.conf")
         print(f"rehearsal: {args.params} on {args.gpus} GPUs, {args.minutes_per_gpu_hour:g} wall min per GPU-hour, "
               f"faults {args.faults} (seed {args.faults_seed}); copy in {copy}", flush=True)
-        cluster("stop", args, env)
-        cluster("start", args, env)
+        if not args.executor:
+            cluster("stop", args, env)
+            cluster("start", args, env)
         try:
             campaign = run_campaign(copy, work, env, inputs["n_train"], faults, args.kill_driver_at)
         finally:
-            subprocess.run(["scancel", "--user", "root"], env=env, timeout=60, capture_output=True)
+            cancel_leftovers(copy / "runs", env)
         facts = collect(args, faults, inputs, campaign, copy, work, env)
-        if not args.keep_cluster:
+        if not args.executor and not args.keep_cluster:
             cluster("stop", args, env)
     report = write_report(facts, out)
     print(f"rehearsal: report in {out}/rehearsal.md; exit {report['exit_status']}", flush=True)

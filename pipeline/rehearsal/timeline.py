@@ -3,6 +3,8 @@ did over time (running, pending, idle), integrated exactly over the event times.
 
 from __future__ import annotations
 
+import os
+import pwd
 import subprocess
 import time
 
@@ -12,7 +14,8 @@ FIELDS = ("JobID", "JobIDRaw", "JobName", "State", "Submit", "Start", "End")
 def sacct_jobs(env: dict, since: float) -> list[dict]:
     """One row per job attempt (array tasks separately), times as epoch seconds (None when not reached)."""
     start = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(since - 60))
-    out = subprocess.run(["sacct", "-D", "-X", "-P", "-n", "-a", f"--starttime={start}", "-o", ",".join(FIELDS)],
+    user = pwd.getpwuid(os.getuid()).pw_name
+    out = subprocess.run(["sacct", "-D", "-X", "-P", "-n", "-u", user, f"--starttime={start}", "-o", ",".join(FIELDS)],
                          env=dict(env, SLURM_TIME_FORMAT="%s"), capture_output=True, text=True, timeout=120,
                          check=True).stdout
     rows = []
