@@ -109,8 +109,14 @@ def collect(args, faults: dict, inputs: dict, campaign: dict, copy: Path, work: 
             not_reached.append(f"{fault} x{planned - injected.get(fault, 0)}")
 
     job_start = {j["JobIDRaw"]: j["Start"] for j in jobs if j["Start"]}
-    latency = sorted(a["start"] - job_start[a["slurm_job"]] for u in units for a in u["attempts"]
-                     if a["slurm_job"] in job_start and a["start"] >= job_start[a["slurm_job"]])
+    first_unit: dict = {}  # per job attempt: when its first stand-in started (packed units start one after another)
+    for u in units:
+        for a in u["attempts"]:
+            job = a["slurm_job"]
+            if job in job_start and a["start"] >= job_start[job]:
+                first_unit[job] = min(first_unit.get(job, a["start"]), a["start"])
+    latency = sorted(t - job_start[j] for j, t in first_unit.items())
+    standin_s = sum(a["last_t"] - a["start"] for u in units for a in u["attempts"])
     busy_h = sweep["running"] / 3600
     refused = [c for c in calls if c["rc"] != 0 and c["message"] != "injected"]
 
@@ -130,10 +136,11 @@ def collect(args, faults: dict, inputs: dict, campaign: dict, copy: Path, work: 
         "wall_s": round(t1 - t0, 1),
         "lower_bound_h": round(lower, 2),
         "critical_path_h": round(critical_path_h(units), 2),
-        "efficiency": round(lower / makespan, 3) if makespan > 0 else None,
+        "efficiency": round(lower / makespan, 3) if makespan > 0 and final_rc == 0 else None,  # None: it broke
         "boundary_idle_gpu_h": round(_sim_h(sweep["idle_boundary"], mpg), 1),
         "pending_idle_gpu_h": round(_sim_h(sweep["idle_pending"], mpg), 1),
         "busy_gpu_h": round(_sim_h(sweep["running"], mpg), 1),
+        "in_job_overhead_gpu_h": round(_sim_h(sweep["running"] - standin_s, mpg), 1),
         "peak_queued": sweep["peak_queued"],
         "peak_running": sweep["peak_running"],
         "qos_max_submit_jobs_per_user": None if args.executor else args.max_submit,  # own cluster: the site's
@@ -181,10 +188,12 @@ def markdown(r: dict) -> str:
     ]
     rows = [("units (submitted / done)", ", ".join(f"{k} {v['submitted']}/{v['done']}" for k, v in r["units"].items())),
             ("simulated work (GPU-h), submitted / done", f"{r['gpu_hours']} / {r['gpu_hours_done']}"),
-            ("makespan (h)", r["makespan_h"]), ("lower bound (h): max(work ÷ GPUs, critical path "
+            ("makespan (h)" + ("" if not r["breaks"] else ": until it broke"), r["makespan_h"]), ("lower bound (h): max(work ÷ GPUs, critical path "
                                                f"{r['critical_path_h']} h)", r["lower_bound_h"]),
             ("efficiency (lower bound ÷ makespan)", r["efficiency"]),
             ("GPU-h busy (jobs holding a GPU)", r["busy_gpu_h"]),
+            ("of which no stand-in ran (job start-up, submitit, stalls; scheduler overhead)",
+             r["in_job_overhead_gpu_h"]),
             ("GPU-h idle while jobs were pending (scheduler, QOS)", r["pending_idle_gpu_h"]),
             ("GPU-h idle at stage boundaries (nothing pending)", r["boundary_idle_gpu_h"]),
             ("peak queued (pending + running) vs QOS MaxSubmitJobsPerUser",

@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -33,6 +34,7 @@ CLUSTER_SCRIPT = PROJECT_ROOT / "scripts" / "local-slurm.sh"
 SLURM_DIR = Path(os.environ.get("AWD_REHEARSAL_SLURM_DIR", "/var/lib/awd-slurm-rehearsal"))
 CLUSTER_LOCK = Path("/tmp/awd-rehearsal-cluster.lock")  # one rehearsal at a time on this machine
 GPUS_PER_NODE = 16
+ERROR_LINE = re.compile(r"ERROR|Error:|error:")  # dvc's and the stage's own error lines, a traceback's last line
 PRESETS = {  # fault rates per unit of the kinds they apply to; driver kill and sbatch failure are one-offs
     "all": {"diverge": 0.008, "exit": 0.004, "timeout": 0.006, "kill_driver": True, "sbatch_fail": True},
     "survivable": {"diverge": 0.0, "exit": 0.0, "timeout": 0.006, "kill_driver": True, "sbatch_fail": False},
@@ -84,6 +86,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", default="results", help="where rehearsal.json/.md/_gpus.png go")
     p.add_argument("--label", default="", help="a name for this rehearsal in the report")
     p.add_argument("--keep-cluster", action="store_true", help="leave the rehearsal cluster running")
+    p.add_argument("--report-from", default=None, metavar="WORKDIR",
+                   help="only write the report again from a finished rehearsal's workdir (sacct keeps its jobs)")
     return p.parse_args(argv)
 
 
@@ -232,7 +236,7 @@ def run_campaign(copy: Path, work: Path, env: dict, n_train: int, faults: dict, 
                               f"{killed['train_units_done']}/{n_train} training units done", flush=True)
         text = log_path.read_text(errors="replace")
         runs.append({"n": n, "start": start, "end": time.time(), "rc": proc.returncode, "log": str(log_path),
-                     "errors": [line for line in text.splitlines() if "ERROR" in line][-12:]})
+                     "errors": [line for line in text.splitlines() if ERROR_LINE.search(line)][-12:]})
         print(f"rehearsal: dvc repro #{n} exited {proc.returncode} after {time.time() - start:.0f} s", flush=True)
         if proc.returncode == 0 or not (killed and killed["dvc_run"] == n):
             break
@@ -260,8 +264,26 @@ def cluster_lock():
         yield
 
 
+def report_again(workdir: Path, out: Path) -> int:
+    """The report of a finished rehearsal, from its saved facts and sacct (the rehearsal cluster's accounting
+    database outlives the cluster's restarts)."""
+    from pipeline.rehearsal.report import collect, write_report
+
+    saved = json.loads((workdir / "campaign.json").read_text())
+    args = argparse.Namespace(**saved["args"])
+    env = dict(os.environ, **saved["env"])
+    if not args.executor:
+        cluster("start", args, env)
+    facts = collect(args, saved["faults"], saved["inputs"], saved["campaign"], workdir / "repo", workdir, env)
+    if not args.executor and not args.keep_cluster:
+        cluster("stop", args, env)
+    return write_report(facts, out)["exit_status"]
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.report_from:
+        return report_again(Path(args.report_from).resolve(), Path(args.out).resolve())
     faults = check_args(args)
     from pipeline.rehearsal.report import collect, write_report
 
@@ -289,7 +311,11 @@ def main(argv=None) -> int:
             campaign = run_campaign(copy, work, env, inputs["n_train"], faults, args.kill_driver_at)
         finally:
             cancel_leftovers(copy / "runs", env)
-        facts = collect(args, faults, inputs, campaign, copy, work, env)
+        saved_inputs = {"n_train": inputs["n_train"], "executor": inputs["executor"], "settings": inputs["settings"]}
+        kept_env = {k: env[k] for k in ("PATH", "SLURM_CONF", ENV) if k in env}
+        (work / "campaign.json").write_text(json.dumps({"args": vars(args), "faults": faults, "env": kept_env,
+                                                        "inputs": saved_inputs, "campaign": campaign}, indent=1))
+        facts = collect(args, faults, saved_inputs, campaign, copy, work, env)
         if not args.executor and not args.keep_cluster:
             cluster("stop", args, env)
     report = write_report(facts, out)
