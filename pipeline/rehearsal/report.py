@@ -210,6 +210,15 @@ def markdown(r: dict) -> str:
             ("lost (units with work lost or repeated beyond their fault)", r["lost"]),
             ("tables complete", r["tables_complete"])]
     lines += [f"| {a} | {b} |" for a, b in rows]
+    capacity = r["gpus"] * r["makespan_h"]
+    if capacity > 0:
+        share = lambda x: f"{x} GPU-h ({100 * x / capacity:.0f} %)"  # noqa: E731
+        lines += ["", "## Where the time went", "",
+                  f"{r['gpus']} GPUs × {r['makespan_h']} h = {capacity:.0f} GPU-h of capacity: stand-ins working "
+                  f"{share(round(r['busy_gpu_h'] - r['in_job_overhead_gpu_h'], 1))}, jobs holding a GPU without a "
+                  f"stand-in running {share(r['in_job_overhead_gpu_h'])}, idle while jobs were pending "
+                  f"{share(r['pending_idle_gpu_h'])}, idle with nothing pending (stage boundaries, drivers, "
+                  f"the tail of a stage) {share(r['boundary_idle_gpu_h'])}."]
     lines += ["", "## dvc repro runs", ""]
     lines += [f"- run {d['n']}: exit {d['exit_status']} after {d['wall_s']} s wall" for d in r["dvc_runs"]]
     if r["driver_kill"]:
