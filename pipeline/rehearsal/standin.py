@@ -25,6 +25,7 @@ import numpy as np
 ATTEMPTS = "rehearsal_attempts.jsonl"
 CHECKPOINT = "rehearsal_last.json"
 FIRED = "rehearsal_faults_fired.json"
+LOWERED = "rehearsal_time_limit.json"  # the job's own time limit, to restore after the requeue
 MIN_CHECKPOINT_S = 2.0  # wall seconds between checkpoints: many concurrent stand-ins share two cores
 
 
@@ -79,7 +80,9 @@ def _hit_time_limit(workdir: Path, step: int) -> None:
     job = os.environ.get("SLURM_JOB_ID")
     if not job:
         raise RuntimeError("rehearsal fault 'timeout' needs a SLURM job (SLURM_JOB_ID is not set)")
-    limit_min = _run_minutes(job) + 1
+    fields = _job_fields(job)
+    limit_min = _run_minutes(fields) + 1
+    _write_atomic(workdir / LOWERED, json.dumps({"job": job, "limit": fields.get("TimeLimit", "UNLIMITED")}))
     _log(workdir, "time_limit", step=step, limit_min=limit_min)
     subprocess.run(["scontrol", "update", f"JobId={job}", f"TimeLimit={limit_min}"], check=True, timeout=60,
                    capture_output=True)
@@ -87,14 +90,31 @@ def _hit_time_limit(workdir: Path, step: int) -> None:
         time.sleep(5)
 
 
-def _run_minutes(job: str) -> int:
-    """Whole minutes this job has run (its RunTime, as scontrol counts against the time limit), rounded up."""
+def _job_fields(job: str) -> dict:
     out = subprocess.run(["scontrol", "show", "job", "-o", job], check=True, timeout=60, capture_output=True,
                          text=True).stdout
-    fields = dict(f.split("=", 1) for f in out.split() if "=" in f)
+    return dict(f.split("=", 1) for f in out.split() if "=" in f)
+
+
+def _run_minutes(fields: dict) -> int:
+    """Whole minutes this job has run (its RunTime, as scontrol counts against the time limit), rounded up."""
     days, _, clock = fields.get("RunTime", "0:0:0").rpartition("-")
     h, m, s = (int(x) for x in clock.split(":"))
     return max(1, math.ceil((int(days or 0) * 86400 + h * 3600 + m * 60 + s) / 60))
+
+
+def _restore_time_limit(workdir: Path) -> None:
+    """After the requeue, the job gets its own time limit back: the fault hit one attempt, not the job's later
+    attempts (which run the rest of its packed units). Raising a limit needs an operator: a rehearsal on a site's
+    cluster as a plain user keeps the lowered one, and the report shows the interruptions that follow."""
+    try:
+        saved = json.loads((workdir / LOWERED).read_text())
+    except FileNotFoundError:
+        return
+    done = subprocess.run(["scontrol", "update", f"JobId={saved['job']}", f"TimeLimit={saved['limit']}"],
+                          timeout=60, capture_output=True, text=True)
+    _log(workdir, "time_limit_restored", ok=done.returncode == 0, limit=saved["limit"])
+    (workdir / LOWERED).unlink()
 
 
 def run_steps(config: dict, workdir: Path) -> dict:
@@ -107,6 +127,7 @@ def run_steps(config: dict, workdir: Path) -> dict:
     except FileNotFoundError:
         done = 0
     _log(workdir, "start", step=done)
+    _restore_time_limit(workdir)
     per_step = seconds / steps
     every = max(1, math.ceil(MIN_CHECKPOINT_S / per_step)) if per_step > 0 else steps
     while done < steps:
