@@ -77,7 +77,7 @@ def _fire_once(workdir: Path, fault: str) -> bool:
 def _hit_time_limit(workdir: Path, step: int) -> None:
     """Lowers this job's own time limit and stalls (as a run on a slow node would) until SLURM's warning signal
     makes submitit checkpoint and requeue the job."""
-    job = os.environ.get("SLURM_JOB_ID")
+    job = _slurm_job_spec()
     if not job:
         raise RuntimeError("rehearsal fault 'timeout' needs a SLURM job (SLURM_JOB_ID is not set)")
     fields = _job_fields(job)
@@ -88,6 +88,14 @@ def _hit_time_limit(workdir: Path, step: int) -> None:
                    capture_output=True)
     while True:  # submitit's signal handler ends this process (SystemExit) once it has requeued the job
         time.sleep(5)
+
+
+def _slurm_job_spec() -> str | None:
+    """This job for scontrol: ARRAYID_TASK for an array task. Its own SLURM_JOB_ID is not enough: the array's last
+    task to start carries the array's id, which scontrol reads as every task of the array."""
+    if os.environ.get("SLURM_ARRAY_JOB_ID"):
+        return f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ.get('SLURM_ARRAY_TASK_ID', '')}"
+    return os.environ.get("SLURM_JOB_ID")
 
 
 def _job_fields(job: str) -> dict:
