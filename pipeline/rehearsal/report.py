@@ -210,11 +210,11 @@ def markdown(r: dict) -> str:
             ("lost (units with work lost or repeated beyond their fault)", r["lost"]),
             ("tables complete", r["tables_complete"])]
     lines += [f"| {a} | {b} |" for a, b in rows]
-    capacity = r["gpus"] * r["makespan_h"]
+    capacity = r["busy_gpu_h"] + r["pending_idle_gpu_h"] + r["boundary_idle_gpu_h"]  # = GPUs x makespan
     if capacity > 0:
         share = lambda x: f"{x} GPU-h ({100 * x / capacity:.0f} %)"  # noqa: E731
         lines += ["", "## Where the time went", "",
-                  f"{r['gpus']} GPUs × {r['makespan_h']} h = {capacity:.0f} GPU-h of capacity: stand-ins working "
+                  f"{r['gpus']} GPUs × {r['makespan_h']} h = {capacity:.0f} GPU-h: stand-ins working "
                   f"{share(round(r['busy_gpu_h'] - r['in_job_overhead_gpu_h'], 1))}, jobs holding a GPU without a "
                   f"stand-in running {share(r['in_job_overhead_gpu_h'])}, idle while jobs were pending "
                   f"{share(r['pending_idle_gpu_h'])}, idle with nothing pending (stage boundaries, drivers, "
