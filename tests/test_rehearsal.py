@@ -145,3 +145,38 @@ def test_cluster_script_rejects_an_unknown_profile():
     done = subprocess.run([str(REPO / "scripts" / "local-slurm.sh"), "status"], capture_output=True, text=True,
                           env=dict(os.environ, AWD_SLURM_PROFILE="bogus"), timeout=30)
     assert done.returncode == 2 and "unknown profile; allowed: rehearsal" in done.stderr
+
+
+def _facts(label, broke):
+    breaks = [{"dvc_run": 1, "exit_status": 255, "stage": "train", "after_wall_s": 10.0,
+               "errors": ["ERROR: failed to reproduce 'train'"]}] if broke else []
+    return {"rehearsal": True, "label": label, "params": "p.yaml", "exit_status": int(broke), "gpus": 4,
+            "minutes_per_gpu_hour": 0.5, "units_per_job": 1, "cluster": "local rehearsal cluster",
+            "units": {"train": {"submitted": 3, "done": 0 if broke else 3}}, "gpu_hours": 2.0, "gpu_hours_done": 2.0,
+            "makespan_h": 1.0, "wall_s": 30.0, "lower_bound_h": 0.5, "critical_path_h": 0.5,
+            "efficiency": None if broke else 0.5, "busy_gpu_h": 2.5, "in_job_overhead_gpu_h": 0.5,
+            "pending_idle_gpu_h": 0.5, "boundary_idle_gpu_h": 1.0, "peak_queued": 3, "peak_running": 3,
+            "qos_max_submit_jobs_per_user": 200, "qos_max_jobs_per_user": 4, "sbatch_calls": 1, "sbatch_refused": [],
+            "jobs": 3, "job_attempts": 3, "requeued_attempts": 0, "driver_cpu_s": 1.0,
+            "scheduler": {"dispatch_latency_s_median": 1.0, "dispatch_latency_s_max": 2.0},
+            "faults_injected": {}, "faults_survived": {}, "faults_not_reached": [], "lost": 0,
+            "tables_complete": not broke, "dvc_runs": [{"n": 1, "exit_status": 255 if broke else 0, "wall_s": 30.0}],
+            "breaks": breaks, "driver_kill": None}
+
+
+def test_summary_leads_with_the_main_run_and_lists_every_run(tmp_path):
+    from pipeline.rehearsal import summary
+    from pipeline.rehearsal.report import markdown
+
+    for name, broke in (("main", False), ("broken", True)):
+        (tmp_path / "rehearsal" / name).mkdir(parents=True)
+        (tmp_path / "rehearsal" / name / "rehearsal.json").write_text(json.dumps(_facts(name, broke)))
+        (tmp_path / "rehearsal" / name / "rehearsal_gpus.png").write_bytes(name.encode())
+    summary.main(["--main", str(tmp_path / "rehearsal/main/rehearsal.json"), "--out", str(tmp_path),
+                  *map(str, sorted(tmp_path.glob("rehearsal/*/rehearsal.json")))])
+    report = json.loads((tmp_path / "rehearsal.json").read_text())
+    assert report["label"] == "main" and [r["label"] for r in report["runs"]] == ["main", "broken"]
+    assert (tmp_path / "rehearsal_gpus.png").read_bytes() == b"main"
+    text = (tmp_path / "rehearsal.md").read_text()
+    assert "`train` (dvc exit 255, 10.0 s)" in text and "(rehearsal/broken/rehearsal.md)" in text
+    assert "1.0 GPU-h (25 %)" in markdown(_facts("main", False))  # boundary idle share of 4 GPU-h measured
