@@ -62,7 +62,7 @@ def sbatch_log(work: Path) -> list[dict]:
 def collect(args, faults: dict, inputs: dict, campaign: dict, copy: Path, work: Path, env: dict) -> dict:
     mpg = args.minutes_per_gpu_hour
     units = store_facts.units(copy / "runs")
-    jobs = timeline.sacct_jobs(env, campaign["t0"])
+    jobs = timeline.sacct_jobs(env, campaign["t0"], campaign["t1"])
     t0, t1 = campaign["t0"], campaign["t1"]
     sweep = timeline.sweep(jobs, t0, t1, args.gpus)
     calls = sbatch_log(work)

@@ -283,7 +283,8 @@ def report_again(workdir: Path, out: Path) -> int:
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.report_from:
-        return report_again(Path(args.report_from).resolve(), Path(args.out).resolve())
+        with cluster_lock():
+            return report_again(Path(args.report_from).resolve(), Path(args.out).resolve())
     faults = check_args(args)
     from pipeline.rehearsal.report import collect, write_report
 

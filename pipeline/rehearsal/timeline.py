@@ -11,8 +11,9 @@ import time
 FIELDS = ("JobID", "JobIDRaw", "JobName", "State", "Submit", "Start", "End")
 
 
-def sacct_jobs(env: dict, since: float) -> list[dict]:
-    """One row per job attempt (array tasks separately), times as epoch seconds (None when not reached)."""
+def sacct_jobs(env: dict, since: float, until: float) -> list[dict]:
+    """One row per job attempt (array tasks separately) submitted in [since, until], times as epoch seconds
+    (None when not reached)."""
     start = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(since - 60))  # minute resolution
     user = pwd.getpwuid(os.getuid()).pw_name
     out = subprocess.run(["sacct", "-D", "-X", "-P", "-n", "-u", user, f"--starttime={start}", "-o", ",".join(FIELDS)],
@@ -28,7 +29,7 @@ def sacct_jobs(env: dict, since: float) -> list[dict]:
             row[f] = float(row[f]) if row[f].isdigit() else None
         if "[" in row["JobID"]:  # a pending array's remaining tasks in one row, e.g. 123_[5-99]
             continue
-        if row["Submit"] is None or row["Submit"] < since - 1:  # an earlier rehearsal's job
+        if row["Submit"] is None or not since - 1 <= row["Submit"] <= until:  # another rehearsal's job
             continue
         rows.append(row)
     return rows
