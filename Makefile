@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: setup repro test test-fast dry-run slurm-start slurm-stop bench constraints clean
+.PHONY: setup repro test test-fast dry-run slurm-start slurm-stop bench constraints rehearse clean
 
 # Re-installs when the package list or the pinned environment changes (a new package needs the editable finder
 # refreshed). constraints.txt pins every package to the versions the tests ran against.
@@ -35,6 +35,11 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not e2e and not slurm"
+
+# Dress rehearsal of configs/paper.yaml through a 64-GPU local SLURM cluster with stand-in units (root; ~15 min).
+# Options: make rehearse REHEARSE="--params configs/paper.yaml --minutes-per-gpu-hour 0.5 --gpus 64 --faults-seed 0"
+rehearse: $(STAMP)
+	$(PY) -m pipeline.rehearsal $(REHEARSE)
 
 slurm-start:
 	scripts/local-slurm.sh start

@@ -1,0 +1,5 @@
+import sys
+
+from pipeline.rehearsal.run import main
+
+sys.exit(main())

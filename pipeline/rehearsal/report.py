@@ -1,0 +1,249 @@
+"""The rehearsal report: figures from scheduler (sacct) and store (stand-in logs) timestamps, never from the cost
+model alone; results/rehearsal.json (machine-readable), rehearsal.md (for a person), rehearsal_gpus.png (plot)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import yaml
+
+from pipeline.atomic_io import write_json, write_text
+from pipeline.rehearsal import store_facts, timeline
+
+STAGES = ("prepare", "train", "attack", "prune", "aggregate")
+
+
+def _sim_h(wall_s: float, minutes_per_gpu_hour: float) -> float:
+    """Wall seconds -> simulated hours (a stand-in sleeps `minutes_per_gpu_hour` wall minutes per GPU-hour)."""
+    return wall_s / 60 / minutes_per_gpu_hour
+
+
+def critical_path_h(units: list[dict]) -> float:
+    """Longest dependency chain of estimated work: a training run then its longest evaluation, or a natural
+    fixed-λ run then the AWD run that uses its DoG estimate."""
+    train = {u["key"]: u["plan"].get("sim_seconds", 0.0) for u in units if u["kind"] == "train"}
+    chains = [train.get(u["train_key"], 0.0) + u["plan"].get("sim_seconds", 0.0)
+              for u in units if u["kind"] != "train"]
+    natural = [u["plan"].get("sim_seconds", 0.0) for u in units if u["kind"] == "train" and
+               u["label"].startswith("natural")]
+    chains.append(2 * max(natural, default=0.0))  # phase 1 fixed-λ run, then phase 2 AWD run of the same size
+    chains.append(max(train.values(), default=0.0))
+    return max(chains) / 3600
+
+
+def _failed_stage(text: str) -> str | None:
+    for stage in STAGES:
+        if f"'{stage}'" in text:
+            return stage
+    return None
+
+
+def tables_complete(copy: Path, final_rc: int) -> bool:
+    """Every table and figure the aggregate stage promises (dvc.yaml outs and plots) is in the copy's results/."""
+    if final_rc != 0 or not (copy / "results" / "README.md").exists():
+        return False
+    dvc = yaml.safe_load((copy / "dvc.yaml").read_text())
+    pngs = [next(iter(p)) if isinstance(p, dict) else p for p in dvc.get("plots", [])]
+    tables = list((copy / "results" / "tables").glob("T*.md"))
+    return bool(tables) and all((copy / p).exists() for p in pngs)
+
+
+def sbatch_log(work: Path) -> list[dict]:
+    calls = []
+    path = work / "sbatch.log"
+    for line in path.read_text().splitlines() if path.exists() else []:
+        t, n, rc, *msg = line.split(" ")
+        calls.append({"t": float(t), "n": int(n), "rc": int(rc), "message": " ".join(msg).strip()})
+    return calls
+
+
+def collect(args, faults: dict, inputs: dict, campaign: dict, copy: Path, work: Path, env: dict) -> dict:
+    mpg = args.minutes_per_gpu_hour
+    units = store_facts.units(copy / "runs")
+    jobs = timeline.sacct_jobs(env, campaign["t0"], campaign["t1"])
+    t0, t1 = campaign["t0"], campaign["t1"]
+    sweep = timeline.sweep(jobs, t0, t1, args.gpus)
+    calls = sbatch_log(work)
+    final_rc = campaign["runs"][-1]["rc"]
+    complete = tables_complete(copy, final_rc)
+
+    kinds = Counter(u["kind"] for u in units)
+    done = Counter(u["kind"] for u in units if u["done"])
+    work_h = sum(u["plan"].get("sim_seconds", 0.0) for u in units) / 3600
+    done_h = sum(u["plan"].get("sim_seconds", 0.0) for u in units if u["done"]) / 3600
+    makespan = _sim_h(t1 - t0, mpg)
+    lower = max(work_h / args.gpus, critical_path_h(units))
+
+    broke = [r for r in campaign["runs"] if r["rc"] != 0
+             and not (campaign["driver_kill"] and campaign["driver_kill"]["dvc_run"] == r["n"])]
+    breaks = [{"dvc_run": r["n"], "exit_status": r["rc"], "stage": _failed_stage("\n".join(r["errors"])),
+               "after_wall_s": round(r["end"] - t0, 1), "errors": r["errors"]} for r in broke]
+
+    lost_units, repeated = [], 0
+    for u in units:
+        lw = store_facts.lost_work(u)
+        repeated += lw["repeated_steps"]
+        if lw["repeated_steps"] > 0 or lw["extra_starts"] > 0 or (final_rc == 0 and not u["done"]):
+            lost_units.append({"kind": u["kind"], "key": u["key"], "label": u["label"], **lw, "done": u["done"]})
+
+    fired = Counter(a["fault"] for u in units for a in u["attempts"] if a["fault"])
+    fault_units = {f: [u for u in units if any(a["fault"] == f for a in u["attempts"])] for f in fired}
+    injected = dict(fired)
+    survived = {f: sum(1 for u in us if u["done"]) if not broke else 0 for f, us in fault_units.items()}
+    survived["diverge"] = injected.get("diverge", 0) if complete else 0
+    if campaign["driver_kill"]:
+        injected["driver_kill"] = 1
+        later = [r for r in campaign["runs"] if r["n"] > campaign["driver_kill"]["dvc_run"]]
+        survived["driver_kill"] = int(bool(later) and (copy / "artifacts" / "train" / "runs.json").exists())
+    sbatch_fault = [c for c in calls if c["message"] == "injected"]
+    if sbatch_fault:
+        injected["sbatch_socket_timeout"] = 1
+        survived["sbatch_socket_timeout"] = int(final_rc == 0)
+    survived = {k: v for k, v in survived.items() if k in injected}
+    not_reached = [name for name, on in (("driver_kill", faults["kill_driver"] and not campaign["driver_kill"]),
+                                         ("sbatch_socket_timeout", faults["sbatch_fail"] and not sbatch_fault)) if on]
+    for fault, planned in Counter(u["plan"].get("fault") for u in units if u["plan"].get("fault")).items():
+        if planned > injected.get(fault, 0):
+            not_reached.append(f"{fault} x{planned - injected.get(fault, 0)}")
+
+    job_start = {j["JobIDRaw"]: j["Start"] for j in jobs if j["Start"]}
+    first_unit: dict = {}  # per job attempt: when its first stand-in started (packed units start one after another)
+    for u in units:
+        for a in u["attempts"]:
+            job = a["slurm_job"]
+            if job in job_start and a["start"] >= job_start[job]:
+                first_unit[job] = min(first_unit.get(job, a["start"]), a["start"])
+    latency = sorted(t - job_start[j] for j, t in first_unit.items())
+    standin_s = sum(a["last_t"] - a["start"] for u in units for a in u["attempts"])
+    busy_h = sweep["running"] / 3600
+    refused = [c for c in calls if c["rc"] != 0 and c["message"] != "injected"]
+
+    return {
+        "rehearsal": True,
+        "label": args.label or f"faults={args.faults}",
+        "params": args.params,
+        "exit_status": 0 if not lost_units and complete else 1,
+        "units": {k: {"submitted": kinds[k], "done": done[k]} for k in sorted(kinds)},
+        "gpu_hours": round(work_h, 2),
+        "gpu_hours_done": round(done_h, 2),
+        "gpus": args.gpus,
+        "minutes_per_gpu_hour": mpg,
+        "units_per_job": inputs["executor"].get("units_per_job", 1),
+        "cluster": "own (--executor)" if args.executor else "local rehearsal cluster",
+        "makespan_h": round(makespan, 2),
+        "wall_s": round(t1 - t0, 1),
+        "lower_bound_h": round(lower, 2),
+        "critical_path_h": round(critical_path_h(units), 2),
+        "efficiency": round(lower / makespan, 3) if makespan > 0 and final_rc == 0 else None,  # None: it broke
+        "boundary_idle_gpu_h": round(_sim_h(sweep["idle_boundary"], mpg), 1),
+        "pending_idle_gpu_h": round(_sim_h(sweep["idle_pending"], mpg), 1),
+        "busy_gpu_h": round(_sim_h(sweep["running"], mpg), 1),
+        "in_job_overhead_gpu_h": round(_sim_h(sweep["running"] - standin_s, mpg), 1),
+        "peak_queued": sweep["peak_queued"],
+        "peak_running": sweep["peak_running"],
+        "qos_max_submit_jobs_per_user": None if args.executor else args.max_submit,  # own cluster: the site's
+        "qos_max_jobs_per_user": None if args.executor else args.max_jobs or args.gpus,
+        "sbatch_calls": len(calls),
+        "sbatch_refused": [{"call": c["n"], "message": c["message"][:300]} for c in refused],
+        "jobs": len({j["JobIDRaw"] for j in jobs}),
+        "job_attempts": len(jobs),
+        "requeued_attempts": sum(1 for j in jobs if j["State"].startswith("REQUEUE")),
+        "driver_cpu_s": round(campaign["driver_cpu_s"], 1),
+        "scheduler": {"dispatch_latency_s_median": round(latency[len(latency) // 2], 2) if latency else None,
+                      "dispatch_latency_s_max": round(latency[-1], 2) if latency else None,
+                      "job_wall_s_total": round(busy_h * 3600, 1)},
+        "faults_planned": dict(Counter(u["plan"].get("fault") for u in units if u["plan"].get("fault"))),
+        "faults_injected": injected,
+        "faults_survived": survived,
+        "faults_not_reached": not_reached,
+        "fault_rates": faults,
+        "lost": len(lost_units),
+        "lost_units": lost_units[:50],
+        "repeated_steps": repeated,
+        "tables_complete": complete,
+        "dvc_runs": [{"n": r["n"], "exit_status": r["rc"], "wall_s": round(r["end"] - r["start"], 1)}
+                     for r in campaign["runs"]],
+        "breaks": breaks,
+        "driver_kill": campaign["driver_kill"] and {k: v for k, v in campaign["driver_kill"].items() if k != "t"},
+        "_series": timeline.busy_series(jobs, t0, t1),
+        "_t0": t0,
+    }
+
+
+def markdown(r: dict) -> str:
+    lines = [
+        f"# Rehearsal report ({r['label']}): stand-ins, not results",
+        "",
+        "A **rehearsal**: every unit was a stand-in that sleeps for its dry-run estimated duration "
+        f"(× {r['minutes_per_gpu_hour']:g} wall minutes per GPU-hour), run through dvc repro → stage drivers → jobs → "
+        "submitit → sbatch arrays → slurmd on the rehearsal cluster (`scripts/local-slurm.sh`, profile rehearsal), "
+        "in a throwaway copy with its own run store. Times below are simulated hours (wall ÷ compression).",
+        "",
+        f"- params: `{r['params']}`; GPUs: {r['gpus']}; units_per_job: {r['units_per_job']}; cluster: {r['cluster']}",
+        f"- exit status: **{r['exit_status']}** (0 only when `lost` is 0 and every table and figure was produced)",
+        "",
+        "| figure | value |", "|---|---|",
+    ]
+    rows = [("units (submitted / done)", ", ".join(f"{k} {v['submitted']}/{v['done']}" for k, v in r["units"].items())),
+            ("simulated work (GPU-h), submitted / done", f"{r['gpu_hours']} / {r['gpu_hours_done']}"),
+            ("makespan (h)" + ("" if not r["breaks"] else ": until it broke"), r["makespan_h"]), ("lower bound (h): max(work ÷ GPUs, critical path "
+                                               f"{r['critical_path_h']} h)", r["lower_bound_h"]),
+            ("efficiency (lower bound ÷ makespan)", r["efficiency"]),
+            ("GPU-h busy (jobs holding a GPU)", r["busy_gpu_h"]),
+            ("of which no stand-in ran (job start-up, submitit, stalls; scheduler overhead)",
+             r["in_job_overhead_gpu_h"]),
+            ("GPU-h idle while jobs were pending (scheduler, QOS)", r["pending_idle_gpu_h"]),
+            ("GPU-h idle at stage boundaries (nothing pending)", r["boundary_idle_gpu_h"]),
+            ("peak queued (pending + running) vs QOS MaxSubmitJobsPerUser",
+             f"{r['peak_queued']} / {r['qos_max_submit_jobs_per_user']}"),
+            ("peak running vs QOS MaxJobsPerUser", f"{r['peak_running']} / {r['qos_max_jobs_per_user']}"),
+            ("sbatch calls (refused by the cluster)", f"{r['sbatch_calls']} ({len(r['sbatch_refused'])})"),
+            ("jobs / attempts (requeued)", f"{r['jobs']} / {r['job_attempts']} ({r['requeued_attempts']})"),
+            ("driver CPU (s)", r["driver_cpu_s"]),
+            ("job dispatch latency, median / max (wall s)",
+             f"{r['scheduler']['dispatch_latency_s_median']} / {r['scheduler']['dispatch_latency_s_max']}"),
+            ("faults injected", json.dumps(r["faults_injected"])),
+            ("faults survived", json.dumps(r["faults_survived"])),
+            ("faults planned but not reached (the campaign stopped first)", ", ".join(r["faults_not_reached"]) or "-"),
+            ("lost (units with work lost or repeated beyond their fault)", r["lost"]),
+            ("tables complete", r["tables_complete"])]
+    lines += [f"| {a} | {b} |" for a, b in rows]
+    capacity = r["busy_gpu_h"] + r["pending_idle_gpu_h"] + r["boundary_idle_gpu_h"]  # = GPUs x makespan
+    if capacity > 0:
+        share = lambda x: f"{x} GPU-h ({100 * x / capacity:.0f} %)"  # noqa: E731
+        lines += ["", "## Where the time went", "",
+                  f"{r['gpus']} GPUs × {r['makespan_h']} h = {capacity:.0f} GPU-h: stand-ins working "
+                  f"{share(round(r['busy_gpu_h'] - r['in_job_overhead_gpu_h'], 1))}, jobs holding a GPU without a "
+                  f"stand-in running {share(r['in_job_overhead_gpu_h'])}, idle while jobs were pending "
+                  f"{share(r['pending_idle_gpu_h'])}, idle with nothing pending (stage boundaries, drivers, "
+                  f"the tail of a stage) {share(r['boundary_idle_gpu_h'])}."]
+    lines += ["", "## dvc repro runs", ""]
+    lines += [f"- run {d['n']}: exit {d['exit_status']} after {d['wall_s']} s wall" for d in r["dvc_runs"]]
+    if r["driver_kill"]:
+        lines.append(f"- injected: SIGKILL of the train stage driver during run {r['driver_kill']['dvc_run']} at "
+                     f"{r['driver_kill']['train_units_done']} training units done; the next run re-attached")
+    if r["breaks"]:
+        lines += ["", "## Where it broke", ""]
+        for b in r["breaks"]:
+            lines.append(f"- dvc repro run {b['dvc_run']} exited **{b['exit_status']}** in stage "
+                         f"`{b['stage']}` after {b['after_wall_s']} s wall:")
+            lines += [f"      {e[:400]}" for e in b["errors"][-6:]]
+    for refused in r["sbatch_refused"][:3]:
+        lines.append(f"- sbatch call {refused['call']} refused: `{refused['message']}`")
+    lines += ["", "![GPUs busy over simulated time](rehearsal_gpus.png)", ""]
+    return "\n".join(lines)
+
+
+def write_report(facts: dict, out: Path) -> dict:
+    from pipeline.rehearsal.plot import plot_gpus
+
+    out.mkdir(parents=True, exist_ok=True)
+    times, series = facts.pop("_series")
+    t0 = facts.pop("_t0")
+    plot_gpus(out / "rehearsal_gpus.png", [(t - t0) / 60 / facts["minutes_per_gpu_hour"] for t in times], series,
+              facts["gpus"], facts["label"])
+    write_json(out / "rehearsal.json", facts)
+    write_text(out / "rehearsal.md", markdown(facts))
+    return facts

@@ -1,0 +1,97 @@
+"""Scheduler facts of a rehearsal: every job attempt from sacct (requeued attempts included), and what the GPUs
+did over time (running, pending, idle), integrated exactly over the event times."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import subprocess
+import time
+
+FIELDS = ("JobID", "JobIDRaw", "JobName", "State", "Submit", "Start", "End")
+
+
+def sacct_jobs(env: dict, since: float, until: float) -> list[dict]:
+    """One row per job attempt (array tasks separately) submitted in [since, until], times as epoch seconds
+    (None when not reached)."""
+    start = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(since - 60))  # minute resolution
+    user = pwd.getpwuid(os.getuid()).pw_name
+    out = subprocess.run(["sacct", "-D", "-X", "-P", "-n", "-u", user, f"--starttime={start}", "-o", ",".join(FIELDS)],
+                         env=dict(env, SLURM_TIME_FORMAT="%s"), capture_output=True, text=True, timeout=120,
+                         check=True).stdout
+    rows = []
+    for line in out.splitlines():
+        parts = line.split("|")
+        if len(parts) != len(FIELDS):
+            continue
+        row = dict(zip(FIELDS, parts))
+        for f in ("Submit", "Start", "End"):
+            row[f] = float(row[f]) if row[f].isdigit() else None
+        if "[" in row["JobID"]:  # a pending array's remaining tasks in one row, e.g. 123_[5-99]
+            continue
+        if row["Submit"] is None or not since - 1 <= row["Submit"] <= until:  # another rehearsal's job
+            continue
+        rows.append(row)
+    return rows
+
+
+def kind_of(job_name: str) -> str:
+    """awd-train, awd-train-awd-with-estimated-dog, awd-attack, awd-prune -> the stage's name."""
+    name = job_name[4:] if job_name.startswith("awd-") else job_name
+    return "train" if name.startswith("train") else name
+
+
+def sweep(jobs: list[dict], t0: float, t1: float, gpus: int) -> dict:
+    """Integrals over [t0, t1] (GPU-seconds): running, idle while some job was pending (the scheduler, QOS or
+    dispatch), idle while nothing was pending (a stage waiting for the previous one, or the driver); peak counts."""
+    events = []
+    for j in jobs:
+        sub, st, en = j["Submit"], j["Start"], j["End"]
+        if sub is None:
+            continue
+        en = min(en if en is not None else t1, t1)
+        st_eff = min(st if st is not None else en, en)
+        events += [(sub, "q", 1), (en, "q", -1), (sub, "p", 1), (st_eff, "p", -1), (st_eff, "r", 1), (en, "r", -1)]
+    events.sort(key=lambda e: e[0])
+    queued = pending = running = 0
+    last = t0
+    acc = {"running": 0.0, "idle_pending": 0.0, "idle_boundary": 0.0}
+    peak_q = peak_r = 0
+
+    def advance(now):
+        nonlocal last
+        now = max(t0, min(now, t1))
+        dt = now - last
+        if dt > 0:
+            busy = min(running, gpus)
+            acc["running"] += busy * dt
+            acc["idle_pending" if pending > 0 else "idle_boundary"] += (gpus - busy) * dt
+            last = now
+
+    for t, what, d in events:
+        advance(t)
+        if what == "q":
+            queued += d
+        elif what == "p":
+            pending += d
+        else:
+            running += d
+        peak_q, peak_r = max(peak_q, queued), max(peak_r, running)
+    advance(t1)
+    return {**acc, "peak_queued": peak_q, "peak_running": peak_r}
+
+
+def busy_series(jobs: list[dict], t0: float, t1: float, points: int = 400) -> tuple[list[float], dict]:
+    """Running jobs per stage at `points` evenly spaced times (for the plot)."""
+    step = (t1 - t0) / max(1, points - 1)
+    times = [t0 + i * step for i in range(points)]
+    series: dict[str, list[int]] = {}
+    for j in jobs:
+        if j["Start"] is None:
+            continue
+        end = j["End"] if j["End"] is not None else t1
+        counts = series.setdefault(kind_of(j["JobName"]), [0] * points)
+        for i, t in enumerate(times):
+            if j["Start"] <= t < end:
+                counts[i] += 1
+    return times, series
