@@ -115,10 +115,10 @@ def metrics(inp: Inputs, tables: dict[str, Table], claims=None) -> dict:
     grid, noisy = inp.suite_runs("grid"), inp.suite_runs("noisy")
     for _, r in (grid.sort_values(["dataset", "name", "method", "lr", "value"]) if len(grid) else grid).iterrows():
         cell = f"lr={r['lr']:g},dog={r['value']:g}" if r["method"] == "awd" else f"lr={r['lr']:g},wd={r['wd']:g}"
-        _nest(m, ["grid", r["dataset"], r["name"], str(r["method"]), cell, "val_acc"], _r(r["val_acc"]))
+        _nest(m, ["grid", r["dataset"], r["name"], str(r["method"]), cell, "val_acc"], _r(r.get("val_acc")))
     for _, r in (noisy.sort_values(["dataset", "rate", "method", "value"]) if len(noisy) else noisy).iterrows():
         _nest(m, ["noisy", r["dataset"], f"rate={r['rate']:g}", f"{r['method']}={r['value']:g}", "test_acc"],
-              _r(r["test_acc"]))
+              _r(r.get("test_acc")))  # None where every run of the cell diverged or failed
     if inp.in_params("lr_sensitivity"):
         for name, frame in (("test_acc", lr_curve(inp)), ("pruned_70_acc", lr_curve(inp, 0.7))):
             for _, r in frame.iterrows():

@@ -35,7 +35,7 @@ def settings(path: str) -> dict:
 
 def sim_seconds(kind: str, config: dict, tflops: float) -> float:
     """The dry run's cost model (pipeline.dry_run) for one unit, in GPU seconds at `tflops`."""
-    from pipeline.dry_run import AA_FORWARDS_PER_IMAGE, TEST_SIZE, run_forward_flops, train_flops
+    from pipeline.cost import AA_FORWARDS_PER_IMAGE, TEST_SIZE, run_forward_flops, train_flops
 
     if kind == "train":
         flops = train_flops(config)
