@@ -166,6 +166,7 @@ def write_inputs(args, faults: dict, copy: Path, work: Path) -> dict:
     if args.units_per_job is not None:
         executor["units_per_job"] = args.units_per_job
     executor["check_gpus"] = False  # a stand-in never touches a GPU (and must not import torch to look for one)
+    executor["budget_gpu_hours"] = 1e9  # stand-ins spend no GPU-hours: the spending guard is for the real campaign
     (copy / "executor.yaml").write_text(yaml.safe_dump(executor, sort_keys=False))
     settings = {"minutes_per_gpu_hour": args.minutes_per_gpu_hour, "tflops": args.tflops,
                 "seed": args.faults_seed, "rates": {k: faults[k] for k in ("diverge", "exit", "timeout")}}
