@@ -65,6 +65,20 @@ def hyper_name(method: str) -> str:
     return {"fixed": "λ_wd", "awd": "DoG", "adadecay": "λ_AdaDecay"}.get(method, method)
 
 
+def seed_differences(awd: pd.DataFrame, fixed: pd.DataFrame, metric: str) -> list[float]:
+    """awd − fixed of `metric` for every seed both have: its mean ± std and t interval are the paired ones."""
+    a = dict(zip(awd["seed"], col(awd, metric)))
+    f = dict(zip(fixed["seed"], col(fixed, metric)))
+    return [a[s] - f[s] for s in sorted(set(a) & set(f), key=str)]
+
+
+def add_differences(t: Table, keys: dict, awd: pd.DataFrame, fixed: pd.DataFrame, metrics: dict) -> None:
+    """Rows `awd − fixed` (paired over seeds) for each {table metric: run column}."""
+    for metric, column in metrics.items():
+        t.add(dict(keys, method="awd − fixed"), metric, seed_differences(awd, fixed, column), comparable=False,
+              note="paired over seeds: mean ± std [95% t CI] of the per-seed differences")
+
+
 def dog_estimates(inp: Inputs, dataset: str, study: int) -> list[dict]:
     return sorted((e for e in inp.dog_estimates if e["dataset"] == dataset and int(e.get("study", 0)) == study),
                   key=lambda e: int(e.get("seed", 0)))
@@ -98,6 +112,10 @@ def table2(inp: Inputs) -> Table:
                                      f"{int(e['plateau_epoch']) + 1})" for e in est)
                 t.add(keys, "dog_estimate", [e["dog"] for e in est], comparable=False,
                       note=f"pooled DoG = mean of the per-seed estimates, used by every AWD seed; {per_seed}")
+        add_differences(t, {"dataset": label, "lr": fmt_hyper(g["lr"]), "λ_wd / DoG": "—"},
+                        g[g["method"] == "awd"], g[g["method"] == "fixed"],
+                        {"test_acc": "test_acc", "weight_norm": "weight_norm", "xent": "train_xent",
+                         "total_loss": "total_loss"})
     t.notes.append("Every metric is the end-of-training model's (Table 2's X-ent is \"at the end of training\"); "
                    "\"test acc, best-val checkpoint\" is the early-stopped alternative, for reference. One DoG per "
                    "study, as in the paper: the mean of the fixed-λ seeds' estimates. Paper: WRN28-10, mean of 3 runs "
@@ -157,6 +175,11 @@ def table3(inp: Inputs) -> Table:
                 t.add(keys, "weight_norm", col(r, "weight_norm"), prow, comparable=comparable, note=note)
                 t.add(keys, "nat_acc", col(r, "test_acc"), prow, comparable=comparable, note=note)
                 t.add(keys, "autoattack", col(r, "aa_acc"), prow, comparable=comparable, note=note)
+            if sel == "val" and set(methods(g)) >= {"fixed", "awd"}:
+                best = {m: best_with_seeds(inp, g[g["method"] == m].iloc[0]) for m in ("fixed", "awd")}
+                add_differences(t, {"dataset": label, "selection": sel_label, "λ_wd / DoG": "—"}, best["awd"],
+                                best["fixed"], {"weight_norm": "weight_norm", "nat_acc": "test_acc",
+                                                "autoattack": "aa_acc"})
     t.notes.append("Two selections of each method's best value: by val PGD-20 robust accuracy (ours: honest, and "
                    "the value whose extra seeds (`best_seeds`) were trained, so n counts seeds), and by test "
                    "AutoAttack accuracy (the paper's reading of Fig. 3: chosen on the numbers it reports, so "

@@ -241,6 +241,9 @@ def test_t3_shows_both_selections_labelled_with_the_val_best_over_its_seeds(full
     half = 4.302653 * statistics.stdev(seeds) / math.sqrt(3)
     assert aa["ci_low"] == pytest.approx(35.0 - half, abs=1e-4) and aa["ci_high"] == pytest.approx(35.0 + half, abs=1e-4)
     assert aa["paper"] == pytest.approx(45.19) and aa["diff"] == pytest.approx(35.0 - 45.19)
+    diff = val[(val["method"] == "awd − fixed") & (val["metric"] == "autoattack")].iloc[0]
+    assert diff["n"] == 3 and diff["ours"] == pytest.approx(13.0) and diff["ci_low"] == pytest.approx(13.0)
+    assert not (test["method"] == "awd − fixed").any()  # one run each: no paired rows
     taa = test[(test["method"] == "fixed") & (test["metric"] == "autoattack")].iloc[0]
     assert taa["n"] == 1 and taa["ours"] == pytest.approx(45.0)
     awd = val[(val["method"] == "awd") & (val["metric"] == "autoattack")].iloc[0]
@@ -397,7 +400,9 @@ def test_missing_suites_say_not_run(tmp_path):
     f3 = readme[readme.index("### F3"):readme.index("### T3")]
     assert "Not run in this configuration" in f3
     assert "digits" in readme and "This report is such a run" in readme
-    assert len(csv(out, "T2")) == 7  # 6 metrics of the final model + the best-val checkpoint's test acc
+    t2 = csv(out, "T2")
+    # 6 metrics of the final model + the best-val checkpoint's test acc, and 4 paired AWD − fixed rows
+    assert len(t2[t2["method"] == "fixed"]) == 7 and len(t2[t2["method"] == "awd − fixed"]) == 4
     assert pd.read_csv(out / "tables" / "T3.csv").empty
 
 
