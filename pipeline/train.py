@@ -130,7 +130,7 @@ def main() -> None:
         phase2.append(natural_awd(params, spec, pooled_dog(estimates, spec.study)))
     phase2 += adversarial_replicates(params, specs, {i: results[u.key] for i, u in enumerate(units)})
     phase2_units = [unit_for(s, params) for s in phase2]
-    results.update(run_units(phase2_units, store, executor, desc="train (phase 2: AWD with the pooled DoG, extra seeds of the best adversarial runs)"))
+    results.update(run_units(phase2_units, store, executor, desc="train (AWD with estimated DoG)"))
     for spec, unit in zip(phase2, phase2_units):
         if spec.suite == "natural":
             curve = estimate_dog(store, unit, params.suites.natural[spec.study])["curve"]
