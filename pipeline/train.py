@@ -143,7 +143,7 @@ def main() -> None:
     phase2 += adversarial_replicates(params, specs, {i: results[u.key] for i, u in enumerate(units)
                                                      if outcomes.train_status(results.get(u.key)) == outcomes.DONE})
     phase2_units = [unit_for(s, params, executor) for s in phase2]
-    desc2 = "train (phase 2: AWD with the pooled DoG, extra seeds of the best adversarial runs)"
+    desc2 = "train (AWD with estimated DoG)"  # the phase's job name: SLURM tests and users match it
     check_budget(phase2_units, store, executor, desc2)
     report2 = run_units_report(phase2_units, store, executor, desc=desc2)
     results.update(report2.results)
