@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pipeline.atomic_io import save_figure
 
-ORDER = ("train", "attack", "prune")
+ORDER = ("train", "train (phase 2: AWD)", "attack", "prune")
 
 
 def plot_gpus(path: Path, hours: list[float], series: dict, gpus: int, label: str) -> None:
