@@ -651,6 +651,16 @@ cmd_stop() {
     if [[ $PROFILE == rehearsal ]]; then
         # munged is shared with the test cluster: left running
         for d in "${NODES[@]/#/slurmd@}" slurmctld slurmdbd mariadbd; do stop_daemon "$d"; done
+        # a daemon whose pid file was lost (e.g. a second slurmd -N that failed on the port overwrote it): ours
+        # are the ones started with this profile's SLURM_CONF (the test cluster's read /etc/slurm)
+        for d in slurmd slurmctld slurmdbd; do
+            for p in $(pids_named "$d"); do
+                if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "SLURM_CONF=$SLURM_CONF"; then
+                    say "stopping $d (pid $p) without a pid file"
+                    kill -KILL "$p" 2>/dev/null || true
+                fi
+            done
+        done
     else
         for d in slurmd slurmctld slurmdbd mariadbd munged; do stop_daemon "$d"; done
     fi

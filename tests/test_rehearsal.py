@@ -109,7 +109,7 @@ def test_sweep_splits_idle_time_exactly():
 
 def test_kind_of_job_names():
     assert [timeline.kind_of(n) for n in ("awd-train", "awd-train-awd-with-estimated-dog", "awd-attack")] == \
-        ["train", "train", "attack"]
+        ["train", "train (phase 2: AWD)", "attack"]
 
 
 def test_cifar_files_load_in_their_own_format(tmp_path):

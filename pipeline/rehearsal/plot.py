@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pipeline.atomic_io import save_figure
 
-ORDER = ("train", "attack", "prune")
+ORDER = ("train", "train (phase 2: AWD)", "attack", "prune")
 
 
 def plot_gpus(path: Path, hours: list[float], series: dict, gpus: int, label: str) -> None:
@@ -24,7 +24,7 @@ def plot_gpus(path: Path, hours: list[float], series: dict, gpus: int, label: st
     ax.set_ylabel("GPUs busy")
     ax.set_title(f"Rehearsal ({label}): GPUs busy per stage")
     ax.set_ylim(0, gpus * 1.1)
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="upper center", fontsize=8, ncol=3)
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
     plt.close(fig)

@@ -91,12 +91,13 @@ def collect(args, faults: dict, inputs: dict, campaign: dict, copy: Path, work: 
     fired = Counter(a["fault"] for u in units for a in u["attempts"] if a["fault"])
     fault_units = {f: [u for u in units if any(a["fault"] == f for a in u["attempts"])] for f in fired}
     injected = dict(fired)
-    survived = {f: sum(1 for u in us if u["done"]) if not broke else 0 for f, us in fault_units.items()}
+    # a unit's fault is survived when the unit ended done; a divergence only when the campaign completed anyway
+    survived = {f: sum(1 for u in us if u["done"]) for f, us in fault_units.items()}
     survived["diverge"] = injected.get("diverge", 0) if complete else 0
     if campaign["driver_kill"]:
         injected["driver_kill"] = 1
         later = [r for r in campaign["runs"] if r["n"] > campaign["driver_kill"]["dvc_run"]]
-        survived["driver_kill"] = int(bool(later) and (copy / "artifacts" / "train" / "runs.json").exists())
+        survived["driver_kill"] = int(bool(later) and not lost_units)  # restarted, re-attached, nothing lost
     sbatch_fault = [c for c in calls if c["message"] == "injected"]
     if sbatch_fault:
         injected["sbatch_socket_timeout"] = 1

@@ -63,5 +63,6 @@ def lost_work(unit: dict) -> dict:
     att = unit["attempts"]
     computed = sum(a["to_step"] - a["from_step"] for a in att)
     final = max((a["to_step"] for a in att), default=0)
-    forced = sum(1 for a in att if a["fault"] in ("exit", "timeout"))
+    # a diverged attempt ends its unit as failed; the retry that follows is the driver's policy and resumes
+    forced = sum(1 for a in att if a["fault"] in ("exit", "timeout", "diverge"))
     return {"repeated_steps": computed - final, "extra_starts": max(0, len(att) - 1 - forced)}

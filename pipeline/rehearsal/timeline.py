@@ -36,9 +36,9 @@ def sacct_jobs(env: dict, since: float, until: float) -> list[dict]:
 
 
 def kind_of(job_name: str) -> str:
-    """awd-train, awd-train-awd-with-estimated-dog, awd-attack, awd-prune -> the stage's name."""
+    """awd-train, awd-train-awd-with-estimated-dog, awd-attack, awd-prune -> what the jobs ran."""
     name = job_name[4:] if job_name.startswith("awd-") else job_name
-    return "train" if name.startswith("train") else name
+    return "train (phase 2: AWD)" if name.startswith("train-awd") else name
 
 
 def sweep(jobs: list[dict], t0: float, t1: float, gpus: int) -> dict:
