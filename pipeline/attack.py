@@ -28,15 +28,10 @@ def test_size(dataset: str, data_root: str, n_test) -> int:
     return total if n_test is None else min(int(n_test), total)
 
 
-def per_example(store, shards: list[dict]) -> str:
+def per_example(shards: list[dict]) -> str:
     """The robust outcome of every attacked test example, in index order, as a '0'/'1' string: two models
     attacked on the same examples can then be compared example by example (McNemar)."""
-    from awd.autoattack import load_shard
-
-    flags = []
-    for s in shards:
-        flags += load_shard(store.path("autoattack", s["unit_key"]) / "shard.pt")["correct"].tolist()
-    return "".join("1" if f else "0" for f in flags)
+    return "".join(s["correct"] for s in shards)
 
 
 def main() -> None:
@@ -69,7 +64,7 @@ def main() -> None:
         if unit.key in failures:  # a model's robust accuracy needs every block
             m["failed"] = m["failed"] or failures[unit.key]
             continue
-        m["shards"].append(dict(report.results[unit.key], unit_key=unit.key))
+        m["shards"].append(report.results[unit.key])
         env = unit_env(store, unit)
         if env not in m["env"]:
             m["env"].append(env)
@@ -86,7 +81,7 @@ def main() -> None:
         out.append({"key": rec["key"], "suite": rec["suite"], "dataset": rec["dataset"], "label": rec["label"],
                     "robust_acc": sum(s["robust_correct"] for s in shards) / n,
                     "clean_acc": sum(s["clean_correct"] for s in shards) / n, "n": n, "env": m["env"],
-                    "correct": per_example(store, shards)})
+                    "correct": per_example(shards)})
     out.sort(key=lambda r: (r["suite"], r["dataset"], r["key"]))
     write_json(ARTIFACTS / "attack" / "results.json", out)
     print(f"attack: {len(out)} models, {len(plan)} blocks")

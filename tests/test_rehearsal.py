@@ -14,7 +14,7 @@ import pytest
 from pipeline.rehearsal import store_facts, swap, timeline
 from pipeline.rehearsal.cifar import write_datasets
 from pipeline.rehearsal.run import check_args, parse_args
-from pipeline.rehearsal.standin import NonFiniteLossError, run_steps
+from pipeline.rehearsal.standin import run_steps, train_unit
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,10 +52,13 @@ def test_exit_fault_kills_the_first_attempt_only_and_the_next_resumes(tmp_path):
     assert store_facts.lost_work({"attempts": [a1, a2]}) == {"repeated_steps": 0, "extra_starts": 0}
 
 
-def test_divergence_repeats_on_every_attempt(tmp_path):
+def test_divergence_is_a_result_that_repeats_on_every_attempt(tmp_path):
     for _ in range(2):
-        with pytest.raises(NonFiniteLossError, match="non-finite"):
-            run_steps(_plan(fault="diverge", fault_step=1), tmp_path)
+        assert run_steps(_plan(fault="diverge", fault_step=1), tmp_path)["diverged_step"] == 1
+    config = {"epochs": 4, "_rehearsal": _plan(fault="diverge", fault_step=2)["_rehearsal"]}
+    (tmp_path / "t").mkdir()
+    metrics = train_unit(config, tmp_path / "t")
+    assert metrics["diverged"] is True and metrics["diverged_epoch"] == 3 and "val_acc" not in metrics
 
 
 def test_restart_from_scratch_counts_as_lost():

@@ -29,15 +29,6 @@ LOWERED = "rehearsal_time_limit.json"  # the job's own time limit, to restore af
 MIN_CHECKPOINT_S = 2.0  # wall seconds between checkpoints: many concurrent stand-ins share two cores
 
 
-class NonFiniteLossError(FloatingPointError):
-    """As awd.train.NonFiniteLossError (not imported: it would pull torch into the job)."""
-
-    def __init__(self, epoch: int, lr: float, lam: float, loss: float):
-        self.epoch, self.lr, self.lam, self.loss = epoch, lr, lam, loss
-        super().__init__(f"training loss became non-finite ({loss}) in epoch {epoch} (last lr={lr:.6g}, mean "
-                         f"λ={lam:.6g}); lower the learning rate or the weight decay [rehearsal stand-in]")
-
-
 def _job_id() -> str:
     if os.environ.get("SLURM_ARRAY_JOB_ID"):
         return f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ.get('SLURM_ARRAY_TASK_ID', '')}"
@@ -143,9 +134,9 @@ def run_steps(config: dict, workdir: Path) -> dict:
         fault_step = int(plan.get("fault_step") or 0)
         if fault and done <= fault_step < done + chunk:
             time.sleep(per_step * (fault_step - done))
-            if fault == "diverge":
+            if fault == "diverge":  # a result, as awd.train records it: deterministic, never retried
                 _log(workdir, "diverged", step=fault_step)
-                raise NonFiniteLossError(fault_step + 1, 0.1, 5e-4, float("nan"))
+                return {"rehearsal": True, "sim_seconds": float(plan["sim_seconds"]), "diverged_step": fault_step}
             if fault == "exit" and _fire_once(workdir, "exit"):
                 _log(workdir, "killed", step=fault_step)
                 os.kill(os.getpid(), signal.SIGKILL)  # as the OOM killer or a lost node would
@@ -170,6 +161,13 @@ def _score(config: dict, salt: str) -> float:
 def train_unit(config: dict, workdir: Path, store=None) -> dict:
     facts = run_steps(config, workdir)
     workdir = Path(workdir)
+    if "diverged_step" in facts:  # the fields awd.train's divergence record carries (no model.pt)
+        step = facts.pop("diverged_step")
+        metrics = {"diverged": True, "diverged_epoch": step + 1, "epochs_run": step, "diverged_lr": 0.1,
+                   "diverged_lambda": 5e-4, "diverged_loss": "nan", "last_finite": None,
+                   "seconds": facts["sim_seconds"]}
+        (workdir / "metrics.json").write_text(json.dumps(metrics))
+        return dict(metrics, **facts)
     epochs = int(config["epochs"])
     acc = 0.6 + 0.3 * _score(config, "acc")
     iters = 10
@@ -201,7 +199,8 @@ def autoattack_unit(config: dict, workdir: Path, store=None) -> dict:
     start, stop = int(config["start"]), int(config["stop"])
     n = stop - start
     robust = int(n * (0.4 + 0.2 * _score(config["train_config"], "aa")))
-    return {"start": start, "stop": stop, "robust_correct": robust, "clean_correct": int(n * 0.85), "n": n, **facts}
+    return {"start": start, "stop": stop, "robust_correct": robust, "clean_correct": int(n * 0.85), "n": n,
+            "correct": "1" * robust + "0" * (n - robust), **facts}
 
 
 def prune_unit(config: dict, workdir: Path, store=None) -> dict:

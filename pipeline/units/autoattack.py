@@ -33,5 +33,5 @@ def autoattack_unit(config: dict, workdir: Path, store) -> dict:
     return {
         "start": int(shard["start"]), "stop": int(shard["stop"]),
         "robust_correct": int(shard["correct"].sum()), "clean_correct": int(shard["clean_correct"].sum()),
-        "n": int(shard["n"]),
+        "n": int(shard["n"]), "correct": "".join("1" if c else "0" for c in shard["correct"].tolist()),
     }
