@@ -33,6 +33,7 @@ def record(config: dict, workdir: Path, store) -> dict:
         Path(config["started"]).touch()
     if config.get("release"):
         _block_until(config["release"])
+    time.sleep(config.get("sleep_s", 0))  # long enough that jobs overlap in the scheduler's second-resolution times
     if config.get("fail_if_exists") and Path(config["fail_if_exists"]).exists():
         raise RuntimeError(f"asked to fail for x={config['x']}")
     (workdir / "data.txt").write_text(f"x={config['x']}\n" * 10)
