@@ -211,6 +211,30 @@ install_packages() {
     say "installed in $(elapsed "$t0") s"
 }
 
+# slurmdbd.conf.new of a profile (mode 600 from the start: it holds the DB password): write_dbd_conf HEADER PORT
+write_dbd_conf() {
+    (
+        umask 077
+        cat >"$ETC/slurmdbd.conf.new" <<EOF
+$1
+AuthType=auth/munge
+DbdHost=localhost
+DbdPort=$2
+SlurmUser=root
+DebugLevel=info
+LogFile=$LOG/slurmdbd.log
+PidFile=$RUN/slurmdbd.pid
+StorageType=accounting_storage/mysql
+StorageHost=127.0.0.1
+StoragePort=$DB_PORT
+StorageUser=slurm
+StoragePass=$(cat "$DB_PASS_FILE")
+StorageLoc=slurm_acct_db
+EOF
+    )
+}
+
+
 # ---------------------------------------------------------------------------------------------- config
 write_configs() {
     local host=$1 first_job_id=$2 line cpus sockets cores threads mem
@@ -293,25 +317,7 @@ EOF
             fi
         done
     } >"$ETC/gres.conf.new"
-    (
-        umask 077
-        cat >"$ETC/slurmdbd.conf.new" <<EOF
-$MARK
-AuthType=auth/munge
-DbdHost=localhost
-DbdPort=6819
-SlurmUser=root
-DebugLevel=info
-LogFile=$LOG/slurmdbd.log
-PidFile=$RUN/slurmdbd.pid
-StorageType=accounting_storage/mysql
-StorageHost=127.0.0.1
-StoragePort=$DB_PORT
-StorageUser=slurm
-StoragePass=$(cat "$DB_PASS_FILE")
-StorageLoc=slurm_acct_db
-EOF
-    )
+    write_dbd_conf "$MARK" 6819
     local f
     for f in slurm.conf gres.conf slurmdbd.conf; do mv -f "$ETC/$f.new" "$ETC/$f"; done
     chown root:root "$ETC/slurmdbd.conf"   # owned by SlurmUser, mode 600, or slurmdbd refuses it
@@ -383,25 +389,7 @@ EOF
         echo "AutoDetect=off"
         echo "NodeName=rh[1-$last] Name=gpu File=$BASE/dev/gpu[0-$((NGPUS - 1))]"
     } >"$ETC/gres.conf.new"
-    (
-        umask 077
-        cat >"$ETC/slurmdbd.conf.new" <<EOF
-$MARK (profile rehearsal)
-AuthType=auth/munge
-DbdHost=localhost
-DbdPort=$DBD_PORT
-SlurmUser=root
-DebugLevel=info
-LogFile=$LOG/slurmdbd.log
-PidFile=$RUN/slurmdbd.pid
-StorageType=accounting_storage/mysql
-StorageHost=127.0.0.1
-StoragePort=$DB_PORT
-StorageUser=slurm
-StoragePass=$(cat "$DB_PASS_FILE")
-StorageLoc=slurm_acct_db
-EOF
-    )
+    write_dbd_conf "$MARK (profile rehearsal)" "$DBD_PORT"
     local f
     for f in slurm.conf gres.conf slurmdbd.conf; do mv -f "$ETC/$f.new" "$ETC/$f"; done
     chmod 600 "$ETC/slurmdbd.conf"
