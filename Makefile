@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: setup repro test test-fast dry-run slurm-start slurm-stop bench constraints rehearse clean
+.PHONY: setup lint repro test test-fast dry-run slurm-start slurm-stop bench constraints rehearse clean
 
 # Re-installs when the package list or the pinned environment changes (a new package needs the editable finder
 # refreshed). constraints.txt pins every package to the versions the tests ran against.
@@ -29,6 +29,9 @@ repro: $(STAMP)
 
 dry-run: $(STAMP)
 	$(PY) -m pipeline.dry_run --list
+
+lint: $(STAMP)
+	.venv/bin/ruff check .
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -68,11 +68,11 @@ def _load_state(path: Path, fingerprint: dict) -> dict:
     try:
         state = load_checkpoint(path)
     except Exception as err:  # an unreadable cache is recomputed rather than trusted
-        warnings.warn(f"autoattack state_path {str(path)!r} is unreadable ({err}); starting the shard over")
+        warnings.warn(f"autoattack state_path {str(path)!r} is unreadable ({err}); starting the shard over", stacklevel=2)
         return fresh
     if state.get("format") != _STATE_FORMAT or state.get("fingerprint") != fingerprint:
         warnings.warn(f"autoattack state_path {str(path)!r} was written for a different model, data or settings;"
-                      " starting the shard over")
+                      " starting the shard over", stacklevel=2)
         return fresh
     return state
 

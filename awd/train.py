@@ -39,7 +39,14 @@ from torch import Tensor
 
 from awd.attacks import pgd
 from awd.checkpoint import (
-    CheckpointError, load_checkpoint, restore_rng_states, rng_states, save_checkpoint, save_npy, save_npz, write_json,
+    CheckpointError,
+    load_checkpoint,
+    restore_rng_states,
+    rng_states,
+    save_checkpoint,
+    save_npy,
+    save_npz,
+    write_json,
 )
 from awd.data import augment, augmentation, to_float
 from awd.dog import DoGTrace

@@ -115,7 +115,7 @@ class TrainConfig:
                              f"(eps={self.eps!r}, step_size={self.step_size!r})")
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         if not isinstance(d, dict):
             raise ValueError(f"train config must be a mapping, got {type(d).__name__}")
         known = [f.name for f in fields(cls)]

@@ -20,7 +20,6 @@ from common import interleaved, measure_quietly, paired_ratio, report, table  # 
 from awd import build_weight_decay  # noqa: E402
 from awd.models import build_model  # noqa: E402
 
-
 DECAY_REPS = 10
 
 

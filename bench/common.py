@@ -96,7 +96,7 @@ class Meter:
     """How many cores other processes kept busy, on average, while the `with` block ran: the direct measure of
     how much a measurement was polluted (a load average lags by a minute and counts this process too)."""
 
-    def __enter__(self) -> "Meter":
+    def __enter__(self) -> Meter:
         self.others = None
         self._t0, self._busy0, self._own0 = time.monotonic(), _busy_s(), _own_s()
         return self
@@ -165,7 +165,7 @@ def table(headers: list[str], rows: list[list]) -> str:
 
 def report(title: str, body: str, quiet: dict | None = None) -> None:
     """Print and append one dated section to results/bench.md; `quiet` is what wait_for_quiet returned."""
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     load = f" · load {quiet['load']:.2f} before (waited {quiet['waited_s']:.0f} s), " if quiet else " · load "
     load += f"{load1():.2f} after"
     if quiet and quiet.get("others") is not None:

@@ -9,7 +9,6 @@ graph compile separately), the steady-state speed-up, and the break-even point i
 from __future__ import annotations
 
 import json
-import statistics
 import sys
 import time
 from pathlib import Path

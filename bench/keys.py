@@ -23,10 +23,10 @@ def all_keys(params) -> dict[str, int]:
     from pipeline.attack import AA_FN
     from pipeline.common import make_unit
     from pipeline.cost import TEST_SIZE
-    from pipeline.evaluated import base_eval_config
     from pipeline.prune import PRUNE_FN
     from pipeline.suites import ATTACKED_SUITES, PRUNED_SUITES, independent_runs, natural_awd
     from pipeline.train import unit_for
+    from pipeline.trained_runs import base_eval_config
 
     specs = independent_runs(params)
     specs += [natural_awd(params, s, 0.02) for s in specs if s.suite == "natural"]

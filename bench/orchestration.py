@@ -27,9 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(ROOT))  # tests.e2e_util, bench.noop_unit
-from common import Meter, report, table, wait_for_quiet  # noqa: E402
-
 import yaml  # noqa: E402
+from common import Meter, report, table, wait_for_quiet  # noqa: E402
 
 PARTS = ("dvc", "local", "slurm")
 NOOP_FN = "bench.noop_unit:noop"

@@ -13,17 +13,17 @@ import typing as tp
 PACKAGES = ("torch", "torchvision", "pyautoattack", "numpy")
 
 
-def _version(package: str) -> tp.Optional[str]:
+def _version(package: str) -> str | None:
     try:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return None
 
 
-def environment() -> tp.Dict[str, tp.Any]:
+def environment() -> dict[str, tp.Any]:
     """Python and package versions; CUDA version and GPU name when the unit ran with torch loaded (no import
     here: a job that never used torch reports none)."""
-    env: tp.Dict[str, tp.Any] = {"python": platform.python_version(), **{p: _version(p) for p in PACKAGES},
+    env: dict[str, tp.Any] = {"python": platform.python_version(), **{p: _version(p) for p in PACKAGES},
                                  "cuda": None, "gpu": None}
     torch = sys.modules.get("torch")
     if torch is not None:

@@ -44,42 +44,42 @@ class ExecutorConfigError(ValueError):
 class ExecutorConfig:
     kind: str = "local"
     # local
-    max_parallel: tp.Optional[int] = None  # default: os.cpu_count()
-    local_gpus: tp.Optional[tp.List[int]] = None  # job i sees GPU local_gpus[i % len]; None: inherit the env
+    max_parallel: int | None = None  # default: os.cpu_count()
+    local_gpus: list[int] | None = None  # job i sees GPU local_gpus[i % len]; None: inherit the env
     # slurm
-    partition: tp.Optional[str] = None
-    gpus_per_node: tp.Optional[int] = None
+    partition: str | None = None
+    gpus_per_node: int | None = None
     check_gpus: bool = True  # a job that asked for GPUs and sees none fails at once instead of running on its CPUs
-    cpus_per_task: tp.Optional[int] = None
-    mem_gb: tp.Optional[float] = None
-    timeout_min: tp.Optional[int] = None  # slurm default 24 h; local: no limit unless set
-    account: tp.Optional[str] = None
-    qos: tp.Optional[str] = None
-    constraint: tp.Optional[str] = None
-    array_parallelism: tp.Optional[int] = None
+    cpus_per_task: int | None = None
+    mem_gb: float | None = None
+    timeout_min: int | None = None  # slurm default 24 h; local: no limit unless set
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    array_parallelism: int | None = None
     max_array_size: int = 1000  # SLURM's MaxArraySize is 1001 by default: larger submissions are split
-    extra: tp.Dict[str, tp.Any] = dataclasses.field(default_factory=dict)  # -> sbatch additional parameters
-    setup: tp.List[str] = dataclasses.field(default_factory=list)  # shell lines run before each job
+    extra: dict[str, tp.Any] = dataclasses.field(default_factory=dict)  # -> sbatch additional parameters
+    setup: list[str] = dataclasses.field(default_factory=list)  # shell lines run before each job
     max_num_timeout: int = 3  # requeues after a time-out (preemptions do not count)
-    max_queued: tp.Optional[int] = None  # jobs (array tasks) this driver keeps queued or running; more as they end
+    max_queued: int | None = None  # jobs (array tasks) this driver keeps queued or running; more as they end
     # all
-    units_per_job: tp.Optional[int] = None  # pack units into one job; local default: <= max_parallel jobs
-    poll_s: tp.Optional[float] = None  # driver poll interval; default local 1 s, slurm 15 s
-    budget_gpu_hours: tp.Optional[float] = None  # slurm: refuse larger new work unless confirmed (see gpu_budget)
+    units_per_job: int | None = None  # pack units into one job; local default: <= max_parallel jobs
+    poll_s: float | None = None  # driver poll interval; default local 1 s, slurm 15 s
+    budget_gpu_hours: float | None = None  # slurm: refuse larger new work unless confirmed (see gpu_budget)
     max_retries: int = 2  # resubmissions of a unit whose job failed (crash, OOM, node failure, lost), per run
     oom_mem_factor: float = 1.5  # an out-of-memory retry asks for mem_gb x this (when mem_gb is set) ...
-    max_mem_gb: tp.Optional[float] = None  # ... up to this many GB
+    max_mem_gb: float | None = None  # ... up to this many GB
     # per-unit --time: the unit's estimated seconds x this, rounded up to a step of TIME_STEPS_MIN, at most
     # timeout_min and the partition's MaxTime (None: every job asks for timeout_min)
-    time_safety_factor: tp.Optional[float] = None
+    time_safety_factor: float | None = None
     tflops: float = 100.0  # sustained TFLOP/s per GPU, for the estimate (as `python -m pipeline.dry_run --tflops`)
     # per kind of unit (train, autoattack, prune, ...): settings that replace the ones above for that kind
-    profiles: tp.Dict[str, tp.Dict[str, tp.Any]] = dataclasses.field(default_factory=dict)
+    profiles: dict[str, dict[str, tp.Any]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         validate_fields(dataclasses.asdict(self), source="ExecutorConfig")
 
-    def for_kind(self, kind: str) -> "ExecutorConfig":
+    def for_kind(self, kind: str) -> ExecutorConfig:
         """These settings with the profile of `kind` (if any) applied."""
         profile = self.profiles.get(kind)
         return dataclasses.replace(self, **profile) if profile else self
@@ -88,7 +88,7 @@ class ExecutorConfig:
     def parallel(self) -> int:
         return self.max_parallel or os.cpu_count() or 1
 
-    def gpu_budget(self) -> tp.Optional[float]:
+    def gpu_budget(self) -> float | None:
         """GPU-hours of new work a stage may submit without confirmation; None (no guard) on local and debug."""
         if self.kind != "slurm":
             return None
@@ -102,7 +102,7 @@ class ExecutorConfig:
 
 _INT = (int,)
 _NUM = (int, float)
-_FIELD_TYPES: tp.Dict[str, tp.Tuple[tp.Tuple[type, ...], str]] = {
+_FIELD_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "kind": ((str,), "one of " + ", ".join(KINDS)),
     "max_parallel": (_INT, "a positive integer"),
     "local_gpus": ((list,), "a list of GPU indices"),
@@ -190,10 +190,10 @@ def validate_fields(values: tp.Mapping[str, tp.Any], source: str) -> None:
                 f"{source}: key 'extra' maps sbatch options to str/number/bool values, got {opt!r}: {value!r}")
 
 
-def load_executor_config(path: tp.Union[str, Path, None] = None) -> ExecutorConfig:
+def load_executor_config(path: str | Path | None = None) -> ExecutorConfig:
     """Settings from a YAML file (`path`, else $AWD_EXECUTOR_CONFIG, else ./executor.yaml if present); the kind
     can be overridden with $AWD_EXECUTOR. Without either: local."""
-    values: tp.Dict[str, tp.Any] = {}
+    values: dict[str, tp.Any] = {}
     if path is None and os.environ.get(ENV_FILE):
         path = os.environ[ENV_FILE]
         if not Path(path).is_file():
@@ -236,8 +236,8 @@ class DetachedLocalExecutor(submitit.LocalExecutor):
     environment unless `local_gpus` assigns one per job (submitit would otherwise hide all GPUs by default).
     """
 
-    def __init__(self, folder: tp.Union[str, Path], local_gpus: tp.Optional[tp.Sequence[int]] = None,
-                 timeout_min: tp.Optional[float] = None, setup: tp.Sequence[str] = (), job_cpus: int = 0,
+    def __init__(self, folder: str | Path, local_gpus: tp.Sequence[int] | None = None,
+                 timeout_min: float | None = None, setup: tp.Sequence[str] = (), job_cpus: int = 0,
                  **kwargs: tp.Any):
         super().__init__(folder, **kwargs)
         self._job_cpus = job_cpus
@@ -299,7 +299,7 @@ SCHEDULER_TIMEOUT_S = 60  # sbatch / sacct / squeue / scancel: a controller that
 SUBMIT_LIMIT_RE = re.compile(r"QOSMaxSubmitJob\w*|AssocMaxSubmitJob\w*|MaxSubmitJobs\w*|job submit limit", re.I)
 
 
-def timed(command: tp.Sequence[str], seconds: float = SCHEDULER_TIMEOUT_S) -> tp.List[str]:
+def timed(command: tp.Sequence[str], seconds: float = SCHEDULER_TIMEOUT_S) -> list[str]:
     """`command` killed after `seconds` (exit status 124): for calls made by submitit, which sets no timeout."""
     return ["timeout", "-k", "5", str(int(seconds)), *command]
 
@@ -320,7 +320,7 @@ class CleanEnvSlurmExecutor(submitit.SlurmExecutor):
     """submitit's SlurmExecutor, but the jobs never inherit the allocation of a driver that runs inside a job, and
     sbatch runs under a timeout."""
 
-    def _internal_process_submissions(self, delayed_submissions: tp.List[tp.Any]) -> tp.List[submitit.Job]:
+    def _internal_process_submissions(self, delayed_submissions: list[tp.Any]) -> list[submitit.Job]:
         # covers single jobs and arrays (submitit submits an array through a fresh plain SlurmExecutor)
         with _outside_allocation(), _timed_sbatch():
             return super()._internal_process_submissions(delayed_submissions)
@@ -330,8 +330,8 @@ TIME_STEPS_MIN = (15, 30, 60, 120, 240, 480, 720, 1440, 2880, 4320, 10080)  # fe
 JOB_START_MIN = 5  # a job's start-up (interpreter, dataset) on top of the unit's own estimate
 
 
-def unit_time_min(cfg: ExecutorConfig, estimate_s: tp.Optional[float],
-                  partition_limit_min: tp.Optional[int]) -> tp.Optional[int]:
+def unit_time_min(cfg: ExecutorConfig, estimate_s: float | None,
+                  partition_limit_min: int | None) -> int | None:
     """The --time for a unit estimated at `estimate_s` seconds: x time_safety_factor, rounded up to a step, at most
     timeout_min and the partition's limit. None (use timeout_min) without an estimate or a factor."""
     if cfg.time_safety_factor is None or estimate_s is None:
@@ -342,10 +342,10 @@ def unit_time_min(cfg: ExecutorConfig, estimate_s: tp.Optional[float],
     return min([step, *caps])
 
 
-_partition_limits: tp.Dict[tp.Optional[str], tp.Optional[int]] = {}
+_partition_limits: dict[str | None, int | None] = {}
 
 
-def partition_time_limit_min(partition: tp.Optional[str]) -> tp.Optional[int]:
+def partition_time_limit_min(partition: str | None) -> int | None:
     """The partition's MaxTime in minutes (sinfo; the default partition when None); None when unlimited/unknown."""
     if partition not in _partition_limits:
         cmd = ["sinfo", "-h", "-o", "%P|%l"]
@@ -359,7 +359,7 @@ def partition_time_limit_min(partition: tp.Optional[str]) -> tp.Optional[int]:
     return _partition_limits[partition]
 
 
-def _slurm_minutes(text: str) -> tp.Optional[int]:
+def _slurm_minutes(text: str) -> int | None:
     """'1-00:00:00', '12:00:00', '30:00', '45' -> minutes; 'infinite' / 'UNLIMITED' -> None."""
     text = text.strip()
     if not text or not text[0].isdigit():
@@ -373,7 +373,7 @@ def _slurm_minutes(text: str) -> tp.Optional[int]:
     return int(days or 0) * 1440 + h * 60 + m + (1 if sec else 0)
 
 
-def make_executor(cfg: ExecutorConfig, log_dir: tp.Union[str, Path]) -> submitit.Executor:
+def make_executor(cfg: ExecutorConfig, log_dir: str | Path) -> submitit.Executor:
     """The submitit executor for `cfg`, writing submission files and job logs under `log_dir`.
 
     For `debug`, jobs.submit runs units in-process itself rather than through the returned DebugExecutor: that
@@ -391,7 +391,7 @@ def make_executor(cfg: ExecutorConfig, log_dir: tp.Union[str, Path]) -> submitit
             "executor kind 'slurm' but `srun` is not on PATH: run the pipeline on a SLURM login node, or set "
             f"${ENV_KIND}=local (or kind: local in {DEFAULT_FILE})")
     ex = CleanEnvSlurmExecutor(folder=log_dir, max_num_timeout=cfg.max_num_timeout)
-    params: tp.Dict[str, tp.Any] = {"time": cfg.timeout_min or DEFAULT_SLURM_TIMEOUT_MIN}
+    params: dict[str, tp.Any] = {"time": cfg.timeout_min or DEFAULT_SLURM_TIMEOUT_MIN}
     if not {"job-name", "job_name"} & set(cfg.extra):
         # squeue/sacct name the stage (awd-train, awd-attack, ...) rather than submitit's "submitit"
         params["job_name"] = f"awd-{log_dir.name}"
@@ -445,10 +445,10 @@ class JobWatch:
 
     def __init__(self, sacct_every_s: float = 30.0):
         _time_sacct()
-        self._children: tp.Dict[str, tp.Any] = {}  # job id -> Popen of local jobs this process started
+        self._children: dict[str, tp.Any] = {}  # job id -> Popen of local jobs this process started
         self._sacct_every_s = sacct_every_s
         self._last_sacct = float("-inf")
-        self._squeue: tp.Dict[str, str] = {}
+        self._squeue: dict[str, str] = {}
 
     def track(self, job: tp.Any) -> None:
         process = getattr(job, "_process", None)
@@ -473,7 +473,7 @@ class JobWatch:
                  and now - float(r.get("submitted_at", now)) > SQUEUE_FALLBACK_AFTER_S]
         self._squeue = _squeue_states(stale) if stale else {}
 
-    def state(self, record: tp.Mapping[str, tp.Any]) -> tp.Tuple[bool, str]:
+    def state(self, record: tp.Mapping[str, tp.Any]) -> tuple[bool, str]:
         """(alive, state in words)."""
         job_id = str(record["job_id"])
         kind = record.get("executor")
@@ -515,7 +515,7 @@ def _hostname() -> str:
     return socket.gethostname()
 
 
-def _squeue_states(job_ids: tp.Sequence[str]) -> tp.Dict[str, str]:
+def _squeue_states(job_ids: tp.Sequence[str]) -> dict[str, str]:
     try:
         out = subprocess.run(["squeue", "-h", "-o", "%i|%T", "-j", ",".join(job_ids)], capture_output=True,
                              text=True, timeout=SCHEDULER_TIMEOUT_S).stdout

@@ -53,7 +53,7 @@ def canonical_json(obj: tp.Any) -> str:
                       allow_nan=False)
 
 
-def keyed_config(config: tp.Mapping[str, tp.Any]) -> tp.Dict[str, tp.Any]:
+def keyed_config(config: tp.Mapping[str, tp.Any]) -> dict[str, tp.Any]:
     """The part of a unit config that decides what is computed: every entry not named "_..." (input locations)."""
     return {k: v for k, v in config.items() if not k.startswith("_")}
 
@@ -80,7 +80,7 @@ def _default_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
-def _module_file(root: Path, name: str) -> tp.Optional[Path]:
+def _module_file(root: Path, name: str) -> Path | None:
     base = root.joinpath(*name.split("."))
     for candidate in (base.with_suffix(".py"), base / "__init__.py"):
         if candidate.is_file():
@@ -111,12 +111,12 @@ def _imported_names(tree: ast.AST, module: str, is_package: bool) -> tp.Iterator
                     yield f"{base}.{alias.name}" if base else alias.name
 
 
-def _with_parents(name: str) -> tp.List[str]:
+def _with_parents(name: str) -> list[str]:
     parts = name.split(".")
     return [".".join(parts[: i + 1]) for i in range(len(parts))]
 
 
-def _parse(path: Path, source: tp.Optional[bytes] = None) -> ast.Module:
+def _parse(path: Path, source: bytes | None = None) -> ast.Module:
     try:
         return ast.parse(path.read_bytes() if source is None else source, filename=str(path))
     except SyntaxError as e:
@@ -124,11 +124,16 @@ def _parse(path: Path, source: tp.Optional[bytes] = None) -> ast.Module:
 
 
 _DOC_OWNERS = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+_FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 
 
-def _canonical(node: tp.Any) -> tp.Any:
+def _canonical(node: tp.Any, lazy_annotations: bool = False) -> tp.Any:
     """The executable content of an AST as plain data: no positions, no docstrings; fields that are None or empty
-    are left out, so a Python release that adds an empty field (e.g. 3.12's `type_params`) keeps digests equal."""
+    are left out, so a Python release that adds an empty field (e.g. 3.12's `type_params`) keeps digests equal.
+
+    With `from __future__ import annotations` (PEP 563) a function's parameter and return annotations are strings
+    nothing in a unit evaluates, so they are left out too: a typing fix or a pyupgrade rewrite retrains nothing.
+    Annotated assignments stay (a dataclass's fields are its annotations)."""
     if isinstance(node, ast.AST):
         fields = {}
         for name, value in ast.iter_fields(node):
@@ -136,10 +141,13 @@ def _canonical(node: tp.Any) -> tp.Any:
                 value = value[1:]
             if name == "type_comment" or value is None or value == []:
                 continue
-            fields[name] = _canonical(value)
+            if lazy_annotations and ((name == "annotation" and isinstance(node, ast.arg))
+                                     or (name == "returns" and isinstance(node, _FUNCTIONS))):
+                continue
+            fields[name] = _canonical(value, lazy_annotations)
         return [type(node).__name__, fields]
     if isinstance(node, list):
-        return [_canonical(v) for v in node]
+        return [_canonical(v, lazy_annotations) for v in node]
     if isinstance(node, bytes):
         return {"bytes": node.hex()}
     if isinstance(node, complex):
@@ -151,21 +159,26 @@ def _canonical(node: tp.Any) -> tp.Any:
     return node  # str, int, float, bool
 
 
+def _postponed_annotations(tree: ast.Module) -> bool:
+    return any(isinstance(stmt, ast.ImportFrom) and stmt.module == "__future__"
+               and any(alias.name == "annotations" for alias in stmt.names) for stmt in tree.body)
+
+
 def _is_docstring(stmt: ast.stmt) -> bool:
     return isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str)
 
 
-def semantic_digest(source: tp.Union[str, bytes], filename: str = "<source>") -> str:
-    """sha256 of what a Python file executes: comments, docstrings, blank lines and layout do not count; any
-    change to a statement, name, literal or annotation does. (A module's `__doc__` is not part of it: unit code
-    must not compute results from docstrings.)"""
+def semantic_digest(source: str | bytes, filename: str = "<source>") -> str:
+    """sha256 of what a Python file executes: comments, docstrings, blank lines, layout and (under PEP 563) function
+    signature annotations do not count; any change to a statement, name or literal does. (A module's `__doc__` is
+    not part of it: unit code must not compute results from docstrings or signature annotations.)"""
     tree = _parse(Path(filename), source.encode("utf-8") if isinstance(source, str) else source)
-    text = json.dumps(_canonical(tree), separators=(",", ":"), ensure_ascii=False)
+    text = json.dumps(_canonical(tree, _postponed_annotations(tree)), separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def code_closure(module_names: tp.Union[str, tp.Iterable[str]], root: tp.Union[str, Path, None] = None,
-                 packages: tp.Sequence[str] = PROJECT_PACKAGES) -> tp.Dict[str, Path]:
+def code_closure(module_names: str | tp.Iterable[str], root: str | Path | None = None,
+                 packages: tp.Sequence[str] = PROJECT_PACKAGES) -> dict[str, Path]:
     """{module name: source file} of the given modules and everything they import inside the project packages.
 
     Importing `a.b.c` runs `a/__init__.py` and `a/b/__init__.py` too, so those count as dependencies; imports
@@ -176,8 +189,8 @@ def code_closure(module_names: tp.Union[str, tp.Iterable[str]], root: tp.Union[s
     if not names:
         raise ValueError("code_digest: no module names given")
     allowed = set(packages)
-    files: tp.Dict[str, Path] = {}
-    todo: tp.List[str] = []
+    files: dict[str, Path] = {}
+    todo: list[str] = []
     for name in names:
         if name.split(".")[0] not in allowed:
             raise ValueError(f"code_digest: module {name!r} is outside the project packages {sorted(allowed)}")
@@ -205,14 +218,14 @@ def combine_digests(file_digests: tp.Mapping[str, str]) -> str:
     return digest.hexdigest()
 
 
-def closure_digests(module_names: tp.Union[str, tp.Iterable[str]], root: tp.Union[str, Path, None] = None,
-                    packages: tp.Sequence[str] = PROJECT_PACKAGES) -> tp.Dict[str, str]:
+def closure_digests(module_names: str | tp.Iterable[str], root: str | Path | None = None,
+                    packages: tp.Sequence[str] = PROJECT_PACKAGES) -> dict[str, str]:
     """{module name: semantic digest} over the code closure of the given modules."""
     return {name: semantic_digest(path.read_bytes(), str(path))
             for name, path in code_closure(module_names, root, packages).items()}
 
 
-def code_digest(module_names: tp.Union[str, tp.Iterable[str]], root: tp.Union[str, Path, None] = None,
+def code_digest(module_names: str | tp.Iterable[str], root: str | Path | None = None,
                 packages: tp.Sequence[str] = PROJECT_PACKAGES) -> str:
     """sha256 over the semantic digests of the given modules and everything they import inside the project
     packages: an edit that changes what any of them executes changes it, a comment or docstring edit does not."""

@@ -11,7 +11,7 @@ import typing as tp
 from tqdm import tqdm
 
 
-def estimate_eta_s(remaining: int, durations: tp.Sequence[float], parallel: int) -> tp.Optional[float]:
+def estimate_eta_s(remaining: int, durations: tp.Sequence[float], parallel: int) -> float | None:
     """Seconds until `remaining` units finish, if they take the median finished-unit time, `parallel` at a time.
 
     The median, not the mean: one unit slowed by a busy node should not swing the estimate. None before any
@@ -24,7 +24,7 @@ def estimate_eta_s(remaining: int, durations: tp.Sequence[float], parallel: int)
     return math.ceil(remaining / max(1, parallel)) * statistics.median(durations)
 
 
-def format_duration(seconds: tp.Optional[float]) -> str:
+def format_duration(seconds: float | None) -> str:
     if seconds is None:
         return "?"
     seconds = int(round(seconds))
@@ -34,15 +34,15 @@ def format_duration(seconds: tp.Optional[float]) -> str:
 
 
 class Progress:
-    def __init__(self, total: int, done: int, desc: str, stream: tp.Optional[tp.TextIO] = None):
+    def __init__(self, total: int, done: int, desc: str, stream: tp.TextIO | None = None):
         self.stream = stream if stream is not None else sys.stderr
         self.bar = tqdm(total=total, initial=done, desc=desc, unit="unit", file=self.stream, dynamic_ncols=True,
                         bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]", mininterval=0.5)
-        self.durations: tp.List[float] = []
+        self.durations: list[float] = []
         isatty = getattr(self.stream, "isatty", lambda: False)()
         # a log file (dvc's captured stderr, a SLURM login session piped to tee) gets a line a minute, not a second
         self._every_s = 1.0 if isatty else 60.0
-        self._last: tp.Tuple[tp.Any, ...] = ()
+        self._last: tuple[tp.Any, ...] = ()
         self._last_t = float("-inf")
 
     def update(self, done: int, running: int, failed: int, parallel: int, retried: int = 0) -> None:

@@ -34,7 +34,7 @@ class SnapshotError(RuntimeError):
     pass
 
 
-def snapshot_path(store_root: tp.Union[str, Path], digest: str) -> Path:
+def snapshot_path(store_root: str | Path, digest: str) -> Path:
     if not isinstance(digest, str) or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
         raise SnapshotError(f"code digest {digest!r} is not a sha256 hex digest (see jobs.keys.code_digest)")
     return Path(store_root) / SNAPSHOTS / digest[:2] / digest
@@ -64,8 +64,8 @@ def _remove(root: Path) -> None:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def write_snapshot(store_root: tp.Union[str, Path], module: str, digest: str,
-                   root: tp.Union[str, Path, None] = None) -> Path:
+def write_snapshot(store_root: str | Path, module: str, digest: str,
+                   root: str | Path | None = None) -> Path:
     """The snapshot of `module`'s code closure (from the checkout at `root`) under `digest`, written if missing.
 
     Raises SnapshotError when the checkout's code no longer has that digest (edited since the key was computed)
@@ -109,7 +109,7 @@ def write_snapshot(store_root: tp.Union[str, Path], module: str, digest: str,
     return dest
 
 
-def verify_snapshot(store_root: tp.Union[str, Path], digest: str) -> dict:
+def verify_snapshot(store_root: str | Path, digest: str) -> dict:
     """The snapshot's manifest, after checking that the directory holds exactly its files, byte for byte, and
     that their code has `digest`. Anything else raises SnapshotError naming what differs."""
     dest = snapshot_path(store_root, digest)
@@ -163,10 +163,10 @@ class _SnapshotFinder(importlib.abc.MetaPathFinder):
         return importlib.util.spec_from_file_location(name, file, submodule_search_locations=package_dir)
 
 
-_active: tp.Dict[str, tp.Any] = {"digest": None, "finder": None}
+_active: dict[str, tp.Any] = {"digest": None, "finder": None}
 
 
-def use_snapshot(store_root: tp.Union[str, Path], digest: str) -> Path:
+def use_snapshot(store_root: str | Path, digest: str) -> Path:
     """Job side: verify the snapshot, then make every later import of its packages come from it. Switching to
     another digest drops the modules the previous one loaded."""
     manifest = verify_snapshot(store_root, digest)

@@ -59,7 +59,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: tp.Union[str, Path], data: bytes) -> None:
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Readers see the old file or the whole new one, never a prefix; a failure leaves no temporary behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,7 +84,7 @@ def dump_json(obj: tp.Any, what: str) -> bytes:
         raise TypeError(f"{what} is not JSON-serialisable: {e}") from e
 
 
-def atomic_write_json(path: tp.Union[str, Path], obj: tp.Any) -> None:
+def atomic_write_json(path: str | Path, obj: tp.Any) -> None:
     atomic_write_bytes(path, dump_json(obj, str(path)))
 
 
@@ -96,7 +96,7 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _payload_files(entry: Path) -> tp.List[str]:
+def _payload_files(entry: Path) -> list[str]:
     out = []
     for dirpath, dirnames, filenames in os.walk(entry):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -109,7 +109,7 @@ def _payload_files(entry: Path) -> tp.List[str]:
 
 
 def _utc_now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def claim_alive(record: tp.Mapping[str, tp.Any]) -> bool:
@@ -128,7 +128,7 @@ def claim_alive(record: tp.Mapping[str, tp.Any]) -> bool:
 
 
 class RunStore:
-    def __init__(self, root: tp.Union[str, Path]):
+    def __init__(self, root: str | Path):
         self.root = Path(root).expanduser().resolve()
 
     def __repr__(self) -> str:
@@ -159,7 +159,7 @@ class RunStore:
 
     # -- done / commit -------------------------------------------------------------------------------------------
     def commit(self, kind: str, key: str, result: tp.Mapping[str, tp.Any],
-               meta: tp.Optional[tp.Mapping[str, tp.Any]] = None) -> Path:
+               meta: tp.Mapping[str, tp.Any] | None = None) -> Path:
         """Writes result.json then the manifest over every file of the entry; on any failure neither remains."""
         if not isinstance(result, tp.Mapping):
             raise TypeError(f"store.commit({kind}/{key}): result must be a dict, got {type(result).__name__}")
@@ -186,14 +186,14 @@ class RunStore:
             (entry / ERROR).unlink()
         return entry
 
-    def manifest(self, kind: str, key: str) -> tp.Optional[dict]:
+    def manifest(self, kind: str, key: str) -> dict | None:
         try:
             with open(self.path(kind, key) / MANIFEST, "rb") as f:
                 return json.loads(f.read())
         except FileNotFoundError:
             return None
 
-    def is_done(self, kind: str, key: str, verify: tp.Union[bool, str] = False) -> bool:
+    def is_done(self, kind: str, key: str, verify: bool | str = False) -> bool:
         """True when the manifest matches the files. `verify`: False checks sizes (cheap: the driver's polling);
         "changed" also checks the sha256 of every file modified since commit (mtime differs from the manifest's)
         and of every file up to SMALL_FILE bytes (what a stage does once before using an entry); True checks the
@@ -219,7 +219,7 @@ class RunStore:
         return True
 
     @staticmethod
-    def _check(entry: Path, manifest: tp.Any, verify: tp.Union[bool, str]) -> str:
+    def _check(entry: Path, manifest: tp.Any, verify: bool | str) -> str:
         files = manifest.get("files") if isinstance(manifest, dict) else None
         if not isinstance(files, dict) or RESULT not in files:
             return f"{MANIFEST} has no file list including {RESULT}"
@@ -262,7 +262,7 @@ class RunStore:
         atomic_write_bytes(path, text.encode("utf-8", "replace"))
         return path
 
-    def error(self, kind: str, key: str) -> tp.Optional[str]:
+    def error(self, kind: str, key: str) -> str | None:
         try:
             return (self.path(kind, key) / ERROR).read_text(errors="replace")
         except FileNotFoundError:
@@ -274,7 +274,7 @@ class RunStore:
 
     # -- jobs (re-attach) -----------------------------------------------------------------------------------------
     def record_jobs(self, kind: str, key: str, job_id: str, executor_kind: str,
-                    log_paths: tp.Mapping[str, tp.Union[str, Path]], **extra: tp.Any) -> None:
+                    log_paths: tp.Mapping[str, str | Path], **extra: tp.Any) -> None:
         record = {"job_id": str(job_id), "executor": executor_kind,
                   "log_paths": {k: str(v) for k, v in log_paths.items()},
                   "submitted_at": time.time(), "host": socket.gethostname(), "driver_pid": os.getpid(), **extra}
@@ -286,7 +286,7 @@ class RunStore:
         self.record_jobs(kind, key, f"{CLAIM}-{os.getpid()}", CLAIM, {}, **extra)
         return self.job_record(kind, key) or {}
 
-    def job_record(self, kind: str, key: str) -> tp.Optional[dict]:
+    def job_record(self, kind: str, key: str) -> dict | None:
         try:
             with open(self.path(kind, key) / JOB, "rb") as f:
                 return json.loads(f.read())
@@ -297,7 +297,7 @@ class RunStore:
         with contextlib.suppress(FileNotFoundError):
             (self.path(kind, key) / JOB).unlink()
 
-    def pending_jobs(self) -> tp.List[dict]:
+    def pending_jobs(self) -> list[dict]:
         """job.json records of entries that are not done, each with its `kind` and `key` added."""
         out = []
         if not self.root.is_dir():
@@ -315,13 +315,13 @@ class RunStore:
         return out
 
     # -- retries and liveness ------------------------------------------------------------------------------------
-    def record_attempt(self, kind: str, key: str, cause: str, **extra: tp.Any) -> tp.List[dict]:
+    def record_attempt(self, kind: str, key: str, cause: str, **extra: tp.Any) -> list[dict]:
         """Appends a failed attempt (its cause, job, time) to the entry's attempts.json; returns the whole list."""
         attempts = self.attempts(kind, key) + [{"cause": cause, "at": _utc_now(), **extra}]
         atomic_write_json(self.workdir(kind, key) / ATTEMPTS, attempts)
         return attempts
 
-    def attempts(self, kind: str, key: str) -> tp.List[dict]:
+    def attempts(self, kind: str, key: str) -> list[dict]:
         try:
             with open(self.path(kind, key) / ATTEMPTS, "rb") as f:
                 loaded = json.loads(f.read())
@@ -333,7 +333,7 @@ class RunStore:
         atomic_write_json(self.workdir(kind, key) / HEARTBEAT,
                           {"job_id": str(job_id), "host": socket.gethostname(), "pid": os.getpid(), "t": time.time()})
 
-    def heartbeat(self, kind: str, key: str) -> tp.Optional[dict]:
+    def heartbeat(self, kind: str, key: str) -> dict | None:
         """The last heartbeat, with `age_s` added; None if the entry never had one."""
         try:
             with open(self.path(kind, key) / HEARTBEAT, "rb") as f:

@@ -27,8 +27,14 @@ import submitit
 
 from jobs.environment import environment
 from jobs.executors import (
-    SUBMIT_LIMIT_RE, ElsewhereError, ExecutorConfig, JobWatch, load_executor_config, make_executor,
-    partition_time_limit_min, unit_time_min,
+    SUBMIT_LIMIT_RE,
+    ElsewhereError,
+    ExecutorConfig,
+    JobWatch,
+    load_executor_config,
+    make_executor,
+    partition_time_limit_min,
+    unit_time_min,
 )
 from jobs.keys import config_digest
 from jobs.progress import Progress
@@ -56,12 +62,12 @@ class Unit:
     kind: str
     key: str
     fn: str
-    config: tp.Dict[str, tp.Any]
+    config: dict[str, tp.Any]
     label: str = ""
-    deps: tp.Tuple[tp.Tuple[str, str], ...] = ()
+    deps: tuple[tuple[str, str], ...] = ()
     code: str = ""
     group: str = ""
-    estimate_s: tp.Optional[float] = None  # expected run time on one GPU (sizes --time; see ExecutorConfig)
+    estimate_s: float | None = None  # expected run time on one GPU (sizes --time; see ExecutorConfig)
 
     @property
     def name(self) -> str:
@@ -73,7 +79,7 @@ class Failure:
     unit: Unit
     error: str
     log: str
-    traceback: tp.Optional[str] = None
+    traceback: str | None = None
     retries: int = 0  # resubmissions made before giving up (causes: the entry's attempts.json)
 
     def line(self) -> str:
@@ -194,7 +200,7 @@ def limit_threads() -> None:
             os.environ["OMP_NUM_THREADS"] = cpus
 
 
-def execute_units(store_root: tp.Union[str, Path], units: tp.Sequence[Unit]) -> tp.Dict[str, str]:
+def execute_units(store_root: str | Path, units: tp.Sequence[Unit]) -> dict[str, str]:
     """Job entry point: each unit in turn; raises UnitError at the end if any failed."""
     limit_threads()
     store = RunStore(store_root)
@@ -244,7 +250,7 @@ class UnitBatch(submitit.helpers.Checkpointable):
         self.units = list(units)
         self.gpus = gpus
 
-    def __call__(self) -> tp.Dict[str, str]:
+    def __call__(self) -> dict[str, str]:
         check_gpus_visible(getattr(self, "gpus", 0))
         return execute_units(self.store_root, self.units)
 
@@ -253,10 +259,10 @@ class UnitBatch(submitit.helpers.Checkpointable):
 
 
 # -- driver side -------------------------------------------------------------------------------------------------------
-def _prepare(units: tp.Iterable[Unit], store: RunStore, check_deps: bool = True) -> tp.List[Unit]:
+def _prepare(units: tp.Iterable[Unit], store: RunStore, check_deps: bool = True) -> list[Unit]:
     """Validates and de-duplicates; every error names the unit and is raised before anything is submitted."""
-    seen: tp.Dict[tp.Tuple[str, str], Unit] = {}
-    resolved: tp.Set[str] = set()
+    seen: dict[tuple[str, str], Unit] = {}
+    resolved: set[str] = set()
     for unit in units:
         if not isinstance(unit, Unit):
             raise TypeError(f"run_units: expected jobs.submit.Unit, got {type(unit).__name__}: {unit!r}")
@@ -288,17 +294,17 @@ def _prepare(units: tp.Iterable[Unit], store: RunStore, check_deps: bool = True)
     return list(seen.values())
 
 
-def dry_run(units: tp.Iterable[Unit], store: RunStore) -> tp.List[Unit]:
+def dry_run(units: tp.Iterable[Unit], store: RunStore) -> list[Unit]:
     """The de-duplicated units that are not done (what run_units would run or wait for); deps are not checked,
     since a later stage's units may depend on entries an earlier stage has yet to make."""
     store = store if isinstance(store, RunStore) else RunStore(store)
     return [u for u in _prepare(units, store, check_deps=False) if not store.is_done(u.kind, u.key)]
 
 
-def _packs(units: tp.Sequence[Unit], cfg: ExecutorConfig, slots: int) -> tp.List[tp.List[Unit]]:
+def _packs(units: tp.Sequence[Unit], cfg: ExecutorConfig, slots: int) -> list[list[Unit]]:
     """At most `slots` jobs. Local jobs all start at once, so units are dealt round-robin over the free slots."""
     per_job = cfg.units_per_job or 1
-    atoms: tp.Dict[tp.Any, tp.List[Unit]] = {}  # a group stays together; an ungrouped unit is its own atom
+    atoms: dict[tp.Any, list[Unit]] = {}  # a group stays together; an ungrouped unit is its own atom
     for i, unit in enumerate(units):
         atoms.setdefault(unit.group or i, []).append(unit)
     parts = list(atoms.values())
@@ -315,7 +321,7 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "(empty)"
 
 
-def _log_tail(path: tp.Optional[str]) -> str:
+def _log_tail(path: str | None) -> str:
     if not path:
         return ""
     try:
@@ -331,8 +337,8 @@ class SubmitRefused(RuntimeError):
     """sbatch said the user's (or account's) submit limit is reached: wait for jobs to end, then submit again."""
 
 
-def _submit(packs: tp.Sequence[tp.List[Unit]], store: RunStore, cfg: ExecutorConfig, desc: str,
-            watch: JobWatch) -> tp.Tuple[tp.Dict[str, dict], tp.Optional[Exception]]:
+def _submit(packs: tp.Sequence[list[Unit]], store: RunStore, cfg: ExecutorConfig, desc: str,
+            watch: JobWatch) -> tuple[dict[str, dict], Exception | None]:
     """Submits `packs` (one job each) as arrays; job.json is written per array as soon as sbatch answers, so a crash
     between arrays leaves nothing submitted without a record. Returns the records and the error that stopped the
     submission early (the packs after it are not submitted), if any."""
@@ -342,7 +348,7 @@ def _submit(packs: tp.Sequence[tp.List[Unit]], store: RunStore, cfg: ExecutorCon
         store.clear_error(unit.kind, unit.key)  # job.json stays: the caller's claim until the real record lands
         store.write_config(unit.kind, unit.key, unit.config)
     chunk = cfg.max_array_size if cfg.kind == "slurm" else max(1, len(packs))
-    records: tp.Dict[str, dict] = {}
+    records: dict[str, dict] = {}
     for start in range(0, len(packs), chunk):
         group = packs[start:start + chunk]
         try:
@@ -366,10 +372,10 @@ def _submit(packs: tp.Sequence[tp.List[Unit]], store: RunStore, cfg: ExecutorCon
 
 
 @contextlib.contextmanager
-def _sigint_deferred() -> tp.Iterator[tp.List[int]]:
+def _sigint_deferred() -> tp.Iterator[list[int]]:
     """Holds Ctrl-C back while jobs are submitted and recorded: a job submitted but not yet in job.json would be
     submitted again by the next driver. The caller re-raises once the records are written."""
-    caught: tp.List[int] = []
+    caught: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield caught
         return
@@ -398,14 +404,14 @@ class Report:
     """What run_units_report made of the units: results of the done ones, and the units that still failed after
     their retries (each with its cause and log)."""
 
-    results: tp.Dict[str, dict]
-    failures: tp.List[Failure]
+    results: dict[str, dict]
+    failures: list[Failure]
     peak_queued: int = 0  # most jobs this driver had queued or running at once (<= max_queued)
 
 
-def run_units(units: tp.Iterable[Unit], store: tp.Union[RunStore, str, Path],
-              executor_cfg: tp.Optional[ExecutorConfig] = None, *, desc: str = "train",
-              poll_s: tp.Optional[float] = None, stream: tp.Optional[tp.TextIO] = None) -> tp.Dict[str, dict]:
+def run_units(units: tp.Iterable[Unit], store: RunStore | str | Path,
+              executor_cfg: ExecutorConfig | None = None, *, desc: str = "train",
+              poll_s: float | None = None, stream: tp.TextIO | None = None) -> dict[str, dict]:
     """Makes every unit done and returns {key: result}; raises UnitsFailed (after the others finish) if any fail."""
     report = run_units_report(units, store, executor_cfg, desc=desc, poll_s=poll_s, stream=stream)
     if report.failures:
@@ -413,9 +419,9 @@ def run_units(units: tp.Iterable[Unit], store: tp.Union[RunStore, str, Path],
     return report.results
 
 
-def run_units_report(units: tp.Iterable[Unit], store: tp.Union[RunStore, str, Path],
-                     executor_cfg: tp.Optional[ExecutorConfig] = None, *, desc: str = "train",
-                     poll_s: tp.Optional[float] = None, stream: tp.Optional[tp.TextIO] = None) -> Report:
+def run_units_report(units: tp.Iterable[Unit], store: RunStore | str | Path,
+                     executor_cfg: ExecutorConfig | None = None, *, desc: str = "train",
+                     poll_s: float | None = None, stream: tp.TextIO | None = None) -> Report:
     """Like run_units, but a unit that fails after `max_retries` resubmissions is reported, never raised: the
     other units (and the stage that asked for them) carry on."""
     store = store if isinstance(store, RunStore) else RunStore(store)
@@ -428,7 +434,7 @@ def run_units_report(units: tp.Iterable[Unit], store: tp.Union[RunStore, str, Pa
     # checksums of what changed since commit, once per call: a damaged entry is quarantined and recomputed, never used
     todo = [u for u in units if not store.is_done(u.kind, u.key, verify="changed")]
     _write_snapshots(todo, store)
-    failures: tp.List[Failure] = []
+    failures: list[Failure] = []
     peak = 0
     if todo:
         for line in summary(todo, pending_reasons(todo, store.root), "units"):
@@ -455,8 +461,8 @@ def _write_snapshots(units: tp.Sequence[Unit], store: RunStore) -> None:
             raise StoreError(f"{e} (nothing was submitted)") from e
 
 
-def _run_in_process(todo: tp.Sequence[Unit], store: RunStore, progress: Progress) -> tp.List[Failure]:
-    failures: tp.List[Failure] = []
+def _run_in_process(todo: tp.Sequence[Unit], store: RunStore, progress: Progress) -> list[Failure]:
+    failures: list[Failure] = []
     done = progress.bar.n
     for i, unit in enumerate(todo):
         start = time.time()
@@ -476,7 +482,7 @@ def _run_in_process(todo: tp.Sequence[Unit], store: RunStore, progress: Progress
 class _Tracked:
     unit: Unit
     record: dict
-    dead_since: tp.Optional[float] = None
+    dead_since: float | None = None
 
 
 SUBMIT_BACKOFF_S = (5.0, 600.0)  # first and longest wait after a failed or refused sbatch
@@ -493,28 +499,28 @@ class _Driver:
     scheduler call."""
 
     def __init__(self, store: RunStore, cfg: ExecutorConfig, desc: str, progress: Progress,
-                 poll_s: tp.Optional[float]):
+                 poll_s: float | None):
         self.store, self.cfg, self.desc, self.progress = store, cfg, desc, progress
         self.poll = poll_s if poll_s is not None else cfg.poll_interval()
         self.watch = JobWatch()
-        self.active: tp.Dict[str, _Tracked] = {}
-        self.waiting: tp.List[Unit] = []
-        self.retries: tp.Dict[str, int] = {}
-        self.mem: tp.Dict[str, float] = {}
-        self.failures: tp.List[Failure] = []
+        self.active: dict[str, _Tracked] = {}
+        self.waiting: list[Unit] = []
+        self.retries: dict[str, int] = {}
+        self.mem: dict[str, float] = {}
+        self.failures: list[Failure] = []
         self.done = progress.bar.n
-        self.cap: tp.Optional[int] = cfg.parallel if cfg.kind == "local" else cfg.max_queued
+        self.cap: int | None = cfg.parallel if cfg.kind == "local" else cfg.max_queued
         self.base_cap = self.cap  # a refusal lowers `cap`; each accepted submission probes one job higher again
         self.next_submit = 0.0
         self.backoff = SUBMIT_BACKOFF_S[0]
-        self.failing_since: tp.Optional[float] = None
+        self.failing_since: float | None = None
         self.peak_jobs = 0
-        self.known: tp.Dict[str, tp.Optional[dict]] = {}  # the job.json we last saw (or wrote) per unit
+        self.known: dict[str, dict | None] = {}  # the job.json we last saw (or wrote) per unit
 
     def jobs(self) -> int:
         return len({t.record["job_id"] for t in self.active.values()})
 
-    def run(self, todo: tp.Sequence[Unit]) -> tp.List[Failure]:
+    def run(self, todo: tp.Sequence[Unit]) -> list[Failure]:
         try:  # from the start: a Ctrl-C just after the held-back one is released must still print the hint
             self.adopt(todo)
             while self.active or self.waiting:
@@ -553,7 +559,7 @@ class _Driver:
         if self.active:
             self.progress.write(f"{self.desc}: re-attached to {len(self.active)} units in {self.jobs()} running jobs")
 
-    def _alive(self, unit: Unit, record: dict) -> tp.Tuple[bool, str]:
+    def _alive(self, unit: Unit, record: dict) -> tuple[bool, str]:
         if record.get("executor") == CLAIM:
             if claim_alive(record):
                 return True, "SUBMITTING"
@@ -579,11 +585,11 @@ class _Driver:
         if slots <= 0:
             return
         tried = slots
-        groups: tp.Dict[tp.Tuple[tp.Any, ...], tp.Tuple[ExecutorConfig, tp.List[Unit]]] = {}
+        groups: dict[tuple[tp.Any, ...], tuple[ExecutorConfig, list[Unit]]] = {}
         for unit in self.waiting:  # one array per distinct resource request
             cfg = self.unit_cfg(unit)
             groups.setdefault((unit.kind, cfg.mem_gb, cfg.timeout_min), (cfg, []))[1].append(unit)
-        error: tp.Optional[Exception] = None
+        error: Exception | None = None
         for cfg, units in groups.values():
             packs = _packs(units, cfg, slots)
             if not packs:
@@ -636,7 +642,7 @@ class _Driver:
     def unit_cfg(self, unit: Unit) -> ExecutorConfig:
         """The unit's kind profile, with the memory an out-of-memory retry raised and the --time its estimate asks."""
         cfg = self.cfg.for_kind(unit.kind)
-        changes: tp.Dict[str, tp.Any] = {}
+        changes: dict[str, tp.Any] = {}
         if unit.key in self.mem:
             changes["mem_gb"] = self.mem[unit.key]
         if cfg.kind == "slurm" and cfg.time_safety_factor is not None and unit.estimate_s is not None:
@@ -704,7 +710,7 @@ class _Driver:
         self.waiting.append(unit)
 
 
-def _failure(store: RunStore, tracked: _Tracked, alive: bool, state: str, grace: float) -> tp.Optional[Failure]:
+def _failure(store: RunStore, tracked: _Tracked, alive: bool, state: str, grace: float) -> Failure | None:
     """The unit's failure, if its entry holds error.txt or its job has ended (for `grace` s) without a result."""
     unit, record = tracked.unit, tracked.record
     log = record.get("log_paths", {}).get("stderr", "")

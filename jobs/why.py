@@ -22,9 +22,9 @@ def _module_path(module: str, files: tp.Mapping[str, dict]) -> str:
     return info["path"] if info else module.replace(".", "/") + ".py"
 
 
-def _done_by_config(store_root: Path, kind: str) -> tp.Dict[str, tp.Tuple[str, str]]:
+def _done_by_config(store_root: Path, kind: str) -> dict[str, tuple[str, str]]:
     """{config digest: (committed_at, code digest)} of the newest committed entry per config (manifests only)."""
-    out: tp.Dict[str, tp.Tuple[str, str]] = {}
+    out: dict[str, tuple[str, str]] = {}
     for path in sorted((store_root / kind).glob("??/*/manifest.json")):
         try:
             manifest = json.loads(path.read_text())
@@ -37,14 +37,14 @@ def _done_by_config(store_root: Path, kind: str) -> tp.Dict[str, tp.Tuple[str, s
     return out
 
 
-def pending_reasons(units: tp.Sequence[tp.Any], store_root: tp.Union[str, Path],
-                    root: tp.Union[str, Path, None] = None) -> tp.Dict[str, str]:
+def pending_reasons(units: tp.Sequence[tp.Any], store_root: str | Path,
+                    root: str | Path | None = None) -> dict[str, str]:
     """{unit key: reason} for pending units (jobs.submit.Unit): "new config", or "<files> changed" naming the
     project files whose code differs from that of the newest entry computed with the same config."""
     store_root = Path(store_root)
-    by_kind: tp.Dict[str, tp.Dict[str, tp.Tuple[str, str]]] = {}
-    now: tp.Dict[str, tp.Dict[str, str]] = {}
-    old: tp.Dict[str, tp.Optional[dict]] = {}
+    by_kind: dict[str, dict[str, tuple[str, str]]] = {}
+    now: dict[str, dict[str, str]] = {}
+    old: dict[str, dict | None] = {}
     reasons = {}
     for unit in units:
         if unit.kind not in by_kind:
@@ -72,7 +72,7 @@ def pending_reasons(units: tp.Sequence[tp.Any], store_root: tp.Union[str, Path],
     return reasons
 
 
-def summary(units: tp.Sequence[tp.Any], reasons: tp.Mapping[str, str], what: str = "units") -> tp.List[str]:
+def summary(units: tp.Sequence[tp.Any], reasons: tp.Mapping[str, str], what: str = "units") -> list[str]:
     """One line per reason, most frequent first: "481 training units pending because awd/train.py changed"."""
     counts = collections.Counter(reasons[u.key] for u in units)
     return [f"{n} {what} pending: {reason}" if reason == NEW_CONFIG else f"{n} {what} pending because {reason}"

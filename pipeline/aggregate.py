@@ -12,14 +12,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipeline import atomic_io, inputs, outcomes
-from pipeline.plot_common import FigureResult, remove_stale
-from pipeline.plots import figure2, figure3, lr_figure, noisy_bars
-from pipeline.plots_grid import figure7, heatmaps
-from pipeline.plots_images import unfit_grid
-from pipeline.claims import all_claims
-from pipeline.report import metrics, readme
-from pipeline.tables import all_tables
+from pipeline import atomic_io, outcomes
+from pipeline.report import inputs
+from pipeline.report.claims import all_claims
+from pipeline.report.curves import figure2, figure3, lr_figure, noisy_bars
+from pipeline.report.figure_io import FigureResult, remove_stale
+from pipeline.report.heatmaps import figure7, heatmaps
+from pipeline.report.readme import metrics, readme
+from pipeline.report.tables import all_tables
+from pipeline.report.unfit_images import unfit_grid
 
 
 def figures(inp: inputs.Inputs, plots_dir: Path) -> dict[str, FigureResult]:

@@ -7,20 +7,20 @@ Blocks are merged in index order, so neither the result nor what is cached depen
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 from jobs.submit import run_units_report
 from pipeline import outcomes
 from pipeline.common import ARTIFACTS, executor_config, make_unit, open_store, stage_args, unit_env, write_json
 from pipeline.cost import check_budget
-from pipeline.evaluated import base_eval_config, check_trained, trained_runs
 from pipeline.params import load_params
 from pipeline.suites import ATTACKED_SUITES
+from pipeline.trained_runs import base_eval_config, check_trained, trained_runs
 
 AA_FN = "pipeline.units.autoattack:autoattack_unit"
 
 
-@lru_cache(maxsize=None)
+@cache
 def test_size(dataset: str, data_root: str, n_test) -> int:
     from awd.data import load_dataset
 

@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from jobs.keys import code_digest, keyed_config, unit_key
@@ -88,7 +88,7 @@ def stage_args(description: str) -> argparse.Namespace:
     return parser.parse_args()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _digest(module: str) -> str:
     return code_digest([module], root=PROJECT_ROOT)
 

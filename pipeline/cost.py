@@ -12,7 +12,7 @@ from __future__ import annotations
 import collections
 import json
 import os
-from functools import lru_cache
+from functools import cache
 
 TRAIN_SIZE = {"digits": 1437, "cifar10": 50000, "cifar100": 50000}
 TEST_SIZE = {"digits": 360, "cifar10": 10000, "cifar100": 10000}
@@ -21,7 +21,7 @@ DEFAULT_TFLOPS = 100.0
 CONFIRM_ENV = "AWD_CONFIRM_GPU_HOURS"
 
 
-@lru_cache(maxsize=None)
+@cache
 def forward_flops(model: str, dataset: str, model_kw: str) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode

@@ -15,7 +15,7 @@ import typing as tp
 DONE, DIVERGED, FAILED = "done", "diverged", "failed"
 
 
-def train_status(metrics: tp.Optional[dict]) -> str:
+def train_status(metrics: dict | None) -> str:
     if metrics is None:
         return FAILED
     return DIVERGED if metrics.get("diverged") else DONE
@@ -59,9 +59,9 @@ class Mark(tp.NamedTuple):
     rec: dict  # the run (or evaluation) record
 
 
-def summary(runs: tp.Iterable[dict], attacks: tp.Iterable[dict], prune: tp.Iterable[dict]) -> tp.List[Mark]:
+def summary(runs: tp.Iterable[dict], attacks: tp.Iterable[dict], prune: tp.Iterable[dict]) -> list[Mark]:
     """One mark per run or evaluation that diverged or failed, sorted by its line."""
-    out: tp.Dict[str, Mark] = {}
+    out: dict[str, Mark] = {}
     for rec in runs:
         status = status_of(rec)
         where = _where(rec) if status != DONE else ""
@@ -102,7 +102,7 @@ def _shows(cell: tp.Any, value: tp.Any, key: str) -> bool:
     return str(cell) == str(value)
 
 
-def mark_rows(rows: tp.List[dict], keys: tp.Sequence[str], marks: tp.Sequence[Mark]) -> None:
+def mark_rows(rows: list[dict], keys: tp.Sequence[str], marks: tp.Sequence[Mark]) -> None:
     """Prefixes the note of every table row that shows a diverged or failed run with its status, as the paper marks
     collapsed cells: the row's mean leaves the run out, and the table's notes say why."""
     shown = [k for k in keys if k in _ROW_FIELDS]

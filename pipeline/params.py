@@ -20,7 +20,20 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from pipeline.schema import (
-    INVALID, Bool, Checker, Choice, Grid, Int, KwArgs, ListOf, Nullable, Num, ParamsError, Section, Seeds, Str,
+    INVALID,
+    Bool,
+    Checker,
+    Choice,
+    Grid,
+    Int,
+    KwArgs,
+    ListOf,
+    Nullable,
+    Num,
+    ParamsError,
+    Section,
+    Seeds,
+    Str,
     load_yaml,
 )
 

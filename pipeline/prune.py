@@ -6,9 +6,9 @@ from jobs.submit import run_units_report
 from pipeline import outcomes
 from pipeline.common import ARTIFACTS, executor_config, make_unit, open_store, stage_args, unit_env, write_json
 from pipeline.cost import check_budget
-from pipeline.evaluated import base_eval_config, check_trained, trained_runs
 from pipeline.params import load_params
 from pipeline.suites import PRUNED_SUITES
+from pipeline.trained_runs import base_eval_config, check_trained, trained_runs
 
 PRUNE_FN = "pipeline.units.prune:prune_unit"
 

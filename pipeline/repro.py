@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -30,7 +29,7 @@ RWLOCK = Path(".dvc") / "tmp" / "rwlock"
 OWNER = Path(".dvc") / "tmp" / "awd-driver.json"
 
 
-def _lock_pids(lock: dict) -> tp.Set[int]:
+def _lock_pids(lock: dict) -> set[int]:
     pids = {int(info["pid"]) for info in (lock.get("write") or {}).values()}
     pids |= {int(info["pid"]) for infos in (lock.get("read") or {}).values() for info in infos}
     return pids
@@ -43,7 +42,7 @@ def _gone(pid: int, started: float) -> bool:
         return True
 
 
-def stale_lock(root: Path = Path(".")) -> tp.Optional[str]:
+def stale_lock(root: Path = Path(".")) -> str | None:
     """Why `.dvc/tmp/rwlock` under `root` may be removed, or None when it is absent, empty or possibly live."""
     try:
         lock = json.loads((root / RWLOCK).read_text())
@@ -86,7 +85,7 @@ def _record(root: Path, process: psutil.Process, cmd: tp.Sequence[str]) -> None:
     })
 
 
-def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
+def main(argv: tp.Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     root = Path(".")
     clear_stale_lock(root, say=lambda s: print(s, file=sys.stderr, flush=True))

@@ -142,7 +142,7 @@ def adversarial_replicates(params, specs: list[RunSpec], metrics: dict[int, dict
              if s.suite == "adversarial" and "seed" not in s.label and i in metrics]
     best = best_by_val([s for s, _ in sweep], dict(enumerate(m for _, m in sweep)))
     out = []
-    for (study, method), spec in sorted(best.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+    for (study, _method), spec in sorted(best.items(), key=lambda kv: (kv[0][0], kv[0][1])):
         for seed in params.suites.adversarial[study].best_seeds:
             label = dict(spec.label, seed=int(seed))
             out.append(RunSpec("adversarial", study, spec.dataset, label, dict(spec.config, seed=int(seed))))

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 
 from awd.checkpoint import save_npz
-
 from jobs.submit import run_units_report
 from pipeline import outcomes
 from pipeline.common import ARTIFACTS, executor_config, make_unit, open_store, stage_args, unit_env, write_json

@@ -46,7 +46,7 @@ def _why(e: BaseException) -> str:
     return detail.strip().splitlines()[0] if detail.strip() else type(e).__name__
 
 
-def probe_cluster() -> tp.Tuple[tp.Optional[SlurmCluster], str]:
+def probe_cluster() -> tuple[SlurmCluster | None, str]:
     """Returns (cluster, "") when SLURM answers with a usable node and accounting, else (None, why not)."""
     for tool in ("sinfo", "sbatch", "sacct", "scontrol", "srun"):
         if shutil.which(tool) is None:
@@ -99,7 +99,7 @@ def wait_until(predicate: tp.Callable[[], tp.Any], timeout: float, interval: flo
         time.sleep(interval)
 
 
-def sacct_rows(job_id: str, *fields: str, duplicates: bool = False) -> tp.List[tp.Dict[str, str]]:
+def sacct_rows(job_id: str, *fields: str, duplicates: bool = False) -> list[dict[str, str]]:
     """Allocation rows (-X: no .batch/.0 steps) sacct has for job_id (an array's base id lists its tasks)."""
     fields = fields or ("JobID", "State")
     cmd = ["sacct", "-n", "-X", "-P", "-o", ",".join(fields), "-j", str(job_id)]
@@ -113,7 +113,7 @@ def sacct_final_state(job_id: str, timeout: float = 30) -> str:
     """Waits until sacct reports a final state for job_id and returns it (e.g. COMPLETED, FAILED, CANCELLED)."""
     running = {"PENDING", "RUNNING", "REQUEUED", "COMPLETING", "CONFIGURING", "RESIZING", "SUSPENDED", ""}
 
-    def final() -> tp.Optional[str]:
+    def final() -> str | None:
         rows = sacct_rows(job_id)
         states = [r["State"].split(" ")[0] for r in rows]
         if states and all(s not in running for s in states):

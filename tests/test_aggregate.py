@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline import paper
 from pipeline.aggregate import aggregate
-from pipeline.report import SECTIONS
+from pipeline.report import paper
+from pipeline.report.readme import SECTIONS
 
 ALL_SUITES = ("natural", "grid", "adversarial", "variants", "noisy", "lr_sensitivity", "underfit")
 
@@ -444,7 +444,7 @@ def test_paper_transcription_is_internally_consistent():
 
 
 def test_unfit_titles_prefer_the_runs_stored_class_names():
-    from pipeline.plots_images import _name
+    from pipeline.report.unfit_images import _name
 
     assert _name({"classes": np.array(["zero", "one"])}, "cifar100", 1) == "one"
     assert _name({}, "cifar10", 3) == "cat"

@@ -14,7 +14,7 @@ import yaml
 from jobs.keys import PROJECT_PACKAGES, code_closure
 
 ROOT = Path(__file__).resolve().parent.parent
-FN = re.compile(r"^((?:%s)(?:\.\w+)*):\w+$" % "|".join(PROJECT_PACKAGES))
+FN = re.compile(r"^((?:{})(?:\.\w+)*):\w+$".format("|".join(PROJECT_PACKAGES)))
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
 

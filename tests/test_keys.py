@@ -6,8 +6,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jobs.keys import (canonical_json, closure_digests, code_closure, code_digest, combine_digests, config_digest,
-                       keyed_config, semantic_digest, unit_key)
+from jobs.keys import (
+    canonical_json,
+    closure_digests,
+    code_closure,
+    code_digest,
+    combine_digests,
+    config_digest,
+    keyed_config,
+    semantic_digest,
+    unit_key,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -148,6 +157,30 @@ def test_semantic_digest_ignores_comments_docstrings_and_layout(same):
 ])
 def test_semantic_digest_changes_with_what_executes(different):
     assert _semantic(different) != _semantic(BASE)
+
+
+LAZY = BASE.replace("import math", "from __future__ import annotations\n\n    import math")
+
+
+@pytest.mark.parametrize("same", [
+    LAZY.replace("lam: float", "lam: int"),                     # parameter annotation
+    LAZY.replace(") -> float:", ') -> "float":'),               # return annotation, quoted
+    LAZY.replace("grad) -> float", "grad: list[float] | None)"),  # added / removed
+])
+def test_postponed_signature_annotations_are_not_code(same):
+    """Under PEP 563 a signature annotation is a string nothing in a unit evaluates: typing fixes retrain nothing."""
+    assert _semantic(same) == _semantic(LAZY)
+
+
+def test_annotations_evaluated_at_definition_still_count():
+    """Without the __future__ import a signature annotation is evaluated when the function is defined."""
+    assert _semantic(BASE.replace("lam: float", "lam: int")) != _semantic(BASE)
+
+
+def test_annotated_class_fields_count():
+    """A dataclass's fields are its annotated assignments: their annotations stay part of the digest."""
+    with_field = LAZY.replace("class Decay:", "class Decay:\n        rate: float = 0.5")
+    assert _semantic(with_field.replace("rate: float", "rate: ClassVar[float]")) != _semantic(with_field)
 
 
 def _edited_copy(tmp_path, rel, edit):

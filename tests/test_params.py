@@ -13,7 +13,14 @@ import pytest
 import yaml
 
 from pipeline.params import (
-    RUN_CONFIG_KEYS, ParamsError, base_run_config, check_data, load_params, resolve_train, to_dict, validate,
+    RUN_CONFIG_KEYS,
+    ParamsError,
+    base_run_config,
+    check_data,
+    load_params,
+    resolve_train,
+    to_dict,
+    validate,
 )
 
 ROOT = Path(__file__).resolve().parents[1]

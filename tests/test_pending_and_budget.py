@@ -4,7 +4,6 @@ the environment recorded with every result."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -155,8 +154,8 @@ def test_every_result_records_its_environment(tmp_path):
 
 
 def test_the_report_shows_the_environments_behind_its_results(tmp_path):
-    from pipeline.inputs import _environments
-    from pipeline.report import _environment_lines
+    from pipeline.report.inputs import _environments
+    from pipeline.report.readme import _environment_lines
 
     cpu = {"python": "3.11.2", "torch": "2.14.1", "torchvision": "0.29.1", "pyautoattack": "0.2.0",
            "numpy": "2.4.6", "cuda": None, "gpu": None}

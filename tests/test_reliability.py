@@ -506,7 +506,7 @@ def test_evaluation_stages_never_load_a_damaged_trained_model(reference, tmp_pat
     """A bit flip in a committed model.pt loads fine with torch.load; the attack/prune stages check the train entry
     first (driver side and job side), quarantine it and stop with what to do, instead of evaluating it."""
     from jobs.store import StoreError
-    from pipeline.evaluated import check_trained
+    from pipeline.trained_runs import check_trained
     from pipeline.units.prune import prune_unit
 
     store = RunStore(tmp_path / "store")

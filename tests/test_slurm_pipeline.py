@@ -62,7 +62,7 @@ def tiny_params() -> dict:
     return p
 
 
-def slurm_repo(tmp: Path, params: tp.Optional[dict] = None) -> Path:
+def slurm_repo(tmp: Path, params: dict | None = None) -> Path:
     repo = make_repo(tmp, params or tiny_params(), executor="slurm")
     (repo / "executor.yaml").write_text(EXECUTOR_YAML)  # ignored by git, like a user's
     return repo
@@ -76,12 +76,12 @@ def start_driver(repo: Path, log: Path, *args: str) -> subprocess.Popen:
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
 
 
-def entries(store: Path, kind: str, name: str) -> tp.Dict[str, Path]:
+def entries(store: Path, kind: str, name: str) -> dict[str, Path]:
     """key -> entry dir, for the entries of `kind` holding file `name`."""
     return {p.parent.name: p.parent for p in (store / kind).glob(f"??/*/{name}")}
 
 
-def committed(store: Path, kind: str) -> tp.Dict[str, Path]:
+def committed(store: Path, kind: str) -> dict[str, Path]:
     return entries(store, kind, "manifest.json")
 
 
@@ -89,7 +89,7 @@ def meta_job_id(entry: Path) -> str:
     return json.loads((entry / "manifest.json").read_text())["meta"]["job_id"]
 
 
-def repo_jobs(repo: Path) -> tp.List[tp.Dict[str, str]]:
+def repo_jobs(repo: Path) -> list[dict[str, str]]:
     """Every sacct row (-X allocations, -D including earlier runs of requeued jobs) of jobs started from `repo`."""
     out = subprocess.run(["sacct", "-n", "-X", "-D", "-P", "-S", "now-6hours", "-o", ",".join(SACCT_FIELDS)],
                          check=True, capture_output=True, text=True, timeout=30).stdout
@@ -97,7 +97,7 @@ def repo_jobs(repo: Path) -> tp.List[tp.Dict[str, str]]:
     return [r for r in rows if r["WorkDir"] == str(repo)]
 
 
-def final_repo_jobs(repo: Path, n: int, timeout: float = 60) -> tp.List[tp.Dict[str, str]]:
+def final_repo_jobs(repo: Path, n: int, timeout: float = 60) -> list[dict[str, str]]:
     """repo_jobs once accounting lists at least `n` tasks, each on its own row and in a final state."""
 
     def ready():
@@ -124,7 +124,7 @@ def _log_text(path: Path) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
 
 
-def unit_counts(params: dict, repo: Path) -> tp.Tuple[int, int]:
+def unit_counts(params: dict, repo: Path) -> tuple[int, int]:
     """(distinct phase-1 training units, phase-2 natural AWD runs) of `params`."""
     from pipeline.params import validate
     from pipeline.suites import independent_runs, natural_fixed
@@ -143,22 +143,22 @@ class Built:
     n_phase2: int
     sigint_rc: int
     sigint_out: str
-    in_flight_at_sigint: tp.Set[str]
+    in_flight_at_sigint: set[str]
     reattach_out: str
-    in_flight_at_kill: tp.Set[str]
+    in_flight_at_kill: set[str]
     final_out: str
-    jobs: tp.List[tp.Dict[str, str]]
-    seconds: tp.Dict[str, float]
+    jobs: list[dict[str, str]]
+    seconds: dict[str, float]
 
 
-def _in_flight(store: Path) -> tp.Set[str]:
+def _in_flight(store: Path) -> set[str]:
     return set(entries(store, "train", "job.json")) - set(committed(store, "train"))
 
 
 def _build(repo: Path, tmp: Path) -> Built:
     store = repo / "runs"
     n_phase1, n_phase2 = unit_counts(tiny_params(), repo)
-    seconds: tp.Dict[str, float] = {}
+    seconds: dict[str, float] = {}
     t0 = time.monotonic()
 
     # 1. Ctrl-C once the training array is submitted and recorded
@@ -274,7 +274,7 @@ def test_killed_driver_then_rerun_submits_nothing_twice(built):
     assert len(built.jobs) == len({r["JobID"] for r in built.jobs}) == len(all_entries), built.jobs
     assert {meta_job_id(e) for e in all_entries} == {r["JobID"] for r in built.jobs}
     # and started once: the job logs say "start" once per unit
-    starts: tp.Dict[str, int] = {}
+    starts: dict[str, int] = {}
     for err in (store / "_logs").glob("*/*_log.err"):
         for key in re.findall(r"\((?:train|autoattack|prune)/([0-9a-f]{64})\): start", err.read_text()):
             starts[key] = starts.get(key, 0) + 1
@@ -288,7 +288,7 @@ def test_autoattack_shards_ran_as_separate_tasks_and_merge_to_the_one_shard_resu
     from pipeline.units.autoattack import autoattack_unit
 
     results = json.loads((built.repo / "artifacts" / "attack" / "results.json").read_text())
-    shards: tp.Dict[str, tp.List[tp.Tuple[dict, Path]]] = {}
+    shards: dict[str, list[tuple[dict, Path]]] = {}
     for entry in committed(built.store, "autoattack").values():
         config = json.loads((entry / "config.json").read_text())
         shards.setdefault(config["train_key"], []).append((config, entry))
@@ -356,7 +356,7 @@ def test_requeued_training_job_resumes_from_its_checkpoint(slurm_cluster, tmp_pa
     unit = unit_for(dataclasses.replace(spec, config=dict(spec.config, epochs=epochs, batch_size=batch_size)), params)
     store = RunStore(tmp_path / "store")
     cfg = ExecutorConfig(kind="slurm", gpus_per_node=1, check_gpus=False, cpus_per_task=1, timeout_min=15, poll_s=1)
-    outcome: tp.Dict[str, tp.Any] = {}
+    outcome: dict[str, tp.Any] = {}
 
     def drive():
         try:

@@ -1,12 +1,23 @@
-"""pipeline.stats on inputs with known answers."""
+"""pipeline.report.stats on inputs with known answers."""
 
 import math
 
 import numpy as np
 import pytest
 
-from pipeline.stats import (FAILS, HOLDS, INCONCLUSIVE, Interval, bootstrap_interval, combine, mcnemar,
-                            paired_difference, t_interval, two_proportions, verdict)
+from pipeline.report.stats import (
+    FAILS,
+    HOLDS,
+    INCONCLUSIVE,
+    Interval,
+    bootstrap_interval,
+    combine,
+    mcnemar,
+    paired_difference,
+    t_interval,
+    two_proportions,
+    verdict,
+)
 
 
 def test_t_interval_of_known_sample():

@@ -97,8 +97,8 @@ def test_submit_limit_refusal_means_wait_and_submit_later(tmp_path, fake):
 
 
 def test_transient_sbatch_errors_are_retried_with_backoff(tmp_path, fake):
-    slurm = fake(errors=["sbatch: error: Socket timed out on send/recv operation", "Command '['timeout', '-k', '5', "
-                         "'60', 'sbatch', 'x.sh']' returned non-zero exit status 124."])
+    fake(errors=["sbatch: error: Socket timed out on send/recv operation", "Command '['timeout', '-k', '5', "
+          "'60', 'sbatch', 'x.sh']' returned non-zero exit status 124."])
     units = make_units(tmp_path, range(2))
     stream = io.StringIO()
     assert len(run_units(units, RunStore(tmp_path / "runs"), SLURM, desc="toy", stream=stream)) == 2
@@ -118,9 +118,9 @@ def test_sbatch_failing_past_the_give_up_time_fails_the_units_not_the_driver(tmp
 
 
 def test_scheduler_calls_have_a_timeout():
-    from jobs.executors import _timed_sbatch, timed
-
     import submitit
+
+    from jobs.executors import _timed_sbatch, timed
 
     assert timed(["sacct", "-j", "1"]) == ["timeout", "-k", "5", "60", "sacct", "-j", "1"]
     with _timed_sbatch():

@@ -9,7 +9,6 @@ from awd.weight_decay import (
     AdaDecay,
     AdaptiveWeightDecay,
     FixedWeightDecay,
-    NoWeightDecay,
     bn_bias_params,
     build_weight_decay,
 )

@@ -11,7 +11,7 @@ import json
 import math
 import os
 import zlib
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 ENV = "AWD_REHEARSAL"  # path of the rehearsal's settings.json (written by pipeline.rehearsal.run)
@@ -20,7 +20,7 @@ FNS = {"train": "train_unit", "autoattack": "autoattack_unit", "prune": "prune_u
 FAULTS_BY_KIND = {"train": ("diverge", "exit", "timeout"), "autoattack": ("exit",), "prune": ("exit",)}
 
 
-@lru_cache(maxsize=None)
+@cache
 def settings(path: str) -> dict:
     try:
         with open(path) as f:

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline import paper
-from pipeline.inputs import Inputs
-from pipeline.plot_common import FigureResult, new_figure, write
-from pipeline.tables import col, missing_reason
+from pipeline.report import paper
+from pipeline.report.figure_io import FigureResult, new_figure, write
+from pipeline.report.inputs import Inputs
+from pipeline.report.tables import col, missing_reason
 
 
 def grid_frame(inp: Inputs, method: str = "fixed") -> pd.DataFrame:

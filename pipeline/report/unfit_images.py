@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.classnames import class_name
-from pipeline.inputs import Inputs
-from pipeline.plot_common import FigureResult, new_figure, write
-from pipeline.tables import method_key, missing_reason
+from pipeline.report.classnames import class_name
+from pipeline.report.figure_io import FigureResult, new_figure, write
+from pipeline.report.inputs import Inputs
+from pipeline.report.tables import method_key, missing_reason
 
 NCOLS = 8
 

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from pipeline import paper
-from pipeline.inputs import METHOD_ORDER, Inputs
-from pipeline.table_format import Table, fmt_hyper, stats
+from pipeline.report import paper
+from pipeline.report.inputs import METHOD_ORDER, Inputs
+from pipeline.report.table_format import Table, fmt_hyper, stats
 
 # The paper's Table 2 prices every model's weight norm with the same λ (eq. 1 at the tuned λ_wd), whatever its method.
 WD_REF = 5e-4
@@ -194,7 +194,7 @@ def variant_rows(inp: Inputs) -> list[tuple[pd.Series, str]]:
     out = []
     if var.empty:
         return out
-    for (_, _, name), g in var.groupby(["dataset", "study", "name"], sort=True):
+    for (_, _, _name), g in var.groupby(["dataset", "study", "name"], sort=True):
         g = g.assign(_score=col(g, "val_robust_acc").fillna(-math.inf)).sort_values(["_score", "value", "key"],
                                                                                      ascending=[False, True, True])
         r = g.iloc[0]

@@ -1,4 +1,4 @@
-"""Figures 2, 3, 4/8 and 5/11 (the grids are in plots_grid.py, the image grids in plots_images.py)."""
+"""Figures 2, 3, 4/8 and 5/11 (the grids are in heatmaps.py, the image grids in unfit_images.py)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline import paper
-from pipeline.inputs import Inputs
-from pipeline.plot_common import COLORS, METHOD_LABEL, FigureResult, new_figure, write
-from pipeline.tables import adversarial_best, adversarial_sweep, col, hyper_name, lr_curve, method_key, methods, missing_reason, \
-    study_groups
+from pipeline.report import paper
+from pipeline.report.figure_io import COLORS, METHOD_LABEL, FigureResult, new_figure, write
+from pipeline.report.inputs import Inputs
+from pipeline.report.tables import (
+    adversarial_best,
+    adversarial_sweep,
+    col,
+    hyper_name,
+    lr_curve,
+    method_key,
+    methods,
+    missing_reason,
+    study_groups,
+)
 
 MAX_TRACE_POINTS = 2000  # per series in the committed CSV; a paper-scale trace has ~10^5 iterations
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import atomic_io
-from pipeline.stats import t_interval
+from pipeline.report.stats import t_interval
 
 VALUE_COLUMNS = ["metric", "ours", "ours_std", "ci_low", "ci_high", "n", "paper", "paper_std", "diff", "note"]
 

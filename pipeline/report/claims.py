@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from pipeline import stats
-from pipeline.inputs import Inputs
-from pipeline.tables import adversarial_best, best_with_seeds, col, study_groups
+from pipeline.report import stats
+from pipeline.report.inputs import Inputs
+from pipeline.report.tables import adversarial_best, best_with_seeds, col, study_groups
 
 SIMILAR_ACC_MARGIN = -1.0  # "similar accuracy": AWD no more than 1 point below fixed λ
 PRUNE_AMOUNT = 0.7  # Fig. 5's pruned panel

@@ -6,12 +6,13 @@ import math
 
 import pandas as pd
 
-from pipeline import paper
-from pipeline.claims import all_claims, markdown as claims_markdown
-from pipeline.inputs import Inputs
-from pipeline.plot_common import FigureResult
-from pipeline.table_format import Table
-from pipeline.tables import SELECTIONS, adversarial_best, best_with_seeds, lr_curve
+from pipeline.report import paper
+from pipeline.report.claims import all_claims
+from pipeline.report.claims import markdown as claims_markdown
+from pipeline.report.figure_io import FigureResult
+from pipeline.report.inputs import Inputs
+from pipeline.report.table_format import Table
+from pipeline.report.tables import SELECTIONS, adversarial_best, best_with_seeds, lr_curve
 
 F = paper.FACTS
 
@@ -187,7 +188,7 @@ def readme(inp: Inputs, tables: dict[str, Table], figures: dict[str, FigureResul
            m: dict, claims=None) -> str:
     datasets = _datasets(inp)
     only_digits = datasets == ["digits"]
-    from pipeline.claims import __doc__ as rule
+    from pipeline.report.claims import __doc__ as rule
     env = m.get("environment", {})
     head = [
         "# awd-bench results: *Adaptive Weight Decay* (Ghiasi, Shafahi, Ardekani)", "",
