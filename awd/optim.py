@@ -1,17 +1,18 @@
-"""Base optimizer and ASAM (Kwon et al. 2021, after SamsungLabs/ASAM).
+"""Base optimizer, ASAM (Kwon et al. 2021, after SamsungLabs/ASAM) and the training step that combines them with a
+weight-decay method.
 
 Weight decay is never inside the optimizer (``weight_decay=0``): a method from ``awd.weight_decay`` adds it to the
-gradients. With ASAM the decay must see the restored weights w, not w + e, so the loop is::
+gradients. ``DecayedOptimizer.step(closure)`` is one training step, the only place that knows the order::
 
-    loss = criterion(model(x), y); loss.backward()     # gradient at w
-    asam.ascent_step()                                 # w <- w + e, grads zeroed
-    criterion(model(x), y).backward()                  # gradient at w + e
-    asam.restore()                                     # w back, bit for bit
-    lam = wd.apply_()                                  # asam_awd_grad=descent: ‖g‖ of the gradient at w + e
-    # lam = wd.apply_(grad_norm=asam.ascent_grad_norm(wd.params))   # asam_awd_grad=ascent: ‖g‖ at w
-    asam.descent_step()                                # optimizer.step(), then zero_grad()
+    closure()                 # loss and gradient at w
+    asam.ascent_step()        # (ASAM) w <- w + e, grads zeroed
+    closure()                 # (ASAM) gradient at w + e
+    asam.restore()            # (ASAM) w back, bit for bit
+    lam = wd.apply_(...)      # asam_awd_grad=descent: ‖g‖ of the gradient in hand; ascent: ‖g‖ at w
+    optimizer.step()          # (ASAM: descent_step, which zeroes the grads)
 
-This matches the reference, where SGD's built-in weight decay runs in ``optimizer.step()`` after w is restored.
+With ASAM the decay sees the restored weights w, not w + e: this matches the reference, where SGD's built-in weight
+decay runs in ``optimizer.step()`` after w is restored.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 OPTIMIZERS = ("sgd",)
+AWD_GRADS = ("descent", "ascent")
 
 
 def build_optimizer(name: str, params, lr: float, momentum: float = 0.9, nesterov: bool = False):
@@ -105,3 +107,37 @@ class ASAM:
             if not norms:
                 raise ValueError("ASAM.ascent_grad_norm: none of params had a gradient at the last ascent_step")
         return torch.linalg.vector_norm(torch.stack(norms))
+
+
+class DecayedOptimizer:
+    """One training step: SGD (or ASAM around it) with a weight-decay method, torch.optim style.
+
+    ``step(closure)``: ``closure()`` runs forward and ``backward()`` on the current batch and returns what the
+    caller wants back (the loss, logits); it is called once (SGD) or twice (ASAM: at w, then at w + e), always on
+    zeroed gradients. Returns ``(first closure result, λ)``, λ being the decay coefficient of this update. With ASAM,
+    ``awd_grad`` says which gradient's norm the decay uses: "descent" (at w + e, the one applied) or "ascent" (at w).
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, weight_decay, asam: ASAM | None = None,
+                 awd_grad: str = "descent"):
+        if awd_grad not in AWD_GRADS:
+            raise ValueError(f"awd_grad must be one of {AWD_GRADS}, got {awd_grad!r}")
+        if asam is not None and asam.optimizer is not optimizer:
+            raise ValueError("DecayedOptimizer: asam must wrap the same base optimizer")
+        self.optimizer, self.weight_decay, self.asam, self.awd_grad = optimizer, weight_decay, asam, awd_grad
+
+    def step(self, closure):
+        self.optimizer.zero_grad(set_to_none=True)
+        first = closure()
+        wd = self.weight_decay
+        if self.asam is None:
+            lam = wd.apply_()
+            self.optimizer.step()
+            return first, lam
+        self.asam.ascent_step()
+        closure()
+        self.asam.restore()
+        grad_norm = self.asam.ascent_grad_norm(wd.params) if self.awd_grad == "ascent" and wd.params else None
+        lam = wd.apply_(grad_norm=grad_norm)
+        self.asam.descent_step()
+        return first, lam

@@ -52,7 +52,7 @@ from awd.data import augment, augmentation, to_float
 from awd.dog import DoGTrace
 from awd.evaluate import accuracy, cross_entropy, total_loss, weight_norm
 from awd.models import build_model
-from awd.optim import ASAM, build_optimizer
+from awd.optim import ASAM, DecayedOptimizer, build_optimizer
 from awd.train_config import TrainConfig
 from awd.weight_decay import build_weight_decay
 
@@ -194,9 +194,10 @@ class _Run:
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.model = model.to(memory_format=self.memory_format)
         self.optimizer = build_optimizer("sgd", self.model.parameters(), cfg.lr, cfg.momentum, cfg.nesterov)
-        self.asam = ASAM(self.optimizer, self.model, cfg.asam_rho, cfg.asam_eta) if cfg.optimizer == "asam" else None
+        asam = ASAM(self.optimizer, self.model, cfg.asam_rho, cfg.asam_eta) if cfg.optimizer == "asam" else None
         self.wd = build_weight_decay(cfg.wd_method, self.model, wd=cfg.wd, dog=cfg.dog, alpha=cfg.adadecay_alpha,
                                      ema=cfg.awd_ema, exclude_bn_bias=cfg.exclude_bn_bias)
+        self.stepper = DecayedOptimizer(self.optimizer, self.wd, asam, cfg.asam_awd_grad)
         self.n_train = len(data.y_train)
         self.iters_per_epoch = math.ceil(self.n_train / cfg.batch_size)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _cosine(cfg.epochs * self.iters_per_epoch))
@@ -267,19 +268,12 @@ class _Run:
             with self.autocast():
                 x = pgd(self.model, x, y, eps=cfg.eps, step_size=cfg.step_size, steps=cfg.train_steps,
                         random_start=True, bn_mode=cfg.bn_mode, generator=self.aug_gen)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss, logits = self._loss(x, y)
-        loss.backward()
-        if self.asam is None:
-            lam = self.wd.apply_()
-            self.optimizer.step()
-        else:
-            self.asam.ascent_step()
-            self._loss(x, y)[0].backward()
-            self.asam.restore()
-            grad_norm = self.asam.ascent_grad_norm(self.wd.params) if cfg.asam_awd_grad == "ascent" and self.wd.params else None
-            lam = self.wd.apply_(grad_norm=grad_norm)
-            self.asam.descent_step()
+        def closure():
+            loss, logits = self._loss(x, y)
+            loss.backward()
+            return loss, logits
+
+        (loss, logits), lam = self.stepper.step(closure)
         dog = self.wd.dog()
         self.trace.record(lam, dog)
         self.scheduler.step()

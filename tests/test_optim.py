@@ -165,3 +165,65 @@ def test_asam_with_awd_trains():
         asam.descent_step()
     assert torch.isfinite(lam) and lam.item() > 0
     assert loss_of(model, x, y).item() < 0.5 * start
+
+
+def _manual_step(model, opt, asam, wd, x, y, which):
+    """The step spelled out with ASAM's primitives: the reference DecayedOptimizer.step must equal bit for bit."""
+    opt.zero_grad(set_to_none=True)
+    loss = loss_of(model, x, y)
+    loss.backward()
+    if asam is None:
+        lam = wd.apply_()
+        opt.step()
+        return loss, lam
+    asam.ascent_step()
+    loss_of(model, x, y).backward()
+    asam.restore()
+    lam = wd.apply_(grad_norm=asam.ascent_grad_norm(wd.params)) if which == "ascent" else wd.apply_()
+    asam.descent_step()
+    return loss, lam
+
+
+@pytest.mark.parametrize("kind", ["sgd", "asam-descent", "asam-ascent"])
+def test_decayed_optimizer_step_is_the_spelled_out_step(kind):
+    from awd.optim import DecayedOptimizer
+
+    use_asam, which = kind.startswith("asam"), kind.rsplit("-", 1)[-1]
+    x, y = data(n=32)
+    runs = []
+    for _ in range(2):
+        model = mlp()
+        opt = build_optimizer("sgd", model.parameters(), lr=0.1, momentum=0.9)
+        asam = ASAM(opt, model, rho=0.5) if use_asam else None
+        runs.append((model, opt, asam, AdaptiveWeightDecay(model.parameters(), dog=0.05, ema=0.5)))
+    (m1, o1, a1, w1), (m2, o2, a2, w2) = runs
+    stepper = DecayedOptimizer(o1, w1, a1, awd_grad="ascent" if which == "ascent" else "descent")
+    calls = []
+
+    def closure():
+        calls.append(1)
+        loss = loss_of(m1, x, y)
+        loss.backward()
+        return loss
+
+    for _ in range(5):
+        loss, lam = stepper.step(closure)
+        ref_loss, ref_lam = _manual_step(m2, o2, a2, w2, x, y, which)
+        assert torch.equal(loss, ref_loss) and torch.equal(lam, ref_lam)
+    assert len(calls) == (10 if use_asam else 5)
+    assert all(torch.equal(p, q) for p, q in zip(m1.parameters(), m2.parameters()))
+    assert all(torch.equal(o1.state[p]["momentum_buffer"], o2.state[q]["momentum_buffer"])
+               for p, q in zip(m1.parameters(), m2.parameters()))
+
+
+def test_decayed_optimizer_rejects_bad_arguments():
+    from awd.optim import DecayedOptimizer
+
+    model = mlp()
+    opt = build_optimizer("sgd", model.parameters(), lr=0.1)
+    wd = AdaptiveWeightDecay(model.parameters(), dog=0.05)
+    with pytest.raises(ValueError, match=r"awd_grad must be one of \('descent', 'ascent'\), got 'w'"):
+        DecayedOptimizer(opt, wd, awd_grad="w")
+    other = build_optimizer("sgd", model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="same base optimizer"):
+        DecayedOptimizer(opt, wd, ASAM(other, model))
