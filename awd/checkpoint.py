@@ -5,10 +5,16 @@ resumed run after a crash) sees either the old file or the new one, never a torn
 permission denied) leaves the old file and no temporary. Checkpoints hold only tensors and primitive containers,
 which is what `torch.load(weights_only=True)` accepts: a file carrying pickled code is refused, never executed.
 
+Durability: the file is fsynced before the rename and its directory after it (the policy of ``jobs/store.py``), so a
+file that was written survives a node crash.
+
 `save_checkpoint(..., integrity=True)` seals the file with the sha256 of its bytes (kept as the zip archive's
 comment, invisible to `torch.load`); `load_checkpoint(..., require_integrity=True)` checks it before unpickling, so
 a cut-short file and flipped bits in tensor data, which `torch.load` itself does not notice, are caught. A file that
 cannot be trusted raises `CheckpointError`.
+
+`Checkpointer` is the resume protocol of a training run: what lives in ``out_dir/resume/`` (only needed to resume,
+so a store may drop the folder once the run is done), when it is written, and how it is read back.
 """
 
 from __future__ import annotations
@@ -16,16 +22,35 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
+import math
 import os
 import pickle
 import re
 import struct
 import tempfile
+import time
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
+
+log = logging.getLogger(__name__)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # some filesystems do not open directories; the rename is still atomic
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _atomic_write_bytes(path: Path, payload: bytes) -> None:
@@ -42,6 +67,7 @@ def _atomic_write_bytes(path: Path, payload: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    _fsync_dir(path.parent)
 
 
 class CheckpointError(RuntimeError):
@@ -152,3 +178,132 @@ def restore_rng_states(state: dict, generators: dict[str, torch.Generator]) -> N
         gen.set_state(state["generators"][name])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# --- the resume protocol of a training run --------------------------------------------------------------------------
+
+RESUME_DIR = "resume"
+LAST, BEST, BEST_PENDING = "last.pt", "best.pt", "best.pt.pending"
+UNUSABLE = ".{}.unusable"  # where an in-progress checkpoint that cannot be used is moved (outside the store manifest)
+
+
+def cpu_copy(obj):
+    """A deep copy with every tensor on CPU: a snapshot that later updates of the live tensors cannot change."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: cpu_copy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(cpu_copy(v) for v in obj)
+    return obj
+
+
+class Checkpointer:
+    """``out_dir/resume/`` of one training run: ``last.pt`` (the full state at an epoch end), ``best.pt`` (the best
+    epoch's model, as last.pt records it) and, for a moment, ``best.pt.pending``; all sealed (integrity=True).
+
+    ``epoch_end(state)`` at every epoch end writes last.pt when ``every_s`` seconds have passed since the last write
+    (0: every epoch), or when ``final``; otherwise it keeps a CPU copy, which ``saved_on_interrupt`` writes if the
+    run is interrupted (SystemExit, as submitit's time-limit/preemption handler exits after requeueing; Ctrl-C):
+    the rerun then loses only the epoch in progress. A crash (SIGKILL) loses what came after the last write.
+
+    best.pt never runs ahead of last.pt: a new best is written as best.pt.pending, then last.pt, then renamed; a
+    resume settles a pending file left by a crash in between. ``resume()`` sets aside a state that cannot be used
+    (truncated, corrupted, refused by weights_only, best.pt not matching last.pt) as ``.<name>.unusable`` and starts
+    over, so a bad file never makes every retry crash.
+    """
+
+    def __init__(self, out_dir, *, every_s: float, fmt: int, clock=None):
+        if isinstance(every_s, bool) or not isinstance(every_s, (int, float)) or not math.isfinite(every_s) \
+                or every_s < 0:
+            raise ValueError(f"checkpoint_every_s must be a finite number of seconds >= 0 (0: every epoch), "
+                             f"got {every_s!r}")
+        self.dir = Path(out_dir) / RESUME_DIR
+        self.every_s, self.fmt, self._clock = float(every_s), fmt, clock or time.monotonic
+        self.best: dict | None = None  # {"epoch", "val_acc", "val_robust_acc", "model"}: the best epoch so far, on CPU
+        self._state: dict | None = None  # the last epoch end's state while it is not on disk
+        self._best_unsaved = False
+        self._saved_at = self._clock()
+
+    def resume(self, config: dict, map_location="cpu") -> dict | None:
+        """The state last.pt holds, or None (nothing to resume, or set aside). ValueError: it is another run's."""
+        last = self.dir / LAST
+        if not last.exists():
+            return None
+        try:
+            state = load_checkpoint(last, map_location=map_location, require_integrity=True)
+            if state.get("format") != self.fmt:
+                raise ValueError(f"{last}: checkpoint format {state.get('format')!r}, this code reads {self.fmt}")
+            if state["config"] != config:
+                diff = {k: (v, state["config"].get(k)) for k, v in config.items() if state["config"].get(k) != v}
+                raise ValueError(f"{last} belongs to a run with a different config (key: (this run, checkpoint)): "
+                                 f"{diff}; use a fresh output directory")
+            self.best = self._settle_best(state["best"]["epoch"])
+        except CheckpointError as err:
+            self._set_aside(err)
+            return None
+        return state
+
+    def new_best(self, record: dict) -> None:
+        """The epoch just trained is the best so far: keep its record (model copied to CPU) for the next write."""
+        self.best, self._best_unsaved = cpu_copy(record), True
+
+    def epoch_end(self, state: dict, final: bool = False) -> None:
+        self._state = cpu_copy(state)
+        if final or self._clock() - self._saved_at >= self.every_s:
+            self._write()
+
+    @contextmanager
+    def saved_on_interrupt(self):
+        try:
+            yield
+        except (SystemExit, KeyboardInterrupt) as stop:
+            if self._state is not None:
+                log.warning("interrupted (%s): writing the checkpoint of epoch %s before stopping",
+                            type(stop).__name__, self._state.get("epoch"))
+                self._write()
+            raise
+
+    def _write(self) -> None:
+        pending = self.dir / BEST_PENDING
+        if self._best_unsaved:
+            save_checkpoint(self.best, pending, integrity=True)
+        save_checkpoint(self._state, self.dir / LAST, integrity=True)
+        if self._best_unsaved:  # only now: best.pt must never run ahead of the best epoch recorded in last.pt
+            os.replace(pending, self.dir / BEST)
+            _fsync_dir(self.dir)
+        self._state, self._best_unsaved, self._saved_at = None, False, self._clock()
+
+    def _settle_best(self, best_epoch: int) -> dict | None:
+        """A crash between writing last.pt and promoting the pending best leaves best.pt one step behind: promote the
+        pending file if last.pt counts it as best, else it belongs to an epoch that is about to be redone (or it is
+        damaged): drop it. Then best.pt must hold the best epoch last.pt records, else CheckpointError."""
+        pending, best = self.dir / BEST_PENDING, self.dir / BEST
+        if pending.exists():
+            try:
+                epoch = load_checkpoint(pending, require_integrity=True).get("epoch")
+            except CheckpointError:
+                epoch = None
+            if epoch == best_epoch:
+                os.replace(pending, best)
+            else:
+                pending.unlink()
+        if best_epoch == 0:
+            return None
+        if not best.exists():
+            raise CheckpointError(best, f"is missing, but {LAST} records epoch {best_epoch} as the best")
+        record = load_checkpoint(best, require_integrity=True)
+        if record.get("epoch") != best_epoch:
+            raise CheckpointError(best, f"holds epoch {record.get('epoch')}, but {LAST} records epoch {best_epoch} "
+                                        "as the best")
+        return record
+
+    def _set_aside(self, err: CheckpointError) -> None:
+        moved = []
+        for name in (LAST, BEST, BEST_PENDING):
+            if (self.dir / name).exists():
+                os.replace(self.dir / name, self.dir / UNUSABLE.format(name))
+                moved.append(f"{name} -> {UNUSABLE.format(name)}")
+        self.best = None
+        log.warning("cannot resume: %s; moved the in-progress checkpoints aside (%s) and restarting from epoch 0",
+                    err, ", ".join(moved))

@@ -15,16 +15,17 @@ Batches: every epoch is a fresh permutation cut into ``ceil(N / batch_size)`` ne
 Validation labels come from the same label array as the training labels (noisy in the label-noise suite): early
 stopping uses only what a practitioner would have.
 
-Resume: ``last.pt`` holds model, optimizer, weight decay, scheduler, DoG trace, history, best-so-far and every RNG
-state, so stopping after any epoch and resuming gives bit-identical weights on CPU with ``deterministic=True``.
-``last.pt`` and ``best.pt`` are sealed with a sha256 of their bytes and load with ``weights_only=True``. An in-progress
-state that cannot be used (truncated, corrupted, refused by ``weights_only``, or ``best.pt`` not matching the best
-epoch ``last.pt`` records) is never used and never crashes every retry: the files are moved aside to
-``.<name>.unusable``, the reason is logged, and the run restarts from epoch 0 (with the same result, being seeded).
+Resume: ``resume/last.pt`` holds model, optimizer, weight decay, scheduler, DoG trace, history, best-so-far and
+every RNG state, so resuming from any epoch end gives bit-identical weights on CPU with ``deterministic=True``. It is
+written every ``checkpoint_every_s`` seconds (at an epoch end), at the end, and when the run is interrupted
+(SystemExit, KeyboardInterrupt); the protocol (sealed files, the best checkpoint, unusable state set aside) is
+``awd.checkpoint.Checkpointer``. Everything under ``resume/`` is needed only to resume: the reported outputs are
+``model.pt``, ``metrics.json``, ``history.json``, ``dog_trace.npz`` and the training predictions at the top level.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -39,7 +40,7 @@ from torch import Tensor
 
 from awd.attacks import pgd
 from awd.checkpoint import (
-    CheckpointError,
+    Checkpointer,
     load_checkpoint,
     restore_rng_states,
     rng_states,
@@ -58,9 +59,11 @@ from awd.weight_decay import build_weight_decay
 
 __all__ = ["NonFiniteLossError", "TrainConfig", "TrainData", "load_model", "make_train_data", "train"]
 
-LAST, BEST, BEST_PENDING, MODEL = "last.pt", "best.pt", "best.pt.pending", "model.pt"
+log = logging.getLogger(__name__)
+
+MODEL = "model.pt"
 CHECKPOINT_FORMAT = 2  # 2: last.pt / best.pt are sealed (awd.checkpoint integrity=True)
-UNUSABLE = ".{}.unusable"  # where an in-progress checkpoint that cannot be used is moved (outside the store manifest)
+CHECKPOINT_EVERY_S = 600.0  # how often resume/last.pt is written (and at the end); changes nothing computed
 TABLE2_WD = 5e-4  # the paper's Table 2 reports eq. 1 with this λ for every method
 EVAL_BATCH = 512
 
@@ -229,14 +232,7 @@ class _Run:
             "rng": rng_states(self._generators()),
         }
 
-    def load(self, path: Path) -> None:
-        state = load_checkpoint(path, map_location=self.device, require_integrity=True)
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path}: checkpoint format {state.get('format')!r}, this code reads {CHECKPOINT_FORMAT}")
-        if state["config"] != self.cfg.to_dict():
-            diff = {k: (v, state["config"].get(k)) for k, v in self.cfg.to_dict().items() if state["config"].get(k) != v}
-            raise ValueError(f"{path} belongs to a run with a different config (key: (this run, checkpoint)): {diff}; "
-                             "use a fresh output directory")
+    def load_state(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.wd.load_state_dict(state["weight_decay"])
@@ -249,6 +245,15 @@ class _Run:
         if "cuda" in rng:
             rng["cuda"] = [s.cpu() for s in rng["cuda"]]
         restore_rng_states(rng, self._generators())
+
+    def best_record(self, row: dict) -> dict | None:
+        """The best-checkpoint record of the epoch just trained if it beats the best so far (which it updates)."""
+        metric = row["val_robust_acc"] if self.cfg.adversarial else row["val_acc"]
+        if metric <= self.best["metric"]:
+            return None
+        self.best = {"epoch": self.epoch, "metric": metric}
+        return {"epoch": self.epoch, "val_acc": row["val_acc"], "val_robust_acc": row["val_robust_acc"],
+                "model": self.model.state_dict()}
 
     # --- training --------------------------------------------------------------------------------------------
     def _loss(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -334,50 +339,43 @@ def _epoch_line(row: dict, epochs: int) -> str:
             f"‖W‖ {row['weight_norm']:.3f} lr {row['lr']:.4g} {row['seconds']:.1f}s")
 
 
-def train(cfg: TrainConfig | dict, data: TrainData, out_dir, *, device=None, log=print,
-          stop_after_epoch: int | None = None) -> dict:
+def train(cfg: TrainConfig | dict, data: TrainData, out_dir, *, device=None,
+          checkpoint_every_s: float = CHECKPOINT_EVERY_S, stop_after_epoch: int | None = None) -> dict:
     """Train (or resume) the run ``cfg`` on ``data``, writing into ``out_dir``; returns the metrics dict of
-    docs/design.md. With ``stop_after_epoch=k`` it stops once k epochs are done and returns
-    ``{"epochs_run": k, "complete": False}`` (a simulated interruption)."""
+    docs/design.md. ``resume/last.pt`` is written when ``checkpoint_every_s`` seconds have passed since the last
+    one (0: every epoch). With ``stop_after_epoch=k`` it stops once k epochs are done, without writing a checkpoint,
+    and returns ``{"epochs_run": k, "complete": False}`` (a simulated crash)."""
     cfg = cfg if isinstance(cfg, TrainConfig) else TrainConfig.from_dict(cfg)
     if not isinstance(data, TrainData):
         raise TypeError(f"data must be a TrainData (see make_train_data), got {type(data).__name__}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dev = _pick_device(device)
+    checkpoints = Checkpointer(out, every_s=checkpoint_every_s, fmt=CHECKPOINT_FORMAT)
     with _determinism(cfg.deterministic, dev):
+        state = checkpoints.resume(cfg.to_dict(), map_location=dev)
         run = _Run(cfg, data, dev)
-        if (out / LAST).exists():
-            try:
-                run.load(out / LAST)
-                _settle_pending_best(out, run.best["epoch"])
-            except CheckpointError as err:
-                _set_aside(out, err, log)
-                run = _Run(cfg, data, dev)  # from scratch: nothing of the unusable state survives
-            else:
-                log(f"resumed from epoch {run.epoch}")
-        while run.epoch < cfg.epochs:
-            if stop_after_epoch is not None and run.epoch >= stop_after_epoch:
-                return {"epochs_run": run.epoch, "complete": False}
-            try:
-                row = run.train_epoch()
-            except NonFiniteLossError as err:
-                return _diverged(run, out, err, log)
-            metric = row["val_robust_acc"] if cfg.adversarial else row["val_acc"]
-            improved = metric > run.best["metric"]
-            if improved:
-                run.best = {"epoch": run.epoch, "metric": metric}
-                save_checkpoint({"epoch": run.epoch, "val_acc": row["val_acc"], "val_robust_acc": row["val_robust_acc"],
-                                 "model": run.model.state_dict()}, out / BEST_PENDING, integrity=True)
-            save_checkpoint(run.state(), out / LAST, integrity=True)
-            if improved:  # only now: best.pt must never run ahead of the best epoch recorded in last.pt
-                os.replace(out / BEST_PENDING, out / BEST)
-            write_json(out / "history.json", run.history)
-            log(_epoch_line(row, cfg.epochs))
-        return _finish(run, out)
+        if state is not None:
+            run.load_state(state)
+            log.info("resumed from epoch %d", run.epoch)
+        with checkpoints.saved_on_interrupt():
+            while run.epoch < cfg.epochs:
+                if stop_after_epoch is not None and run.epoch >= stop_after_epoch:
+                    return {"epochs_run": run.epoch, "complete": False}
+                try:
+                    row = run.train_epoch()
+                except NonFiniteLossError as err:
+                    return _diverged(run, out, err)
+                best = run.best_record(row)
+                if best is not None:
+                    checkpoints.new_best(best)
+                checkpoints.epoch_end(run.state(), final=run.epoch == cfg.epochs)
+                write_json(out / "history.json", run.history)
+                log.info(_epoch_line(row, cfg.epochs))
+        return _finish(run, out, checkpoints.best)
 
 
-def _diverged(run: _Run, out: Path, err: NonFiniteLossError, log) -> dict:
+def _diverged(run: _Run, out: Path, err: NonFiniteLossError) -> dict:
     """Divergence is a result, not a failure: it is deterministic, so the run is recorded (and never retried) with
     the epoch it happened in and the metrics of its last finite epoch (None when the first epoch diverged)."""
     last = run.history[-1] if run.history else None
@@ -388,43 +386,11 @@ def _diverged(run: _Run, out: Path, err: NonFiniteLossError, log) -> dict:
     }
     write_json(out / "history.json", run.history)
     write_json(out / "metrics.json", metrics)
-    log(f"diverged: {err}")
+    log.info("diverged: %s", err)
     return metrics
 
 
-def _settle_pending_best(out: Path, best_epoch: int) -> None:
-    """A crash between writing last.pt and promoting the pending best leaves best.pt one step behind: promote the
-    pending file if last.pt counts it as best, else it belongs to an epoch that is about to be redone (or it is
-    damaged): drop it. Then best.pt must hold the best epoch last.pt records, else CheckpointError."""
-    pending = out / BEST_PENDING
-    if pending.exists():
-        try:
-            epoch = load_checkpoint(pending, require_integrity=True).get("epoch")
-        except CheckpointError:
-            epoch = None
-        if epoch == best_epoch:
-            os.replace(pending, out / BEST)
-        else:
-            pending.unlink()
-    if best_epoch > 0:
-        if not (out / BEST).exists():
-            raise CheckpointError(out / BEST, f"is missing, but {LAST} records epoch {best_epoch} as the best")
-        epoch = load_checkpoint(out / BEST, require_integrity=True).get("epoch")
-        if epoch != best_epoch:
-            raise CheckpointError(out / BEST, f"holds epoch {epoch}, but {LAST} records epoch {best_epoch} as the best")
-
-
-def _set_aside(out: Path, err: CheckpointError, log) -> None:
-    moved = []
-    for name in (LAST, BEST, BEST_PENDING):
-        if (out / name).exists():
-            os.replace(out / name, out / UNUSABLE.format(name))
-            moved.append(f"{name} -> {UNUSABLE.format(name)}")
-    log(f"cannot resume: {err}; moved the in-progress checkpoints aside ({', '.join(moved)}) and restarting "
-        "from epoch 0")
-
-
-def _finish(run: _Run, out: Path) -> dict:
+def _finish(run: _Run, out: Path, best: dict) -> dict:
     """Metrics of the reported model. Adversarial runs report the best-validation checkpoint (the paper's early
     stopping on PGD-20, A.1); natural runs report the end-of-training model (Table 2's X-ent "at the end of
     training", Table 5's fitted examples, Figs. 4/8's memorised noise), and the best-validation checkpoint only as
@@ -436,7 +402,6 @@ def _finish(run: _Run, out: Path) -> dict:
     save_npz(out / "dog_trace.npz", **trace, epoch_loss=losses, iters_per_epoch=np.int64(run.iters_per_epoch),
              every=np.int64(cfg.dog_log_every))
     write_json(out / "history.json", run.history)  # again: a crash may have come between last.pt and this file
-    best = load_checkpoint(out / BEST, map_location=dev, require_integrity=True)
     last_row = run.history[-1]
     if cfg.adversarial:
         model.load_state_dict(best["model"])

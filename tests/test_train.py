@@ -12,16 +12,13 @@ import awd.train as train_mod
 from awd.data import load_dataset, stratified_split
 from awd.evaluate import accuracy
 from awd.train import NonFiniteLossError, TrainConfig, TrainData, load_model, make_train_data, train
+from tests.log_util import awd_log
 
 METRIC_KEYS = {"reported_model", "best_epoch", "epochs_run", "val_acc", "val_robust_acc", "test_acc", "train_acc",
                "train_xent", "weight_norm", "total_loss", "final_lambda", "mean_dog", "seconds", "n_train", "n_test",
                "hardware", "software"}
 # natural runs also carry the best-validation checkpoint's numbers, labelled
 BEST_VAL_KEYS = {"best_val_val_acc", "best_val_test_acc", "best_val_weight_norm"}
-
-
-def quiet(_msg):
-    pass
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +68,8 @@ def load(path):
 
 
 def test_natural_training_learns_digits_and_writes_every_output(digits, tmp_path):
-    lines = []
-    metrics = train(config(epochs=3), digits, tmp_path, device="cpu", log=lines.append)
+    with awd_log() as lines:
+        metrics = train(config(epochs=3), digits, tmp_path, device="cpu")
 
     assert set(metrics) == METRIC_KEYS | BEST_VAL_KEYS
     history = read_history(tmp_path)
@@ -106,7 +103,7 @@ def test_natural_training_learns_digits_and_writes_every_output(digits, tmp_path
 def test_every_weight_decay_method_trains_and_records_lambda(digits, tmp_path, method):
     value = {"none": {}, "fixed": {"wd": 0.01}, "awd": {"wd": 0.0, "dog": 0.05}, "adadecay": {"wd": 0.01}}[method]
     cfg = config(wd_method=method, **value)
-    metrics = train(cfg, digits, tmp_path, device="cpu", log=quiet)
+    metrics = train(cfg, digits, tmp_path, device="cpu")
     trace = np.load(tmp_path / "dog_trace.npz")
     history = read_history(tmp_path)
 
@@ -125,13 +122,13 @@ def test_every_weight_decay_method_trains_and_records_lambda(digits, tmp_path, m
 
 
 def test_weight_decay_shrinks_weights_compared_to_none(digits, tmp_path):
-    none = train(config(wd_method="none"), digits, tmp_path / "none", device="cpu", log=quiet)
-    fixed = train(config(wd=0.01), digits, tmp_path / "fixed", device="cpu", log=quiet)
+    none = train(config(wd_method="none"), digits, tmp_path / "none", device="cpu")
+    fixed = train(config(wd=0.01), digits, tmp_path / "fixed", device="cpu")
     assert fixed["weight_norm"] < none["weight_norm"]
 
 
 def test_dog_trace_is_downsampled_by_dog_log_every(digits, tmp_path):
-    train(config(epochs=1, dog_log_every=3), digits, tmp_path, device="cpu", log=quiet)
+    train(config(epochs=1, dog_log_every=3), digits, tmp_path, device="cpu")
     trace = np.load(tmp_path / "dog_trace.npz")
     iters = int(trace["iters_per_epoch"])
     assert int(trace["every"]) == 3
@@ -143,7 +140,7 @@ def test_asam_runs_with_awd_for_both_gradient_choices(digits, tmp_path):
     lams = {}
     for grad in ("descent", "ascent"):
         cfg = config(optimizer="asam", asam_awd_grad=grad, wd_method="awd", wd=0.0, dog=0.05)
-        metrics = train(cfg, digits, tmp_path / grad, device="cpu", log=quiet)
+        metrics = train(cfg, digits, tmp_path / grad, device="cpu")
         lams[grad] = np.load(tmp_path / grad / "dog_trace.npz")["lam"]
         assert metrics["test_acc"] > 0.3 and np.all(lams[grad] > 0)
     # the first λ comes from the same start, with ‖g‖ taken at w (ascent) or at w + e (descent)
@@ -152,7 +149,7 @@ def test_asam_runs_with_awd_for_both_gradient_choices(digits, tmp_path):
 
 
 def test_bf16_and_channels_last_train(digits, tmp_path):
-    metrics = train(config(bf16=True, channels_last=True), digits, tmp_path, device="cpu", log=quiet)
+    metrics = train(config(bf16=True, channels_last=True), digits, tmp_path, device="cpu")
     assert np.isfinite(metrics["train_xent"]) and metrics["test_acc"] > 0.3
 
 
@@ -170,14 +167,15 @@ def resumed(request, digits, tmp_path_factory):
     """The same 3-epoch run trained straight and interrupted after epochs 1 and 2 (model saved at each stop)."""
     cfg = config(epochs=3, **RESUMED[request.param])
     root = tmp_path_factory.mktemp(request.param)
-    straight = train(cfg, digits, root / "straight", device="cpu", log=quiet)
-    out, logs, per_epoch = root / "interrupted", [], {}
-    for stop in (1, 2):
-        partial = train(cfg, digits, out, device="cpu", log=logs.append, stop_after_epoch=stop)
-        assert partial == {"epochs_run": stop, "complete": False}
-        per_epoch[stop] = load(out / "last.pt")["model"]
-    metrics = train(cfg, digits, out, device="cpu", log=logs.append)
-    per_epoch[3] = load(out / "last.pt")["model"]
+    straight = train(cfg, digits, root / "straight", device="cpu")
+    out, per_epoch = root / "interrupted", {}
+    with awd_log() as logs:
+        for stop in (1, 2):
+            partial = train(cfg, digits, out, device="cpu", checkpoint_every_s=0, stop_after_epoch=stop)
+            assert partial == {"epochs_run": stop, "complete": False}
+            per_epoch[stop] = load(out / "resume" / "last.pt")["model"]
+        metrics = train(cfg, digits, out, device="cpu", checkpoint_every_s=0)
+    per_epoch[3] = load(out / "resume" / "last.pt")["model"]
     return {"cfg": cfg, "straight": straight, "metrics": metrics, "root": root, "logs": logs, "per_epoch": per_epoch}
 
 
@@ -185,7 +183,8 @@ def test_resumed_run_is_identical_to_uninterrupted(resumed):
     a, b = resumed["root"] / "straight", resumed["root"] / "interrupted"
     assert "resumed from epoch 1" in resumed["logs"] and "resumed from epoch 2" in resumed["logs"]
     assert_identical(load(a / "model.pt"), load(b / "model.pt"), "model.pt")
-    assert_identical(load(a / "last.pt"), load(b / "last.pt"), "last.pt")  # optimizer, wd, trace, RNG, history
+    # optimizer, weight decay, trace, RNG, history
+    assert_identical(load(a / "resume" / "last.pt"), load(b / "resume" / "last.pt"), "last.pt")
     assert without_seconds(read_history(a)) == without_seconds(read_history(b))
     ta, tb = np.load(a / "dog_trace.npz"), np.load(b / "dog_trace.npz")
     assert set(ta.files) == set(tb.files) and all(np.array_equal(ta[k], tb[k]) for k in ta.files)
@@ -201,7 +200,7 @@ def test_best_checkpoint_is_the_epoch_with_best_validation_metric(resumed):
     key = "val_robust_acc" if cfg.adversarial else "val_acc"
     values = [h[key] for h in history]
     assert metrics["best_epoch"] == int(np.argmax(values)) + 1  # first epoch reaching the maximum
-    assert load(out / "best.pt")["epoch"] == metrics["best_epoch"]
+    assert load(out / "resume" / "best.pt")["epoch"] == metrics["best_epoch"]
     if cfg.adversarial:
         assert metrics["reported_model"] == "best_val" and metrics[key] == max(values)
         assert_identical(load(out / "model.pt"), resumed["per_epoch"][metrics["best_epoch"]], "model.pt")
@@ -231,10 +230,10 @@ def test_natural_run_reports_the_final_model_and_labels_the_best_val_one(digits,
 
     monkeypatch.setattr(train_mod, "accuracy", scripted)
     cfg = config(epochs=3)
-    train(cfg, digits, tmp_path, device="cpu", log=quiet, stop_after_epoch=2)
-    epoch2 = load(tmp_path / "last.pt")["model"]
-    metrics = train(cfg, digits, tmp_path, device="cpu", log=quiet)
-    final = load(tmp_path / "last.pt")["model"]
+    train(cfg, digits, tmp_path, device="cpu", checkpoint_every_s=0, stop_after_epoch=2)
+    epoch2 = load(tmp_path / "resume" / "last.pt")["model"]
+    metrics = train(cfg, digits, tmp_path, device="cpu")
+    final = load(tmp_path / "resume" / "last.pt")["model"]
     assert not all(torch.equal(final[k], epoch2[k]) for k in final)
     assert metrics["best_epoch"] == 2 and metrics["val_acc"] == 0.7 and metrics["best_val_val_acc"] == 0.9
     assert_identical(load(tmp_path / "model.pt"), final, "model.pt")
@@ -251,9 +250,9 @@ def test_adversarial_run_reports_the_best_val_checkpoint(digits, tmp_path, monke
     script = iter([0.5, 0.9, 0.7])
     monkeypatch.setattr(train_mod._Run, "robust_accuracy", lambda self, x, y: next(script))
     cfg = config(epochs=3, adversarial=True, eps=0.1, step_size=0.05, train_steps=1, val_steps=1)
-    train(cfg, digits, tmp_path, device="cpu", log=quiet, stop_after_epoch=2)
-    epoch2 = load(tmp_path / "last.pt")["model"]
-    metrics = train(cfg, digits, tmp_path, device="cpu", log=quiet)
+    train(cfg, digits, tmp_path, device="cpu", checkpoint_every_s=0, stop_after_epoch=2)
+    epoch2 = load(tmp_path / "resume" / "last.pt")["model"]
+    metrics = train(cfg, digits, tmp_path, device="cpu")
     assert metrics["reported_model"] == "best_val" and metrics["best_epoch"] == 2 and metrics["val_robust_acc"] == 0.9
     assert_identical(load(tmp_path / "model.pt"), epoch2, "model.pt")
 
@@ -273,53 +272,54 @@ def _predict(cfg, state, x_u8):
 
 def test_crash_before_promoting_the_best_checkpoint_is_settled_on_resume(digits, tmp_path):
     cfg = config(epochs=2)
-    straight = train(cfg, digits, tmp_path / "straight", device="cpu", log=quiet)
+    straight = train(cfg, digits, tmp_path / "straight", device="cpu")
     out = tmp_path / "crashed"
-    train(cfg, digits, out, device="cpu", log=quiet, stop_after_epoch=1)
+    train(cfg, digits, out, device="cpu", checkpoint_every_s=0, stop_after_epoch=1)
     # crash after last.pt of epoch 1 was written, before best.pt.pending (epoch 1) was renamed to best.pt
-    (out / "best.pt").rename(out / "best.pt.pending")
-    train(cfg, digits, out, device="cpu", log=quiet, stop_after_epoch=1)  # resume settles, then stops at once
-    assert not (out / "best.pt.pending").exists() and load(out / "best.pt")["epoch"] == 1
-    metrics = train(cfg, digits, out, device="cpu", log=quiet)
+    (out / "resume" / "best.pt").rename(out / "resume" / "best.pt.pending")
+    train(cfg, digits, out, device="cpu", stop_after_epoch=1)  # resume settles, then stops at once
+    assert not (out / "resume" / "best.pt.pending").exists() and load(out / "resume" / "best.pt")["epoch"] == 1
+    metrics = train(cfg, digits, out, device="cpu")
     assert metrics["best_epoch"] == straight["best_epoch"] and metrics["test_acc"] == straight["test_acc"]
     assert_identical(load(out / "model.pt"), load(tmp_path / "straight" / "model.pt"), "model.pt")
 
 
 def test_stale_pending_best_from_a_redone_epoch_is_dropped(digits, tmp_path):
     cfg = config(epochs=2)
-    straight = train(cfg, digits, tmp_path / "straight", device="cpu", log=quiet)
+    straight = train(cfg, digits, tmp_path / "straight", device="cpu")
     out = tmp_path / "crashed"
-    train(cfg, digits, out, device="cpu", log=quiet, stop_after_epoch=1)
+    train(cfg, digits, out, device="cpu", checkpoint_every_s=0, stop_after_epoch=1)
     # crash during epoch 2's checkpointing: its pending best exists but last.pt still says epoch 1
-    junk = {k: torch.zeros_like(v) for k, v in load(out / "best.pt")["model"].items()}
-    torch.save({"epoch": 2, "val_acc": 1.0, "val_robust_acc": None, "model": junk}, out / "best.pt.pending")
-    train(cfg, digits, out, device="cpu", log=quiet, stop_after_epoch=1)  # resume settles, then stops at once
-    assert not (out / "best.pt.pending").exists()
-    assert load(out / "best.pt")["epoch"] == 1 and any(v.any() for v in load(out / "best.pt")["model"].values())
-    metrics = train(cfg, digits, out, device="cpu", log=quiet)
+    junk = {k: torch.zeros_like(v) for k, v in load(out / "resume" / "best.pt")["model"].items()}
+    torch.save({"epoch": 2, "val_acc": 1.0, "val_robust_acc": None, "model": junk}, out / "resume" / "best.pt.pending")
+    train(cfg, digits, out, device="cpu", stop_after_epoch=1)  # resume settles, then stops at once
+    assert not (out / "resume" / "best.pt.pending").exists()
+    best = load(out / "resume" / "best.pt")
+    assert best["epoch"] == 1 and any(v.any() for v in best["model"].values())
+    metrics = train(cfg, digits, out, device="cpu")
     assert metrics["val_acc"] == straight["val_acc"] and metrics["best_epoch"] == straight["best_epoch"]
     assert_identical(load(out / "model.pt"), load(tmp_path / "straight" / "model.pt"), "model.pt")
 
 
 def test_checkpoints_load_with_weights_only(digits, tmp_path):
-    train(config(epochs=1, adversarial=True, train_steps=1, val_steps=1), digits, tmp_path, device="cpu", log=quiet)
-    last = torch.load(tmp_path / "last.pt", weights_only=True)
+    train(config(epochs=1, adversarial=True, train_steps=1, val_steps=1), digits, tmp_path, device="cpu")
+    last = torch.load(tmp_path / "resume" / "last.pt", weights_only=True)
     assert {"model", "optimizer", "weight_decay", "scheduler", "trace", "history", "best", "rng", "epoch"} <= set(last)
     assert isinstance(last["rng"]["torch_cpu"], torch.Tensor)
-    assert torch.load(tmp_path / "best.pt", weights_only=True)["epoch"] == 1
+    assert torch.load(tmp_path / "resume" / "best.pt", weights_only=True)["epoch"] == 1
     assert all(isinstance(v, torch.Tensor) for v in torch.load(tmp_path / "model.pt", weights_only=True).values())
 
 
 def test_resume_refuses_a_different_config(digits, tmp_path):
-    train(config(epochs=2), digits, tmp_path, device="cpu", log=quiet, stop_after_epoch=1)
+    train(config(epochs=2), digits, tmp_path, device="cpu", checkpoint_every_s=0, stop_after_epoch=1)
     with pytest.raises(ValueError, match=r"different config.*'lr': \(0\.1, 0\.2\)"):
-        train(config(epochs=2, lr=0.1), digits, tmp_path, device="cpu", log=quiet)
+        train(config(epochs=2, lr=0.1), digits, tmp_path, device="cpu")
 
 
 def test_finished_run_resumes_to_the_same_metrics(digits, tmp_path):
-    first = train(config(epochs=1), digits, tmp_path, device="cpu", log=quiet)
-    lines = []
-    again = train(config(epochs=1), digits, tmp_path, device="cpu", log=lines.append)
+    first = train(config(epochs=1), digits, tmp_path, device="cpu")
+    with awd_log() as lines:
+        again = train(config(epochs=1), digits, tmp_path, device="cpu")
     assert lines == ["resumed from epoch 1"]
     assert {k: v for k, v in first.items() if k != "seconds"} == {k: v for k, v in again.items() if k != "seconds"}
 
@@ -328,8 +328,8 @@ def test_finished_run_resumes_to_the_same_metrics(digits, tmp_path):
 
 
 def test_huge_learning_rate_is_recorded_as_diverged(digits, tmp_path):
-    lines = []
-    metrics = train(config(lr=1e6), digits, tmp_path, device="cpu", log=lines.append)
+    with awd_log() as lines:
+        metrics = train(config(lr=1e6), digits, tmp_path, device="cpu")
     assert metrics["diverged"] is True and metrics["diverged_epoch"] == 1 and metrics["epochs_run"] == 0
     assert metrics["last_finite"] is None and metrics["diverged_lambda"] == pytest.approx(5e-4)
     assert re.match(r"diverged: training loss became non-finite .* epoch 1 \(last lr=", lines[-1]), lines
@@ -348,7 +348,7 @@ def test_divergence_after_finite_epochs_keeps_their_metrics(digits, tmp_path, mo
         return row
 
     monkeypatch.setattr(train_mod._Run, "train_epoch", second_epoch_diverges)
-    metrics = train(config(epochs=3), digits, tmp_path, device="cpu", log=quiet)
+    metrics = train(config(epochs=3), digits, tmp_path, device="cpu")
     assert metrics["diverged_epoch"] == 2 and metrics["epochs_run"] == 1
     assert metrics["last_finite"]["epoch"] == 1 and 0 <= metrics["last_finite"]["val_acc"] <= 1
 
