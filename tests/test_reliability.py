@@ -39,16 +39,13 @@ from awd.train import TrainConfig, load_model, make_train_data, train
 from jobs import RunStore, Unit, run_units, unit_key
 from jobs.executors import ExecutorConfig
 from jobs.submit import execute_unit
+from tests.log_util import awd_log
 
 pytestmark = pytest.mark.reliability
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
 TRAIN_FN = "pipeline.units.train:train_unit"
-
-
-def quiet(_msg):
-    pass
 
 
 def run_config(**kw) -> dict:
@@ -69,7 +66,7 @@ def digits():
 def reference(digits, tmp_path_factory):
     """An uninterrupted 2-epoch run, the yardstick for every interrupted or restarted one."""
     out = tmp_path_factory.mktemp("reference")
-    metrics = train(run_config(), digits, out, device="cpu", log=quiet)
+    metrics = train(run_config(), digits, out, device="cpu")
     return {"out": out, "metrics": metrics}
 
 
@@ -164,14 +161,14 @@ def test_kill_9_mid_epoch_resumes_from_last_checkpoint_to_identical_weights(prep
     capfd.readouterr()
 
     inside = tmp_path / "inside-epoch-2"
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", AWD_CHECKPOINT_EVERY_S="0")
     job = subprocess.Popen([sys.executable, "-c", KILLED_JOB, str(store.root), json.dumps(unit.__dict__),
                             str(inside)], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            text=True)
     try:
         wait_for(inside.exists, "the job to be inside epoch 2", proc=job)
         entry = store.path("train", unit.key)
-        assert load_checkpoint(entry / "last.pt", require_integrity=True)["epoch"] == 1
+        assert load_checkpoint(entry / "resume" / "last.pt", require_integrity=True)["epoch"] == 1
         os.kill(job.pid, signal.SIGKILL)
         assert job.wait(timeout=60) == -signal.SIGKILL
     finally:
@@ -226,8 +223,8 @@ class PickledCode:
 def test_unusable_last_pt_is_moved_aside_and_the_run_restarts_to_the_same_result(digits, reference, tmp_path,
                                                                                  damage):
     out, marker = tmp_path / "run", tmp_path / "code-ran"
-    train(run_config(), digits, out, device="cpu", log=quiet, stop_after_epoch=1)
-    last = out / "last.pt"
+    train(run_config(), digits, out, device="cpu", checkpoint_every_s=0, stop_after_epoch=1)
+    last = out / "resume" / "last.pt"
     if damage == "pickled_code":  # sealed, so that weights_only is what refuses it
         state = load(last)
         state["history"] = PickledCode(marker)
@@ -236,28 +233,28 @@ def test_unusable_last_pt_is_moved_aside_and_the_run_restarts_to_the_same_result
         damage(last)
     bad = last.read_bytes()
 
-    logs = []
-    metrics = train(run_config(), digits, out, device="cpu", log=logs.append)
+    with awd_log() as logs:
+        metrics = train(run_config(), digits, out, device="cpu")
     assert not marker.exists()
     [why] = [ln for ln in logs if ln.startswith("cannot resume")]
     assert "last.pt" in why and "restarting from epoch 0" in why and ".last.pt.unusable" in why
     assert ("refused" in why and "weights_only" in why) if damage == "pickled_code" else \
         ("corrupted" in why or "no integrity seal" in why)
     assert not any(ln.startswith("resumed") for ln in logs) and logs[1].startswith("epoch 1/2")
-    assert (out / ".last.pt.unusable").read_bytes() == bad  # kept for inspection, outside the store's manifest
+    assert (out / "resume" / ".last.pt.unusable").read_bytes() == bad  # kept for inspection, outside the store's manifest
     assert no_seconds(metrics) == no_seconds(reference["metrics"])
     assert_same_run(out, reference["out"])
-    again = []
-    train(run_config(), digits, out, device="cpu", log=again.append)  # and the next retry is an ordinary resume
+    with awd_log() as again:
+        train(run_config(), digits, out, device="cpu")  # and the next retry is an ordinary resume
     assert again == ["resumed from epoch 2"]
 
 
 def test_best_pt_that_does_not_match_last_pt_restarts_instead_of_finishing_with_it(digits, reference, tmp_path):
     out = tmp_path / "run"
-    train(run_config(), digits, out, device="cpu", log=quiet, stop_after_epoch=1)
-    _flip_tensor_bytes(out / "best.pt")
-    logs = []
-    train(run_config(), digits, out, device="cpu", log=logs.append)
+    train(run_config(), digits, out, device="cpu", checkpoint_every_s=0, stop_after_epoch=1)
+    _flip_tensor_bytes(out / "resume" / "best.pt")
+    with awd_log() as logs:
+        train(run_config(), digits, out, device="cpu")
     assert any(ln.startswith("cannot resume") and "best.pt" in ln for ln in logs), logs
     assert_same_run(out, reference["out"])
 
@@ -288,12 +285,12 @@ def test_pickled_code_is_refused_by_every_loader_and_never_runs(digits, tmp_path
         load_shard(evil)  # AutoAttack shard results
 
     resumed = tmp_path / "resumed"  # the resume path: last.pt and a pending best.pt both carrying code
-    resumed.mkdir()
-    shutil.copy(sealed, resumed / "last.pt")
-    shutil.copy(sealed, resumed / "best.pt.pending")
-    logs = []
-    train(run_config(epochs=1), digits, resumed, device="cpu", log=logs.append)
-    assert any("refused" in ln for ln in logs) and (resumed / ".last.pt.unusable").exists()
+    (resumed / "resume").mkdir(parents=True)
+    shutil.copy(sealed, resumed / "resume" / "last.pt")
+    shutil.copy(sealed, resumed / "resume" / "best.pt.pending")
+    with awd_log() as logs:
+        train(run_config(epochs=1), digits, resumed, device="cpu")
+    assert any("refused" in ln for ln in logs) and (resumed / "resume" / ".last.pt.unusable").exists()
     assert not marker.exists()
 
     torch.load(evil, weights_only=False)  # the payload is real: an unsafe load does run it
@@ -407,13 +404,13 @@ def test_disk_full_while_saving_a_checkpoint_keeps_the_previous_one_and_the_retr
     with monkeypatch.context() as m:
         m.setattr(os, "fsync", fsync)
         with pytest.raises(OSError) as err:
-            train(run_config(), digits, out, device="cpu", log=quiet)
+            train(run_config(), digits, out, device="cpu", checkpoint_every_s=0)
     assert err.value.errno == errno.ENOSPC
 
-    assert load_checkpoint(out / "last.pt", require_integrity=True)["epoch"] == 1  # the old one, whole
+    assert load_checkpoint(out / "resume" / "last.pt", require_integrity=True)["epoch"] == 1  # the old one, whole
     assert temporaries(out) == [] and not (out / "model.pt").exists()
-    logs = []
-    train(run_config(), digits, out, device="cpu", log=logs.append)
+    with awd_log() as logs:
+        train(run_config(), digits, out, device="cpu")
     assert logs[0] == "resumed from epoch 1"
     assert_same_run(out, reference["out"])
 

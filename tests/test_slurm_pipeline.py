@@ -348,6 +348,7 @@ def test_requeued_training_job_resumes_from_its_checkpoint(slurm_cluster, tmp_pa
     # ~0.3 s an epoch on an idle core: the job must outlive the ~4 s SLURM takes to kill it after the requeue
     # (submitit ignores SIGTERM; srun waits, then SIGKILLs), or it finishes first and there is nothing to resume
     epochs, batch_size = 60, 32
+    monkeypatch.setenv("AWD_CHECKPOINT_EVERY_S", "0")  # a checkpoint every epoch: the job inherits it
     repo = slurm_repo(tmp_path)
     run(repo, "python", "-m", "pipeline.prepare")
     monkeypatch.chdir(repo)  # jobs run where they are submitted from: the repo
