@@ -198,14 +198,28 @@ def cpu_copy(obj):
     return obj
 
 
+_ACTIVE: list[Checkpointer] = []  # the runs now training in this process (inside Checkpointer.active())
+
+
+def checkpoint_now() -> int:
+    """Write, for every run training in this process, the state of its last epoch end if it is not on disk yet;
+    returns how many were written. For a job about to be stopped (a time-limit or preemption signal): safe to call
+    from a signal handler that interrupted the loop anywhere, since it writes only a finished epoch's copy."""
+    written = 0
+    for checkpointer in list(_ACTIVE):
+        written += checkpointer.write_unsaved("a checkpoint was requested")
+    return written
+
+
 class Checkpointer:
     """``out_dir/resume/`` of one training run: ``last.pt`` (the full state at an epoch end), ``best.pt`` (the best
     epoch's model, as last.pt records it) and, for a moment, ``best.pt.pending``; all sealed (integrity=True).
 
-    ``epoch_end(state)`` at every epoch end writes last.pt when ``every_s`` seconds have passed since the last write
-    (0: every epoch), or when ``final``; otherwise it keeps a CPU copy, which ``saved_on_interrupt`` writes if the
-    run is interrupted (SystemExit, as submitit's time-limit/preemption handler exits after requeueing; Ctrl-C):
-    the rerun then loses only the epoch in progress. A crash (SIGKILL) loses what came after the last write.
+    When: ``epoch_end(state)`` writes last.pt when ``every_s`` seconds have passed since the last write (0: every
+    epoch), or when ``final``; otherwise it keeps a CPU copy of the state (a device-to-host copy per epoch), which is
+    written by ``checkpoint_now()`` (what a job does when told to stop) or when the loop is interrupted inside
+    ``active()`` (SystemExit, as submitit exits after requeueing; Ctrl-C): the rerun loses only the epoch in
+    progress. A crash (SIGKILL, node failure) loses what came after the last write.
 
     best.pt never runs ahead of last.pt: a new best is written as best.pt.pending, then last.pt, then renamed; a
     resume settles a pending file left by a crash in between. ``resume()`` sets aside a state that cannot be used
@@ -221,8 +235,9 @@ class Checkpointer:
         self.dir = Path(out_dir) / RESUME_DIR
         self.every_s, self.fmt, self._clock = float(every_s), fmt, clock or time.monotonic
         self.best: dict | None = None  # {"epoch", "val_acc", "val_robust_acc", "model"}: the best epoch so far, on CPU
-        self._state: dict | None = None  # the last epoch end's state while it is not on disk
-        self._best_unsaved = False
+        # (state, best record or None) of the last epoch end while not on disk; one attribute, so that a signal
+        # handler sees either the previous pair or the new one
+        self._unsaved: tuple[dict, dict | None] | None = None
         self._saved_at = self._clock()
 
     def resume(self, config: dict, map_location="cpu") -> dict | None:
@@ -244,35 +259,48 @@ class Checkpointer:
             return None
         return state
 
-    def new_best(self, record: dict) -> None:
-        """The epoch just trained is the best so far: keep its record (model copied to CPU) for the next write."""
-        self.best, self._best_unsaved = cpu_copy(record), True
-
-    def epoch_end(self, state: dict, final: bool = False) -> None:
-        self._state = cpu_copy(state)
+    def epoch_end(self, state: dict, best: dict | None = None, final: bool = False) -> None:
+        """``best``: the record of this epoch if it is the best so far (its model is copied too)."""
+        state = cpu_copy(state)
+        if best is not None:
+            best = cpu_copy(best)
+        elif self._unsaved is not None:
+            best = self._unsaved[1]  # an earlier epoch's best that is not on disk yet
+        self._unsaved = (state, best)
+        if best is not None:
+            self.best = best
         if final or self._clock() - self._saved_at >= self.every_s:
             self._write()
 
     @contextmanager
-    def saved_on_interrupt(self):
+    def active(self):
+        """While training: reachable by ``checkpoint_now()``, and an interruption writes the last epoch end."""
+        _ACTIVE.append(self)
         try:
             yield
         except (SystemExit, KeyboardInterrupt) as stop:
-            if self._state is not None:
-                log.warning("interrupted (%s): writing the checkpoint of epoch %s before stopping",
-                            type(stop).__name__, self._state.get("epoch"))
-                self._write()
+            self.write_unsaved(f"interrupted ({type(stop).__name__})")
             raise
+        finally:
+            _ACTIVE.remove(self)
+
+    def write_unsaved(self, why: str) -> int:
+        if self._unsaved is None:
+            return 0
+        log.warning("%s: writing the checkpoint of epoch %s", why, self._unsaved[0].get("epoch"))
+        self._write()
+        return 1
 
     def _write(self) -> None:
+        state, best = self._unsaved
         pending = self.dir / BEST_PENDING
-        if self._best_unsaved:
-            save_checkpoint(self.best, pending, integrity=True)
-        save_checkpoint(self._state, self.dir / LAST, integrity=True)
-        if self._best_unsaved:  # only now: best.pt must never run ahead of the best epoch recorded in last.pt
+        if best is not None:
+            save_checkpoint(best, pending, integrity=True)
+        save_checkpoint(state, self.dir / LAST, integrity=True)
+        if best is not None:  # only now: best.pt must never run ahead of the best epoch recorded in last.pt
             os.replace(pending, self.dir / BEST)
             _fsync_dir(self.dir)
-        self._state, self._best_unsaved, self._saved_at = None, False, self._clock()
+        self._unsaved, self._saved_at = None, self._clock()
 
     def _settle_best(self, best_epoch: int) -> dict | None:
         """A crash between writing last.pt and promoting the pending best leaves best.pt one step behind: promote the

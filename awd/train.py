@@ -18,7 +18,7 @@ stopping uses only what a practitioner would have.
 Resume: ``resume/last.pt`` holds model, optimizer, weight decay, scheduler, DoG trace, history, best-so-far and
 every RNG state, so resuming from any epoch end gives bit-identical weights on CPU with ``deterministic=True``. It is
 written every ``checkpoint_every_s`` seconds (at an epoch end), at the end, and when the run is interrupted
-(SystemExit, KeyboardInterrupt); the protocol (sealed files, the best checkpoint, unusable state set aside) is
+(SystemExit, KeyboardInterrupt) or told to (``awd.checkpoint.checkpoint_now``: a job about to be requeued); the protocol (sealed files, the best checkpoint, unusable state set aside) is
 ``awd.checkpoint.Checkpointer``. Everything under ``resume/`` is needed only to resume: the reported outputs are
 ``model.pt``, ``metrics.json``, ``history.json``, ``dog_trace.npz`` and the training predictions at the top level.
 """
@@ -358,7 +358,7 @@ def train(cfg: TrainConfig | dict, data: TrainData, out_dir, *, device=None,
         if state is not None:
             run.load_state(state)
             log.info("resumed from epoch %d", run.epoch)
-        with checkpoints.saved_on_interrupt():
+        with checkpoints.active():
             while run.epoch < cfg.epochs:
                 if stop_after_epoch is not None and run.epoch >= stop_after_epoch:
                     return {"epochs_run": run.epoch, "complete": False}
@@ -366,10 +366,8 @@ def train(cfg: TrainConfig | dict, data: TrainData, out_dir, *, device=None,
                     row = run.train_epoch()
                 except NonFiniteLossError as err:
                     return _diverged(run, out, err)
-                best = run.best_record(row)
-                if best is not None:
-                    checkpoints.new_best(best)
-                checkpoints.epoch_end(run.state(), final=run.epoch == cfg.epochs)
+                best = run.best_record(row)  # before run.state(), which records the best epoch
+                checkpoints.epoch_end(run.state(), best=best, final=run.epoch == cfg.epochs)
                 write_json(out / "history.json", run.history)
                 log.info(_epoch_line(row, cfg.epochs))
         return _finish(run, out, checkpoints.best)

@@ -255,6 +255,11 @@ class UnitBatch(submitit.helpers.Checkpointable):
         return execute_units(self.store_root, self.units)
 
     def checkpoint(self, *args: tp.Any, **kwargs: tp.Any) -> submitit.helpers.DelayedSubmission:
+        # before submitit requeues and exits: a unit module may save the unit in progress (its on_requeue())
+        for module in sorted({u.fn.partition(":")[0] for u in self.units} & set(sys.modules)):
+            hook = getattr(sys.modules[module], "on_requeue", None)
+            if callable(hook):
+                hook()
         return submitit.helpers.DelayedSubmission(UnitBatch(self.store_root, self.units, getattr(self, "gpus", 0)))
 
 

@@ -144,3 +144,36 @@ def test_bad_interval_is_refused_with_what_is_allowed(digits, tmp_path, monkeypa
     monkeypatch.setenv("AWD_CHECKPOINT_EVERY_S", "10min")
     with pytest.raises(ValueError, match=r"AWD_CHECKPOINT_EVERY_S='10min': allowed a number of seconds >= 0"):
         checkpoint_every_s(600.0)
+
+
+def test_requeue_hook_writes_the_last_epoch_end_before_the_job_exits(digits, tmp_path, monkeypatch, straight):
+    """What submitit does on the time-limit signal, in order: UnitBatch.checkpoint() (which calls the unit module's
+    on_requeue()), requeue, SystemExit. Here the signal comes in the middle of epoch 3 with no interval due."""
+    from jobs import Unit
+    from jobs.submit import UnitBatch
+
+    unit = Unit("train", "0" * 64, "pipeline.units.train:train_unit", {})
+    real_step, steps = train_mod._Run.step, []
+
+    def step(self, idx):
+        if self.epoch == 2:
+            steps.append(1)
+            if len(steps) == 3:
+                UnitBatch(str(tmp_path / "store"), [unit]).checkpoint()  # the signal handler, mid-step
+                assert load(out / "resume" / "last.pt")["epoch"] == 2  # on disk before the requeue
+                raise SystemExit(-1)
+        return real_step(self, idx)
+
+    out = tmp_path / "run"
+    with monkeypatch.context() as m, awd_log() as lines:
+        m.setattr(train_mod._Run, "step", step)
+        with pytest.raises(SystemExit):
+            train(config(), digits, out, device="cpu", checkpoint_every_s=3600)
+    assert [ln for ln in lines if "writing the checkpoint" in ln] == \
+        ["a checkpoint was requested: writing the checkpoint of epoch 2"]  # and not again on the way out
+
+    assert awd.checkpoint.checkpoint_now() == 0  # no run is training any more
+    with awd_log() as lines:
+        metrics = train(config(), digits, out, device="cpu", checkpoint_every_s=3600)
+    assert lines[0] == "resumed from epoch 2"
+    assert_same_as_straight(out, metrics, straight)

@@ -55,6 +55,14 @@ def _epochs_in_job_log():
         logger.setLevel(level)
 
 
+def on_requeue() -> None:
+    """The job runner calls this before the job is stopped and requeued (time limit, preemption): the run in
+    progress writes its last epoch end, so that the rerun loses only the epoch in progress."""
+    from awd.checkpoint import checkpoint_now
+
+    checkpoint_now()
+
+
 def train_unit(config: dict, workdir: Path, store=None) -> dict:
     from awd.train import CHECKPOINT_EVERY_S, TrainConfig, make_train_data, train
 
