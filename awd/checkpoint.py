@@ -187,14 +187,15 @@ LAST, BEST, BEST_PENDING = "last.pt", "best.pt", "best.pt.pending"
 UNUSABLE = ".{}.unusable"  # where an in-progress checkpoint that cannot be used is moved (outside the store manifest)
 
 
-def cpu_copy(obj):
-    """A deep copy with every tensor on CPU: a snapshot that later updates of the live tensors cannot change."""
+def snapshot(obj):
+    """A deep copy, each tensor cloned where it lives: later updates of the live tensors cannot change it. On a GPU
+    that is a device-to-device copy (well under a millisecond for a WRN-28-10 state), not a transfer to the host."""
     if isinstance(obj, torch.Tensor):
-        return obj.detach().to("cpu", copy=True)
+        return obj.detach().clone()
     if isinstance(obj, dict):
-        return {k: cpu_copy(v) for k, v in obj.items()}
+        return {k: snapshot(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return type(obj)(cpu_copy(v) for v in obj)
+        return type(obj)(snapshot(v) for v in obj)
     return obj
 
 
@@ -216,7 +217,7 @@ class Checkpointer:
     epoch's model, as last.pt records it) and, for a moment, ``best.pt.pending``; all sealed (integrity=True).
 
     When: ``epoch_end(state)`` writes last.pt when ``every_s`` seconds have passed since the last write (0: every
-    epoch), or when ``final``; otherwise it keeps a CPU copy of the state (a device-to-host copy per epoch), which is
+    epoch), or when ``final``; otherwise it keeps a copy of the state (``snapshot``, on the device), which is
     written by ``checkpoint_now()`` (what a job does when told to stop) or when the loop is interrupted inside
     ``active()`` (SystemExit, as submitit exits after requeueing; Ctrl-C): the rerun loses only the epoch in
     progress. A crash (SIGKILL, node failure) loses what came after the last write.
@@ -234,7 +235,7 @@ class Checkpointer:
                              f"got {every_s!r}")
         self.dir = Path(out_dir) / RESUME_DIR
         self.every_s, self.fmt, self._clock = float(every_s), fmt, clock or time.monotonic
-        self.best: dict | None = None  # {"epoch", "val_acc", "val_robust_acc", "model"}: the best epoch so far, on CPU
+        self.best: dict | None = None  # {"epoch", "val_acc", "val_robust_acc", "model"}: the best epoch so far
         # (state, best record or None) of the last epoch end while not on disk; one attribute, so that a signal
         # handler sees either the previous pair or the new one
         self._unsaved: tuple[dict, dict | None] | None = None
@@ -261,9 +262,9 @@ class Checkpointer:
 
     def epoch_end(self, state: dict, best: dict | None = None, final: bool = False) -> None:
         """``best``: the record of this epoch if it is the best so far (its model is copied too)."""
-        state = cpu_copy(state)
+        state = snapshot(state)
         if best is not None:
-            best = cpu_copy(best)
+            best = snapshot(best)
         elif self._unsaved is not None:
             best = self._unsaved[1]  # an earlier epoch's best that is not on disk yet
         self._unsaved = (state, best)

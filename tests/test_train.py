@@ -182,6 +182,7 @@ def resumed(request, digits, tmp_path_factory):
 def test_resumed_run_is_identical_to_uninterrupted(resumed):
     a, b = resumed["root"] / "straight", resumed["root"] / "interrupted"
     assert "resumed from epoch 1" in resumed["logs"] and "resumed from epoch 2" in resumed["logs"]
+    assert not any(ln.startswith("cannot resume") for ln in resumed["logs"])  # resumed, not restarted
     assert_identical(load(a / "model.pt"), load(b / "model.pt"), "model.pt")
     # optimizer, weight decay, trace, RNG, history
     assert_identical(load(a / "resume" / "last.pt"), load(b / "resume" / "last.pt"), "last.pt")
