@@ -1,8 +1,8 @@
 """One training loop for every run of the benchmark: natural or PGD adversarial training, with any weight-decay
 method (none | fixed | awd | adadecay) under SGD or ASAM.
 
-Per iteration: batch from a seeded permutation → on-device crop + flip → (PGD) → forward/backward (→ ASAM ascent,
-second backward at w + e, restore w) → ``lam = wd.apply_()`` → DoG trace → optimizer step → cosine LR step.
+Per iteration: batch from a seeded permutation → on-device crop + flip → (PGD) → ``DecayedOptimizer.step(closure)``
+(forward/backward, ASAM's second pass at w + e, ``lam = wd.apply_()``, optimizer step) → DoG trace → cosine LR step.
 Nothing in the iteration reads a value back to the host; losses, counts, λ and DoG stay on device until the end of
 the epoch.
 
@@ -18,8 +18,8 @@ stopping uses only what a practitioner would have.
 Resume: ``resume/last.pt`` holds model, optimizer, weight decay, scheduler, DoG trace, history, best-so-far and
 every RNG state, so resuming from any epoch end gives bit-identical weights on CPU with ``deterministic=True``. It is
 written every ``checkpoint_every_s`` seconds (at an epoch end), at the end, and when the run is interrupted
-(SystemExit, KeyboardInterrupt) or told to (``awd.checkpoint.checkpoint_now``: a job about to be requeued); the protocol (sealed files, the best checkpoint, unusable state set aside) is
-``awd.checkpoint.Checkpointer``. Everything under ``resume/`` is needed only to resume: the reported outputs are
+(SystemExit, KeyboardInterrupt) or told to (``awd.checkpoint.checkpoint_now``: a job about to be requeued); the
+protocol (sealed files, the best checkpoint, unusable state set aside) is ``awd.checkpoint.Checkpointer``. Everything under ``resume/`` is needed only to resume: the reported outputs are
 ``model.pt``, ``metrics.json``, ``history.json``, ``dog_trace.npz`` and the training predictions at the top level.
 """
 
@@ -30,7 +30,6 @@ import math
 import os
 import time
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +54,7 @@ from awd.evaluate import accuracy, cross_entropy, total_loss, weight_norm
 from awd.models import build_model
 from awd.optim import ASAM, DecayedOptimizer, build_optimizer
 from awd.train_config import TrainConfig
+from awd.train_data import TrainData, make_train_data
 from awd.weight_decay import build_weight_decay
 
 __all__ = ["NonFiniteLossError", "TrainConfig", "TrainData", "load_model", "make_train_data", "train"]
@@ -77,266 +77,6 @@ class NonFiniteLossError(FloatingPointError):
             f"training loss became non-finite ({loss}) in epoch {epoch} (last lr={lr:.6g}, mean λ={lam:.6g}); "
             "lower the learning rate or the weight decay"
         )
-
-
-@dataclass
-class TrainData:
-    x_train: Tensor  # uint8 N×C×H×W
-    y_train: Tensor  # int64 N, the labels trained on (possibly noisy)
-    x_val: Tensor
-    y_val: Tensor
-    x_test: Tensor
-    y_test: Tensor
-    num_classes: int
-    flipped: Tensor | None = None  # bool N: which training labels were flipped by the label noise
-
-    def __post_init__(self):
-        shape = None
-        for part in ("train", "val", "test"):
-            x, y = getattr(self, f"x_{part}"), getattr(self, f"y_{part}")
-            if not isinstance(x, Tensor) or x.dtype != torch.uint8 or x.dim() != 4:
-                raise ValueError(f"TrainData.x_{part} must be a uint8 tensor N×C×H×W, got {_describe(x)}")
-            if not isinstance(y, Tensor) or y.dtype != torch.int64 or y.shape != (len(x),):
-                raise ValueError(f"TrainData.y_{part} must be an int64 tensor of shape ({len(x)},), got {_describe(y)}")
-            if len(x) == 0:
-                raise ValueError(f"TrainData.x_{part} is empty")
-            if shape is not None and x.shape[1:] != shape:
-                raise ValueError(f"TrainData.x_{part} has image shape {tuple(x.shape[1:])}, x_train has {tuple(shape)}")
-            shape = x.shape[1:]
-            if int(y.min()) < 0 or int(y.max()) >= self.num_classes:
-                raise ValueError(f"TrainData.y_{part} has labels in [{int(y.min())}, {int(y.max())}], "
-                                 f"allowed [0, {self.num_classes})")
-        if self.flipped is not None and (self.flipped.dtype != torch.bool or self.flipped.shape != self.y_train.shape):
-            raise ValueError(f"TrainData.flipped must be a bool tensor of shape {tuple(self.y_train.shape)}, "
-                             f"got {_describe(self.flipped)}")
-
-    @property
-    def in_channels(self) -> int:
-        return int(self.x_train.shape[1])
-
-
-def _describe(t) -> str:
-    return f"tensor dtype={t.dtype} shape={tuple(t.shape)}" if isinstance(t, Tensor) else type(t).__name__
-
-
-def _index(idx, name: str, n: int) -> Tensor:
-    idx = torch.as_tensor(np.asarray(idx), dtype=torch.int64)
-    if idx.dim() != 1 or (len(idx) and (int(idx.min()) < 0 or int(idx.max()) >= n)):
-        raise ValueError(f"{name} must be 1-d indices into the {n} training images, got shape {tuple(idx.shape)}"
-                         + (f" range [{int(idx.min())}, {int(idx.max())}]" if idx.numel() else ""))
-    return idx
-
-
-def make_train_data(dataset, test, train_idx, val_idx, labels=None, flipped=None) -> TrainData:
-    """TrainData from the full training ArrayDataset, the test ArrayDataset and a split. ``labels`` (length of the
-    full training set) replaces the dataset's labels for both train and validation parts; ``flipped`` likewise."""
-    n = len(dataset.y)
-    tr, va = _index(train_idx, "train_idx", n), _index(val_idx, "val_idx", n)
-    if torch.isin(tr, va).any():
-        raise ValueError("train_idx and val_idx overlap: the validation split must be held out")
-    y = dataset.y if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.int64)
-    if y.shape != (n,):
-        raise ValueError(f"labels must have one entry per training image ({n}), got shape {tuple(y.shape)}")
-    flip = None
-    if flipped is not None:
-        flip = torch.as_tensor(np.asarray(flipped), dtype=torch.bool)
-        if flip.shape != (n,):
-            raise ValueError(f"flipped must have one entry per training image ({n}), got shape {tuple(flip.shape)}")
-        flip = flip[tr]
-    return TrainData(x_train=dataset.x[tr], y_train=y[tr], x_val=dataset.x[va], y_val=y[va], x_test=test.x,
-                     y_test=test.y, num_classes=int(dataset.num_classes), flipped=flip)
-
-
-def load_model(out_dir, cfg: TrainConfig | dict, num_classes: int, in_channels: int) -> torch.nn.Module:
-    """The reported model of a finished run (``out_dir/model.pt``: final for natural runs, best-validation for
-    adversarial ones), on CPU, in eval mode."""
-    cfg = cfg if isinstance(cfg, TrainConfig) else TrainConfig.from_dict(cfg)
-    path = Path(out_dir) / MODEL
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: the training run has not finished")
-    model = build_model(cfg.model, num_classes, in_channels, **cfg.model_kw)
-    model.load_state_dict(load_checkpoint(path))
-    return model.eval()
-
-
-def _pick_device(device) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-@contextmanager
-def _determinism(enabled: bool, device: torch.device):
-    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
-             torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
-    if enabled and device.type == "cuda":
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    # On CUDA some kernels (e.g. adaptive_avg_pool2d's backward) have no deterministic version: warn, don't fail.
-    torch.use_deterministic_algorithms(enabled, warn_only=device.type != "cpu")
-    torch.backends.cudnn.benchmark = not enabled
-    torch.backends.cudnn.deterministic = enabled
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
-        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[2], saved[3]
-
-
-def _cosine(total_iters: int):
-    # closed form (not CosineAnnealingLR's recursion): the lr at iteration t depends on t alone, and reaches 0
-    return lambda t: 0.5 * (1.0 + math.cos(math.pi * min(t, total_iters) / total_iters))
-
-
-class _Run:
-    """The mutable state of one training run and the operations on it."""
-
-    def __init__(self, cfg: TrainConfig, data: TrainData, device: torch.device):
-        self.cfg, self.data, self.device = cfg, data, device
-        torch.manual_seed(cfg.seed)  # model initialisation
-        model = build_model(cfg.model, data.num_classes, data.in_channels, **cfg.model_kw).to(device)
-        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-        self.model = model.to(memory_format=self.memory_format)
-        self.optimizer = build_optimizer("sgd", self.model.parameters(), cfg.lr, cfg.momentum, cfg.nesterov)
-        asam = ASAM(self.optimizer, self.model, cfg.asam_rho, cfg.asam_eta) if cfg.optimizer == "asam" else None
-        self.wd = build_weight_decay(cfg.wd_method, self.model, wd=cfg.wd, dog=cfg.dog, alpha=cfg.adadecay_alpha,
-                                     ema=cfg.awd_ema, exclude_bn_bias=cfg.exclude_bn_bias)
-        self.stepper = DecayedOptimizer(self.optimizer, self.wd, asam, cfg.asam_awd_grad)
-        self.n_train = len(data.y_train)
-        self.iters_per_epoch = math.ceil(self.n_train / cfg.batch_size)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _cosine(cfg.epochs * self.iters_per_epoch))
-        self.trace = DoGTrace(every=cfg.dog_log_every)
-        self.index_gen = torch.Generator().manual_seed(cfg.seed)
-        self.aug_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)  # crops, flips, PGD starts
-        self.pad, self.flip = augmentation(cfg.dataset)
-        self.x_train = data.x_train.to(device)
-        self.y_train = data.y_train.to(device)
-        self.epoch = 0
-        self.history: list[dict] = []
-        self.best = {"epoch": 0, "metric": -1.0}
-
-    def autocast(self):
-        if not self.cfg.bf16:
-            return nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
-
-    def _generators(self) -> dict:
-        return {"index": self.index_gen, "augment": self.aug_gen}
-
-    # --- checkpoints -----------------------------------------------------------------------------------------
-    def state(self) -> dict:
-        return {
-            "format": CHECKPOINT_FORMAT, "config": self.cfg.to_dict(), "epoch": self.epoch,
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "weight_decay": self.wd.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "trace": self.trace.state_dict(), "history": self.history, "best": dict(self.best),
-            "rng": rng_states(self._generators()),
-        }
-
-    def load_state(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.wd.load_state_dict(state["weight_decay"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.trace.load_state_dict(state["trace"])
-        self.history, self.best, self.epoch = list(state["history"]), dict(state["best"]), int(state["epoch"])
-        rng = state["rng"]
-        rng["torch_cpu"] = rng["torch_cpu"].cpu()
-        rng["generators"] = {k: v.cpu() for k, v in rng["generators"].items()}
-        if "cuda" in rng:
-            rng["cuda"] = [s.cpu() for s in rng["cuda"]]
-        restore_rng_states(rng, self._generators())
-
-    def best_record(self, row: dict) -> dict | None:
-        """The best-checkpoint record of the epoch just trained if it beats the best so far (which it updates)."""
-        metric = row["val_robust_acc"] if self.cfg.adversarial else row["val_acc"]
-        if metric <= self.best["metric"]:
-            return None
-        self.best = {"epoch": self.epoch, "metric": metric}
-        return {"epoch": self.epoch, "val_acc": row["val_acc"], "val_robust_acc": row["val_robust_acc"],
-                "model": self.model.state_dict()}
-
-    # --- training --------------------------------------------------------------------------------------------
-    def _loss(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        with self.autocast():
-            logits = self.model(x)
-            return F.cross_entropy(logits.float(), y), logits
-
-    def step(self, idx: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """One iteration; returns (loss, #correct, λ, DoG) as device tensors."""
-        cfg = self.cfg
-        x = to_float(self.x_train[idx])
-        if cfg.augment:
-            x = augment(x, self.aug_gen, pad=self.pad, flip=self.flip)
-        x = x.contiguous(memory_format=self.memory_format)
-        y = self.y_train[idx]
-        if cfg.adversarial:
-            with self.autocast():
-                x = pgd(self.model, x, y, eps=cfg.eps, step_size=cfg.step_size, steps=cfg.train_steps,
-                        random_start=True, bn_mode=cfg.bn_mode, generator=self.aug_gen)
-        def closure():
-            loss, logits = self._loss(x, y)
-            loss.backward()
-            return loss, logits
-
-        (loss, logits), lam = self.stepper.step(closure)
-        dog = self.wd.dog()
-        self.trace.record(lam, dog)
-        self.scheduler.step()
-        correct = (logits.detach().argmax(1) == y).sum()
-        return loss.detach(), correct, lam, dog
-
-    def train_epoch(self) -> dict:
-        start = time.perf_counter()
-        self.model.train()
-        order = torch.randperm(self.n_train, generator=self.index_gen).to(self.device)
-        dev = self.device
-        loss_sum, correct = torch.zeros((), device=dev), torch.zeros((), dtype=torch.int64, device=dev)
-        lam_sum, dog_sum = torch.zeros((), device=dev), torch.zeros((), device=dev)
-        for idx in order.tensor_split(self.iters_per_epoch):
-            lr = self.optimizer.param_groups[0]["lr"]
-            loss, n_correct, lam, dog = self.step(idx)
-            loss_sum += loss * len(idx)
-            correct += n_correct
-            lam_sum += lam
-            dog_sum += dog
-        self.trace.end_epoch()
-        self.epoch += 1
-        train_loss, lam_mean = loss_sum.item() / self.n_train, lam_sum.item() / self.iters_per_epoch
-        if not math.isfinite(train_loss):
-            raise NonFiniteLossError(self.epoch, lr, lam_mean, train_loss)
-        val_acc = accuracy(self.model, self.data.x_val, self.data.y_val, EVAL_BATCH, dev)
-        robust = self.robust_accuracy(self.data.x_val, self.data.y_val) if self.cfg.adversarial else None
-        row = {
-            "epoch": self.epoch, "train_loss": train_loss, "train_acc": correct.item() / self.n_train,
-            "val_acc": val_acc, "val_robust_acc": robust, "lambda_mean": lam_mean,
-            "dog_mean": dog_sum.item() / self.iters_per_epoch, "weight_norm": weight_norm(self.model), "lr": lr,
-            "seconds": time.perf_counter() - start,
-        }
-        self.history.append(row)
-        return row
-
-    def robust_accuracy(self, x_u8: Tensor, y: Tensor) -> float:
-        """PGD-val_steps accuracy with BatchNorm in eval mode and a fixed generator (the same attack every epoch)."""
-        cfg, correct = self.cfg, 0
-        gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 2)
-        was_training = self.model.training
-        self.model.eval()
-        for start in range(0, len(y), EVAL_BATCH):
-            xb = to_float(x_u8[start : start + EVAL_BATCH].to(self.device)).contiguous(memory_format=self.memory_format)
-            yb = y[start : start + EVAL_BATCH].to(self.device)
-            x_adv = pgd(self.model, xb, yb, eps=cfg.eps, step_size=cfg.step_size, steps=cfg.val_steps,
-                        random_start=True, bn_mode="eval", generator=gen)
-            with torch.no_grad():
-                correct += int((self.model(x_adv).argmax(1) == yb).sum())
-        self.model.train(was_training)
-        return correct / len(y)
-
-
-def _epoch_line(row: dict, epochs: int) -> str:
-    robust = "" if row["val_robust_acc"] is None else f" val_robust {row['val_robust_acc']:.4f}"
-    return (f"epoch {row['epoch']}/{epochs} loss {row['train_loss']:.4f} acc {row['train_acc']:.4f} "
-            f"val {row['val_acc']:.4f}{robust} λ̄ {row['lambda_mean']:.3g} DoG {row['dog_mean']:.3g} "
-            f"‖W‖ {row['weight_norm']:.3f} lr {row['lr']:.4g} {row['seconds']:.1f}s")
 
 
 def train(cfg: TrainConfig | dict, data: TrainData, out_dir, *, device=None,
@@ -371,6 +111,157 @@ def train(cfg: TrainConfig | dict, data: TrainData, out_dir, *, device=None,
                 write_json(out / "history.json", run.history)
                 log.info(_epoch_line(row, cfg.epochs))
         return _finish(run, out, checkpoints.best)
+
+
+class _Run:
+    """The mutable state of one training run and the operations on it."""
+
+    def __init__(self, cfg: TrainConfig, data: TrainData, device: torch.device):
+        self.cfg, self.data, self.device = cfg, data, device
+        torch.manual_seed(cfg.seed)  # model initialisation
+        model = build_model(cfg.model, data.num_classes, data.in_channels, **cfg.model_kw).to(device)
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.model = model.to(memory_format=self.memory_format)
+        self.optimizer = build_optimizer("sgd", self.model.parameters(), cfg.lr, cfg.momentum, cfg.nesterov)
+        asam = ASAM(self.optimizer, self.model, cfg.asam_rho, cfg.asam_eta) if cfg.optimizer == "asam" else None
+        self.wd = build_weight_decay(cfg.wd_method, self.model, wd=cfg.wd, dog=cfg.dog, alpha=cfg.adadecay_alpha,
+                                     ema=cfg.awd_ema, exclude_bn_bias=cfg.exclude_bn_bias)
+        self.stepper = DecayedOptimizer(self.optimizer, self.wd, asam, cfg.asam_awd_grad)
+        self.n_train = len(data.y_train)
+        self.iters_per_epoch = math.ceil(self.n_train / cfg.batch_size)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _cosine(cfg.epochs * self.iters_per_epoch))
+        self.trace = DoGTrace(every=cfg.dog_log_every)
+        self.index_gen = torch.Generator().manual_seed(cfg.seed)
+        self.aug_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)  # crops, flips, PGD starts
+        self.pad, self.flip = augmentation(cfg.dataset)
+        self.x_train = data.x_train.to(device)
+        self.y_train = data.y_train.to(device)
+        self.epoch = 0
+        self.history: list[dict] = []
+        self.best = {"epoch": 0, "metric": -1.0}
+
+    def train_epoch(self) -> dict:
+        start = time.perf_counter()
+        self.model.train()
+        order = torch.randperm(self.n_train, generator=self.index_gen).to(self.device)
+        dev = self.device
+        loss_sum, correct = torch.zeros((), device=dev), torch.zeros((), dtype=torch.int64, device=dev)
+        lam_sum, dog_sum = torch.zeros((), device=dev), torch.zeros((), device=dev)
+        for idx in order.tensor_split(self.iters_per_epoch):
+            lr = self.optimizer.param_groups[0]["lr"]
+            loss, n_correct, lam, dog = self.step(idx)
+            loss_sum += loss * len(idx)
+            correct += n_correct
+            lam_sum += lam
+            dog_sum += dog
+        self.trace.end_epoch()
+        self.epoch += 1
+        train_loss, lam_mean = loss_sum.item() / self.n_train, lam_sum.item() / self.iters_per_epoch
+        if not math.isfinite(train_loss):
+            raise NonFiniteLossError(self.epoch, lr, lam_mean, train_loss)
+        val_acc = accuracy(self.model, self.data.x_val, self.data.y_val, EVAL_BATCH, dev)
+        robust = self.robust_accuracy(self.data.x_val, self.data.y_val) if self.cfg.adversarial else None
+        row = {
+            "epoch": self.epoch, "train_loss": train_loss, "train_acc": correct.item() / self.n_train,
+            "val_acc": val_acc, "val_robust_acc": robust, "lambda_mean": lam_mean,
+            "dog_mean": dog_sum.item() / self.iters_per_epoch, "weight_norm": weight_norm(self.model), "lr": lr,
+            "seconds": time.perf_counter() - start,
+        }
+        self.history.append(row)
+        return row
+
+    def step(self, idx: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """One iteration; returns (loss, #correct, λ, DoG) as device tensors."""
+        cfg = self.cfg
+        x = to_float(self.x_train[idx])
+        if cfg.augment:
+            x = augment(x, self.aug_gen, pad=self.pad, flip=self.flip)
+        x = x.contiguous(memory_format=self.memory_format)
+        y = self.y_train[idx]
+        if cfg.adversarial:
+            with self.autocast():
+                x = pgd(self.model, x, y, eps=cfg.eps, step_size=cfg.step_size, steps=cfg.train_steps,
+                        random_start=True, bn_mode=cfg.bn_mode, generator=self.aug_gen)
+
+        def closure():
+            loss, logits = self._loss(x, y)
+            loss.backward()
+            return loss, logits
+
+        (loss, logits), lam = self.stepper.step(closure)
+        dog = self.wd.dog()
+        self.trace.record(lam, dog)
+        self.scheduler.step()
+        correct = (logits.detach().argmax(1) == y).sum()
+        return loss.detach(), correct, lam, dog
+
+    def _loss(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        with self.autocast():
+            logits = self.model(x)
+            return F.cross_entropy(logits.float(), y), logits
+
+    def autocast(self):
+        if not self.cfg.bf16:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+
+    def robust_accuracy(self, x_u8: Tensor, y: Tensor) -> float:
+        """PGD-val_steps accuracy with BatchNorm in eval mode and a fixed generator (the same attack every epoch)."""
+        cfg, correct = self.cfg, 0
+        gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 2)
+        was_training = self.model.training
+        self.model.eval()
+        for start in range(0, len(y), EVAL_BATCH):
+            xb = to_float(x_u8[start : start + EVAL_BATCH].to(self.device)).contiguous(memory_format=self.memory_format)
+            yb = y[start : start + EVAL_BATCH].to(self.device)
+            x_adv = pgd(self.model, xb, yb, eps=cfg.eps, step_size=cfg.step_size, steps=cfg.val_steps,
+                        random_start=True, bn_mode="eval", generator=gen)
+            with torch.no_grad():
+                correct += int((self.model(x_adv).argmax(1) == yb).sum())
+        self.model.train(was_training)
+        return correct / len(y)
+
+    def best_record(self, row: dict) -> dict | None:
+        """The best-checkpoint record of the epoch just trained if it beats the best so far (which it updates)."""
+        metric = row["val_robust_acc"] if self.cfg.adversarial else row["val_acc"]
+        if metric <= self.best["metric"]:
+            return None
+        self.best = {"epoch": self.epoch, "metric": metric}
+        return {"epoch": self.epoch, "val_acc": row["val_acc"], "val_robust_acc": row["val_robust_acc"],
+                "model": self.model.state_dict()}
+
+    def state(self) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT, "config": self.cfg.to_dict(), "epoch": self.epoch,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "weight_decay": self.wd.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "trace": self.trace.state_dict(), "history": self.history, "best": dict(self.best),
+            "rng": rng_states(self._generators()),
+        }
+
+    def load_state(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.wd.load_state_dict(state["weight_decay"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.trace.load_state_dict(state["trace"])
+        self.history, self.best, self.epoch = list(state["history"]), dict(state["best"]), int(state["epoch"])
+        rng = state["rng"]
+        rng["torch_cpu"] = rng["torch_cpu"].cpu()
+        rng["generators"] = {k: v.cpu() for k, v in rng["generators"].items()}
+        if "cuda" in rng:
+            rng["cuda"] = [s.cpu() for s in rng["cuda"]]
+        restore_rng_states(rng, self._generators())
+
+    def _generators(self) -> dict:
+        return {"index": self.index_gen, "augment": self.aug_gen}
+
+
+def _epoch_line(row: dict, epochs: int) -> str:
+    robust = "" if row["val_robust_acc"] is None else f" val_robust {row['val_robust_acc']:.4f}"
+    return (f"epoch {row['epoch']}/{epochs} loss {row['train_loss']:.4f} acc {row['train_acc']:.4f} "
+            f"val {row['val_acc']:.4f}{robust} λ̄ {row['lambda_mean']:.3g} DoG {row['dog_mean']:.3g} "
+            f"‖W‖ {row['weight_norm']:.3f} lr {row['lr']:.4g} {row['seconds']:.1f}s")
 
 
 def _diverged(run: _Run, out: Path, err: NonFiniteLossError) -> dict:
@@ -461,3 +352,43 @@ def environment(device: torch.device) -> dict:
 def _predictions(model, x_u8: Tensor, device) -> Tensor:
     return torch.cat([model(to_float(x_u8[i : i + EVAL_BATCH].to(device))).argmax(1).cpu()
                       for i in range(0, len(x_u8), EVAL_BATCH)])
+
+
+def load_model(out_dir, cfg: TrainConfig | dict, num_classes: int, in_channels: int) -> torch.nn.Module:
+    """The reported model of a finished run (``out_dir/model.pt``: final for natural runs, best-validation for
+    adversarial ones), on CPU, in eval mode."""
+    cfg = cfg if isinstance(cfg, TrainConfig) else TrainConfig.from_dict(cfg)
+    path = Path(out_dir) / MODEL
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: the training run has not finished")
+    model = build_model(cfg.model, num_classes, in_channels, **cfg.model_kw)
+    model.load_state_dict(load_checkpoint(path))
+    return model.eval()
+
+
+def _pick_device(device) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@contextmanager
+def _determinism(enabled: bool, device: torch.device):
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
+    if enabled and device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    # On CUDA some kernels (e.g. adaptive_avg_pool2d's backward) have no deterministic version: warn, don't fail.
+    torch.use_deterministic_algorithms(enabled, warn_only=device.type != "cpu")
+    torch.backends.cudnn.benchmark = not enabled
+    torch.backends.cudnn.deterministic = enabled
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[2], saved[3]
+
+
+def _cosine(total_iters: int):
+    # closed form (not CosineAnnealingLR's recursion): the lr at iteration t depends on t alone, and reaches 0
+    return lambda t: 0.5 * (1.0 + math.cos(math.pi * min(t, total_iters) / total_iters))
