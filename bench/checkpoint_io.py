@@ -114,7 +114,7 @@ before, and at most that per write after), for natural epochs of 10–50 s and {
 |---|---|---|---|---|---|---|---|
 """ + "\n".join(rows) + f"""
 
-After, a run also writes last.pt once at its end and once when its job is told to stop (time limit, preemption; \
+After, a run also writes last.pt once at its end and once when its job gets the time-limit signal (\
 {write_s:.1f} s here, well inside the 90 s between submitit's signal and the limit). A crash (SIGKILL, node failure) \
 redoes up to {args.every_s:.0f} s of training instead of one epoch."""
     report("Checkpoint I/O (WRN-28-10, resume/last.pt)", body, quiet)
