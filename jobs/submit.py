@@ -154,6 +154,7 @@ def execute_unit(store: RunStore, unit: Unit) -> str:
     leaves at once instead of holding a GPU until the other finishes) or "failed" (traceback in error.txt)."""
     if store.is_done(unit.kind, unit.key, verify="changed"):
         return "skipped"
+    store.quarantine_damaged([(unit.kind, unit.key)])  # damaged since the driver looked: start afresh
     lock = store.run_lock(unit.kind, unit.key)
     try:
         lock.acquire(timeout=0)
@@ -284,6 +285,8 @@ def _prepare(units: tp.Iterable[Unit], store: RunStore, check_deps: bool = True)
                                  "cover everything the unit computes from")
             continue
         seen[ident] = unit
+    if check_deps:  # about to compute them: damaged entries move aside (readers never move anything)
+        store.quarantine_damaged((u.kind, u.key) for u in seen.values())
     for unit in seen.values() if check_deps else ():
         for dep in unit.deps:
             if not (isinstance(dep, (tuple, list)) and len(dep) == 2):
