@@ -56,5 +56,12 @@ bench: $(STAMP)
 	$(PY) bench/orchestration.py
 	$(PY) bench/keys.py
 
+# Removes the DVC stage outputs under artifacts/ (the next `dvc repro` restores or recomputes them from the run store,
+# training nothing). The committed results/ stay, and so does the run store: it holds every trained model.
+STORE := $(or $(AWD_STORE),runs)
 clean:
-	rm -rf runs artifacts
+	rm -rf artifacts
+	@echo "kept the run store $(STORE)/: $$(find $(STORE)/train -name manifest.json 2>/dev/null | wc -l) trained" \
+	  "models and $$(find $(STORE) -path '*/_quarantine' -prune -o -name manifest.json -print 2>/dev/null | wc -l)" \
+	  "results in all ($$(du -sh $(STORE) 2>/dev/null | cut -f1 || echo 0)). Removing it means recomputing every" \
+	  "one of them (GPU-hours at paper scale); to do so deliberately: rm -rf $(STORE)"
