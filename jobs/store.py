@@ -17,6 +17,7 @@ import contextlib
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
 import re
 import socket
@@ -62,7 +63,10 @@ def _fsync_dir(path: Path) -> None:
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Readers see the old file or the whole new one, never a prefix; a failure leaves no temporary behind."""
+    """The project's one atomic writer outside `awd/` (the run store, stage artifacts, results/), with one
+    durability policy: temporary file in the same directory, fsync, rename over the target, fsync the directory.
+    Readers see the old file or the whole new one, never a prefix, even after a crash; a failure leaves no
+    temporary behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
@@ -79,15 +83,34 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
-def dump_json(obj: tp.Any, what: str) -> bytes:
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _finite(obj: tp.Any) -> tp.Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def dump_json(obj: tp.Any, what: str, *, finite: bool = False) -> bytes:
+    """Keys sorted. The store's own files keep NaN (Python reads it back); `finite=True` is the format of the files
+    other programs parse (stage artifacts, results/metrics.json: DVC's metrics parser rejects NaN): NaN and ±inf
+    become null, keys strings, indent 2, non-ASCII as is."""
     try:
+        if finite:
+            return (json.dumps(_finite(obj), indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
         return (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode("utf-8")
     except (TypeError, ValueError) as e:
         raise TypeError(f"{what} is not JSON-serialisable: {e}") from e
 
 
-def atomic_write_json(path: str | Path, obj: tp.Any) -> None:
-    atomic_write_bytes(path, dump_json(obj, str(path)))
+def atomic_write_json(path: str | Path, obj: tp.Any, *, finite: bool = False) -> None:
+    atomic_write_bytes(path, dump_json(obj, str(path), finite=finite))
 
 
 def _sha256(path: Path) -> str:

@@ -12,9 +12,8 @@ from pathlib import Path
 
 from jobs.console import configure_logging
 from jobs.keys import code_digest, keyed_config, unit_key
-from jobs.store import RunStore
+from jobs.store import RunStore, atomic_write_json
 from jobs.submit import Unit
-from pipeline.atomic_io import write_json  # noqa: F401  (re-exported for the stage drivers)
 
 ARTIFACTS = Path("artifacts")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -126,3 +125,8 @@ def unit_env(store: RunStore, unit: Unit) -> dict | None:
 def read_json(path: Path):
     with open(path) as f:
         return json.load(f)
+
+
+def write_json(path: Path, obj) -> None:
+    """A stage artifact (or other file that DVC and the renderer parse), atomically: NaN and ±inf as null."""
+    atomic_write_json(path, obj, finite=True)
