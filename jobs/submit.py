@@ -25,6 +25,7 @@ from pathlib import Path
 import filelock
 import submitit
 
+from jobs.console import configure_logging
 from jobs.environment import environment
 from jobs.executors import (
     SUBMIT_LIMIT_RE,
@@ -203,6 +204,7 @@ def limit_threads() -> None:
 
 def execute_units(store_root: str | Path, units: tp.Sequence[Unit]) -> dict[str, str]:
     """Job entry point: each unit in turn; raises UnitError at the end if any failed."""
+    configure_logging()  # the library's log lines (training progress, AutoAttack) go to the job's log
     limit_threads()
     store = RunStore(store_root)
     outcome = {}
