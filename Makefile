@@ -51,10 +51,10 @@ slurm-stop:
 	scripts/local-slurm.sh stop
 
 bench: $(STAMP)
-	$(PY) bench/awd_overhead.py
-	$(PY) bench/adv_step.py
-	$(PY) bench/orchestration.py
-	$(PY) bench/keys.py
+	$(PY) -m bench.awd_overhead
+	$(PY) -m bench.adv_step
+	$(PY) -m bench.orchestration
+	$(PY) -m bench.keys
 
 # Removes the DVC stage outputs under artifacts/ (the next `dvc repro` restores or recomputes them from the run store,
 # training nothing). The committed results/ stay, and so does the run store: it holds every trained model.
