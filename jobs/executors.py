@@ -25,6 +25,7 @@ import submitit
 import yaml
 from submitit.local import local as submitit_local
 
+from jobs.checks import is_a, is_int
 from jobs.keys import KIND_RE
 
 KINDS = ("debug", "local", "slurm")
@@ -157,7 +158,7 @@ def validate_fields(values: tp.Mapping[str, tp.Any], source: str) -> None:
         if value is None and key not in _REQUIRED:
             continue
         types, allowed = _FIELD_TYPES[key]
-        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+        if not is_a(value, types):
             raise ExecutorConfigError(
                 f"{source}: key {key!r} must be {allowed}, got {value!r} ({type(value).__name__})")
         if key in _MIN and (value < _MIN[key] or (key in _STRICT_MIN and value == _MIN[key])):
@@ -170,7 +171,7 @@ def validate_fields(values: tp.Mapping[str, tp.Any], source: str) -> None:
         if not isinstance(line, str):
             raise ExecutorConfigError(f"{source}: key 'setup' must be a list of shell lines, got item {line!r}")
     for gpu in values.get("local_gpus") or []:
-        if isinstance(gpu, bool) or not isinstance(gpu, int) or gpu < 0:
+        if not is_int(gpu) or gpu < 0:
             raise ExecutorConfigError(f"{source}: key 'local_gpus' must list GPU indices >= 0, got item {gpu!r}")
     for kind, profile in (values.get("profiles") or {}).items():
         where = f"{source}: profiles.{kind}"
