@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import shutil
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -59,3 +62,18 @@ def test_library_messages_reach_stderr_as_bare_lines_once(capsys, monkeypatch, r
     assert capsys.readouterr().err == "moved train/ab\n"
     with pytest.raises(ValueError, match="AWD_LOG_LEVEL: unknown log level 'loud'"):
         configure_logging("loud")
+
+
+def test_make_clean_keeps_the_run_store_and_says_how_to_remove_it(tmp_path):
+    shutil.copy(Path(__file__).resolve().parent.parent / "Makefile", tmp_path / "Makefile")
+    (tmp_path / "artifacts" / "train").mkdir(parents=True)
+    entry = tmp_path / "runs" / "train" / "ab" / ("ab" * 32)
+    entry.mkdir(parents=True)
+    (entry / "manifest.json").write_text("{}")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "README.md").write_text("committed report")
+    env = {"PATH": "/usr/bin:/bin"}
+    out = subprocess.run(["make", "clean"], cwd=tmp_path, env=env, capture_output=True, text=True, check=True).stdout
+    assert not (tmp_path / "artifacts").exists()
+    assert (entry / "manifest.json").exists() and (tmp_path / "results" / "README.md").exists()
+    assert "kept the run store runs/: 1 trained models" in out and "rm -rf runs" in out
