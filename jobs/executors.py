@@ -24,6 +24,7 @@ from pathlib import Path
 import submitit
 import yaml
 from submitit.local import local as submitit_local
+from submitit.slurm import slurm as submitit_slurm
 
 from jobs.checks import is_a, is_int
 from jobs.keys import KIND_RE
@@ -308,9 +309,10 @@ def timed(command: tp.Sequence[str], seconds: float = SCHEDULER_TIMEOUT_S) -> li
 @contextlib.contextmanager
 def _timed_sbatch() -> tp.Iterator[None]:
     # submitit submits an array through a fresh plain SlurmExecutor, so the class's method is what must be wrapped
-    cls = submitit.slurm.slurm.SlurmExecutor
+    cls = submitit_slurm.SlurmExecutor
     original = cls._make_submission_command
-    cls._make_submission_command = lambda self, path: timed(original(self, path))  # type: ignore[method-assign]
+    cls._make_submission_command = (  # type: ignore[method-assign]
+        lambda self, submission_file_path: timed(original(self, submission_file_path)))
     try:
         yield
     finally:
@@ -508,8 +510,8 @@ def _time_sacct() -> None:
     if getattr(watcher, "_awd_timed", False):
         return
     make = watcher._make_command
-    watcher._make_command = lambda: None if (cmd := make()) is None else timed(cmd)
-    watcher._awd_timed = True
+    watcher._make_command = lambda: None if (cmd := make()) is None else timed(cmd)  # type: ignore[method-assign]
+    setattr(watcher, "_awd_timed", True)  # noqa: B010 -- a marker on submitit's object, not one of its attributes
 
 
 def _hostname() -> str:

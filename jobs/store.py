@@ -365,7 +365,7 @@ class RunStore:
 
     def pending_jobs(self) -> list[dict]:
         """job.json records of entries that are not done, each with its `kind` and `key` added."""
-        out = []
+        out: list[dict] = []
         if not self.root.is_dir():
             return out
         for job_file in sorted(self.root.glob(f"*/??/*/{JOB}")):
