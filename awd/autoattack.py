@@ -214,30 +214,68 @@ def autoattack(model, x, y, *, eps, version="standard", attacks=None, seed=0, ba
     return {"start": start, "stop": stop, "n": stop - start, "correct": correct, "clean_correct": clean_correct}
 
 
-def merge_autoattack(shards) -> dict:
-    """Merges shard results covering [0, n) without gaps or overlaps into {"robust_acc", "clean_acc", "n"}."""
+def _flags(value, what: str, n: int) -> torch.Tensor:
+    """Per-example outcomes as a bool tensor: a tensor/sequence of bools, or a '0'/'1' string (a stored result)."""
+    if isinstance(value, str):
+        if set(value) - {"0", "1"}:
+            raise ValueError(f"{what}: a '0'/'1' string was expected, got other characters")
+        flags = torch.tensor([c == "1" for c in value], dtype=torch.bool)
+    else:
+        flags = torch.as_tensor(value, dtype=torch.bool).flatten()
+    if len(flags) != n:
+        raise ValueError(f"{what}: {len(flags)} per-example flags, expected {n}")
+    return flags
+
+
+def merge_autoattack(shards, n: int | None = None) -> dict:
+    """Merges the results of shards or blocks into {"robust_acc", "clean_acc", "n", "correct"}; the one merge of
+    AutoAttack results (the attack stage uses it on its stored blocks).
+
+    Each result holds `start`, `stop`, `n` (= stop - start), `correct` (per-example robust outcome: bools, or a
+    '0'/'1' string as stored) and `clean_correct` (per-example clean outcome, or their count). The ranges must
+    cover [0, n) exactly once — no gap and no overlap anywhere, whatever the order they come in — where `n` is
+    the number of attacked examples when given (the last range must end there), else the largest `stop`.
+    `correct` comes back as a '0'/'1' string in index order: what a paired (McNemar) comparison of two models
+    attacked on the same examples needs.
+    """
     shards = list(shards)
     if not shards:
         raise ValueError("merge_autoattack needs at least one shard result, got none")
+    robust, clean = {}, {}
     for s in shards:
-        n = s["stop"] - s["start"]
-        if s["n"] != n or len(s["correct"]) != n or len(s["clean_correct"]) != n:
-            raise ValueError(f"shard [{s['start']}, {s['stop']}) is inconsistent: n={s['n']}, "
-                             f"{len(s['correct'])} robust flags, {len(s['clean_correct'])} clean flags; expected {n}")
-    shards = sorted(shards, key=lambda s: (s["start"], s["stop"]))
-    expected = 0
-    for s in shards:
-        if s["start"] > expected:
-            raise ValueError(f"gap in AutoAttack shards: [{expected}, {s['start']}) is missing before shard "
-                             f"[{s['start']}, {s['stop']})")
-        if s["start"] < expected:
-            raise ValueError(f"overlapping AutoAttack shards: [{s['start']}, {s['stop']}) overlaps the range "
-                             f"[0, {expected}) covered by the shards before it")
-        expected = s["stop"]
-    correct = torch.cat([torch.as_tensor(s["correct"], dtype=torch.bool) for s in shards])
-    clean = torch.cat([torch.as_tensor(s["clean_correct"], dtype=torch.bool) for s in shards])
-    n = len(correct)
-    return {"robust_acc": correct.sum().item() / n, "clean_acc": clean.sum().item() / n, "n": n}
+        start, stop = int(s["start"]), int(s["stop"])
+        where = f"shard [{start}, {stop})"
+        size = stop - start
+        if size < 1 or s["n"] != size:
+            raise ValueError(f"{where} is inconsistent: n={s['n']}, expected {size} (>= 1)")
+        try:
+            flags = _flags(s["correct"], f"{where}: robust", size)
+            c = s["clean_correct"]
+            if isinstance(c, int) and not isinstance(c, bool):
+                if not 0 <= c <= size:
+                    raise ValueError(f"{where}: clean count {c} outside [0, {size}]")
+                clean_count = c
+            else:
+                clean_count = int(_flags(c, f"{where}: clean", size).sum())
+        except ValueError as e:
+            raise ValueError(f"{where} is inconsistent: {e}") from None
+        robust[(start, stop)], clean[(start, stop)] = flags, clean_count
+    ranges = sorted((int(s["start"]), int(s["stop"])) for s in shards)
+    covered = 0
+    for start, stop in ranges:
+        if start > covered:
+            raise ValueError(f"gap in AutoAttack shards: [{covered}, {start}) is missing before shard [{start}, {stop})")
+        if start < covered:
+            raise ValueError(f"overlapping AutoAttack shards: [{start}, {stop}) overlaps the range [0, {covered}) "
+                             "covered by the shards before it")
+        covered = stop
+    if n is not None and covered != n:
+        raise ValueError(f"AutoAttack shards cover [0, {covered}) but {n} examples were attacked: "
+                         + (f"[{covered}, {n}) is missing" if covered < n else f"they run past {n}"))
+    correct = torch.cat([robust[r] for r in ranges])
+    total = len(correct)
+    return {"robust_acc": correct.sum().item() / total, "clean_acc": sum(clean.values()) / total, "n": total,
+            "correct": "".join("1" if c else "0" for c in correct.tolist())}
 
 
 def save_shard(result: dict, path) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numbers
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -252,16 +251,3 @@ def augment(x: torch.Tensor, generator: torch.Generator | None = None, pad: int 
         raise ValueError(f"pad={pad!r} must be an integer >= 0")
     dy, dx, flips = draw_augment(len(x), generator, int(pad), flip, device=x.device)
     return shift_flip(x, dy, dx, flips, pad)
-
-
-def batches(n: int, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
-    """Index tensors covering range(n) in batches of `batch_size` (the last may be smaller); a seeded permutation when
-    `shuffle`, on the generator's device."""
-    if not _is_int(n) or n < 0:
-        raise ValueError(f"n={n!r} must be an integer >= 0")
-    if not _is_int(batch_size) or batch_size < 1:
-        raise ValueError(f"batch_size={batch_size!r} must be an integer >= 1")
-    device = generator.device if generator is not None else torch.device("cpu")
-    order = torch.randperm(n, generator=generator, device=device) if shuffle else torch.arange(n, device=device)
-    for start in range(0, int(n), int(batch_size)):
-        yield order[start : start + batch_size]

@@ -31,7 +31,9 @@ class DoGTrace:
         self._epoch_sum: Tensor | None = None  # [Σλ, ΣDoG] of the open epoch
         self._epoch_count = 0
         self._pending_epochs: list[tuple[Tensor, int]] = []
-        self._host = {k: [] for k in ("iteration", "lam", "dog", "epoch_lam", "epoch_dog", "epoch_iters")}
+        self._host: dict[str, list[float]] = {
+            k: [] for k in ("iteration", "lam", "dog", "epoch_lam", "epoch_dog", "epoch_iters")
+        }
 
     def record(self, lam: Tensor, dog: Tensor) -> None:
         pair = torch.stack([torch.as_tensor(lam).detach().float(), torch.as_tensor(dog).detach().float()])
@@ -43,7 +45,7 @@ class DoGTrace:
 
     def end_epoch(self) -> None:
         """Close the current epoch (its mean λ and DoG become ``epoch_lam``/``epoch_dog``); no-op if empty."""
-        if self._epoch_count:
+        if self._epoch_count and self._epoch_sum is not None:
             self._pending_epochs.append((self._epoch_sum / self._epoch_count, self._epoch_count))
         self._epoch_sum, self._epoch_count = None, 0
 
@@ -73,7 +75,7 @@ class DoGTrace:
     def state_dict(self) -> dict:
         """Everything needed to resume (flushes first); loadable with ``torch.load(weights_only=True)``."""
         data = self.flush()
-        state = {k: torch.from_numpy(v) for k, v in data.items()}
+        state: dict[str, Tensor | int] = {k: torch.from_numpy(v) for k, v in data.items()}
         state["every"] = self.every
         state["position"] = self.iteration
         state["open_epoch_count"] = self._epoch_count

@@ -70,7 +70,8 @@ def cross_entropy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 512,
     """Mean cross-entropy over all N examples."""
     with _eval_mode(model):
         total = sum(
-            F.cross_entropy(o.float(), t, reduction="sum").double() for o, t in _logit_batches(model, x, y, batch_size, device)
+            (F.cross_entropy(o.float(), t, reduction="sum").double() for o, t in _logit_batches(model, x, y, batch_size, device)),
+            torch.zeros((), dtype=torch.float64),  # the same sum as from 0; typed, and a tensor even for no batch
         )
     return total.item() / len(x)
 

@@ -13,7 +13,7 @@ _PRUNABLE = (nn.modules.conv._ConvNd, nn.Linear)
 
 
 def _targets(model: nn.Module) -> list[tuple[nn.Module, str]]:
-    targets = [(m, "weight") for m in model.modules() if isinstance(m, _PRUNABLE) and m.weight is not None]
+    targets: list[tuple[nn.Module, str]] = [(m, "weight") for m in model.modules() if isinstance(m, _PRUNABLE) and m.weight is not None]
     if not targets:
         raise ValueError(f"model {type(model).__name__} has no Conv or Linear weights to prune")
     return targets

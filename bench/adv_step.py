@@ -10,17 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import interleaved, measure_quietly, paired_ratio, report, table  # noqa: E402
-
-from awd.models import build_model  # noqa: E402
-from awd.train import TrainConfig, TrainData, _Run  # noqa: E402
+from awd.models import build_model
+from awd.train import TrainConfig, TrainData, _Run
+from bench.common import interleaved, measure_quietly, paired_ratio, report, table
 
 EPS, STEP, STEPS = 8 / 255, 2 / 255, 7
 

@@ -7,7 +7,7 @@ as training does it: serialise, sha256 seal, write, fsync the file and its direc
 copy of the state that interval checkpoints keep for a write on request (`awd.checkpoint.snapshot`, a clone where the
 tensors live: on CPU here, device-to-device on a GPU).
 
-    .venv/bin/python bench/checkpoint_io.py [--dir DIR] [--reps 3]
+    .venv/bin/python -m bench.checkpoint_io [--dir DIR] [--reps 3]
 
 DIR defaults to $AWD_STORE (the run store's filesystem) or the current directory; a temporary folder in it is removed
 afterwards.
@@ -21,19 +21,16 @@ import math
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import report, wait_for_quiet  # noqa: E402
-
-from awd.checkpoint import rng_states, save_checkpoint, snapshot  # noqa: E402
-from awd.models import build_model  # noqa: E402
-from awd.optim import build_optimizer  # noqa: E402
+from awd.checkpoint import rng_states, save_checkpoint, snapshot
+from awd.models import build_model
+from awd.optim import build_optimizer
+from bench.common import report, wait_for_quiet
 
 EPOCH_S = (10, 30, 50)  # natural WRN-28-10 epochs on one GPU, fast to slow (issue 15)
 MB, GB = 1e6, 1e9

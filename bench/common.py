@@ -28,13 +28,13 @@ every variant alike.
 
 | section | command |
 |---|---|
-| AWD overhead (CPU) | `.venv/bin/python bench/awd_overhead.py` |
-| Adversarial training step (CPU) | `.venv/bin/python bench/adv_step.py` |
-| Adversarial training step, ours with channels_last (CPU) | `.venv/bin/python bench/adv_step.py --channels-last` |
-| Adversarial training step, ours with bf16 + channels_last (CPU; fast only where the CPU has AMX / AVX512-BF16) | `.venv/bin/python bench/adv_step.py --bf16 --channels-last` |
-| Orchestration: cold and no-op `dvc repro` | `.venv/bin/python bench/orchestration.py --part dvc` |
-| Orchestration: bookkeeping, local executor | `.venv/bin/python bench/orchestration.py --part local` |
-| Orchestration: bookkeeping, SLURM | `scripts/local-slurm.sh start` (root), then `.venv/bin/python bench/orchestration.py --part slurm` |
+| AWD overhead (CPU) | `.venv/bin/python -m bench.awd_overhead` |
+| Adversarial training step (CPU) | `.venv/bin/python -m bench.adv_step` |
+| Adversarial training step, ours with channels_last (CPU) | `.venv/bin/python -m bench.adv_step --channels-last` |
+| Adversarial training step, ours with bf16 + channels_last (CPU; fast only where the CPU has AMX / AVX512-BF16) | `.venv/bin/python -m bench.adv_step --bf16 --channels-last` |
+| Orchestration: cold and no-op `dvc repro` | `.venv/bin/python -m bench.orchestration --part dvc` |
+| Orchestration: bookkeeping, local executor | `.venv/bin/python -m bench.orchestration --part local` |
+| Orchestration: bookkeeping, SLURM | `scripts/local-slurm.sh start` (root), then `.venv/bin/python -m bench.orchestration --part slurm` |
 | all CPU rows but the channels_last and bf16 ones | `make bench` (the three scripts with their defaults; SLURM only when `sinfo` is on PATH) |
 | GPU rows (a CUDA machine, ≤ 8 min): sync check, adversarial step, AWD overhead, torch.compile probe | `bash bench/gpu.sh` |
 

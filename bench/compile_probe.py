@@ -9,15 +9,12 @@ graph compile separately), the steady-state speed-up, and the break-even point i
 from __future__ import annotations
 
 import json
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from adv_step import ours, step_arguments  # noqa: E402
-from common import Meter, interleaved, report, table, wait_for_quiet  # noqa: E402
+from bench.adv_step import ours, step_arguments
+from bench.common import Meter, interleaved, report, table, wait_for_quiet
 
 
 def main() -> None:

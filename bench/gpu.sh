@@ -26,17 +26,17 @@ step() {  # step SECONDS command...: run with a time limit, note a failure, go o
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 "$PY" -c 'import torch; assert torch.cuda.is_available(), "no CUDA device visible to torch"; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name())' || exit 1
 # 1. the AWD step makes no host-device synchronisation (update alone; whole awd.train step, bf16 + channels_last)
-step 45 "$PY" bench/sync_check.py
+step 45 "$PY" -m bench.sync_check
 # 2. fp32 reference PGD-AT step vs ours (bf16 autocast + channels_last): images/s, ratio (target >= 2.5x)
-step 140 "$PY" bench/adv_step.py --model preact_wrn --model-kw "$WRN" --batch 128 --steps 10 --bf16 --channels-last
+step 140 "$PY" -m bench.adv_step --model preact_wrn --model-kw "$WRN" --batch 128 --steps 10 --bf16 --channels-last
 # 3. AWD overhead on WRN-28-10, batch 128 (target <= 1.01x)
-step 90 "$PY" bench/awd_overhead.py --model preact_wrn --model-kw "$WRN" --batch 128 --steps 20 --target 1.01
+step 90 "$PY" -m bench.awd_overhead --model preact_wrn --model-kw "$WRN" --batch 128 --steps 20 --target 1.01
 # 4. would torch.compile pay for the fast path? (compile time, speed-up, break-even in epochs)
-step 150 "$PY" bench/compile_probe.py --model preact_wrn --model-kw "$WRN" --batch 128 --steps 10 --bf16 --channels-last
+step 150 "$PY" -m bench.compile_probe --model preact_wrn --model-kw "$WRN" --batch 128 --steps 10 --bf16 --channels-last
 exit $status
 # CPU dry runs of the same code paths (no GPU needed), with `export BENCH_WAIT_S=0 BENCH_MD=/tmp/dry.md` so they
 # neither wait for a quiet machine nor write into results/bench.md:
-#   .venv/bin/python bench/sync_check.py --device cpu --batch 4
-#   .venv/bin/python bench/adv_step.py --model preact_wrn --model-kw '{"depth": 10, "width": 2}' --batch 4 --steps 2 --bf16 --channels-last
-#   .venv/bin/python bench/awd_overhead.py --model preact_wrn --model-kw '{"depth": 10, "width": 2}' --batch 4 --steps 2
-#   .venv/bin/python bench/compile_probe.py --model tiny --batch 4 --size 8 --steps 2 --bf16 --channels-last
+#   .venv/bin/python -m bench.sync_check --device cpu --batch 4
+#   .venv/bin/python -m bench.adv_step --model preact_wrn --model-kw '{"depth": 10, "width": 2}' --batch 4 --steps 2 --bf16 --channels-last
+#   .venv/bin/python -m bench.awd_overhead --model preact_wrn --model-kw '{"depth": 10, "width": 2}' --batch 4 --steps 2
+#   .venv/bin/python -m bench.compile_probe --model tiny --batch 4 --size 8 --steps 2 --bf16 --channels-last

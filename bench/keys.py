@@ -8,14 +8,12 @@ kinds' code closures (parsed once per process); "warm" is a second pass with the
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
+from bench.common import report, table, wait_for_quiet
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(1, str(ROOT))
-from common import report, table, wait_for_quiet  # noqa: E402
 
 
 def all_keys(params) -> dict[str, int]:
@@ -57,7 +55,7 @@ def main() -> None:
     from pipeline.params import load_params
 
     params = load_params(args.params)
-    quiet = wait_for_quiet(limit_s=600)
+    quiet = wait_for_quiet()
     t0 = time.perf_counter()
     counts = all_keys(params)
     cold = time.perf_counter() - t0

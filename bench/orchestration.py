@@ -19,16 +19,13 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench.common import Meter, report, table, wait_for_quiet
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(1, str(ROOT))  # tests.e2e_util, bench.noop_unit
-import yaml  # noqa: E402
-from common import Meter, report, table, wait_for_quiet  # noqa: E402
 
 PARTS = ("dvc", "local", "slurm")
 NOOP_FN = "bench.noop_unit:noop"
@@ -43,13 +40,12 @@ def _timed(fn) -> tuple[float, object]:
 
 # -- dvc ---------------------------------------------------------------------------------------------------------------
 def bench_dvc(args) -> None:
-    from tests.e2e_util import make_repo, run, train_entries
+    from bench.scratch_repo import make_repo, run, train_entries
 
     quiet = wait_for_quiet()
     tmp = Path(tempfile.mkdtemp(prefix="awd-bench-dvc-"))
     try:
-        params = yaml.safe_load((ROOT / "params.yaml").read_text())
-        repo = make_repo(tmp, params, executor="local")
+        repo = make_repo(tmp, executor="local")
         with Meter() as meter:
             cold, proc = _timed(lambda: run(repo, "dvc", "repro", timeout=args.dvc_timeout_s))
         quiet["others"] = meter.others
@@ -66,7 +62,7 @@ def bench_dvc(args) -> None:
                 [f"no-op `dvc repro` (median of {len(noops)}: {', '.join(f'{s:.2f}' for s in noops)})",
                  f"{noop:.2f}", "≤ 2", "yes" if noop <= 2 else "**no**"]]
         body = (f"Embedded default (the working tree's full `params.yaml`) in a throwaway git + DVC copy "
-                f"(`tests/e2e_util.make_repo`), executor `local` ({os.cpu_count()} parallel jobs); the cold run "
+                f"(`bench/scratch_repo.make_repo`), executor `local` ({os.cpu_count()} parallel jobs); the cold run "
                 f"trained {n_train} runs and committed {n_units} units in all.\n\n"
                 + table(["what", "seconds", "target", "met"], rows))
         report("Orchestration: cold and no-op dvc repro", body, quiet)
@@ -87,10 +83,9 @@ def _units(n: int, salt: str):
 
 
 def _job_env() -> None:
-    """Jobs inherit the driver's environment and cwd (locally and through sbatch): make bench.noop_unit importable."""
+    """Jobs start in the driver's cwd (locally and through sbatch) and put it on their path: from the repository
+    root, they import bench.noop_unit as the driver does (`python -m bench.orchestration`)."""
     os.chdir(ROOT)
-    paths = [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
 
 
 def _bookkeeping(name: str, cfg, args, setup: str) -> list:

@@ -10,19 +10,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sys
 import types
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from adv_step import ours  # noqa: E402
-
-from awd import build_weight_decay  # noqa: E402
-from awd.dog import DoGTrace  # noqa: E402
-from awd.models import build_model  # noqa: E402
+from awd import build_weight_decay
+from awd.dog import DoGTrace
+from awd.models import build_model
+from bench.adv_step import ours
 
 
 @contextlib.contextmanager

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from jobs.console import configure_logging
 from jobs.executors import JobWatch, cancel_jobs
 from jobs.store import RunStore
 
@@ -42,4 +43,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    configure_logging()
     sys.exit(main())

@@ -24,7 +24,9 @@ from pathlib import Path
 import submitit
 import yaml
 from submitit.local import local as submitit_local
+from submitit.slurm import slurm as submitit_slurm
 
+from jobs.checks import is_a, is_int
 from jobs.keys import KIND_RE
 
 KINDS = ("debug", "local", "slurm")
@@ -157,7 +159,7 @@ def validate_fields(values: tp.Mapping[str, tp.Any], source: str) -> None:
         if value is None and key not in _REQUIRED:
             continue
         types, allowed = _FIELD_TYPES[key]
-        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+        if not is_a(value, types):
             raise ExecutorConfigError(
                 f"{source}: key {key!r} must be {allowed}, got {value!r} ({type(value).__name__})")
         if key in _MIN and (value < _MIN[key] or (key in _STRICT_MIN and value == _MIN[key])):
@@ -170,7 +172,7 @@ def validate_fields(values: tp.Mapping[str, tp.Any], source: str) -> None:
         if not isinstance(line, str):
             raise ExecutorConfigError(f"{source}: key 'setup' must be a list of shell lines, got item {line!r}")
     for gpu in values.get("local_gpus") or []:
-        if isinstance(gpu, bool) or not isinstance(gpu, int) or gpu < 0:
+        if not is_int(gpu) or gpu < 0:
             raise ExecutorConfigError(f"{source}: key 'local_gpus' must list GPU indices >= 0, got item {gpu!r}")
     for kind, profile in (values.get("profiles") or {}).items():
         where = f"{source}: profiles.{kind}"
@@ -307,9 +309,10 @@ def timed(command: tp.Sequence[str], seconds: float = SCHEDULER_TIMEOUT_S) -> li
 @contextlib.contextmanager
 def _timed_sbatch() -> tp.Iterator[None]:
     # submitit submits an array through a fresh plain SlurmExecutor, so the class's method is what must be wrapped
-    cls = submitit.slurm.slurm.SlurmExecutor
+    cls = submitit_slurm.SlurmExecutor
     original = cls._make_submission_command
-    cls._make_submission_command = lambda self, path: timed(original(self, path))  # type: ignore[method-assign]
+    cls._make_submission_command = (  # type: ignore[method-assign]
+        lambda self, submission_file_path: timed(original(self, submission_file_path)))
     try:
         yield
     finally:
@@ -507,8 +510,8 @@ def _time_sacct() -> None:
     if getattr(watcher, "_awd_timed", False):
         return
     make = watcher._make_command
-    watcher._make_command = lambda: None if (cmd := make()) is None else timed(cmd)
-    watcher._awd_timed = True
+    watcher._make_command = lambda: None if (cmd := make()) is None else timed(cmd)  # type: ignore[method-assign]
+    setattr(watcher, "_awd_timed", True)  # noqa: B010 -- a marker on submitit's object, not one of its attributes
 
 
 def _hostname() -> str:

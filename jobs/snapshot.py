@@ -84,7 +84,7 @@ def write_snapshot(store_root: str | Path, module: str, digest: str,
     if combine_digests(semantic) != digest:
         raise SnapshotError(f"the code of {module} in {root or 'the checkout'} changed after its units' keys were "
                             "computed (edited during submission?); rerun the stage")
-    manifest = {"digest": digest, "module": module,
+    manifest: dict[str, tp.Any] = {"digest": digest, "module": module,
                 "files": {m: {"path": _rel(m, closure[m]), "sha256": _sha256(src), "semantic": semantic[m]}
                           for m, src in sources.items()}}
     dest.parent.mkdir(parents=True, exist_ok=True)

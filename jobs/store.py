@@ -3,9 +3,12 @@
 Layout: `root/<kind>/<key[:2]>/<key>/`. The entry directory is also the unit's working directory while it runs, so
 a preempted unit resumes from its own checkpoint files. `manifest.json` (size + sha256 of every file) is written
 last and atomically by `commit`; an entry without a manifest that matches its files is not done (how closely
-"matches" is checked: see `is_done`). `job.json` (the
-job running the unit, for re-attaching), `error.txt` (last failure) and dot-files (locks, temporaries) are
-bookkeeping and stay outside the manifest.
+"matches" is checked: see `damage`). `job.json` (the job running the unit, for re-attaching), `error.txt` (last
+failure) and dot-files (locks, temporaries) are bookkeeping and stay outside the manifest.
+
+Readers (`is_done`, `damage`, `manifest`, `result`, `pending_jobs`) never move or delete anything: a status query
+or a dry run leaves the store as it found it. Moving a damaged entry aside is an explicit step,
+`quarantine_damaged`, taken by the driver about to recompute the entry's unit (and by the job itself).
 """
 
 from __future__ import annotations
@@ -14,9 +17,9 @@ import contextlib
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
 import re
-import shutil
 import socket
 import time
 import typing as tp
@@ -60,7 +63,10 @@ def _fsync_dir(path: Path) -> None:
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Readers see the old file or the whole new one, never a prefix; a failure leaves no temporary behind."""
+    """The project's one atomic writer outside `awd/` (the run store, stage artifacts, results/), with one
+    durability policy: temporary file in the same directory, fsync, rename over the target, fsync the directory.
+    Readers see the old file or the whole new one, never a prefix, even after a crash; a failure leaves no
+    temporary behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
@@ -77,15 +83,34 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
-def dump_json(obj: tp.Any, what: str) -> bytes:
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _finite(obj: tp.Any) -> tp.Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def dump_json(obj: tp.Any, what: str, *, finite: bool = False) -> bytes:
+    """Keys sorted. The store's own files keep NaN (Python reads it back); `finite=True` is the format of the files
+    other programs parse (stage artifacts, results/metrics.json: DVC's metrics parser rejects NaN): NaN and ±inf
+    become null, keys strings, indent 2, non-ASCII as is."""
     try:
+        if finite:
+            return (json.dumps(_finite(obj), indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
         return (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode("utf-8")
     except (TypeError, ValueError) as e:
         raise TypeError(f"{what} is not JSON-serialisable: {e}") from e
 
 
-def atomic_write_json(path: str | Path, obj: tp.Any) -> None:
-    atomic_write_bytes(path, dump_json(obj, str(path)))
+def atomic_write_json(path: str | Path, obj: tp.Any, *, finite: bool = False) -> None:
+    atomic_write_bytes(path, dump_json(obj, str(path), finite=finite))
 
 
 def _sha256(path: Path) -> str:
@@ -187,36 +212,47 @@ class RunStore:
         return entry
 
     def manifest(self, kind: str, key: str) -> dict | None:
+        """The committed manifest, None without one; a manifest that does not parse raises StoreError (damaged)."""
+        try:
+            return self._read_manifest(kind, key)
+        except (ValueError, OSError) as e:
+            raise StoreError(f"store: {kind}/{key} is damaged: unreadable {MANIFEST}: {e}") from e
+
+    def _read_manifest(self, kind: str, key: str) -> tp.Any:
         try:
             with open(self.path(kind, key) / MANIFEST, "rb") as f:
                 return json.loads(f.read())
         except FileNotFoundError:
             return None
 
-    def is_done(self, kind: str, key: str, verify: bool | str = False) -> bool:
-        """True when the manifest matches the files. `verify`: False checks sizes (cheap: the driver's polling);
-        "changed" also checks the sha256 of every file modified since commit (mtime differs from the manifest's)
-        and of every file up to SMALL_FILE bytes (what a stage does once before using an entry); True checks the
-        sha256 of every file.
+    def damage(self, kind: str, key: str, verify: bool | str = False) -> str:
+        """Why a committed entry no longer matches its manifest ("" when it matches, or has no manifest yet: in
+        progress is not damage). `verify`: False checks sizes (cheap: the driver's polling); "changed" also checks
+        the sha256 of every file modified since commit (mtime differs from the manifest's) and of every file up to
+        SMALL_FILE bytes (what a stage does once before using an entry); True checks the sha256 of every file.
 
-        A manifest that does not match means the entry was damaged after commit: it is moved to `_quarantine/`
-        with the reason, and the unit counts as not done (so it is recomputed).
+        Reading never moves anything: a damaged entry stays where it is until the stage about to recompute it calls
+        `quarantine_damaged`.
         """
+        return self._state(kind, key, verify)[1]
+
+    def is_done(self, kind: str, key: str, verify: bool | str = False) -> bool:
+        """True when the entry has a manifest that matches its files (checked as `damage` says, per `verify`); a
+        damaged entry is not done, and stays in place (see `quarantine_damaged`)."""
+        committed, problem = self._state(kind, key, verify)
+        return committed and not problem
+
+    def _state(self, kind: str, key: str, verify: bool | str) -> tuple[bool, str]:
+        """(has a manifest, why it does not match its files or "")."""
         if verify not in (False, True, "changed"):
-            raise ValueError(f"store.is_done: verify must be False, True or 'changed', got {verify!r}")
-        entry = self.path(kind, key)
+            raise ValueError(f"store: verify must be False, True or 'changed', got {verify!r}")
         try:
-            manifest = self.manifest(kind, key)
+            manifest = self._read_manifest(kind, key)
         except (ValueError, OSError) as e:
-            self._quarantine(kind, key, f"unreadable {MANIFEST}: {e}")
-            return False
+            return True, f"unreadable {MANIFEST}: {e}"
         if manifest is None:
-            return False
-        problem = self._check(entry, manifest, verify)
-        if problem:
-            self._quarantine(kind, key, problem)
-            return False
-        return True
+            return False, ""
+        return True, self._check(self.path(kind, key), manifest, verify)
 
     @staticmethod
     def _check(entry: Path, manifest: tp.Any, verify: bool | str) -> str:
@@ -236,7 +272,32 @@ class RunStore:
                 return f"{rel} sha256 differs from the manifest"
         return ""
 
-    def _quarantine(self, kind: str, key: str, reason: str) -> None:
+    def quarantine_damaged(self, entries: tp.Iterable[tuple[str, str]],
+                           verify: bool | str = "changed") -> dict[tuple[str, str], str]:
+        """The explicit step before recomputing: every (kind, key) whose committed entry is damaged (`damage`) is
+        moved to `_quarantine/<kind>/<key>.<time>.<id>/` with `reason.txt`, so that its unit starts afresh
+        instead of resuming from damaged files. Returns {(kind, key): reason} of what was moved.
+
+        An entry whose run lock a job holds is left alone: that job is recomputing it and commits over it.
+        """
+        moved = {}
+        for kind, key in entries:
+            committed, reason = self._state(kind, key, verify)
+            if not committed or not reason:
+                continue  # undamaged, or never committed (in progress is not damage)
+            lock = self.run_lock(kind, key)
+            try:
+                lock.acquire(timeout=0)
+            except filelock.Timeout:
+                continue
+            try:
+                if self._quarantine(kind, key, reason):
+                    moved[(kind, key)] = reason
+            finally:
+                lock.release()
+        return moved
+
+    def _quarantine(self, kind: str, key: str, reason: str) -> bool:
         entry = self.path(kind, key)
         stamp = time.strftime("%Y%m%dT%H%M%S")
         dest = self.root / QUARANTINE / kind / f"{key}.{stamp}.{uuid.uuid4().hex[:6]}"
@@ -244,11 +305,16 @@ class RunStore:
         try:
             os.replace(entry, dest)
         except FileNotFoundError:
-            return  # another process moved it first
+            return False  # another process moved it first
         atomic_write_bytes(dest / "reason.txt", f"{_utc_now()} {kind}/{key}: {reason}\n".encode())
+        return True
 
     def result(self, kind: str, key: str) -> dict:
-        if not self.is_done(kind, key, verify="changed"):
+        committed, problem = self._state(kind, key, verify="changed")
+        if problem:
+            raise StoreError(f"store: {kind}/{key} is damaged: {problem} ({self.path(kind, key)}; the stage that "
+                             "computes it moves it to _quarantine/ and recomputes it)")
+        if not committed:
             raise StoreError(f"store: {kind}/{key} is not done (no valid {MANIFEST} in {self.path(kind, key)})")
         with open(self.path(kind, key) / RESULT, "rb") as f:
             return json.loads(f.read())
@@ -299,7 +365,7 @@ class RunStore:
 
     def pending_jobs(self) -> list[dict]:
         """job.json records of entries that are not done, each with its `kind` and `key` added."""
-        out = []
+        out: list[dict] = []
         if not self.root.is_dir():
             return out
         for job_file in sorted(self.root.glob(f"*/??/*/{JOB}")):
@@ -376,8 +442,3 @@ class RunStore:
     def run_lock(self, kind: str, key: str) -> filelock.FileLock:
         """Per unit, held job-side while the unit runs: two jobs never compute the same entry at once."""
         return filelock.FileLock(str(self.workdir(kind, key) / ".run.lock"))
-
-    # -- maintenance ----------------------------------------------------------------------------------------------
-    def discard(self, kind: str, key: str) -> None:
-        """Removes an entry (used by tests and by users who want a unit recomputed)."""
-        shutil.rmtree(self.path(kind, key), ignore_errors=True)

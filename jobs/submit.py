@@ -25,6 +25,7 @@ from pathlib import Path
 import filelock
 import submitit
 
+from jobs.console import configure_logging
 from jobs.environment import environment
 from jobs.executors import (
     SUBMIT_LIMIT_RE,
@@ -154,6 +155,7 @@ def execute_unit(store: RunStore, unit: Unit) -> str:
     leaves at once instead of holding a GPU until the other finishes) or "failed" (traceback in error.txt)."""
     if store.is_done(unit.kind, unit.key, verify="changed"):
         return "skipped"
+    store.quarantine_damaged([(unit.kind, unit.key)])  # damaged since the driver looked: start afresh
     lock = store.run_lock(unit.kind, unit.key)
     try:
         lock.acquire(timeout=0)
@@ -202,6 +204,7 @@ def limit_threads() -> None:
 
 def execute_units(store_root: str | Path, units: tp.Sequence[Unit]) -> dict[str, str]:
     """Job entry point: each unit in turn; raises UnitError at the end if any failed."""
+    configure_logging()  # the library's log lines (training progress, AutoAttack) go to the job's log
     limit_threads()
     store = RunStore(store_root)
     outcome = {}
@@ -289,6 +292,8 @@ def _prepare(units: tp.Iterable[Unit], store: RunStore, check_deps: bool = True)
                                  "cover everything the unit computes from")
             continue
         seen[ident] = unit
+    if check_deps:  # about to compute them: damaged entries move aside (readers never move anything)
+        store.quarantine_damaged((u.kind, u.key) for u in seen.values())
     for unit in seen.values() if check_deps else ():
         for dep in unit.deps:
             if not (isinstance(dep, (tuple, list)) and len(dep) == 2):

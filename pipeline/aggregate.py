@@ -12,7 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipeline import atomic_io, outcomes
+from jobs.store import atomic_write_json, atomic_write_text
+from pipeline import outcomes
 from pipeline.report import inputs
 from pipeline.report.claims import all_claims
 from pipeline.report.curves import figure2, figure3, lr_figure, noisy_bars
@@ -87,9 +88,9 @@ def aggregate(params: Path, artifacts: Path, out: Path) -> dict:
     m = metrics(inp, tables, claims)
     m["runs_diverged"] = sum(mark.status == outcomes.DIVERGED for mark in marks)
     m["units_failed"] = sum(mark.status == outcomes.FAILED for mark in marks)
-    atomic_io.write_json(out / "metrics.json", m)
+    atomic_write_json(out / "metrics.json", m, finite=True)
     text = readme(inp, tables, figs, Path(params).as_posix(), m, claims) + unfinished_section(marks)
-    atomic_io.write_text(out / "README.md", text)
+    atomic_write_text(out / "README.md", text)
     failed = [mark.line for mark in marks if mark.status == outcomes.FAILED]
     if failed:
         print(f"aggregate: the tables and figures are complete except for {len(failed)} failed cells (marked "

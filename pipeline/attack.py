@@ -28,14 +28,8 @@ def test_size(dataset: str, data_root: str, n_test) -> int:
     return total if n_test is None else min(int(n_test), total)
 
 
-def per_example(shards: list[dict]) -> str:
-    """The robust outcome of every attacked test example, in index order, as a '0'/'1' string: two models
-    attacked on the same examples can then be compared example by example (McNemar)."""
-    return "".join(s["correct"] for s in shards)
-
-
 def main() -> None:
-    from awd.autoattack import block_bounds, shard_bounds
+    from awd.autoattack import block_bounds, merge_autoattack, shard_bounds
 
     args = stage_args(__doc__)
     params = load_params(args.params)
@@ -72,16 +66,13 @@ def main() -> None:
         if m["failed"] is not None:
             out.append({**outcomes.skipped_record(m["rec"]), **outcomes.failure_fields(m["failed"]), "skipped": None})
             continue
-        shards = sorted(m["shards"], key=lambda s: s["start"])
-        for a, b in zip([{"stop": 0}] + shards, shards):
-            if a["stop"] != b["start"]:
-                raise RuntimeError(f"AutoAttack blocks of {m['rec']['key']} leave a gap/overlap: {a} / {b}")
-        n = sum(s["n"] for s in shards)
         rec = m["rec"]
+        try:  # every block exactly once: [0, n) without gaps or overlaps
+            aa_result = merge_autoattack(m["shards"], n=test_size(rec["dataset"], params.data.root, aa.n_test))
+        except ValueError as e:
+            raise RuntimeError(f"AutoAttack blocks of {rec['key']}: {e}") from e
         out.append({"key": rec["key"], "suite": rec["suite"], "dataset": rec["dataset"], "label": rec["label"],
-                    "robust_acc": sum(s["robust_correct"] for s in shards) / n,
-                    "clean_acc": sum(s["clean_correct"] for s in shards) / n, "n": n, "env": m["env"],
-                    "correct": per_example(shards)})
+                    **aa_result, "env": m["env"]})
     out.sort(key=lambda r: (r["suite"], r["dataset"], r["key"]))
     write_json(ARTIFACTS / "attack" / "results.json", out)
     print(f"attack: {len(out)} models, {len(plan)} blocks")
@@ -89,4 +80,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from pipeline.common import run_entry_point
+
+    run_entry_point(main)

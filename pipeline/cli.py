@@ -39,8 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     module, lead, _ = COMMANDS[name]
     # argparse inside the modules reads sys.argv; the program name shows in their usage lines.
     sys.argv = [f"awd-bench {name}", *lead, *rest]
-    code = importlib.import_module(module).main()
-    return int(code or 0)
+    from pipeline.common import exit_status  # logging, and an expected failure as one ERROR line
+
+    return exit_status(importlib.import_module(module).main)
 
 
 if __name__ == "__main__":

@@ -6,13 +6,14 @@ import argparse
 import json
 import os
 import sys
+import typing as tp
 from functools import cache
 from pathlib import Path
 
+from jobs.console import configure_logging
 from jobs.keys import code_digest, keyed_config, unit_key
-from jobs.store import RunStore
+from jobs.store import RunStore, atomic_write_json
 from jobs.submit import Unit
-from pipeline.atomic_io import write_json  # noqa: F401  (re-exported for the stage drivers)
 
 ARTIFACTS = Path("artifacts")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -70,19 +71,31 @@ def _expected_failure(exc: BaseException) -> bool:
     return isinstance(exc, (ParamsError, ExecutorConfigError, UnitsFailed, StoreError))
 
 
-def _stage_excepthook(exc_type, exc, tb) -> None:
-    if isinstance(exc, KeyboardInterrupt):  # run_units already said how to cancel or re-attach
+def run_entry_point(main: tp.Callable[[], int | None]) -> tp.NoReturn:
+    """`if __name__ == "__main__": run_entry_point(main)`, the end of every stage module: see `exit_status`."""
+    sys.exit(exit_status(main))
+
+
+def exit_status(main: tp.Callable[[], int | None]) -> int:
+    """Runs an entry point's `main` and returns its exit status: logging configured once (jobs/console.py), an
+    expected failure (see `_expected_failure`) shown as `ERROR: <message>` alone (status 1) instead of under a
+    traceback, Ctrl-C as `interrupted` (status 130: run_units already said how to cancel or re-attach). Nothing
+    global (no sys.excepthook) is installed: a caller that imports a stage's `main` gets plain exceptions."""
+    configure_logging()
+    try:
+        return int(main() or 0)
+    except KeyboardInterrupt:
         print("interrupted", file=sys.stderr, flush=True)
-    elif _expected_failure(exc):
+        return 130
+    except Exception as exc:
+        if not _expected_failure(exc):
+            raise
         print(f"ERROR: {exc}", file=sys.stderr, flush=True)
-    else:
-        sys.__excepthook__(exc_type, exc, tb)
+        return 1
 
 
 def stage_args(description: str) -> argparse.Namespace:
-    """The stage's command line. Also makes an expected failure (see `_expected_failure`) end the stage with its
-    message alone (exit status 1)."""
-    sys.excepthook = _stage_excepthook
+    """The stage's command line (errors and logging: `run_entry_point`)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     return parser.parse_args()
@@ -112,3 +125,8 @@ def unit_env(store: RunStore, unit: Unit) -> dict | None:
 def read_json(path: Path):
     with open(path) as f:
         return json.load(f)
+
+
+def write_json(path: Path, obj) -> None:
+    """A stage artifact (or other file that DVC and the renderer parse), atomically: NaN and ±inf as null."""
+    atomic_write_json(path, obj, finite=True)

@@ -44,4 +44,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from pipeline.common import run_entry_point
+
+    run_entry_point(main)

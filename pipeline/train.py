@@ -39,8 +39,9 @@ def unit_for(spec: RunSpec, params, executor=None):
     return unit
 
 
-def estimate_dog(store, unit, study) -> dict:
-    """Paper Fig. 2: mean DoG from the start until the epoch where the training loss plateaus."""
+def read_dog_trace(store, unit, study) -> dict:
+    """A committed run's stored DoG trace: its DoG estimate (paper Fig. 2, awd.dog.estimate_dog_from_epochs: the mean
+    DoG until the epoch where the training loss plateaus) and the curve the figure draws."""
     from awd.dog import estimate_dog_from_epochs, running_mean
 
     trace = np.load(store.path("train", unit.key) / "dog_trace.npz")
@@ -130,7 +131,7 @@ def main() -> None:
     for spec, unit in ((s, u) for s, u in zip(specs, units) if s.suite == "natural"):
         if outcomes.train_status(results.get(unit.key)) != outcomes.DONE:
             continue  # diverged or failed (runs.json says which): no trace, so no DoG and no AWD run from it
-        est = estimate_dog(store, unit, params.suites.natural[spec.study])
+        est = read_dog_trace(store, unit, params.suites.natural[spec.study])
         write_json(OUT / "traces" / f"{unit.key}.json", est.pop("curve"))
         estimates.append({"dataset": spec.dataset, "study": spec.study, "seed": spec.label["seed"],
                           "from_key": unit.key, **est})
@@ -149,7 +150,7 @@ def main() -> None:
     failures.update({f.unit.key: f for f in report2.failures})
     for spec, unit in zip(phase2, phase2_units):
         if spec.suite == "natural" and outcomes.train_status(results.get(unit.key)) == outcomes.DONE:
-            curve = estimate_dog(store, unit, params.suites.natural[spec.study])["curve"]
+            curve = read_dog_trace(store, unit, params.suites.natural[spec.study])["curve"]
             write_json(OUT / "traces" / f"{unit.key}.json", curve)
 
     records = [record(s, u, results.get(u.key), failures.get(u.key), unit_env(store, u) if u.key in results else None)
@@ -164,4 +165,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from pipeline.common import run_entry_point
+
+    run_entry_point(main)

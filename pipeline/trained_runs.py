@@ -22,17 +22,20 @@ def trained_runs(suites: tuple[str, ...]) -> list[dict]:
 
 def check_trained(store, plan: list[tuple[dict, object]], stage: str) -> None:
     """Every trained model an evaluation stage is about to load (for a (record, unit) whose unit is not done) must
-    be a done, undamaged store entry (checksums of what changed since commit); a damaged one is quarantined here,
-    and the stage stops before submitting anything."""
+    be a done, undamaged store entry (checksums of what changed since commit); otherwise the stage stops before
+    submitting anything, naming each run and what is wrong with it. Nothing is moved here: the train stage, which
+    recomputes them, quarantines damaged entries."""
     from jobs.store import StoreError
 
     needed = {rec["key"]: rec for rec, unit in plan if not store.is_done(unit.kind, unit.key)}
-    bad = [f"  {rec['suite']} {rec['label']} (train/{key})" for key, rec in needed.items()
-           if not store.is_done("train", key, verify="changed")]
+    bad = []
+    for key, rec in needed.items():
+        if not store.is_done("train", key, verify="changed"):
+            why = store.damage("train", key, verify="changed")
+            bad.append(f"  {rec['suite']} {rec['label']} (train/{key}): {'damaged: ' + why if why else 'not done'}")
     if bad:
         raise StoreError(f"{stage}: {len(bad)} trained run(s) are missing from the run store {store.root} or were "
-                         f"damaged (moved to {store.root / '_quarantine' / 'train'}); recompute them with "
-                         "`dvc repro -f -s train`, then rerun:\n" + "\n".join(bad))
+                         "damaged; recompute them with `dvc repro -f -s train`, then rerun:\n" + "\n".join(bad))
 
 
 def base_eval_config(rec: dict, data_root: str) -> dict:

@@ -175,7 +175,8 @@ def test_autoattack_shards_merge_to_exactly_the_unsharded_result(model, test_set
     merged = merge_autoattack(shards)
     assert merged == merge_autoattack([full])
     assert merged == {"robust_acc": full["correct"].sum().item() / 40,
-                      "clean_acc": full["clean_correct"].sum().item() / 40, "n": 40}
+                      "clean_acc": full["clean_correct"].sum().item() / 40, "n": 40,
+                      "correct": "".join("1" if c else "0" for c in full["correct"].tolist())}
 
 
 def test_autoattack_standard_version(model, test_set, tmp_path):
@@ -290,7 +291,8 @@ def test_merge_is_order_independent_and_counts_right():
     shards = [_shard(10, 25), _shard(0, 10), _shard(25, 30)]
     merged = merge_autoattack(shards)
     assert merged == merge_autoattack(list(reversed(shards)))
-    assert merged == {"robust_acc": 10 / 30, "clean_acc": 1.0, "n": 30}
+    assert merged == {"robust_acc": 10 / 30, "clean_acc": 1.0, "n": 30, "correct": "100" * 10}
+    assert merge_autoattack(shards, n=30) == merged
 
 
 @pytest.mark.parametrize("shards, match", [
@@ -300,10 +302,35 @@ def test_merge_is_order_independent_and_counts_right():
     ([_shard(0, 10), _shard(0, 10)], "overlapping AutoAttack shards: \\[0, 10\\)"),
     ([_shard(0, 10, correct=torch.ones(9, dtype=torch.bool))], "shard \\[0, 10\\) is inconsistent"),
     ([], "at least one shard"),
+    # not only neighbours: a shard inside another one, a duplicate far from the start, a missing tail
+    ([_shard(0, 30), _shard(10, 20)], "overlapping AutoAttack shards: \\[10, 20\\) overlaps .*\\[0, 30\\)"),
+    ([_shard(0, 10), _shard(10, 20), _shard(20, 30), _shard(10, 20)], "overlapping .*\\[10, 20\\)"),
+    ([_shard(20, 30), _shard(0, 10), _shard(25, 30), _shard(10, 20)], "overlapping .*\\[25, 30\\) overlaps"),
 ])
 def test_merge_rejects_gaps_overlaps_and_bad_shards(shards, match):
     with pytest.raises(ValueError, match=match):
         merge_autoattack(shards)
+
+
+def test_merge_checks_the_end_of_the_attacked_range():
+    shards = [_shard(0, 10), _shard(10, 20)]
+    with pytest.raises(ValueError, match="cover \\[0, 20\\) but 30 examples were attacked: \\[20, 30\\) is missing"):
+        merge_autoattack(shards, n=30)
+    with pytest.raises(ValueError, match="cover \\[0, 20\\) but 15 .* they run past 15"):
+        merge_autoattack(shards, n=15)
+
+
+def test_merge_reads_stored_block_results():
+    """The attack stage's blocks as stored: robust outcomes as a '0'/'1' string, clean ones as a count."""
+    blocks = [{"start": 3, "stop": 7, "n": 4, "correct": "0011", "clean_correct": 3},
+              {"start": 0, "stop": 3, "n": 3, "correct": "101", "clean_correct": 3}]
+    assert merge_autoattack(blocks, n=7) == {"robust_acc": 4 / 7, "clean_acc": 6 / 7, "n": 7, "correct": "1010011"}
+    with pytest.raises(ValueError, match="shard \\[0, 3\\) is inconsistent: .*robust: 2 per-example flags"):
+        merge_autoattack([dict(blocks[1], correct="10")] + blocks[:1])
+    with pytest.raises(ValueError, match="shard \\[3, 7\\) is inconsistent: .*clean count 5 outside \\[0, 4\\]"):
+        merge_autoattack([blocks[1], dict(blocks[0], clean_correct=5)])
+    with pytest.raises(ValueError, match="'0'/'1' string"):
+        merge_autoattack([dict(blocks[1], correct="1x1")] + blocks[:1])
 
 
 def test_save_and_load_shard_round_trip(tmp_path):

@@ -8,7 +8,6 @@ from awd.data import (
     DATASET_NAMES,
     ArrayDataset,
     augment,
-    batches,
     dataset_info,
     draw_augment,
     load_dataset,
@@ -286,23 +285,7 @@ def test_to_float():
         to_float(f)
 
 
-def test_batches_cover_everything_once():
-    plain = list(batches(10, 4))
-    assert [len(b) for b in plain] == [4, 4, 2]
-    assert torch.equal(torch.cat(plain), torch.arange(10))
-    shuffled = list(batches(10, 4, shuffle=True, generator=torch.Generator().manual_seed(0)))
-    assert [len(b) for b in shuffled] == [4, 4, 2]
-    assert sorted(torch.cat(shuffled).tolist()) == list(range(10))
-    assert not torch.equal(torch.cat(shuffled), torch.arange(10))
-    again = torch.cat(list(batches(10, 4, shuffle=True, generator=torch.Generator().manual_seed(0))))
-    assert torch.equal(torch.cat(shuffled), again)
-    assert list(batches(0, 4)) == []
-    with pytest.raises(ValueError, match="batch_size=0"):
-        list(batches(10, 0))
-
-
 def test_numpy_integer_arguments_accepted():
     y = _labels()
     assert len(stratified_split(y, np.float64(0.1), np.int64(0))[1]) == 11
     assert symmetric_noise(y, 0.1, np.int64(4), np.int64(0))[1].sum() == 11
-    assert [len(b) for b in batches(np.int64(5), np.int64(2))] == [2, 2, 1]

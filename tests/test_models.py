@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from awd.data import augment, batches, load_dataset, to_float
+from awd.data import augment, load_dataset, to_float
 from awd.models import MODEL_NAMES, build_model, count_parameters
 from awd.models.normalize import CIFAR_MEAN, CIFAR_STD
 
@@ -157,7 +157,7 @@ def test_tiny_learns_digits():
     x_train = to_float(train.x)
     for _ in range(4):
         model.train()
-        for idx in batches(len(train), 64, shuffle=True, generator=g):
+        for idx in torch.randperm(len(train), generator=g).split(64):
             loss = F.cross_entropy(model(augment(x_train[idx], g, pad=1, flip=False)), train.y[idx])
             opt.zero_grad()
             loss.backward()

@@ -54,17 +54,39 @@ def test_not_done_without_manifest(store):
     assert not (store.root / "_quarantine").exists()  # in progress is not damage
 
 
-def test_truncated_file_is_quarantined(store):
+def test_truncated_file_is_reported_then_quarantined_only_on_request(store):
     wd = _fill(store)
     store.commit("train", KEY, {"acc": 1.0})
     with open(wd / "weights.bin", "r+b") as f:
         f.truncate(10)
     assert not store.is_done("train", KEY)
+    assert store.damage("train", KEY) == "weights.bin has 10 bytes, manifest says 1000"
+    with pytest.raises(StoreError, match=f"train/{KEY} is damaged: weights.bin has 10 bytes"):
+        store.result("train", KEY)
+    assert store.pending_jobs() == []
+    assert wd.exists() and not (store.root / "_quarantine").exists()  # readers read: nothing moved
+
+    assert store.quarantine_damaged([("train", KEY)]) == {("train", KEY): "weights.bin has 10 bytes, manifest says 1000"}
     assert not wd.exists()
     (moved,) = list((store.root / "_quarantine" / "train").iterdir())
     assert moved.name.startswith(KEY)
     assert "weights.bin has 10 bytes, manifest says 1000" in (moved / "reason.txt").read_text()
     assert (moved / "weights.bin").exists()  # kept for inspection
+
+
+def test_quarantine_leaves_done_in_progress_and_busy_entries_alone(store):
+    done, running, busy = KEY, "cd" + "1" * 62, "ef" + "2" * 62
+    _fill(store, key=done)
+    store.commit("train", done, {"acc": 1.0})
+    _fill(store, key=running)  # no manifest yet: in progress is not damage
+    wd = _fill(store, key=busy)
+    store.commit("train", busy, {"acc": 1.0})
+    (wd / "weights.bin").write_bytes(b"\x01" * 999)
+    lock = store.run_lock("train", busy)
+    with lock:  # a job holding the run lock is recomputing it and commits over it
+        assert store.quarantine_damaged([("train", k) for k in (done, running, busy)]) == {}
+    assert not (store.root / "_quarantine").exists()
+    assert store.quarantine_damaged([("train", busy)]) == {("train", busy): "weights.bin has 999 bytes, manifest says 1000"}
 
 
 def test_same_size_corruption_needs_verify(store):
@@ -73,15 +95,22 @@ def test_same_size_corruption_needs_verify(store):
     (wd / "weights.bin").write_bytes(b"\x02" * 1000)
     assert store.is_done("train", KEY)  # cheap mode checks sizes only
     assert not store.is_done("train", KEY, verify=True)
+    assert store.quarantine_damaged([("train", KEY)], verify=False) == {}
+    assert store.quarantine_damaged([("train", KEY)], verify=True)
     (moved,) = list((store.root / "_quarantine" / "train").iterdir())
     assert "weights.bin sha256 differs" in (moved / "reason.txt").read_text()
 
 
-def test_garbled_manifest_is_quarantined(store):
+def test_garbled_manifest_is_damage(store):
     wd = _fill(store)
     store.commit("train", KEY, {"acc": 1.0})
     (wd / "manifest.json").write_text('{"files": ')
     assert not store.is_done("train", KEY)
+    assert store.damage("train", KEY).startswith("unreadable manifest.json")
+    with pytest.raises(StoreError, match=f"train/{KEY} is damaged: unreadable manifest.json"):
+        store.manifest("train", KEY)
+    assert wd.exists()
+    store.quarantine_damaged([("train", KEY)])
     (moved,) = list((store.root / "_quarantine" / "train").iterdir())
     assert "unreadable manifest.json" in (moved / "reason.txt").read_text()
 
@@ -186,3 +215,20 @@ def test_submit_lock_excludes_a_second_driver(store):
         t.join()
     with store.submit_lock(timeout=5):  # free again
         pass
+
+
+def test_status_and_dry_run_leave_a_damaged_entry_in_place(store, capsys):
+    from jobs.__main__ import main
+    from jobs.submit import Unit, dry_run
+
+    wd = _fill(store)
+    store.record_jobs("train", KEY, str(2**22 + 12345), "local", {"stderr": "/x.err"})
+    store.commit("train", KEY, {"acc": 1.0})
+    with open(wd / "weights.bin", "r+b") as f:
+        f.truncate(10)
+    assert main(["status", "--store", str(store.root)]) == 0
+    assert f"train/{KEY}" in capsys.readouterr().out  # not done, so its job is listed
+    unit = Unit("train", KEY, "json:dumps", {"x": 1})
+    assert dry_run([unit], store) == [unit]
+    assert (wd / "weights.bin").stat().st_size == 10 and (wd / "manifest.json").exists()
+    assert not (store.root / "_quarantine").exists()

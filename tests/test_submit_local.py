@@ -95,6 +95,7 @@ def test_corrupted_entry_is_recomputed(tmp_path):
     with open(store.path("toy", unit.key) / "data.txt", "a") as f:
         f.write("bit rot")
     assert dry_run([unit], store) == [unit]
+    assert store.path("toy", unit.key).is_dir() and not (store.root / "_quarantine").exists()  # a dry run reads
     assert run_units([unit], store, DEBUG, stream=io.StringIO()) == {unit.key: {"double": 10}}
     assert runs(tmp_path, 5) == 2
     assert len(list((store.root / "_quarantine" / "toy").iterdir())) == 1

@@ -49,6 +49,9 @@ def _as_channel_vector(name: str, value, in_channels: int) -> list[float]:
 class Normalize(nn.Module):
     """(x - mean) / std per channel; mean/std are buffers so they follow `.to()` and are saved with the model."""
 
+    mean: torch.Tensor  # registered as buffers in __init__
+    std: torch.Tensor
+
     def __init__(self, mean, std, in_channels: int):
         super().__init__()
         mean_v = _as_channel_vector("mean", mean, in_channels)

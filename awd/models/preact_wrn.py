@@ -28,7 +28,7 @@ class PreActWideBlock(nn.Module):
         if self.dropout > 0:
             out = F.dropout(out, p=self.dropout, training=self.training)
         out = self.conv2(out)
-        return out + (x if self.equal_in_out else self.shortcut(act))
+        return out + (x if self.shortcut is None else self.shortcut(act))  # None exactly when equal_in_out
 
 
 class PreActWideResNet(nn.Module):

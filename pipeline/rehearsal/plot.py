@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.atomic_io import save_figure
+from pipeline.report.figure_io import save_figure
 
 ORDER = ("train", "train (phase 2: AWD)", "attack", "prune")
 

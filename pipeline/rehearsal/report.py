@@ -9,7 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.atomic_io import write_json, write_text
+from jobs.store import atomic_write_text as write_text
+from pipeline.common import write_json
 from pipeline.rehearsal import store_facts, timeline
 
 STAGES = ("prepare", "train", "attack", "prune", "aggregate")

@@ -11,7 +11,8 @@ import json
 import shutil
 from pathlib import Path
 
-from pipeline.atomic_io import write_json, write_text
+from jobs.store import atomic_write_text as write_text
+from pipeline.common import write_json
 from pipeline.rehearsal.report import markdown
 
 SUMMARY_KEYS = ("label", "exit_status", "units_per_job", "units", "makespan_h", "lower_bound_h", "efficiency",

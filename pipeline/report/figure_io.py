@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from pipeline import atomic_io  # noqa: E402
+from jobs.store import atomic_write_bytes, atomic_write_text  # noqa: E402
 
 DPI = 100
 COLORS = {"fixed": "tab:blue", "awd": "tab:orange", "adadecay": "tab:green"}
@@ -26,6 +26,13 @@ class FigureResult:
     note: str = ""  # what the figure shows in this configuration, for the report
 
 
+def save_figure(fig, path: Path, dpi: int = DPI) -> None:
+    """PNG without software/time metadata, so that a rerun writes identical bytes; atomically."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def new_figure(nrows: int, ncols: int, width: float = 4.0, height: float = 3.2):
     # Library defaults, not the user's matplotlibrc: the committed PNGs must not depend on who ran aggregate.
     matplotlib.rc_file_defaults()
@@ -37,11 +44,11 @@ def write(fig, data: pd.DataFrame, out_dir: Path, fid: str, tight: bool = True) 
     out_dir = Path(out_dir)
     if tight:
         fig.tight_layout()
-    atomic_io.save_figure(fig, out_dir / f"{fid}.png", dpi=DPI)
+    save_figure(fig, out_dir / f"{fid}.png", dpi=DPI)
     plt.close(fig)
     buf = io.StringIO()
     data.to_csv(buf, index=False, float_format="%.6g", lineterminator="\n")
-    atomic_io.write_text(out_dir / f"{fid}.csv", buf.getvalue())
+    atomic_write_text(out_dir / f"{fid}.csv", buf.getvalue())
 
 
 def remove_stale(out_dir: Path, fid: str) -> None:

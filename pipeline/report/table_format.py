@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline import atomic_io
+from jobs.store import atomic_write_text
 from pipeline.report.stats import t_interval
 
 VALUE_COLUMNS = ["metric", "ours", "ours_std", "ci_low", "ci_high", "n", "paper", "paper_std", "diff", "note"]
@@ -100,8 +100,8 @@ class Table:
         return f"# {self.id}: {self.title}\n\n{self.markdown_body()}"
 
     def write(self, out_dir: Path) -> None:
-        atomic_io.write_text(Path(out_dir) / f"{self.id}.md", self.to_markdown())
-        atomic_io.write_text(Path(out_dir) / f"{self.id}.csv", self.to_csv())
+        atomic_write_text(Path(out_dir) / f"{self.id}.md", self.to_markdown())
+        atomic_write_text(Path(out_dir) / f"{self.id}.csv", self.to_csv())
 
 
 def _finite(x) -> bool:

@@ -12,8 +12,9 @@ def trained_model(config: dict, store):
 
     train_cfg = TrainConfig.from_dict(config["train_config"])
     if not store.is_done("train", config["train_key"], verify="changed"):  # never evaluate a damaged model.pt
-        raise RuntimeError(f"train/{config['train_key']} is not done or was damaged (see {store.root}/_quarantine/"
-                           "train/); recompute it with `dvc repro -f -s train`")
+        why = store.damage("train", config["train_key"], verify="changed") or "no manifest"
+        raise RuntimeError(f"train/{config['train_key']} is not done or was damaged ({why}); recompute it with "
+                           "`dvc repro -f -s train`")
     num_classes, in_channels, _ = dataset_info(train_cfg.dataset)
     model = load_model(store.path("train", config["train_key"]), train_cfg, num_classes, in_channels)
     return model.eval(), train_cfg
