@@ -89,6 +89,7 @@ def _lines(source, problems) -> list[str]:
 # --- field types ----------------------------------------------------------------------------------------------------
 
 _HINTS = get_type_hints(TrainConfig, include_extras=True)
+Epochs, NoiseSeed = _HINTS["epochs"], _HINTS["noise_seed"]
 
 
 def _bounds(name: str) -> dict:
@@ -340,7 +341,7 @@ class NoisyStudy(Compared):
     rates: Grid(**_bounds("noise_rate"))
     wds: Grid() | None = None
     dogs: Grid() | None = None
-    noise_seed: _HINTS[noise_seed] = 0
+    noise_seed: NoiseSeed = 0
 
 
 class LrSensitivityStudy(Compared):
@@ -375,7 +376,7 @@ class VariantRun(Model):
     values: Grid() | None = None  # a re-tuning grid (Table 4's starred rows): best by val PGD-20
     from_sweep: Flag = False  # the adversarial sweep's run at the nearest swept value, no run of its own
     optimizer: Choice(OPTIMIZERS, "optimizer") | None = None
-    epochs: _HINTS[epochs] | None = None
+    epochs: Epochs | None = None
     train: Overrides = {}
 
     @model_validator(mode="after")
