@@ -30,6 +30,7 @@ from pydantic import (
     BeforeValidator,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     WrapValidator,
     create_model,
     model_validator,
@@ -250,6 +251,11 @@ class Plateau(Model):
 # --- studies --------------------------------------------------------------------------------------------------------
 
 
+def _plugins(info: ValidationInfo) -> dict:
+    """The top-level `methods:` section, passed by `validate` as context so that studies can check names."""
+    return (info.context or {}).get("plugins", {})
+
+
 def _none_is_empty(v):
     return () if v is None else v
 
@@ -270,7 +276,7 @@ class Compared(Study):
     methods: dict[str, Grid()] = {}
 
     @model_validator(mode="after")
-    def _methods(self):
+    def _methods(self, info: ValidationInfo):
         short = {k: m for k, m in self.SHORTHANDS.items() if getattr(self, k) is not None}
         both = "/".join(self.SHORTHANDS.values())
         if self.methods and short:
@@ -289,7 +295,8 @@ class Compared(Study):
             values = {m: _as_tuple(getattr(self, k)) for k, m in short.items()}
             where = {m: f".{k}" for k, m in short.items()}
         scalar = self.SCALAR and not self.methods
-        problems = [(where[m] if scalar else f"{where[m]}[{i}]", p) for m, vals in values.items()
+        problems = [(f".methods.{m}", e) for m in self.methods if (e := check_method(m, _plugins(info)))]
+        problems += [(where[m] if scalar else f"{where[m]}[{i}]", p) for m, vals in values.items()
                     for i, v in enumerate(vals) if (p := method_value_problem(m, v))]
         if problems:
             raise problems_error(problems)
@@ -380,8 +387,10 @@ class VariantRun(Model):
     train: Overrides = {}
 
     @model_validator(mode="after")
-    def _rules(self):
+    def _rules(self, info: ValidationInfo):
         p, method = [], self.method
+        if e := check_method(method, _plugins(info)):
+            raise problems_error([(".method", e)])
         if self.values is not None:
             if self.value is not None:
                 p.append((".values", "give either value (one run) or values (a re-tuning grid), not both"))
@@ -511,19 +520,6 @@ def _plugin_problems(plugins: dict) -> list[tuple[str, str]]:
     return p
 
 
-def _study_method_problems(params: Params) -> list[tuple[str, str]]:
-    p = []
-    for suite, i, study in params.studies():
-        if isinstance(study, Compared):
-            for name in study.methods:
-                if e := check_method(name, params.methods):
-                    p.append((f"suites.{suite}[{i}].methods.{name}", e))
-        for j, run in enumerate(getattr(study, "runs", ())):
-            if e := check_method(run.method, params.methods):
-                p.append((f"suites.{suite}[{i}].runs[{j}].method", e))
-    return p
-
-
 def _nesterov_problems(params: Params) -> list[tuple[str, str]]:
     p = [("train.nesterov", m) for k, m in run_problems(params.train) if k == "nesterov"]
     for suite, i, study in params.studies():
@@ -608,10 +604,11 @@ def validate(raw, source: str = "params.yaml") -> Params:
         raise ParamsError(_lines(source, [("", f"the file must be a mapping with keys "
                                                f"{', '.join(Params.model_fields)}, got {got}")]))
     try:
-        params = Params.model_validate(raw)
+        plugins = raw.get("methods") if isinstance(raw.get("methods"), dict) else {}
+        params = Params.model_validate(raw, context={"plugins": plugins})
     except ValidationError as e:
         raise ParamsError(_lines(source, explain(e, Params))) from None
-    problems = (_plugin_problems(params.methods) + _study_method_problems(params) + _nesterov_problems(params)
+    problems = (_plugin_problems(params.methods) + _nesterov_problems(params)
                 + _best_seed_problems(params) + _from_sweep_problems(params))
     if problems:
         raise ParamsError(_lines(source, problems))
