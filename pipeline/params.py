@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import Annotated, ClassVar, get_type_hints
+from typing import Annotated, ClassVar
 
 import annotated_types
 from pydantic import (
@@ -89,8 +89,13 @@ def _lines(source, problems) -> list[str]:
 
 # --- field types ----------------------------------------------------------------------------------------------------
 
-_HINTS = get_type_hints(TrainConfig, include_extras=True)
-Epochs, NoiseSeed = _HINTS["epochs"], _HINTS["noise_seed"]
+def _type(key: str):
+    """A TrainConfig field's type with its rule: the very objects TrainConfig validates with."""
+    info = TrainConfig.model_fields[key]
+    return Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+
+
+Epochs, NoiseSeed = _type("epochs"), _type("noise_seed")
 
 
 def _bounds(name: str) -> dict:
@@ -187,7 +192,7 @@ def _section(name: str, keys, *, required=(), partial=False, hints=None, **extra
     for key in keys:
         info = TrainConfig.model_fields[key]
         default = ... if key in required else None if partial else info.get_default(call_default_factory=True)
-        fields[key] = (_HINTS[key], default)
+        fields[key] = (_type(key), default)
     model = create_model(name, __base__=Model, **fields, **extra)
     model.hints = dict(hints or {})
     return model
