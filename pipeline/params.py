@@ -314,7 +314,6 @@ def _as_tuple(v) -> tuple:
 
 
 class NaturalStudy(Study):
-    noun: ClassVar[str] = "natural studies"
     wd: Real()
     seeds: Seeds
     plateau: Plateau
@@ -327,53 +326,42 @@ class NaturalStudy(Study):
         return self
 
 
-class GridStudy(Compared):
-    noun: ClassVar[str] = "grid studies"
-    SHORTHANDS: ClassVar[dict[str, str]] = {"wds": "fixed", "dogs": "awd"}
-    REQUIRED: ClassVar[tuple[str, ...]] = ("wds",)
-    name: Text
-    lrs: Grid(**_bounds("lr"))
-    wds: Grid() | None = None
-    dogs: Grid() | None = None  # AWD over lr × DoG (paper footnote 2, Fig. 1(c))
-
-
-class AdversarialStudy(Compared):
-    noun: ClassVar[str] = "adversarial studies"
+class _Grids(Compared):
     SHORTHANDS: ClassVar[dict[str, str]] = {"wds": "fixed", "dogs": "awd"}
     REQUIRED: ClassVar[tuple[str, ...]] = ("wds", "dogs")
     wds: Grid() | None = None
     dogs: Grid() | None = None
+
+
+class _Values(Compared):
+    SHORTHANDS: ClassVar[dict[str, str]] = {"wd": "fixed", "dog": "awd"}
+    REQUIRED: ClassVar[tuple[str, ...]] = ("wd", "dog")
+    SCALAR: ClassVar[bool] = True
+    wd: Real() | None = None
+    dog: Real() | None = None
+
+
+class GridStudy(_Grids):
+    REQUIRED: ClassVar[tuple[str, ...]] = ("wds",)  # dogs: AWD over lr × DoG (paper footnote 2, Fig. 1(c))
+    name: Text
+    lrs: Grid(**_bounds("lr"))
+
+
+class AdversarialStudy(_Grids):
     best_seeds: ExtraSeeds = ()  # extra seeds of each method's val-selected best value
 
 
-class NoisyStudy(Compared):
-    noun: ClassVar[str] = "noisy studies"
-    SHORTHANDS: ClassVar[dict[str, str]] = {"wds": "fixed", "dogs": "awd"}
-    REQUIRED: ClassVar[tuple[str, ...]] = ("wds", "dogs")
+class NoisyStudy(_Grids):
     rates: Grid(**_bounds("noise_rate"))
-    wds: Grid() | None = None
-    dogs: Grid() | None = None
     noise_seed: NoiseSeed = 0
 
 
-class LrSensitivityStudy(Compared):
-    SCALAR: ClassVar[bool] = True
-    noun: ClassVar[str] = "lr_sensitivity studies"
-    SHORTHANDS: ClassVar[dict[str, str]] = {"wd": "fixed", "dog": "awd"}
-    REQUIRED: ClassVar[tuple[str, ...]] = ("wd", "dog")
+class LrSensitivityStudy(_Values):
     lrs: Grid(**_bounds("lr"))
-    wd: Real() | None = None
-    dog: Real() | None = None
     seeds: Seeds
 
 
-class UnderfitStudy(Compared):
-    SCALAR: ClassVar[bool] = True
-    noun: ClassVar[str] = "underfit studies"
-    SHORTHANDS: ClassVar[dict[str, str]] = {"wd": "fixed", "dog": "awd"}
-    REQUIRED: ClassVar[tuple[str, ...]] = ("wd", "dog")
-    wd: Real() | None = None
-    dog: Real() | None = None
+class UnderfitStudy(_Values):
     n_images: Int(ge=1)
 
 
@@ -426,7 +414,6 @@ class VariantRun(Model):
 
 
 class VariantsStudy(Study):
-    noun: ClassVar[str] = "variants studies"
     runs: tuple[VariantRun, ...]
 
     @model_validator(mode="after")
@@ -469,6 +456,8 @@ class Suites(Model):
 
 
 SUITE_NAMES = tuple(Suites.model_fields)
+for _name, _field in Suites.model_fields.items():  # "must be a list of natural studies"
+    _field.annotation.__args__[0].noun = f"{_name} studies"
 
 
 class Params(Model):
