@@ -460,6 +460,23 @@ for _name, _field in Suites.model_fields.items():  # "must be a list of natural 
     _field.annotation.__args__[0].noun = f"{_name} studies"
 
 
+def _plugins_checked(plugins):
+    """The top-level `methods:` section: a plugin method's params name -> "package.module:Class"."""
+    if not isinstance(plugins, dict):
+        return None, [("", f"must be a mapping of method names to package.module:Class, got {show(plugins)}")]
+    p = []
+    for name, path in plugins.items():
+        if name in METHODS or not (isinstance(name, str) and re.fullmatch(r"[A-Za-z_][\w-]*", name)):
+            p.append((f".{name}", f"a plugin's name must be a word that is not a built-in method "
+                                  f"({', '.join(METHODS)}), got {show(name)}"))
+        elif not (isinstance(path, str) and PLUGIN_PATH.match(path)):
+            p.append((f".{name}", f"must be package.module:Class, got {show(path)}"))
+    return dict(plugins), p
+
+
+Plugins = Annotated[dict[str, str], _check(_plugins_checked)]
+
+
 class Params(Model):
     hints: ClassVar[dict[str, str]] = {k: _EXECUTOR_HINT for k in ("executor", "slurm", "submitit")}
     data: DataParams = DataParams()
@@ -467,7 +484,7 @@ class Params(Model):
     adversarial: AdversarialParams = AdversarialParams()
     autoattack: AutoAttackParams = AutoAttackParams()
     prune: PruneParams = PruneParams()
-    methods: dict[str, Text] = {}  # a plugin method's params name -> "package.module:Class"
+    methods: Plugins = {}
     suites: Suites
     _source: str = PrivateAttr("params.yaml")
 
@@ -493,7 +510,7 @@ def check_method(name, plugins: dict) -> str | None:
     top-level `methods:` section."""
     if name in METHODS or name in plugins:
         return None
-    known = [*METHODS, *plugins]
+    known = [*METHODS, *(p for p in plugins if p not in METHODS)]
     return (f"unknown weight-decay method {show(name)}{did_you_mean(name, known)}; allowed: {', '.join(known)} "
             "(a plugin method is named in the top-level methods section: {name: package.module:Class})")
 
@@ -501,17 +518,6 @@ def check_method(name, plugins: dict) -> str | None:
 def method_path(name: str, plugins: dict) -> str:
     """The run config's `wd_method` of a method: a built-in's name, a plugin's package.module:Class."""
     return name if name in METHODS else plugins[name]
-
-
-def _plugin_problems(plugins: dict) -> list[tuple[str, str]]:
-    p = []
-    for name, path in plugins.items():
-        if name in METHODS or not re.fullmatch(r"[A-Za-z_][\w-]*", name):
-            p.append((f"methods.{name}", f"a plugin's name must be a word that is not a built-in method "
-                                         f"({', '.join(METHODS)}), got {name!r}"))
-        elif not PLUGIN_PATH.match(path):
-            p.append((f"methods.{name}", f"must be package.module:Class, got {show(path)}"))
-    return p
 
 
 def _nesterov_problems(params: Params) -> list[tuple[str, str]]:
@@ -602,7 +608,7 @@ def validate(raw, source: str = "params.yaml") -> Params:
         params = Params.model_validate(raw, context={"plugins": plugins})
     except ValidationError as e:
         raise ParamsError(_lines(source, explain(e, Params))) from None
-    problems = (_plugin_problems(params.methods) + _nesterov_problems(params)
+    problems = (_nesterov_problems(params)
                 + _best_seed_problems(params) + _from_sweep_problems(params))
     if problems:
         raise ParamsError(_lines(source, problems))
