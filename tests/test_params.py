@@ -578,3 +578,24 @@ def test_yaml_is_read_as_dvc_reads_it(tmp_path):
     f.write_text(EMBEDDED.read_text().replace("download: false", "download: no"))  # YAML 1.2: a string
     with pytest.raises(ParamsError, match=r"data.download: must be true or false, got 'no'"):
         load_params(f)
+
+
+def test_train_config_reports_every_bad_key_at_once():
+    from awd.train_config import TrainConfig
+
+    with pytest.raises(ValueError) as exc:
+        TrainConfig.from_dict({"lr": -1, "epochs": 0, "lrr": 1, "wd_method": "awd", "dog": 0.0})
+    lines = str(exc.value).splitlines()
+    assert lines[:3] == ["train config: epochs: must be >= 1, got 0", "train config: lr: must be > 0, got -1",
+                         "train config: lrr: unknown key 'lrr' (did you mean 'lr'?); allowed: " +
+                         ", ".join(TrainConfig.model_fields)], lines
+
+
+@pytest.mark.reliability
+def test_a_stage_ends_with_exit_2_and_the_message_on_bad_params(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(EMBEDDED.read_text().replace("lr: 0.1", "lr: -0.1", 1).replace("epochs: 40", "epochs: 0"))
+    res = subprocess.run([sys.executable, "-m", "pipeline.prepare", "--params", str(bad)], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert f"ERROR: {bad}: train.epochs: must be >= 1, got 0\n{bad}: train.lr: must be > 0, got -0.1" in res.stderr
