@@ -12,8 +12,6 @@ from __future__ import annotations
 import sys
 import typing as tp
 
-from awd.checks import is_real
-
 DONE, DIVERGED, FAILED = "done", "diverged", "failed"
 
 
@@ -99,7 +97,7 @@ def _shows(cell: tp.Any, value: tp.Any, key: str) -> bool:
         return False
     if key == "dataset":
         return str(cell).split(" (")[0] == str(value)
-    if is_real(value):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
         return f"{float(value):.4g}" in {part.strip() for part in str(cell).split(",")}
     return str(cell) == str(value)
 
