@@ -21,7 +21,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-METHODS = ("none", "fixed", "awd", "adadecay")
+from awd.checks import is_real
+from awd.train_config import METHODS  # the built-in methods, listed once with the run config
 
 # Relative std of |g| below which AdaDecay treats a tensor's gradient magnitudes as constant.
 _ADADECAY_FLAT = 1e-4
@@ -97,7 +98,7 @@ def bn_bias_params(source) -> list[Tensor]:
 
 
 def _check_nonneg(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+    if not is_real(value) or not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     return float(value)
 

@@ -66,7 +66,7 @@ def _expected_failure(exc: BaseException) -> bool:
     from jobs.executors import ExecutorConfigError
     from jobs.store import StoreError
     from jobs.submit import UnitsFailed
-    from pipeline.schema import ParamsError
+    from pipeline.params import ParamsError
 
     return isinstance(exc, (ParamsError, ExecutorConfigError, UnitsFailed, StoreError))
 
@@ -79,7 +79,7 @@ def run_entry_point(main: tp.Callable[[], int | None]) -> tp.NoReturn:
 def exit_status(main: tp.Callable[[], int | None]) -> int:
     """Runs an entry point's `main` and returns its exit status: logging configured once (jobs/console.py), an
     expected failure (see `_expected_failure`) shown as `ERROR: <message>` alone (status 1) instead of under a
-    traceback, Ctrl-C as `interrupted` (status 130: run_units already said how to cancel or re-attach). Nothing
+    traceback (bad params: status 2), Ctrl-C as `interrupted` (status 130: run_units already said how to cancel or re-attach). Nothing
     global (no sys.excepthook) is installed: a caller that imports a stage's `main` gets plain exceptions."""
     configure_logging()
     try:
@@ -91,7 +91,9 @@ def exit_status(main: tp.Callable[[], int | None]) -> int:
         if not _expected_failure(exc):
             raise
         print(f"ERROR: {exc}", file=sys.stderr, flush=True)
-        return 1
+        from pipeline.params import ParamsError
+
+        return 2 if isinstance(exc, ParamsError) else 1  # bad params: a usage error; nothing was submitted yet
 
 
 def stage_args(description: str) -> argparse.Namespace:

@@ -169,10 +169,10 @@ BAD = [
     ("seed_duplicate", "suites.natural[0].seeds[1]", 0, ["duplicate seed 0", "unique"]),
     ("seeds_empty", "suites.natural[0].seeds", [], ["[]", "non-empty list"]),
     ("plateau_window_zero", "suites.natural[0].plateau.window", 0, ["got 0", ">= 1"]),
-    ("plateau_rel_tol_zero", "suites.natural[0].plateau.rel_tol", 0.0, ["0.0", "> 0"]),
+    ("plateau_rel_tol_zero", "suites.natural[0].plateau.rel_tol", 0.0, ["0.0", "(0, 1)"]),  # awd.dog's range
     ("grid_empty", "suites.grid[0].lrs", [], ["empty grid"]),
     ("grid_lr_zero", "suites.grid[0].lrs[0]", 0.0, ["0.0", "> 0"]),
-    ("grid_wd_negative", "suites.grid[0].wds[0]", -5e-05, ["-5e-05", ">= 0"]),
+    ("grid_wd_negative", "suites.grid[0].wds[0]", -5e-05, ["-5e-05", "> 0", "method none"]),
     ("grid_duplicate_after_rounding", "suites.grid[0].lrs[1]", 0.0100000001,
      ["0.0100000001", "same as suites.grid[0].lrs[0]", "6 significant digits"]),
     ("dog_negative", "suites.adversarial[0].dogs", [0.02, 0.03, -0.1], ["-0.1", "> 0"]),
@@ -185,13 +185,13 @@ BAD = [
     ("noise_rate_one", "suites.noisy[0].rates[2]", 1.0, ["1.0", "[0, 1)"]),
     ("variant_method", "suites.variants[0].runs[0].method", "sam", ["'sam'", "none, fixed, awd, adadecay"]),
     ("variant_awd_zero", "suites.variants[0].runs[4].value", 0.0, ["0.0", "> 0"]),
-    ("variant_value_negative", "suites.variants[0].runs[0].value", -1e-4, ["-0.0001", ">= 0"]),
+    ("variant_value_negative", "suites.variants[0].runs[0].value", -1e-4, ["-0.0001", "> 0"]),
     ("variant_optimizer", "suites.variants[0].runs[0].optimizer", "adamw", ["'adamw'", "sgd, asam"]),
     ("variant_epochs_zero", "suites.variants[0].runs[0].epochs", 0, ["got 0", ">= 1"]),
     ("variant_name_duplicate", "suites.variants[0].runs[1].name", "λ_wd=0.015 SGD",
      ["'λ_wd=0.015 SGD'", "unique"]),
     ("lr_sens_dog_zero", "suites.lr_sensitivity[0].dog", 0, ["got 0", "> 0"]),
-    ("lr_sens_wd_negative", "suites.lr_sensitivity[0].wd", -0.1, ["-0.1", ">= 0"]),
+    ("lr_sens_wd_negative", "suites.lr_sensitivity[0].wd", -0.1, ["-0.1", "> 0"]),
     ("n_images_zero", "suites.underfit[0].n_images", 0, ["got 0", ">= 1"]),
     ("study_train_typo", "suites.natural[0].train", {"epoch": 3}, ["'epoch'", "did you mean 'epochs'"]),
     ("suites_not_list", "suites.natural", {"dataset": "digits"}, ["list of natural studies"]),
@@ -219,7 +219,17 @@ BAD = [
     ("aa_batch_size_zero", "autoattack.batch_size", 0, ["got 0", ">= 1"]),
     ("aa_block_size_zero", "autoattack.block_size", 0, ["got 0", ">= 1"]),
     ("noise_rate_negative", "suites.noisy[0].rates[0]", -0.1, ["-0.1", "[0, 1)"]),
-    ("noisy_wd_negative", "suites.noisy[0].wds[0]", -5e-4, ["-0.0005", ">= 0"]),
+    ("noisy_wd_negative", "suites.noisy[0].wds[0]", -5e-4, ["-0.0005", "> 0"]),
+    # a fixed λ of 0 is method none: TrainConfig refuses it, so params do too, before anything is submitted
+    ("grid_wd_zero", "suites.grid[0].wds[0]", 0.0, ["got 0.0", "> 0", "method none"]),
+    ("methods_and_shorthand", "suites.adversarial[0].methods", {"fixed": [1e-3]}, ["either methods or wds/dogs"]),
+    ("methods_unknown", "suites.noisy[0]", {"dataset": "digits", "rates": [0.0], "methods": {"fixd": [1e-3]}},
+     ["'fixd'", "did you mean 'fixed'", "top-level methods section"]),
+    ("methods_empty", "suites.grid[0]", {"dataset": "digits", "name": "g", "lrs": [0.1], "methods": {}}, ["empty"]),
+    ("methods_value", "suites.underfit[0]", {"dataset": "digits", "n_images": 4, "methods": {"awd": [0.1, 0.0]}},
+     ["methods.awd[1]", "got 0.0", "> 0"]),
+    ("plugin_path", "methods", {"sgdw": "examples.sgdw.SGDW"}, ["package.module:Class", "'examples.sgdw.SGDW'"]),
+    ("plugin_builtin_name", "methods", {"awd": "examples.sgdw:SGDW"}, ["not a built-in method"]),
     ("noisy_dog_zero", "suites.noisy[0].dogs[0]", 0.0, ["0.0", "> 0"]),
     ("prune_amount_zero", "prune.amounts[0]", 0.0, ["0.0", "(0, 1)"]),
     ("prune_amount_negative", "prune.amounts[0]", -0.5, ["-0.5", "(0, 1)"]),
@@ -519,4 +529,73 @@ def test_cli_reports_ok_and_errors(tmp_path):
     bad.write_text(EMBEDDED.read_text().replace("lr: 0.1", "lr: -0.1", 1))
     res = subprocess.run([sys.executable, "-m", "pipeline.params", str(bad)], cwd=ROOT, capture_output=True,
                          text=True)
-    assert res.returncode == 1 and "train.lr: must be > 0, got -0.1" in res.stderr
+    assert res.returncode == 2 and "train.lr: must be > 0, got -0.1" in res.stderr
+
+
+# --- one definition of a run config -----------------------------------------------------------------------------
+
+
+def test_params_sections_take_their_fields_from_train_config():
+    from awd.train_config import TrainConfig
+    from pipeline.params import TRAIN_REQUIRED, DataParams, TrainOverrides, TrainSection
+
+    for section in (TrainSection, TrainOverrides, DataParams):
+        for name, field in section.model_fields.items():
+            if name in ("root", "download"):
+                continue
+            ours = TrainConfig.model_fields[name]
+            assert field.metadata == ours.metadata, name  # the same type, range and rule objects
+            if section is TrainSection and name not in TRAIN_REQUIRED:
+                assert field.get_default(call_default_factory=True) == ours.get_default(call_default_factory=True)
+    assert set(TrainSection.model_fields) | {"dataset", "val_fraction", "split_seed", "noise_rate", "noise_seed",
+                                              "wd_method", "wd", "dog", "adversarial", "eps", "step_size",
+                                              "train_steps", "val_steps", "bn_mode"} == set(TrainConfig.model_fields)
+
+
+@pytest.mark.parametrize("key,ok,bad", [
+    ("awd_ema", 1.0, 0.0),  # λ̄ ← (1−ema)·λ̄ + ema·λ: 1 is no averaging, 0 never moves λ̄ (awd.weight_decay agrees)
+    ("eps", 1.0, 1.5),  # an L∞ radius on pixels in [0, 1]
+    ("dog", 0.0, -0.1),  # 0 when the method is not AWD
+])
+def test_run_config_ranges(key, ok, bad):
+    from awd.train_config import TrainConfig
+
+    TrainConfig.from_dict({key: ok})
+    with pytest.raises(ValueError, match=f"train config: {key}: must be"):
+        TrainConfig.from_dict({key: bad})
+
+
+def test_adversarial_training_needs_a_positive_radius():
+    from awd.train_config import TrainConfig
+
+    TrainConfig.from_dict({"adversarial": False, "eps": 0.0, "step_size": 0.0})  # a natural run's neutral values
+    with pytest.raises(ValueError, match=r"eps: must be in \(0, 1\] for adversarial training, got 0.0"):
+        TrainConfig.from_dict({"adversarial": True, "eps": 0.0})
+
+
+def test_yaml_is_read_as_dvc_reads_it(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text(EMBEDDED.read_text().replace("download: false", "download: no"))  # YAML 1.2: a string
+    with pytest.raises(ParamsError, match=r"data.download: must be true or false, got 'no'"):
+        load_params(f)
+
+
+def test_train_config_reports_every_bad_key_at_once():
+    from awd.train_config import TrainConfig
+
+    with pytest.raises(ValueError) as exc:
+        TrainConfig.from_dict({"lr": -1, "epochs": 0, "lrr": 1, "wd_method": "awd", "dog": 0.0})
+    lines = str(exc.value).splitlines()
+    assert lines[:3] == ["train config: epochs: must be >= 1, got 0", "train config: lr: must be > 0, got -1",
+                         "train config: lrr: unknown key 'lrr' (did you mean 'lr'?); allowed: " +
+                         ", ".join(TrainConfig.model_fields)], lines
+
+
+@pytest.mark.reliability
+def test_a_stage_ends_with_exit_2_and_the_message_on_bad_params(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(EMBEDDED.read_text().replace("lr: 0.1", "lr: -0.1", 1).replace("epochs: 40", "epochs: 0"))
+    res = subprocess.run([sys.executable, "-m", "pipeline.prepare", "--params", str(bad)], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert f"ERROR: {bad}: train.epochs: must be >= 1, got 0\n{bad}: train.lr: must be > 0, got -0.1" in res.stderr
