@@ -196,7 +196,7 @@ class _Run:
         self.optimizer = build_optimizer("sgd", self.model.parameters(), cfg.lr, cfg.momentum, cfg.nesterov)
         self.asam = ASAM(self.optimizer, self.model, cfg.asam_rho, cfg.asam_eta) if cfg.optimizer == "asam" else None
         self.wd = build_weight_decay(cfg.wd_method, self.model, wd=cfg.wd, dog=cfg.dog, alpha=cfg.adadecay_alpha,
-                                     ema=cfg.awd_ema, exclude_bn_bias=cfg.exclude_bn_bias)
+                                     ema=cfg.awd_ema, exclude_bn_bias=cfg.exclude_bn_bias, optimizer=self.optimizer)
         self.n_train = len(data.y_train)
         self.iters_per_epoch = math.ceil(self.n_train / cfg.batch_size)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _cosine(cfg.epochs * self.iters_per_epoch))
