@@ -41,9 +41,9 @@ def is_plugin_spec(spec: str) -> bool:
     return isinstance(spec, str) and ":" in spec
 
 
-def plugin_module(spec: str) -> str | None:
-    """The module a plugin spec names (its code enters the run's key); None for a built-in name."""
-    return spec.split(":", 1)[0] if is_plugin_spec(spec) else None
+def plugin_modules(spec: str) -> tuple[str, ...]:
+    """The module a plugin spec names (its code enters the run's key and code snapshot); () for a built-in."""
+    return (spec.split(":", 1)[0],) if is_plugin_spec(spec) else ()
 
 
 def _entry_point(name: str):
