@@ -164,7 +164,7 @@ WeightDecay = _WeightDecay  # the public name plugins extend (examples/sgdw.py)
 class NoWeightDecay(_WeightDecay):
     """No decay: ``apply_()`` leaves the gradients alone and returns λ = 0; DoG is 0."""
 
-    name, param, param_label, sweep = "none", "wd", "—", "log"
+    name, param, param_label, sweep = "none", "wd", "none", "log"
 
     @classmethod
     def from_config(cls, params, *, exclude=None, **_):

@@ -15,7 +15,7 @@ from examples.sgdw import SGDW
 
 
 @pytest.mark.parametrize("name, cls, param, label", [
-    ("none", NoWeightDecay, "wd", "—"), ("fixed", FixedWeightDecay, "wd", "λ_wd"),
+    ("none", NoWeightDecay, "wd", "none"), ("fixed", FixedWeightDecay, "wd", "λ_wd"),
     ("awd", AdaptiveWeightDecay, "dog", "DoG"), ("adadecay", AdaDecay, "wd", "λ_AdaDecay")])
 def test_builtins_are_registered_like_plugins(name, cls, param, label):
     assert resolve_method(name) is cls and load_method(name) is cls
