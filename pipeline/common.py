@@ -65,7 +65,7 @@ def _expected_failure(exc: BaseException) -> bool:
     from jobs.executors import ExecutorConfigError
     from jobs.store import StoreError
     from jobs.submit import UnitsFailed
-    from pipeline.schema import ParamsError
+    from pipeline.params import ParamsError
 
     return isinstance(exc, (ParamsError, ExecutorConfigError, UnitsFailed, StoreError))
 

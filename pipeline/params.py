@@ -1,384 +1,417 @@
-"""The typed schema of params.yaml and configs/*.yaml: load, validate, expand grids, build run-config bases.
+"""params.yaml and configs/*.yaml: load, validate, expand grids, build run-config bases.
 
-Sections: `train` and `suites` are required; `data`, `adversarial`, `autoattack` and `prune` may be omitted and
-then take the defaults below (the paper's settings, Appendix A). Every suite is optional: an absent, empty or null
-suite is not run. In `train` only model, epochs, batch_size and lr are required. A study's `train:` block overrides
-any train key for that study; overriding `model` without `model_kw` resets `model_kw` to `{}` (another model's
-keyword arguments would not apply).
+The schema is pydantic models composed from `awd.train_config.TrainConfig`: the `train:` section and the data and
+adversarial sections take their fields, ranges and defaults from it. Sections: `train` and `suites` are required;
+`data`, `adversarial`, `autoattack`, `prune` and `methods` may be omitted. Every suite is optional: an absent, empty
+or null suite is not run. In `train` only model, epochs, batch_size and lr are required. A study's `train:` block
+overrides any train key for that study; overriding `model` without `model_kw` resets `model_kw` to `{}`.
 
-Grid values (lrs, wds, dogs, rates, prune.amounts) are a list of numbers or `{geomspace: [start, stop, num]}` /
-`{linspace: [start, stop, num]}`, expanded to floats rounded to 6 significant digits with exact endpoints.
+A study that compares weight-decay methods lists them as `methods: {fixed: <grid>, awd: <grid>, <plugin>: <grid>}`;
+`wds:`/`dogs:` (`wd:`/`dog:`) are shorthands for `fixed`/`awd`. A plugin method is named in the top-level
+`methods:` section: `methods: {sgdw: "examples.sgdw:SGDW"}`.
 
-Executor settings (debug / local / slurm) are not params: they live in executor.yaml / $AWD_EXECUTOR (`jobs/`).
-No torch import here: `dvc repro` no-ops and dry runs stay fast.
+Grid values are a list of numbers or `{geomspace: [start, stop, num]}` / `{linspace: [start, stop, num]}`,
+expanded to floats rounded to 6 significant digits with exact endpoints.
+
+Errors: every problem of a file at once, one line each `file: dotted.key: what is allowed, got what`, raised as one
+`ParamsError`. Executor settings are not params (executor.yaml / $AWD_EXECUTOR, read by `jobs/`). No torch here.
 """
 
 from __future__ import annotations
 
+import re
 import sys
-from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Annotated, ClassVar, get_type_hints
 
-from pipeline.schema import (
-    INVALID,
-    Bool,
-    Checker,
+import annotated_types
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    WrapValidator,
+    create_model,
+    model_validator,
+)
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from awd.checks import is_int, number_problem, range_text, show
+from awd.train_config import (
+    DATASET_NAMES,
+    METHODS,
+    MODEL_NAMES,
+    OPTIMIZERS,
+    PLUGIN_PATH,
     Choice,
-    Grid,
+    Flag,
     Int,
-    KwArgs,
-    ListOf,
-    Nullable,
-    Num,
-    ParamsError,
-    Section,
-    Seeds,
-    Str,
-    load_yaml,
+    Model,
+    Real,
+    Text,
+    TrainConfig,
+    did_you_mean,
+    explain,
+    method_value_problem,
+    problems_error,
+    run_problems,
 )
 
 __all__ = [
     "ParamsError", "Params", "load_params", "validate", "resolve_train", "base_run_config", "check_data",
-    "RUN_CONFIG_KEYS", "DATASET_NAMES", "MODEL_NAMES", "WD_METHODS", "OPTIMIZERS", "SUITE_NAMES",
+    "check_method", "sweep_match", "to_dict", "RUN_CONFIG_KEYS", "DATASET_NAMES", "MODEL_NAMES", "METHODS",
+    "OPTIMIZERS", "SUITE_NAMES",
 ]
 
-# Mirrors awd.data.DATASET_NAMES / awd.models.MODEL_NAMES without importing torch; tests check they agree.
-DATASET_NAMES = ("digits", "cifar10", "cifar100")
-MODEL_NAMES = ("preact_wrn", "resnet32", "resnet34", "resnet50", "tiny")
-WD_METHODS = ("none", "fixed", "awd", "adadecay")
-OPTIMIZERS = ("sgd", "asam")
-ASAM_AWD_GRADS = ("descent", "ascent")
-BN_MODES = ("train", "eval")
 AUTOATTACK_VERSIONS = ("standard", "plus", "rand")
-SUITE_NAMES = ("natural", "grid", "adversarial", "variants", "noisy", "lr_sensitivity", "underfit")
-
-# docs/design.md "Run config", in that order.
-RUN_CONFIG_KEYS = (
-    "dataset", "val_fraction", "split_seed", "noise_rate", "noise_seed", "model", "model_kw", "epochs",
-    "batch_size", "lr", "momentum", "nesterov", "optimizer", "asam_rho", "asam_eta", "asam_awd_grad", "wd_method",
-    "wd", "dog", "awd_ema", "adadecay_alpha", "exclude_bn_bias", "augment", "adversarial", "eps", "step_size", "train_steps",
-    "val_steps", "bn_mode", "seed", "bf16", "channels_last", "deterministic", "dog_log_every",
-)
+RUN_CONFIG_KEYS = tuple(TrainConfig.model_fields)  # docs/design.md "Run config", in that order
+SIGNIFICANT_DIGITS = 6
 
 # Natural runs get these constants so that editing the adversarial section never changes their cache keys.
-# Steps are 1, the least awd.train_config.TrainConfig accepts; with adversarial false nothing reads them.
+# Steps are 1, the least TrainConfig accepts; with adversarial false nothing reads them.
 NEUTRAL_ADVERSARIAL = {"adversarial": False, "eps": 0.0, "step_size": 0.0, "train_steps": 1, "val_steps": 1,
                        "bn_mode": "train"}
 
-CIFAR_FILES = {
-    "cifar10": ("cifar-10-batches-py",
-                tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta")),
-    "cifar100": ("cifar-100-python", ("train", "test", "meta")),
-}
+
+class ParamsError(ValueError):
+    """Every problem of one config file, one per line: `<file>: <dotted.key[0]>: <what is wrong and allowed>`."""
+
+    def __init__(self, lines: list[str]):
+        self.lines = list(lines)
+        super().__init__("\n".join(self.lines))
+
+
+def _lines(source, problems) -> list[str]:
+    return [f"{source}: {key or '<top level>'}: {msg}" for key, msg in problems]
+
+
+# --- field types ----------------------------------------------------------------------------------------------------
+
+_HINTS = get_type_hints(TrainConfig, include_extras=True)
+Epochs, NoiseSeed = _HINTS["epochs"], _HINTS["noise_seed"]
+
+
+def _bounds(name: str) -> dict:
+    """The range of a TrainConfig field, to apply to a grid of its values."""
+    out = {}
+    for m in TrainConfig.model_fields[name].metadata:
+        for key in ("gt", "ge", "lt", "le"):
+            if isinstance(m, getattr(annotated_types, key.capitalize())):
+                out[key] = getattr(m, key)
+    return out
+
+
+def _check(problems_of):
+    """A wrap validator from `problems_of(value) -> (normalised value, [(key suffix, message)])`."""
+    def check(value, handler):
+        out, problems = problems_of(value)
+        if problems:
+            raise problems_error(problems)
+        return out
+    return WrapValidator(check)
+
+
+def _round(x: float) -> float:
+    """Grid values are rounded so that a value and the cache key built from it do not depend on float noise."""
+    return float(f"{x:.{SIGNIFICANT_DIGITS}g}")
+
+
+def expand_grid(value, bounds: dict):
+    """(values, problems) of a grid: a list of numbers or {geomspace|linspace: [start, stop, num]}."""
+    if isinstance(value, dict):
+        if len(value) != 1 or next(iter(value)) not in ("geomspace", "linspace"):
+            keys = ", ".join(map(show, value)) or "none"
+            return None, [("", f"a computed grid needs exactly one key, geomspace or linspace; got keys {keys}")]
+        (kind, spec), = value.items()
+        if not isinstance(spec, list) or len(spec) != 3:
+            return None, [(f".{kind}", f"must be [start, stop, num], got {show(spec)}")]
+        ends = {"gt": 0} if kind == "geomspace" else {}
+        problems = [(f".{kind}[{i}]", p) for i, p in enumerate((
+            number_problem(spec[0], **ends), number_problem(spec[1], **ends),
+            number_problem(spec[2], integer=True, ge=1))) if p]
+        if problems:
+            return None, problems
+        start, stop, num = float(spec[0]), float(spec[1]), int(spec[2])
+        at = (lambda t: start + (stop - start) * t) if kind == "linspace" else (lambda t: start * (stop / start) ** t)
+        values = [start] if num == 1 else [at(i / (num - 1)) for i in range(num - 1)] + [stop]  # exact endpoint
+        bad = [v for v in values if number_problem(v, **bounds)]
+        if bad:
+            return None, [(f".{kind}", f"{kind} gives {show(bad[0])}; values must be {range_text(**bounds)}")]
+        rounded = [_round(v) for v in values]
+        name = lambda i: f"{kind} value #{i}"  # noqa: E731
+        where = lambda i: f".{kind}"  # noqa: E731
+    else:
+        if not isinstance(value, list):
+            return None, [("", "must be a list of numbers or {geomspace|linspace: [start, stop, num]}, got "
+                               f"{show(value)}")]
+        if not value:
+            return None, [("", "empty grid: give at least one value")]
+        problems = [(f"[{i}]", p) for i, v in enumerate(value) if (p := number_problem(v, **bounds))]
+        if problems:
+            return None, problems
+        rounded = [_round(v) for v in value]
+        name = lambda i: f"{{here}}[{i}]"  # noqa: E731
+        where = lambda i: f"[{i}]"  # noqa: E731
+    for i, v in enumerate(rounded):
+        if v in rounded[:i]:
+            shown = show(value[i]) if isinstance(value, list) else show(v)
+            return None, [(where(i), f"duplicate grid value {shown} (same as {name(rounded.index(v))} after "
+                                     f"rounding to {SIGNIFICANT_DIGITS} significant digits)")]
+    return tuple(rounded), []
+
+
+def Grid(**bounds):  # noqa: N802 - used as a type
+    return Annotated[tuple[float, ...], _check(lambda v: expand_grid(v, bounds))]
+
+
+def _seeds(value, allow_empty: bool):
+    if allow_empty and value == []:
+        return (), []
+    if not isinstance(value, list) or not value:
+        return None, [("", f"must be a non-empty list of integer seeds, got {show(value)}")]
+    problems = [(f"[{i}]", p) for i, v in enumerate(value) if (p := number_problem(v, integer=True, ge=0))]
+    problems += [(f"[{i}]", f"duplicate seed {show(v)}; seeds must be unique") for i, v in enumerate(value)
+                 if is_int(v) and v in value[:i]]
+    return tuple(int(v) for v in value), problems
+
+
+Seeds = Annotated[tuple[int, ...], _check(lambda v: _seeds(v, allow_empty=False))]
+ExtraSeeds = Annotated[tuple[int, ...], _check(lambda v: _seeds(v, allow_empty=True))]
+
+
+def _section(name: str, keys, *, required=(), partial=False, hints=None, **extra):
+    """A pydantic model of TrainConfig's `keys` (their types, ranges and defaults), plus `extra` fields."""
+    fields = {}
+    for key in keys:
+        info = TrainConfig.model_fields[key]
+        default = ... if key in required else None if partial else info.get_default(call_default_factory=True)
+        fields[key] = (_HINTS[key], default)
+    model = create_model(name, __base__=Model, **fields, **extra)
+    model.hints = dict(hints or {})
+    return model
+
+
+# --- sections -------------------------------------------------------------------------------------------------------
 
 _EXECUTOR_HINT = ("executor settings are not params: put them in executor.yaml (or the file $AWD_EXECUTOR names), "
                   "read by jobs/executors.py; they never enter a run's cache key")
-
-# --- schema -----------------------------------------------------------------------------------------------------
-
-TRAIN_FIELDS = {
-    "model": Choice(MODEL_NAMES, "model"),
-    "model_kw": KwArgs(),
-    "epochs": Int(ge=1),
-    "batch_size": Int(ge=1),
-    "lr": Num(gt=0),
-    "momentum": Num(ge=0, lt=1),
-    "nesterov": Bool(),
-    "optimizer": Choice(OPTIMIZERS, "optimizer"),
-    "asam_rho": Num(gt=0),
-    "asam_eta": Num(ge=0),
-    "asam_awd_grad": Choice(ASAM_AWD_GRADS, "asam_awd_grad"),
-    "awd_ema": Num(gt=0, le=1),
-    "adadecay_alpha": Num(gt=0),
-    "exclude_bn_bias": Bool(),
-    "augment": Bool(),
-    "bf16": Bool(),
-    "channels_last": Bool(),
-    "deterministic": Bool(),
-    "seed": Int(ge=0),
-    "dog_log_every": Int(ge=1),
-}
-TRAIN_REQUIRED = ("model", "epochs", "batch_size", "lr")
-TRAIN_DEFAULTS = {
-    "model_kw": {}, "momentum": 0.9, "nesterov": False, "optimizer": "sgd", "asam_rho": 0.5, "asam_eta": 0.0,
-    "asam_awd_grad": "descent", "awd_ema": 0.9, "adadecay_alpha": 4.0, "exclude_bn_bias": False, "augment": True, "bf16": False,
-    "channels_last": False, "deterministic": True, "seed": 0, "dog_log_every": 1,
-}
-# Run-config keys that look like train keys but are set elsewhere.
-TRAIN_HINTS = {
-    **{k: f"{k!r} is set per study (suites.<suite>[i].wd / wds / dog / dogs / runs), not in train"
-       for k in ("wd", "wds", "dog", "dogs", "wd_method")},
+# Run-config keys that are not train keys, and where they are set.
+_ELSEWHERE = {
+    **{k: f"{k!r} is set per study (methods / wds / dogs / wd / dog), not in train" for k in
+       ("wd", "wds", "dog", "dogs", "wd_method", "methods")},
     "dataset": "the dataset is set per study (suites.<suite>[i].dataset), not in train",
     **{k: f"{k!r} belongs in the top-level adversarial section, not in train"
        for k in ("eps", "step_size", "train_steps", "val_steps", "bn_mode", "adversarial")},
     **{k: f"{k!r} belongs in the top-level data section, not in train" for k in ("val_fraction", "split_seed")},
+    **{k: f"{k!r} is set by the noisy suite (rates, noise_seed), not in train" for k in ("noise_rate", "noise_seed")},
     "executor": _EXECUTOR_HINT,
 }
+TRAIN_KEYS = tuple(k for k in RUN_CONFIG_KEYS if k not in _ELSEWHERE)
+TRAIN_REQUIRED = ("model", "epochs", "batch_size", "lr")
 
-DATA = Section(
-    {"root": Str(), "download": Bool(), "val_fraction": Num(gt=0, lt=1), "split_seed": Int(ge=0)},
-    defaults={"root": "data/raw", "download": False, "val_fraction": 0.1, "split_seed": 0},
-)
-ADVERSARIAL = Section(
-    {"eps": Num(gt=0, le=1), "step_size": Num(gt=0, le=1), "train_steps": Int(ge=1), "val_steps": Int(ge=1),
-     "bn_mode": Choice(BN_MODES, "bn_mode")},
-    defaults={"eps": 0.0313725, "step_size": 0.00784314, "train_steps": 7, "val_steps": 20, "bn_mode": "train"},
-)
+TrainSection = _section("TrainSection", TRAIN_KEYS, required=TRAIN_REQUIRED, hints=_ELSEWHERE)
+TrainOverrides = _section("TrainOverrides", TRAIN_KEYS, partial=True, hints=_ELSEWHERE)
+FullTrain = Annotated[TrainSection, AfterValidator(lambda m: m.model_dump())]
+Overrides = Annotated[TrainOverrides, AfterValidator(lambda m: m.model_dump(exclude_unset=True))]
 
-
-def _check_autoattack(chk, aa, path):
-    if aa["n_test"] is not None and aa["shards"] > aa["n_test"]:
-        chk.error(f"{path}.shards", f"{aa['shards']} shards for n_test={aa['n_test']} examples would leave "
-                                    "empty shards; must be <= n_test")
+DataParams = _section("DataParams", ("val_fraction", "split_seed"), root=(Text, "data/raw"), download=(Flag, False))
+# Only adversarial runs read this section, so eps and step_size are also > 0 here (TrainConfig: [0, 1], 0 when natural).
+_ATTACK = {k: (Real(**{**{b: v for b, v in _bounds(k).items() if b != "ge"}, "gt": 0}),
+               TrainConfig.model_fields[k].default) for k in ("eps", "step_size")}
+AdversarialParams = _section("AdversarialParams", ("train_steps", "val_steps", "bn_mode"), **_ATTACK)
 
 
-AUTOATTACK = Section(
-    {"version": Choice(AUTOATTACK_VERSIONS, "autoattack version"), "n_test": Nullable(Int(ge=1)),
-     "shards": Int(ge=1), "batch_size": Int(ge=1), "block_size": Int(ge=1), "seed": Int(ge=0)},
-    defaults={"version": "standard", "n_test": None, "shards": 1, "batch_size": 500, "block_size": 500, "seed": 0},
-    post=_check_autoattack,
-)
-PRUNE = Section({"amounts": Grid(Num(gt=0, lt=1))}, defaults={"amounts": [0.4, 0.5, 0.6, 0.7, 0.8, 0.9]})
+class AutoAttackParams(Model):
+    version: Choice(AUTOATTACK_VERSIONS, "autoattack version") = "standard"
+    n_test: Int(ge=1) | None = None  # pydantic evaluates the annotation
+    shards: Int(ge=1) = 1
+    batch_size: Int(ge=1) = 500
+    block_size: Int(ge=1) = 500  # examples attacked together with one seed; part of the result, so of the key
+    seed: Int(ge=0) = 0
+
+    @model_validator(mode="after")
+    def _shards_fit(self):
+        if self.n_test is not None and self.shards > self.n_test:
+            raise problems_error([(".shards", f"{self.shards} shards for n_test={self.n_test} examples would "
+                                              "leave empty shards; must be <= n_test")])
+        return self
 
 
-_SGD_KEYS = {"nesterov", "momentum"}
+class PruneParams(Model):
+    amounts: Grid(gt=0, lt=1) = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # awd.prune: a fraction of the weights
 
 
-def _check_nesterov(chk, train, path):
-    if train.get("nesterov") and train.get("momentum") == 0:
-        chk.error(f"{path}.nesterov", "nesterov: true needs momentum > 0, got momentum 0.0")
+class Plateau(Model):
+    window: Int(ge=1)
+    rel_tol: Real(gt=0, lt=1)
 
 
-def _train_section(required=(), defaults=None):
-    return Section(TRAIN_FIELDS, required=required, defaults=defaults, hints=TRAIN_HINTS, post=_check_nesterov)
+# --- studies --------------------------------------------------------------------------------------------------------
 
 
-LR, WD, DOG = Num(gt=0), Num(ge=0), Num(gt=0)
+def _plugins(info: ValidationInfo) -> dict:
+    """The top-level `methods:` section, passed by `validate` as context so that studies can check names."""
+    return (info.context or {}).get("plugins", {})
 
 
-def _check_variant_run(chk, run, path):
-    method, value = run["method"], run.get("value")
-    if "values" in run:
-        if "value" in run:
-            chk.error(f"{path}.values", "give either value (one run) or values (a re-tuning grid), not both")
-        elif method == "none":
-            chk.error(f"{path}.values", "method none takes no values")
-        if run["from_sweep"]:
-            chk.error(f"{path}.from_sweep", "a re-tuning grid (values) cannot come from the sweep; use value")
-        value = min(run["values"])
-    if run["from_sweep"]:
-        if method not in ("fixed", "awd"):
-            chk.error(f"{path}.from_sweep", f"only fixed / awd rows can reuse the adversarial sweep, not {method}")
-        for key in ("epochs", "train"):
-            if run.get(key):
-                chk.error(f"{path}.{key}", "a row reusing the adversarial sweep's run takes the sweep's settings; "
-                                           f"remove {key} (or set from_sweep: false to train a separate run)")
-    if method == "none":
-        if value not in (None, 0.0):
-            chk.error(f"{path}.value", f"method none takes no value, got {value!r}; omit it or use 0")
-    elif value is None:
-        chk.error(path, f"missing required key(s): value (method {method} needs one)")
-    elif method == "awd" and value <= 0:
-        chk.error(f"{path}.value", f"DoG for method awd must be > 0, got {value!r}")
-    for key in ("optimizer", "epochs"):
-        if key in run and key in run["train"]:
-            chk.error(f"{path}.train.{key}", f"{key} is already set on the run ({run[key]!r}); set it once")
+def _none_is_empty(v):
+    return () if v is None else v
 
 
-VARIANT_RUN = Section(
-    {"name": Str(), "method": Choice(WD_METHODS, "weight-decay method"), "value": WD, "values": Grid(WD),
-     "from_sweep": Bool(), "optimizer": Choice(OPTIMIZERS, "optimizer"), "epochs": Int(ge=1),
-     "train": _train_section()},
-    required=("name", "method"), defaults={"train": {}, "from_sweep": False}, post=_check_variant_run,
-)
+class Study(Model):
+    noun: ClassVar[str] = "studies"
+    dataset: Choice(DATASET_NAMES, "dataset")
+    train: Overrides = {}
 
 
-def _check_variant_names(chk, study, path):
-    names = [r["name"] for r in study["runs"]]
-    for i, name in enumerate(names):
-        if name in names[:i]:
-            chk.error(f"{path}.runs[{i}].name", f"duplicate run name {name!r}; names must be unique in a study")
-    if not names:
-        chk.error(f"{path}.runs", "empty: give at least one run")
+class Compared(Study):
+    """A study comparing weight-decay methods. `methods` maps each method's params name to its values; after
+    validation it always holds them, whichever form was written, and the shorthands mirror fixed/awd."""
+
+    SHORTHANDS: ClassVar[dict[str, str]] = {}  # shorthand key -> method
+    REQUIRED: ClassVar[tuple[str, ...]] = ()  # shorthands required when `methods` is not given
+    SCALAR: ClassVar[bool] = False  # the shorthands are one value (wd/dog), not a grid
+    methods: dict[str, Grid()] = {}
+
+    @model_validator(mode="after")
+    def _methods(self, info: ValidationInfo):
+        short = {k: m for k, m in self.SHORTHANDS.items() if getattr(self, k) is not None}
+        both = "/".join(self.SHORTHANDS.values())
+        if self.methods and short:
+            raise problems_error([(".methods", f"give either methods or {'/'.join(self.SHORTHANDS)} (the "
+                                               f"shorthands for {both}), not both; methods can list {both} too")])
+        if "methods" in self.model_fields_set and not self.methods:
+            raise problems_error([(".methods", "empty: list at least one method and its values")])
+        missing = [k for k in self.REQUIRED if k not in short]
+        if not self.methods and missing:
+            raise problems_error([("", f"missing required key(s): {', '.join(missing)} (or list "
+                                       "methods: {name: values})")])
+        if self.methods:
+            values = dict(self.methods)
+            where = {m: f".methods.{m}" for m in values}
+        else:
+            values = {m: _as_tuple(getattr(self, k)) for k, m in short.items()}
+            where = {m: f".{k}" for k, m in short.items()}
+        scalar = self.SCALAR and not self.methods
+        problems = [(f".methods.{m}", e) for m in self.methods if (e := check_method(m, _plugins(info)))]
+        problems += [(where[m] if scalar else f"{where[m]}[{i}]", p) for m, vals in values.items()
+                    for i, v in enumerate(vals) if (p := method_value_problem(m, v))]
+        if problems:
+            raise problems_error(problems)
+        mirror = {k: values[m][0] if self.SCALAR else values[m] for k, m in self.SHORTHANDS.items() if m in values}
+        return self.model_copy(update={"methods": values, **mirror})
 
 
-def _study(fields_, required, defaults=None, post=None):
-    return Section(
-        {"dataset": Choice(DATASET_NAMES, "dataset"), **fields_, "train": _train_section()},
-        required=("dataset", *required), defaults={"train": {}, **(defaults or {})}, post=post,
-    )
+def _as_tuple(v) -> tuple:
+    return v if isinstance(v, tuple) else (v,)
 
 
-def _check_best_seeds(chk, study, path):
-    seed = study["train"].get("seed")
-    if seed is not None and seed in study["best_seeds"]:
-        chk.error(f"{path}.best_seeds", f"seed {seed} is the sweep's own seed (train.seed); list only extra seeds")
-
-
-STUDIES = {
-    "natural": _study(
-        # λ > 0: the DoG estimated from a λ=0 run would be 0, which AWD cannot use.
-        {"wd": Num(gt=0), "seeds": Seeds(),
-         "plateau": Section({"window": Int(ge=1), "rel_tol": Num(gt=0)}, required=("window", "rel_tol"))},
-        ("wd", "seeds", "plateau"),
-    ),
-    # dogs: the AWD grid over lr × DoG beside the fixed one (paper footnote 2, Fig. 1(c)); optional
-    "grid": _study({"name": Str(), "lrs": Grid(LR), "wds": Grid(WD), "dogs": Grid(DOG)}, ("name", "lrs", "wds")),
-    # best_seeds: extra seeds of each method's val-selected best value (train.seed is the sweep's own seed)
-    "adversarial": _study({"wds": Grid(WD), "dogs": Grid(DOG), "best_seeds": Seeds(allow_empty=True)},
-                          ("wds", "dogs"), defaults={"best_seeds": []}, post=_check_best_seeds),
-    "variants": _study({"runs": ListOf(VARIANT_RUN, "runs")}, ("runs",), post=_check_variant_names),
-    "noisy": _study(
-        {"rates": Grid(Num(ge=0, lt=1)), "wds": Grid(WD), "dogs": Grid(DOG), "noise_seed": Int(ge=0)},
-        ("rates", "wds", "dogs"), defaults={"noise_seed": 0},
-    ),
-    "lr_sensitivity": _study({"lrs": Grid(LR), "wd": WD, "dog": DOG, "seeds": Seeds()}, ("lrs", "wd", "dog", "seeds")),
-    "underfit": _study({"wd": WD, "dog": DOG, "n_images": Int(ge=1)}, ("wd", "dog", "n_images")),
-}
-
-
-SWEEP_MATCH_RTOL = 0.02  # a Table 4 row names a swept value to 3 significant digits (0.022 for 0.0218102)
-
-
-def sweep_match(adversarial_studies, dataset: str, method: str, value: float):
-    """(index of the adversarial study on `dataset`, the swept value of `method` nearest `value`), or None when no
-    swept value lies within SWEEP_MATCH_RTOL of it. `adversarial_studies` are dicts or AdversarialStudy objects."""
-    get = lambda st, k: st[k] if isinstance(st, dict) else getattr(st, k)  # noqa: E731
-    for i, study in enumerate(adversarial_studies):
-        if get(study, "dataset") != dataset:
-            continue
-        swept = get(study, "wds" if method == "fixed" else "dogs")
-        nearest = min(swept, key=lambda v: abs(v - value))
-        if abs(nearest - value) <= SWEEP_MATCH_RTOL * abs(nearest):
-            return i, nearest
-    return None
-
-
-def _check_from_sweep(chk, suites, path):
-    adversarial = suites.get("adversarial", ())
-    for i, study in enumerate(suites.get("variants", ())):
-        for j, run in enumerate(study["runs"]):
-            if not run["from_sweep"] or run["method"] not in ("fixed", "awd"):
-                continue
-            rpath = f"{path}.variants[{i}].runs[{j}]"
-            if sweep_match(adversarial, study["dataset"], run["method"], run["value"]) is None:
-                swept = [v for st in adversarial if st["dataset"] == study["dataset"]
-                         for v in st["wds" if run["method"] == "fixed" else "dogs"]]
-                chk.error(f"{rpath}.value", f"from_sweep: no adversarial study on {study['dataset']} sweeps a "
-                          f"{run['method']} value within {SWEEP_MATCH_RTOL:.0%} of {run['value']:g}; swept values: "
-                          f"{', '.join(f'{v:g}' for v in swept) or 'none'}")
-            optimizer = run.get("optimizer") or study["train"].get("optimizer")
-            if optimizer not in (None, "sgd"):
-                chk.error(f"{rpath}.optimizer", f"from_sweep: the adversarial sweep trains with sgd, not {optimizer}")
-
-
-def _check_suites(chk, suites, path):
-    _check_grid_names(chk, suites, path)
-    _check_from_sweep(chk, suites, path)
-
-
-def _check_grid_names(chk, suites, path):
-    seen = {}
-    for i, study in enumerate(suites.get("grid", ())):
-        tag = (study["dataset"], study["name"])
-        if tag in seen:
-            chk.error(f"{path}.grid[{i}].name", f"grid name {study['name']!r} is already used for dataset "
-                                                f"{study['dataset']} by grid[{seen[tag]}]; names label the results")
-        seen.setdefault(tag, i)
-
-
-SUITES = Section({name: ListOf(spec, f"{name} studies") for name, spec in STUDIES.items()}, post=_check_suites)
-
-TOP = Section(
-    {"data": DATA, "train": _train_section(TRAIN_REQUIRED, TRAIN_DEFAULTS), "adversarial": ADVERSARIAL,
-     "autoattack": AUTOATTACK, "prune": PRUNE, "suites": SUITES},
-    required=("train", "suites"),
-    defaults={"data": {}, "adversarial": {}, "autoattack": {}, "prune": {}},
-    hints={"executor": _EXECUTOR_HINT, "slurm": _EXECUTOR_HINT, "submitit": _EXECUTOR_HINT},
-)
-
-# --- typed result ----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DataParams:
-    root: str
-    download: bool
-    val_fraction: float
-    split_seed: int
-
-
-@dataclass(frozen=True)
-class AdversarialParams:
-    eps: float
-    step_size: float
-    train_steps: int
-    val_steps: int
-    bn_mode: str
-
-
-@dataclass(frozen=True)
-class AutoAttackParams:
-    version: str
-    n_test: int | None
-    shards: int
-    batch_size: int
-    block_size: int  # examples attacked together with one seed; part of the result, so part of the key
-    seed: int
-
-
-@dataclass(frozen=True)
-class PruneParams:
-    amounts: tuple[float, ...]
-
-
-@dataclass(frozen=True)
-class Plateau:
-    window: int
-    rel_tol: float
-
-
-@dataclass(frozen=True)
-class NaturalStudy:
-    dataset: str
-    wd: float
-    seeds: tuple[int, ...]
+class NaturalStudy(Study):
+    noun: ClassVar[str] = "natural studies"
+    wd: Real()
+    seeds: Seeds
     plateau: Plateau
-    train: dict = field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _fixed_value(self):
+        problem = method_value_problem("fixed", self.wd)
+        if problem:
+            raise problems_error([(".wd", problem)])
+        return self
 
 
-@dataclass(frozen=True)
-class GridStudy:
-    dataset: str
-    name: str
-    lrs: tuple[float, ...]
-    wds: tuple[float, ...]
-    dogs: tuple[float, ...] = ()
-    train: dict = field(default_factory=dict)
+class GridStudy(Compared):
+    noun: ClassVar[str] = "grid studies"
+    SHORTHANDS: ClassVar[dict[str, str]] = {"wds": "fixed", "dogs": "awd"}
+    REQUIRED: ClassVar[tuple[str, ...]] = ("wds",)
+    name: Text
+    lrs: Grid(**_bounds("lr"))
+    wds: Grid() | None = None
+    dogs: Grid() | None = None  # AWD over lr × DoG (paper footnote 2, Fig. 1(c))
 
 
-@dataclass(frozen=True)
-class AdversarialStudy:
-    dataset: str
-    wds: tuple[float, ...]
-    dogs: tuple[float, ...]
-    best_seeds: tuple[int, ...] = ()
-    train: dict = field(default_factory=dict)
+class AdversarialStudy(Compared):
+    noun: ClassVar[str] = "adversarial studies"
+    SHORTHANDS: ClassVar[dict[str, str]] = {"wds": "fixed", "dogs": "awd"}
+    REQUIRED: ClassVar[tuple[str, ...]] = ("wds", "dogs")
+    wds: Grid() | None = None
+    dogs: Grid() | None = None
+    best_seeds: ExtraSeeds = ()  # extra seeds of each method's val-selected best value
 
 
-@dataclass(frozen=True)
-class VariantRun:
-    """`optimizer` and `epochs` are the effective ones (the run's, else its study's, else the global train's);
-    `train` holds the run's train overrides with both folded in: pass it as `overrides=` to base_run_config."""
+class NoisyStudy(Compared):
+    noun: ClassVar[str] = "noisy studies"
+    SHORTHANDS: ClassVar[dict[str, str]] = {"wds": "fixed", "dogs": "awd"}
+    REQUIRED: ClassVar[tuple[str, ...]] = ("wds", "dogs")
+    rates: Grid(**_bounds("noise_rate"))
+    wds: Grid() | None = None
+    dogs: Grid() | None = None
+    noise_seed: NoiseSeed = 0
 
-    name: str
-    method: str
-    value: float
-    optimizer: str
-    epochs: int
-    train: dict = field(default_factory=dict)
-    values: tuple[float, ...] = ()  # a re-tuning grid (Table 4's starred rows): best by val PGD-20
-    from_sweep: bool = False  # the adversarial sweep's run at the nearest swept value, no run of its own
+
+class LrSensitivityStudy(Compared):
+    SCALAR: ClassVar[bool] = True
+    noun: ClassVar[str] = "lr_sensitivity studies"
+    SHORTHANDS: ClassVar[dict[str, str]] = {"wd": "fixed", "dog": "awd"}
+    REQUIRED: ClassVar[tuple[str, ...]] = ("wd", "dog")
+    lrs: Grid(**_bounds("lr"))
+    wd: Real() | None = None
+    dog: Real() | None = None
+    seeds: Seeds
+
+
+class UnderfitStudy(Compared):
+    SCALAR: ClassVar[bool] = True
+    noun: ClassVar[str] = "underfit studies"
+    SHORTHANDS: ClassVar[dict[str, str]] = {"wd": "fixed", "dog": "awd"}
+    REQUIRED: ClassVar[tuple[str, ...]] = ("wd", "dog")
+    wd: Real() | None = None
+    dog: Real() | None = None
+    n_images: Int(ge=1)
+
+
+class VariantRun(Model):
+    """After `validate`, `optimizer` and `epochs` are the effective ones (the run's, else its study's, else the
+    global train's) and `train` holds the run's overrides with both folded in: pass it as `overrides=`."""
+
+    noun: ClassVar[str] = "runs"
+    name: Text
+    method: Text
+    value: Real() | None = None
+    values: Grid() | None = None  # a re-tuning grid (Table 4's starred rows): best by val PGD-20
+    from_sweep: Flag = False  # the adversarial sweep's run at the nearest swept value, no run of its own
+    optimizer: Choice(OPTIMIZERS, "optimizer") | None = None
+    epochs: Epochs | None = None
+    train: Overrides = {}
+
+    @model_validator(mode="after")
+    def _rules(self, info: ValidationInfo):
+        p, method = [], self.method
+        if e := check_method(method, _plugins(info)):
+            raise problems_error([(".method", e)])
+        if self.values is not None:
+            if self.value is not None:
+                p.append((".values", "give either value (one run) or values (a re-tuning grid), not both"))
+            elif method == "none":
+                p.append((".values", "method none takes no values"))
+            if self.from_sweep:
+                p.append((".from_sweep", "a re-tuning grid (values) cannot come from the sweep; use value"))
+            p += [(f".values[{i}]", e) for i, v in enumerate(self.values) if (e := method_value_problem(method, v))]
+        elif self.value is None and method != "none":
+            p.append(("", f"missing required key(s): value (method {method} needs one)"))
+        elif problem := method_value_problem(method, self.value):
+            p.append((".value", problem))
+        if self.from_sweep:
+            p += [(f".{key}", "a row reusing the adversarial sweep's run takes the sweep's settings; remove "
+                              f"{key} (or set from_sweep: false to train a separate run)")
+                  for key in ("epochs", "train") if getattr(self, key)]
+        p += [(f".train.{key}", f"{key} is already set on the run ({getattr(self, key)!r}); set it once")
+              for key in ("optimizer", "epochs") if getattr(self, key) is not None and key in self.train]
+        if p:
+            raise problems_error(p)
+        return self
 
     def candidates(self) -> tuple[float, ...]:
         return self.values or (self.value,)
@@ -387,68 +420,66 @@ class VariantRun:
         return dict(self.train)
 
 
-@dataclass(frozen=True)
-class VariantsStudy:
-    dataset: str
+class VariantsStudy(Study):
+    noun: ClassVar[str] = "variants studies"
     runs: tuple[VariantRun, ...]
-    train: dict = field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _names(self):
+        names = [r.name for r in self.runs]
+        p = [(f".runs[{i}].name", f"duplicate run name {n!r}; names must be unique in a study")
+             for i, n in enumerate(names) if n in names[:i]]
+        if not names:
+            p.append((".runs", "empty: give at least one run"))
+        if p:
+            raise problems_error(p)
+        return self
 
 
-@dataclass(frozen=True)
-class NoisyStudy:
-    dataset: str
-    rates: tuple[float, ...]
-    wds: tuple[float, ...]
-    dogs: tuple[float, ...]
-    noise_seed: int = 0
-    train: dict = field(default_factory=dict)
+def _studies(model):
+    return Annotated[tuple[model, ...], BeforeValidator(_none_is_empty)]
 
 
-@dataclass(frozen=True)
-class LrSensitivityStudy:
-    dataset: str
-    lrs: tuple[float, ...]
-    wd: float
-    dog: float
-    seeds: tuple[int, ...]
-    train: dict = field(default_factory=dict)
+class Suites(Model):
+    natural: _studies(NaturalStudy) = ()  # Table 2, Figure 2: fixed λ -> estimated DoG -> AWD
+    grid: _studies(GridStudy) = ()
+    adversarial: _studies(AdversarialStudy) = ()
+    variants: _studies(VariantsStudy) = ()
+    noisy: _studies(NoisyStudy) = ()
+    lr_sensitivity: _studies(LrSensitivityStudy) = ()
+    underfit: _studies(UnderfitStudy) = ()
+
+    @model_validator(mode="after")
+    def _grid_names(self):
+        seen, p = {}, []
+        for i, study in enumerate(self.grid):
+            tag = (study.dataset, study.name)
+            if tag in seen:
+                p.append((f".grid[{i}].name", f"grid name {study.name!r} is already used for dataset "
+                                              f"{study.dataset} by grid[{seen[tag]}]; names label the results"))
+            seen.setdefault(tag, i)
+        if p:
+            raise problems_error(p)
+        return self
 
 
-@dataclass(frozen=True)
-class UnderfitStudy:
-    dataset: str
-    wd: float
-    dog: float
-    n_images: int
-    train: dict = field(default_factory=dict)
+SUITE_NAMES = tuple(Suites.model_fields)
 
 
-STUDY_TYPES = {
-    "natural": NaturalStudy, "grid": GridStudy, "adversarial": AdversarialStudy, "variants": VariantsStudy,
-    "noisy": NoisyStudy, "lr_sensitivity": LrSensitivityStudy, "underfit": UnderfitStudy,
-}
-
-
-@dataclass(frozen=True)
-class Suites:
-    natural: tuple[NaturalStudy, ...] = ()
-    grid: tuple[GridStudy, ...] = ()
-    adversarial: tuple[AdversarialStudy, ...] = ()
-    variants: tuple[VariantsStudy, ...] = ()
-    noisy: tuple[NoisyStudy, ...] = ()
-    lr_sensitivity: tuple[LrSensitivityStudy, ...] = ()
-    underfit: tuple[UnderfitStudy, ...] = ()
-
-
-@dataclass(frozen=True)
-class Params:
-    data: DataParams
-    train: dict  # complete (defaults filled), validated
-    adversarial: AdversarialParams
-    autoattack: AutoAttackParams
-    prune: PruneParams
+class Params(Model):
+    hints: ClassVar[dict[str, str]] = {k: _EXECUTOR_HINT for k in ("executor", "slurm", "submitit")}
+    data: DataParams = DataParams()
+    train: FullTrain
+    adversarial: AdversarialParams = AdversarialParams()
+    autoattack: AutoAttackParams = AutoAttackParams()
+    prune: PruneParams = PruneParams()
+    methods: dict[str, Text] = {}  # a plugin method's params name -> "package.module:Class"
     suites: Suites
-    source: str = "params.yaml"
+    _source: str = PrivateAttr("params.yaml")
+
+    @property
+    def source(self) -> str:
+        return self._source
 
     def studies(self, suite: str | None = None):
         """(suite, index, study) for every study, in SUITE_NAMES order, or of one suite."""
@@ -460,63 +491,172 @@ class Params:
         return sorted({study.dataset for _, _, study in self.studies()})
 
 
-def _build(cls, d: dict, train: dict | None = None):
-    d = dict(d)
-    if cls is NaturalStudy:
-        d["plateau"] = Plateau(**d["plateau"])
-    if cls is VariantsStudy:
-        d["runs"] = tuple(_variant_run(r, _merge(train, d["train"])) for r in d["runs"])
-    if cls is PruneParams:
-        d["amounts"] = tuple(d["amounts"])
-    return cls(**d)
+# --- rules across sections ------------------------------------------------------------------------------------------
 
 
-def _variant_run(run: dict, study_train: dict) -> VariantRun:
-    overrides = dict(run["train"])
-    for key in ("optimizer", "epochs"):
-        if key in run:
-            overrides[key] = run[key]
-    effective = _merge(study_train, overrides)
-    values = tuple(run.get("values") or ())
-    return VariantRun(name=run["name"], method=run["method"], value=run.get("value") or (values[0] if values else 0.0),
-                      optimizer=effective["optimizer"], epochs=effective["epochs"], train=overrides, values=values,
-                      from_sweep=run["from_sweep"])
+def check_method(name, plugins: dict) -> str | None:
+    """What is wrong with a method's params name (an error text), or None: a built-in method or one named in the
+    top-level `methods:` section."""
+    if name in METHODS or name in plugins:
+        return None
+    known = [*METHODS, *plugins]
+    return (f"unknown weight-decay method {show(name)}{did_you_mean(name, known)}; allowed: {', '.join(known)} "
+            "(a plugin method is named in the top-level methods section: {name: package.module:Class})")
 
 
-# --- API --------------------------------------------------------------------------------------------------------
+def method_path(name: str, plugins: dict) -> str:
+    """The run config's `wd_method` of a method: a built-in's name, a plugin's package.module:Class."""
+    return name if name in METHODS else plugins[name]
+
+
+def _plugin_problems(plugins: dict) -> list[tuple[str, str]]:
+    p = []
+    for name, path in plugins.items():
+        if name in METHODS or not re.fullmatch(r"[A-Za-z_][\w-]*", name):
+            p.append((f"methods.{name}", f"a plugin's name must be a word that is not a built-in method "
+                                         f"({', '.join(METHODS)}), got {name!r}"))
+        elif not PLUGIN_PATH.match(path):
+            p.append((f"methods.{name}", f"must be package.module:Class, got {show(path)}"))
+    return p
+
+
+def _nesterov_problems(params: Params) -> list[tuple[str, str]]:
+    p = [("train.nesterov", m) for k, m in run_problems(params.train) if k == "nesterov"]
+    for suite, i, study in params.studies():
+        merged, path = _merge(params.train, study.train), f"suites.{suite}[{i}].train"
+        if {"nesterov", "momentum"} & set(study.train):  # else it is the global train block's, reported once
+            p += [(f"{path}.nesterov", m) for k, m in run_problems(merged) if k == "nesterov"]
+        for j, run in enumerate(getattr(study, "runs", ())):
+            if {"nesterov", "momentum"} & set(run.train):
+                p += [(f"suites.{suite}[{i}].runs[{j}].train.nesterov", m)
+                      for k, m in run_problems(_merge(merged, run.train)) if k == "nesterov"]
+    return p
+
+
+def _best_seed_problems(params: Params) -> list[tuple[str, str]]:
+    p = []
+    for i, study in enumerate(params.suites.adversarial):
+        own = _merge(params.train, study.train)["seed"]
+        if own in study.best_seeds:
+            p.append((f"suites.adversarial[{i}].best_seeds", f"seed {own} is the sweep's own seed (train.seed); "
+                                                             "best_seeds are the extra seeds"))
+    return p
+
+
+SWEEP_MATCH_RTOL = 0.02  # a Table 4 row names a swept value to 3 significant digits (0.022 for 0.0218102)
+
+
+def sweep_match(adversarial_studies, dataset: str, method: str, value: float):
+    """(index of the adversarial study on `dataset`, the swept value of `method` nearest `value`), or None when no
+    swept value lies within SWEEP_MATCH_RTOL of it."""
+    for i, study in enumerate(adversarial_studies):
+        swept = study.methods.get(method, ())
+        if study.dataset != dataset or not swept:
+            continue
+        nearest = min(swept, key=lambda v: abs(v - value))
+        if abs(nearest - value) <= SWEEP_MATCH_RTOL * abs(nearest):
+            return i, nearest
+    return None
+
+
+def _from_sweep_problems(params: Params) -> list[tuple[str, str]]:
+    p, adversarial = [], params.suites.adversarial
+    for i, study in enumerate(params.suites.variants):
+        for j, run in enumerate(study.runs):
+            if not run.from_sweep:
+                continue
+            path = f"suites.variants[{i}].runs[{j}]"
+            if sweep_match(adversarial, study.dataset, run.method, run.value) is None:
+                swept = [v for st in adversarial if st.dataset == study.dataset for v in st.methods.get(run.method, ())]
+                p.append((f"{path}.value", f"from_sweep: no adversarial study on {study.dataset} sweeps a "
+                          f"{run.method} value within {SWEEP_MATCH_RTOL:.0%} of {run.value:g}; swept values: "
+                          f"{', '.join(f'{v:g}' for v in swept) or 'none'}"))
+            optimizer = run.optimizer or study.train.get("optimizer")
+            if optimizer not in (None, "sgd"):
+                p.append((f"{path}.optimizer", f"from_sweep: the adversarial sweep trains with sgd, not {optimizer}"))
+    return p
+
+
+def _resolve_variants(params: Params) -> Params:
+    """Fold each variant run's optimizer and epochs into its overrides, and give it its effective ones."""
+    studies = []
+    for study in params.suites.variants:
+        runs = []
+        for run in study.runs:
+            overrides = dict(run.train)
+            overrides.update({k: getattr(run, k) for k in ("optimizer", "epochs") if getattr(run, k) is not None})
+            effective = _merge(_merge(params.train, study.train), overrides)
+            value = run.value if run.value is not None else (run.values[0] if run.values else 0.0)
+            runs.append(run.model_copy(update={"optimizer": effective["optimizer"], "epochs": effective["epochs"],
+                                               "train": overrides, "value": value, "values": run.values or ()}))
+        studies.append(study.model_copy(update={"runs": tuple(runs)}))
+    suites = params.suites.model_copy(update={"variants": tuple(studies)})
+    return params.model_copy(update={"suites": suites})
+
+
+# --- API ------------------------------------------------------------------------------------------------------------
 
 
 def validate(raw, source: str = "params.yaml") -> Params:
     """Check a parsed config; raise ParamsError listing every problem, one per line."""
-    chk = Checker(source)
     if not isinstance(raw, dict):
-        chk.error("", f"the file must be a mapping with keys {', '.join(TOP.fields)}, got "
-                      f"{'an empty file' if raw is None else type(raw).__name__}")
-        chk.raise_if_any()
-    top = TOP.check(chk, raw, "")
-    if top is not INVALID:
-        for suite, studies in top["suites"].items():
-            for i, study in enumerate(studies):
-                path = f"suites.{suite}[{i}]"
-                merged = _merge(top["train"], study["train"])
-                if _SGD_KEYS & set(study["train"]):  # else the error is the global train block's, reported once
-                    _check_nesterov(chk, merged, f"{path}.train")
-                for j, run in enumerate(study.get("runs", ())):
-                    if _SGD_KEYS & set(run["train"]):
-                        _check_nesterov(chk, _merge(merged, run["train"]), f"{path}.runs[{j}].train")
-    chk.raise_if_any()
-    suites = Suites(**{name: tuple(_build(STUDY_TYPES[name], s, top["train"]) for s in studies)
-                       for name, studies in top["suites"].items()})
-    return Params(
-        data=_build(DataParams, top["data"]), train=top["train"],
-        adversarial=_build(AdversarialParams, top["adversarial"]),
-        autoattack=_build(AutoAttackParams, top["autoattack"]), prune=_build(PruneParams, top["prune"]),
-        suites=suites, source=str(source),
-    )
+        got = "an empty file" if raw is None else type(raw).__name__
+        raise ParamsError(_lines(source, [("", f"the file must be a mapping with keys "
+                                               f"{', '.join(Params.model_fields)}, got {got}")]))
+    try:
+        plugins = raw.get("methods") if isinstance(raw.get("methods"), dict) else {}
+        params = Params.model_validate(raw, context={"plugins": plugins})
+    except ValidationError as e:
+        raise ParamsError(_lines(source, explain(e, Params))) from None
+    problems = (_plugin_problems(params.methods) + _nesterov_problems(params)
+                + _best_seed_problems(params) + _from_sweep_problems(params))
+    if problems:
+        raise ParamsError(_lines(source, problems))
+    params = _resolve_variants(params)
+    params._source = str(source)
+    return params
+
+
+# --- YAML, parsed as DVC parses params (ruamel.yaml, YAML 1.2: `5e-4` is a float, `no` a string) -------------------
+
+
+def load_yaml(path) -> object:
+    """Parse a YAML file; syntax errors and duplicate keys become a ParamsError with `file:line:column`."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ParamsError([f"{path}: no such file"]) from None
+    try:
+        return YAML(typ="safe", pure=True).load(text)
+    except MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        what = " ".join(s for s in (e.context, e.problem) if s)
+        dup = re.match(r'found duplicate key "(.*?)"', e.problem or "")
+        if dup:
+            what = f"{e.context}: found duplicate key {dup.group(1)!r}{_first_at(text, dup.group(1), e)}"
+        if not mark:
+            raise ParamsError([f"{path}: invalid YAML: {what}"]) from None
+        line, col = mark.line + 1, mark.column + 1
+        raise ParamsError([f"{path}:{line}:{col}: invalid YAML: {what} (line {line}, column {col})"]) from None
+    except YAMLError as e:
+        raise ParamsError([f"{path}: invalid YAML: {e}"]) from None
+
+
+def _first_at(text: str, key: str, e) -> str:
+    """' (first at line N)': the earlier line of a block mapping that starts with the duplicated key."""
+    lines = text.splitlines()
+    col = e.problem_mark.column
+    for n in range(e.context_mark.line, e.problem_mark.line):
+        if re.match(rf"{re.escape(key)}\s*:", lines[n][col:]) and not lines[n][:col].strip(" -"):
+            return f" (first at line {n + 1})"
+    return ""
 
 
 def load_params(path="params.yaml") -> Params:
     return validate(load_yaml(path), source=str(path))
+
+
+# --- run configs ----------------------------------------------------------------------------------------------------
 
 
 def _merge(base: dict, overrides: dict) -> dict:
@@ -540,9 +680,7 @@ def base_run_config(params: Params, study, *, adversarial: bool, overrides: dict
     cfg = resolve_train(params, study, overrides)
     cfg.update(noise_rate=0.0, noise_seed=0, wd_method="none", wd=0.0, dog=0.0)
     if adversarial:
-        adv = params.adversarial
-        cfg.update(adversarial=True, eps=adv.eps, step_size=adv.step_size, train_steps=adv.train_steps,
-                   val_steps=adv.val_steps, bn_mode=adv.bn_mode)
+        cfg.update(adversarial=True, **params.adversarial.model_dump())
     else:
         cfg.update(NEUTRAL_ADVERSARIAL)
     return {k: cfg[k] for k in RUN_CONFIG_KEYS}
@@ -553,40 +691,39 @@ def check_data(params: Params, base: str | Path | None = None) -> None:
 
     A relative data.root is taken relative to `base` (default: the working directory, the repo root under DVC).
     """
-    if params.data.download:
+    cifar = [d for d in params.datasets() if d != "digits"]
+    if params.data.download or not cifar:
         return
+    from awd.data import cifar_files  # torchvision's file list; imported only when CIFAR is used
+
     root = Path(params.data.root)
     if base is not None and not root.is_absolute():
         root = Path(base) / root
-    chk = Checker(params.source)
-    for dataset in params.datasets():
-        if dataset not in CIFAR_FILES:
-            continue
-        folder_name, files = CIFAR_FILES[dataset]
+    problems, fix = [], "put the extracted dataset there or set data.download: true"
+    for dataset in cifar:
+        folder_name, files = cifar_files(dataset)
         folder = root / folder_name
         users = ", ".join(f"suites.{s}[{i}]" for s, i, st in params.studies() if st.dataset == dataset)
-        fix = "put the extracted dataset there or set data.download: true"
         if not folder.is_dir():
-            chk.error("data.root", f"{dataset} folder {folder} does not exist (used by {users}); {fix}")
+            problems.append(("data.root", f"{dataset} folder {folder} does not exist (used by {users}); {fix}"))
             continue
         missing = [f for f in files if not (folder / f).is_file()]
         if missing:
-            chk.error("data.root", f"{dataset} folder {folder} is incomplete: missing {', '.join(missing)} "
-                                   f"(used by {users}); {fix}")
-    chk.raise_if_any()
+            problems.append(("data.root", f"{dataset} folder {folder} is incomplete: missing {', '.join(missing)} "
+                                          f"(used by {users}); {fix}"))
+    if problems:
+        raise ParamsError(_lines(params.source, problems))
 
 
-def to_dict(params: Params) -> dict:
+def to_dict(params) -> dict:
     """The validated, grid-expanded params as plain JSON-able data."""
-    def plain(x):
-        if hasattr(x, "__dataclass_fields__"):
-            return {f.name: plain(getattr(x, f.name)) for f in fields(x)}
-        if isinstance(x, (list, tuple)):
-            return [plain(v) for v in x]
-        if isinstance(x, dict):
-            return {k: plain(v) for k, v in x.items()}
-        return x
-    return plain(params)
+    if isinstance(params, Model):
+        return {k: to_dict(getattr(params, k)) for k in type(params).model_fields}
+    if isinstance(params, (list, tuple)):
+        return [to_dict(v) for v in params]
+    if isinstance(params, dict):
+        return {k: to_dict(v) for k, v in params.items()}
+    return params
 
 
 def main(argv=None) -> int:
@@ -603,7 +740,7 @@ def main(argv=None) -> int:
             print(f"{path}: ok ({counts} studies; datasets {', '.join(params.datasets()) or 'none'})")
     except ParamsError as e:
         print(e, file=sys.stderr)
-        return 1
+        return 2
     return 0
 
 

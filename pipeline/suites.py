@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipeline.params import base_run_config, sweep_match
+from awd.train_config import TrainConfig, value_key
+from pipeline.params import SUITE_NAMES, base_run_config, method_path, sweep_match
 
-SUITES = ("natural", "grid", "adversarial", "variants", "noisy", "lr_sensitivity", "underfit")
+SUITES = SUITE_NAMES
 # Suites whose runs are adversarially trained and therefore AutoAttacked on the test set.
 ATTACKED_SUITES = ("adversarial", "variants")
 # Suites whose runs are pruned (Table 6, Figure 5).
@@ -26,25 +27,31 @@ def _studies(params, suite: str):
     return list(enumerate(getattr(params.suites, suite, None) or []))
 
 
-# Settings a run does not use are pinned, so that e.g. an SGD run's key ignores asam_rho and identical cells of
-# different suites share one trained run.
-def _with_method(base: dict, method: str, value: float, **extra) -> dict:
+# Settings a run does not use are pinned to TrainConfig's defaults, so that e.g. an SGD run's key ignores asam_rho
+# and identical cells of different suites share one trained run.
+_DEFAULT = {k: f.default for k, f in TrainConfig.model_fields.items()}
+
+
+def _with_method(params, base: dict, method: str, value: float, **extra) -> dict:
+    """`method` is a params name: a built-in, or a plugin named in params.methods (its run config names the class
+    by package.module:Class, and its value goes into `wd`)."""
     config = dict(base, **extra)
-    config["wd_method"] = method
-    config["wd"] = float(value) if method in ("fixed", "adadecay") else 0.0
-    config["dog"] = float(value) if method == "awd" else 0.0
+    config["wd_method"] = method_path(method, params.methods)
+    config["wd"] = config["dog"] = 0.0
+    if method != "none":
+        config[value_key(method)] = float(value)
     if config["optimizer"] == "sgd":
-        config.update(asam_rho=0.5, asam_eta=0.0, asam_awd_grad="descent")
+        config.update({k: _DEFAULT[k] for k in ("asam_rho", "asam_eta", "asam_awd_grad")})
     if method != "awd":
-        config["awd_ema"] = 0.9
+        config["awd_ema"] = _DEFAULT["awd_ema"]
     if method != "adadecay":
-        config["adadecay_alpha"] = 4.0
+        config["adadecay_alpha"] = _DEFAULT["adadecay_alpha"]
     return config
 
 
 def _methods(study):
-    """(method, value) pairs of a study that sweeps both λ_wd (`wds`) and DoG (`dogs`)."""
-    return [("fixed", v) for v in study.wds] + [("awd", v) for v in study.dogs]
+    """(method, value) pairs of a study that compares methods, in the order params lists them."""
+    return [(method, v) for method, values in study.methods.items() for v in values]
 
 
 def natural_fixed(params) -> list[RunSpec]:
@@ -52,7 +59,7 @@ def natural_fixed(params) -> list[RunSpec]:
     for i, study in _studies(params, "natural"):
         base = base_run_config(params, study, adversarial=False)
         for seed in study.seeds:
-            config = _with_method(base, "fixed", study.wd, seed=int(seed))
+            config = _with_method(params, base, "fixed", study.wd, seed=int(seed))
             specs.append(RunSpec("natural", i, study.dataset, {"method": "fixed", "value": study.wd, "seed": seed}, config))
     return specs
 
@@ -62,7 +69,7 @@ def natural_awd(params, fixed: RunSpec, dog: float) -> RunSpec:
     study = params.suites.natural[fixed.study]
     base = base_run_config(params, study, adversarial=False)
     seed = fixed.label["seed"]
-    config = _with_method(base, "awd", dog, seed=int(seed))
+    config = _with_method(params, base, "awd", dog, seed=int(seed))
     return RunSpec("natural", fixed.study, fixed.dataset, {"method": "awd", "value": dog, "seed": seed}, config)
 
 
@@ -72,22 +79,21 @@ def independent_runs(params) -> list[RunSpec]:
     for i, study in _studies(params, "grid"):
         base = base_run_config(params, study, adversarial=False)
         for lr in study.lrs:
-            for wd in study.wds:
-                label = {"name": study.name, "lr": lr, "wd": wd}
-                specs.append(RunSpec("grid", i, study.dataset, label, _with_method(base, "fixed", wd, lr=float(lr))))
-            for dog in study.dogs:  # Fig. 1(c) / footnote 2: AWD over lr × DoG
-                label = {"name": study.name, "lr": lr, "method": "awd", "value": dog}
-                specs.append(RunSpec("grid", i, study.dataset, label, _with_method(base, "awd", dog, lr=float(lr))))
+            for method, value in _methods(study):  # AWD too: Fig. 1(c) / footnote 2, AWD over lr × DoG
+                label = ({"name": study.name, "lr": lr, "wd": value} if method == "fixed" else
+                         {"name": study.name, "lr": lr, "method": method, "value": value})
+                specs.append(RunSpec("grid", i, study.dataset, label,
+                                     _with_method(params, base, method, value, lr=float(lr))))
     for i, study in _studies(params, "adversarial"):
         base = base_run_config(params, study, adversarial=True)
         for method, value in _methods(study):
             specs.append(RunSpec("adversarial", i, study.dataset, {"method": method, "value": value},
-                                 _with_method(base, method, value)))
+                                 _with_method(params, base, method, value)))
     for i, study in _studies(params, "variants"):
         for run in study.runs:
             if run.from_sweep:  # Table 4's SGD rows are Table 3's runs: the same config, so the same key
                 j, value = sweep_match(params.suites.adversarial, study.dataset, run.method, run.value)
-                config = _with_method(base_run_config(params, params.suites.adversarial[j], adversarial=True),
+                config = _with_method(params, base_run_config(params, params.suites.adversarial[j], adversarial=True),
                                       run.method, value)
                 label = {"name": run.name, "method": run.method, "value": value, "optimizer": "sgd",
                          "from_sweep": True}
@@ -97,27 +103,27 @@ def independent_runs(params) -> list[RunSpec]:
             for value in run.candidates():  # several: the starred rows' re-tuning, best by val PGD-20
                 label = {"name": run.name, "method": run.method, "value": value, "optimizer": run.optimizer}
                 specs.append(RunSpec("variants", i, study.dataset, label,
-                                     _with_method(base, run.method, value, optimizer=run.optimizer)))
+                                     _with_method(params, base, run.method, value, optimizer=run.optimizer)))
     for i, study in _studies(params, "noisy"):
         base = base_run_config(params, study, adversarial=False)
         for rate in study.rates:
             for method, value in _methods(study):
-                config = _with_method(base, method, value, noise_rate=float(rate),
+                config = _with_method(params, base, method, value, noise_rate=float(rate),
                                       noise_seed=int(study.noise_seed) if rate > 0 else 0)
                 specs.append(RunSpec("noisy", i, study.dataset, {"rate": rate, "method": method, "value": value}, config))
     for i, study in _studies(params, "lr_sensitivity"):
         base = base_run_config(params, study, adversarial=False)
         for lr in study.lrs:
             for seed in study.seeds:
-                for method, value in (("fixed", study.wd), ("awd", study.dog)):
+                for method, value in _methods(study):
                     label = {"lr": lr, "method": method, "value": value, "seed": seed}
-                    config = _with_method(base, method, value, lr=float(lr), seed=int(seed))
+                    config = _with_method(params, base, method, value, lr=float(lr), seed=int(seed))
                     specs.append(RunSpec("lr_sensitivity", i, study.dataset, label, config))
     for i, study in _studies(params, "underfit"):
         base = base_run_config(params, study, adversarial=False)
-        for method, value in (("fixed", study.wd), ("awd", study.dog)):
+        for method, value in _methods(study):
             specs.append(RunSpec("underfit", i, study.dataset, {"method": method, "value": value},
-                                 _with_method(base, method, value)))
+                                 _with_method(params, base, method, value)))
     return specs
 
 

@@ -169,10 +169,10 @@ BAD = [
     ("seed_duplicate", "suites.natural[0].seeds[1]", 0, ["duplicate seed 0", "unique"]),
     ("seeds_empty", "suites.natural[0].seeds", [], ["[]", "non-empty list"]),
     ("plateau_window_zero", "suites.natural[0].plateau.window", 0, ["got 0", ">= 1"]),
-    ("plateau_rel_tol_zero", "suites.natural[0].plateau.rel_tol", 0.0, ["0.0", "> 0"]),
+    ("plateau_rel_tol_zero", "suites.natural[0].plateau.rel_tol", 0.0, ["0.0", "(0, 1)"]),  # awd.dog's range
     ("grid_empty", "suites.grid[0].lrs", [], ["empty grid"]),
     ("grid_lr_zero", "suites.grid[0].lrs[0]", 0.0, ["0.0", "> 0"]),
-    ("grid_wd_negative", "suites.grid[0].wds[0]", -5e-05, ["-5e-05", ">= 0"]),
+    ("grid_wd_negative", "suites.grid[0].wds[0]", -5e-05, ["-5e-05", "> 0", "method none"]),
     ("grid_duplicate_after_rounding", "suites.grid[0].lrs[1]", 0.0100000001,
      ["0.0100000001", "same as suites.grid[0].lrs[0]", "6 significant digits"]),
     ("dog_negative", "suites.adversarial[0].dogs", [0.02, 0.03, -0.1], ["-0.1", "> 0"]),
@@ -185,13 +185,13 @@ BAD = [
     ("noise_rate_one", "suites.noisy[0].rates[2]", 1.0, ["1.0", "[0, 1)"]),
     ("variant_method", "suites.variants[0].runs[0].method", "sam", ["'sam'", "none, fixed, awd, adadecay"]),
     ("variant_awd_zero", "suites.variants[0].runs[4].value", 0.0, ["0.0", "> 0"]),
-    ("variant_value_negative", "suites.variants[0].runs[0].value", -1e-4, ["-0.0001", ">= 0"]),
+    ("variant_value_negative", "suites.variants[0].runs[0].value", -1e-4, ["-0.0001", "> 0"]),
     ("variant_optimizer", "suites.variants[0].runs[0].optimizer", "adamw", ["'adamw'", "sgd, asam"]),
     ("variant_epochs_zero", "suites.variants[0].runs[0].epochs", 0, ["got 0", ">= 1"]),
     ("variant_name_duplicate", "suites.variants[0].runs[1].name", "λ_wd=0.015 SGD",
      ["'λ_wd=0.015 SGD'", "unique"]),
     ("lr_sens_dog_zero", "suites.lr_sensitivity[0].dog", 0, ["got 0", "> 0"]),
-    ("lr_sens_wd_negative", "suites.lr_sensitivity[0].wd", -0.1, ["-0.1", ">= 0"]),
+    ("lr_sens_wd_negative", "suites.lr_sensitivity[0].wd", -0.1, ["-0.1", "> 0"]),
     ("n_images_zero", "suites.underfit[0].n_images", 0, ["got 0", ">= 1"]),
     ("study_train_typo", "suites.natural[0].train", {"epoch": 3}, ["'epoch'", "did you mean 'epochs'"]),
     ("suites_not_list", "suites.natural", {"dataset": "digits"}, ["list of natural studies"]),
@@ -219,7 +219,17 @@ BAD = [
     ("aa_batch_size_zero", "autoattack.batch_size", 0, ["got 0", ">= 1"]),
     ("aa_block_size_zero", "autoattack.block_size", 0, ["got 0", ">= 1"]),
     ("noise_rate_negative", "suites.noisy[0].rates[0]", -0.1, ["-0.1", "[0, 1)"]),
-    ("noisy_wd_negative", "suites.noisy[0].wds[0]", -5e-4, ["-0.0005", ">= 0"]),
+    ("noisy_wd_negative", "suites.noisy[0].wds[0]", -5e-4, ["-0.0005", "> 0"]),
+    # a fixed λ of 0 is method none: TrainConfig refuses it, so params do too, before anything is submitted
+    ("grid_wd_zero", "suites.grid[0].wds[0]", 0.0, ["got 0.0", "> 0", "method none"]),
+    ("methods_and_shorthand", "suites.adversarial[0].methods", {"fixed": [1e-3]}, ["either methods or wds/dogs"]),
+    ("methods_unknown", "suites.noisy[0]", {"dataset": "digits", "rates": [0.0], "methods": {"fixd": [1e-3]}},
+     ["'fixd'", "did you mean 'fixed'", "top-level methods section"]),
+    ("methods_empty", "suites.grid[0]", {"dataset": "digits", "name": "g", "lrs": [0.1], "methods": {}}, ["empty"]),
+    ("methods_value", "suites.underfit[0]", {"dataset": "digits", "n_images": 4, "methods": {"awd": [0.1, 0.0]}},
+     ["methods.awd[1]", "got 0.0", "> 0"]),
+    ("plugin_path", "methods", {"sgdw": "examples.sgdw.SGDW"}, ["package.module:Class", "'examples.sgdw.SGDW'"]),
+    ("plugin_builtin_name", "methods", {"awd": "examples.sgdw:SGDW"}, ["not a built-in method"]),
     ("noisy_dog_zero", "suites.noisy[0].dogs[0]", 0.0, ["0.0", "> 0"]),
     ("prune_amount_zero", "prune.amounts[0]", 0.0, ["0.0", "(0, 1)"]),
     ("prune_amount_negative", "prune.amounts[0]", -0.5, ["-0.5", "(0, 1)"]),
@@ -519,4 +529,4 @@ def test_cli_reports_ok_and_errors(tmp_path):
     bad.write_text(EMBEDDED.read_text().replace("lr: 0.1", "lr: -0.1", 1))
     res = subprocess.run([sys.executable, "-m", "pipeline.params", str(bad)], cwd=ROOT, capture_output=True,
                          text=True)
-    assert res.returncode == 1 and "train.lr: must be > 0, got -0.1" in res.stderr
+    assert res.returncode == 2 and "train.lr: must be > 0, got -0.1" in res.stderr
