@@ -71,20 +71,21 @@ def _import_class(spec: str, shown: str) -> type:
     return obj
 
 
-def resolve_method(spec: str) -> type:
+def resolve_method(spec: str, name: str | None = None) -> type:
     """The class of method ``spec``: a built-in name (none | fixed | awd | adadecay), a ``package.module:Class``
-    path, or the name of an entry point in group ``awd_bench.methods``. Raises MethodError saying which."""
+    path, or the name of an entry point in group ``awd_bench.methods``. Raises MethodError saying which; ``name``
+    is what messages call the method (its params name), ``spec`` by default."""
     if not isinstance(spec, str) or not spec:
         raise MethodError(f"method must be a non-empty string, got {spec!r}")
     if spec in BUILTINS:
         return _import_class(BUILTINS[spec], spec)
     if is_plugin_spec(spec):
-        return _import_class(spec, spec)
+        return _import_class(spec, name or spec)
     ep = _entry_point(spec)
     if ep is None:
         raise MethodError(f"unknown method {spec!r}: use a built-in ({', '.join(BUILTINS)}), a path "
                           f"'package.module:Class', or an entry point of group {ENTRY_POINT_GROUP!r}")
-    return _import_class(ep.value, spec)
+    return _import_class(ep.value, name or spec)
 
 
 def check_method_class(cls) -> list[str]:
@@ -101,12 +102,12 @@ def check_method_class(cls) -> list[str]:
     return missing
 
 
-def load_method(spec: str) -> type:
+def load_method(spec: str, name: str | None = None) -> type:
     """``resolve_method`` plus the interface check: the class, or MethodError naming the method and what is
     missing, e.g. "method 'x' (examples.sgdw:SGDW): missing apply_(), class attribute sweep"."""
-    cls = resolve_method(spec)
+    cls = resolve_method(spec, name)
     missing = check_method_class(cls)
     if missing:
         where = f" ({cls.__module__}:{cls.__qualname__})" if isinstance(cls, type) else ""
-        raise MethodError(f"method {spec!r}{where}: missing {', '.join(missing)}")
+        raise MethodError(f"method {name or spec!r}{where}: missing {', '.join(missing)}")
     return cls
