@@ -286,7 +286,11 @@ def unit_closure(module_names: str | tp.Iterable[str], root: str | Path | None =
     return code_closure([n for n in names if n.split(".")[0] in packages], root, packages)
 
 
+def unit_closure_digests(module_names: str | tp.Iterable[str], root: str | Path | None = None) -> dict[str, str]:
+    """{module name: semantic digest} over `unit_closure`."""
+    return {name: semantic_digest(path.read_bytes(), str(path)) for name, path in unit_closure(module_names, root).items()}
+
+
 def unit_code_digest(module_names: str | tp.Iterable[str], root: str | Path | None = None) -> str:
     """`code_digest` over `unit_closure`: for project modules alone it equals `code_digest`."""
-    return combine_digests({name: semantic_digest(path.read_bytes(), str(path))
-                            for name, path in unit_closure(module_names, root).items()})
+    return combine_digests(unit_closure_digests(module_names, root))

@@ -227,3 +227,30 @@ def test_a_plugin_is_snapshotted_with_the_unit_and_imported_from_the_snapshot(pr
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result == {"value": "plugin v1", "file": str(dest / "myplugin" / "method.py")}
+
+
+def test_why_a_plugin_unit_is_pending_names_the_file_that_changed(project, tmp_path):
+    from jobs.keys import config_digest, unit_code_digest
+    from jobs.store import RunStore
+    from jobs.submit import Unit
+    from jobs.why import pending_reasons
+
+    (project / "pipeline" / "units" / "plugin_probe.py").write_text(PLUGIN_PROBE)
+    (project / "myplugin").mkdir()
+    (project / "myplugin" / "__init__.py").write_text("")
+    plugin_file = project / "myplugin" / "method.py"
+    plugin_file.write_text("import awd.probe_value\nVALUE = 'plugin v1'\n")
+    modules = ["pipeline.units.plugin_probe", "myplugin.method"]
+    fn, config = "pipeline.units.plugin_probe:plugin_unit", {"plugin": "myplugin.method"}
+    edits = [(lambda: set_value(project, "after"), "awd/probe_value.py changed"),
+             (lambda: plugin_file.write_text("import awd.probe_value\nVALUE = 'v2'\n"), "myplugin/method.py changed")]
+    for i, (edit, expected) in enumerate(edits):
+        store = RunStore(tmp_path / f"store{i}")
+        old = unit_code_digest(modules, root=project)
+        write_snapshot(store.root, modules, old, root=project)
+        store.commit("probe", unit_key("probe", {"old": old}, old), {"ok": True},
+                     meta={"config": config_digest(config), "code": old})
+        edit()
+        new = unit_code_digest(modules, root=project)
+        unit = Unit("probe", unit_key("probe", config, new), fn, config, code=new, modules=("myplugin.method",))
+        assert pending_reasons([unit], store.root, root=project) == {unit.key: expected}
