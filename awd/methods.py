@@ -51,6 +51,13 @@ def _entry_point(name: str):
     return matches[0] if matches else None
 
 
+def entry_point_path(name: str) -> str | None:
+    """The ``package.module:Class`` an installed package registers as method ``name`` (group
+    ``awd_bench.methods``), or None."""
+    ep = _entry_point(name)
+    return ep.value if ep is not None else None
+
+
 def _import_class(spec: str, shown: str) -> type:
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr or not all(p.isidentifier() for p in module_name.split(".") + attr.split(".")):

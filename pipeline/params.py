@@ -503,6 +503,9 @@ def check_method(name, plugins: dict) -> str | None:
     if name in plugins:
         path = plugins[name]
         return _plugin_class(path, name)[1] if isinstance(path, str) and PLUGIN_PATH.match(path) else None
+    path = _entry_point(name)
+    if path is not None:  # an installed package's method, found without a methods: line
+        return _plugin_class(path, name)[1]
     known = [*METHODS, *plugins]
     return (f"unknown weight-decay method {show(name)}{did_you_mean(name, known)}; allowed: {', '.join(known)} "
             "(a plugin method is named in the top-level methods section: {name: package.module:Class})")
@@ -531,7 +534,13 @@ def plugin_param(path: str) -> str:
 
 def method_path(name: str, plugins: dict) -> str:
     """The run config's `wd_method` of a method: a built-in's name, a plugin's package.module:Class."""
-    return name if name in METHODS else plugins[name]
+    return name if name in METHODS else plugins[name] if name in plugins else _entry_point(name) or name
+
+
+def _entry_point(name) -> str | None:
+    from awd.methods import entry_point_path
+
+    return entry_point_path(name) if isinstance(name, str) and name.isidentifier() else None
 
 
 def _plugin_problems(plugins: dict) -> list[tuple[str, str]]:

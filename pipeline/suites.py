@@ -40,7 +40,7 @@ def _with_method(params, base: dict, method: str, value: float, **extra) -> dict
     config["wd"] = config["dog"] = 0.0
     if method != "none":
         config[value_key(method)] = float(value)
-    if method in params.methods and plugin_param(params.methods[method]) == "dog":  # the plugin's class says where
+    if config["wd_method"] != method and plugin_param(config["wd_method"]) == "dog":  # the plugin's class says where
         config["wd"], config["dog"] = 0.0, float(value)
     if config["optimizer"] == "sgd":
         config.update({k: _DEFAULT[k] for k in ("asam_rho", "asam_eta", "asam_awd_grad")})

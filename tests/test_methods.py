@@ -143,3 +143,17 @@ def test_sgdw_dog_and_state_round_trip():
     other = SGDW([w], 0.05)
     other.load_state_dict(torch.load(buf, weights_only=True))
     assert torch.equal(other.dog(), wd.dog()) and other.wd == 0.05
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="host-device sync can only be observed on CUDA")
+def test_sgdw_apply_does_not_synchronise_with_the_host():
+    w = nn.Parameter(torch.randn(5, device="cuda"))
+    opt = torch.optim.SGD([w], lr=0.1, momentum=0.9)
+    wd = build_weight_decay("examples.sgdw:SGDW", [w], wd=1e-3, optimizer=opt)
+    w.grad = torch.randn(5, device="cuda")
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        wd.apply_()
+        wd.dog()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")

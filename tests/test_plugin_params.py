@@ -72,3 +72,17 @@ def test_a_plugin_whose_param_is_dog_gets_its_value_in_dog(plugin_dir):
     runs = [s for s in specs if s.label.get("method") == "doglike"]
     assert [(s.config["wd_method"], s.config["wd"], s.config["dog"]) for s in runs] == [
         ("myplugins.doglike:DogLike", 0.0, 1e-3), ("myplugins.doglike:DogLike", 0.0, 1e-2)]
+
+
+def test_an_installed_entry_point_is_a_method_without_a_methods_line(monkeypatch):
+    import importlib.metadata
+
+    ep = importlib.metadata.EntryPoint("theirs", "examples.sgdw:SGDW", "awd_bench.methods")
+    real = importlib.metadata.entry_points
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        lambda **kw: [ep] if kw.get("group") == "awd_bench.methods" else real(**kw))
+    raw = with_plugin("theirs", "examples.sgdw:SGDW")
+    del raw["methods"]
+    runs = [s for s in independent_runs(validate(raw)) if s.label.get("method") == "theirs"]
+    assert [(s.config["wd_method"], s.config["wd"]) for s in runs] == [("examples.sgdw:SGDW", 1e-3),
+                                                                       ("examples.sgdw:SGDW", 1e-2)]
