@@ -10,17 +10,19 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 
+from awd.checks import is_int, is_real
+
 BN_MODES = ("train", "eval")
 
 
 def _check_fraction(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0.0 < value <= 1.0):
+    if not is_real(value) or not (0.0 < value <= 1.0):
         raise ValueError(f"{name} must be a number in (0, 1] (pixel scale), got {value!r}")
     return float(value)
 
 
 def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if not is_int(value) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
     return value
 

@@ -10,7 +10,6 @@ stratified split: DIGITS_TEST_FRACTION (20 %) of the images, drawn with seed DIG
 
 from __future__ import annotations
 
-import numbers
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torchvision import datasets as tv_datasets
+
+from awd.checks import is_int, is_real
 
 DATASET_NAMES: tuple[str, ...] = ("digits", "cifar10", "cifar100")
 _INFO = {"digits": (10, 1, 8), "cifar10": (10, 3, 32), "cifar100": (100, 3, 32)}
@@ -55,14 +56,6 @@ def _describe(t) -> str:
     if isinstance(t, torch.Tensor):
         return f"tensor dtype={t.dtype} shape={tuple(t.shape)}"
     return type(t).__name__
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
-def _is_real(v) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
 def _check_name(name: str) -> None:
@@ -175,9 +168,9 @@ def stratified_split(labels, val_fraction: float, seed: int) -> tuple[np.ndarray
     from sklearn.model_selection import StratifiedShuffleSplit
 
     y = _labels_numpy(labels)
-    if not (_is_real(val_fraction) and 0.0 <= val_fraction < 1.0):
+    if not (is_real(val_fraction) and 0.0 <= val_fraction < 1.0):
         raise ValueError(f"val_fraction={val_fraction!r} must be a number in [0, 1)")
-    if not _is_int(seed):
+    if not is_int(seed):
         raise ValueError(f"seed={seed!r} must be an integer")
     if val_fraction == 0:
         return np.arange(len(y), dtype=np.int64), np.zeros(0, dtype=np.int64)
@@ -190,13 +183,13 @@ def symmetric_noise(labels, rate: float, num_classes: int, seed: int) -> tuple[n
     """Flip exactly round(rate * n) labels, chosen uniformly without replacement, each to a uniformly drawn *other*
     class -> (noisy_labels int64, flipped_mask bool)."""
     y = _labels_numpy(labels)
-    if not (_is_real(rate) and 0.0 <= rate < 1.0):
+    if not (is_real(rate) and 0.0 <= rate < 1.0):
         raise ValueError(f"rate={rate!r} must be a number in [0, 1)")
-    if not _is_int(num_classes) or num_classes < 2:
+    if not is_int(num_classes) or num_classes < 2:
         raise ValueError(f"num_classes={num_classes!r} must be an integer >= 2")
     if len(y) and (y.min() < 0 or y.max() >= num_classes):
         raise ValueError(f"labels must lie in [0, {num_classes}), got range [{y.min()}, {y.max()}]")
-    if not _is_int(seed):
+    if not is_int(seed):
         raise ValueError(f"seed={seed!r} must be an integer")
     rng = np.random.default_rng(int(seed))
     n_flip = int(round(rate * len(y)))
@@ -248,7 +241,7 @@ def augment(x: torch.Tensor, generator: torch.Generator | None = None, pad: int 
     any device. Draws come from `generator` (on its own device), or from the global RNG of x's device when None."""
     if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.is_floating_point():
         raise ValueError(f"x must be a float tensor N x C x H x W, got {_describe(x)}")
-    if not _is_int(pad) or pad < 0:
+    if not is_int(pad) or pad < 0:
         raise ValueError(f"pad={pad!r} must be an integer >= 0")
     dy, dx, flips = draw_augment(len(x), generator, int(pad), flip, device=x.device)
     return shift_flip(x, dy, dx, flips, pad)
@@ -257,9 +250,9 @@ def augment(x: torch.Tensor, generator: torch.Generator | None = None, pad: int 
 def batches(n: int, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
     """Index tensors covering range(n) in batches of `batch_size` (the last may be smaller); a seeded permutation when
     `shuffle`, on the generator's device."""
-    if not _is_int(n) or n < 0:
+    if not is_int(n) or n < 0:
         raise ValueError(f"n={n!r} must be an integer >= 0")
-    if not _is_int(batch_size) or batch_size < 1:
+    if not is_int(batch_size) or batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r} must be an integer >= 1")
     device = generator.device if generator is not None else torch.device("cpu")
     order = torch.randperm(n, generator=generator, device=device) if shuffle else torch.arange(n, device=device)

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from awd.checks import is_int, is_real
+
 
 class DoGTrace:
     """Per-iteration λ and DoG, kept on device until :meth:`flush` (one host sync per flush).
@@ -23,7 +25,7 @@ class DoGTrace:
     """
 
     def __init__(self, every: int = 1):
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        if not is_int(every) or every < 1:
             raise ValueError(f"every must be an int >= 1, got {every!r}")
         self.every = every
         self.iteration = 0  # iterations recorded so far (host counter: no sync)
@@ -120,9 +122,9 @@ def plateau_epoch(epoch_losses, window: int, rel_tol: float) -> int:
     ``window``), the last epoch is returned: the whole run is averaged.
     """
     losses = _check_losses(epoch_losses)
-    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+    if not is_int(window) or window < 1:
         raise ValueError(f"window must be an int >= 1, got {window!r}")
-    if isinstance(rel_tol, bool) or not isinstance(rel_tol, (int, float)) or not 0 < rel_tol < 1:
+    if not is_real(rel_tol) or not 0 < rel_tol < 1:
         raise ValueError(f"rel_tol must be a number in (0, 1), got {rel_tol!r}")
     logs = np.log(losses)
     floor_after = np.minimum.accumulate(logs[::-1])[::-1]  # min(log loss[e:]) for every e
@@ -145,7 +147,7 @@ def estimate_dog(
     if dog.ndim != 1 or len(dog) == 0:
         raise ValueError(f"dog_per_iter must be a non-empty 1-D sequence, got shape {dog.shape}")
     losses = _check_losses(epoch_losses)
-    if isinstance(iters_per_epoch, (int, np.integer)) and not isinstance(iters_per_epoch, bool):
+    if is_int(iters_per_epoch):
         counts = np.full(len(losses), int(iters_per_epoch))
     else:
         counts = np.asarray(iters_per_epoch)

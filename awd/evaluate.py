@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from awd.checks import is_int, is_real
 from awd.weight_decay import global_norm
 
 
@@ -43,7 +44,7 @@ def _logit_batches(model: nn.Module, x: Tensor, y: Tensor, batch_size: int, devi
         raise TypeError(f"x must be uint8 pixels or floating point in [0, 1], got dtype {x.dtype}")
     if y.ndim != 1 or len(y) != len(x):
         raise ValueError(f"y must be 1-D with one label per row of x ({len(x)}), got shape {tuple(y.shape)}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if not is_int(batch_size) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     if len(x) == 0:
         raise ValueError("x is empty: nothing to evaluate")
@@ -85,6 +86,6 @@ def weight_norm(model: nn.Module) -> float:
 
 def total_loss(model: nn.Module, x: Tensor, y: Tensor, wd: float = 5e-4, batch_size: int = 512, device=None) -> float:
     """Paper eq. 1: mean cross-entropy + wd/2·‖W‖² (Table 2 reports it with wd = 0.0005 for every method)."""
-    if isinstance(wd, bool) or not isinstance(wd, (int, float)) or wd < 0:
+    if not is_real(wd) or wd < 0:
         raise ValueError(f"wd must be a number >= 0, got {wd!r}")
     return cross_entropy(model, x, y, batch_size, device) + wd / 2 * weight_norm(model) ** 2

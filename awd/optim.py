@@ -21,6 +21,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from awd.checks import is_real
+
 OPTIMIZERS = ("sgd",)
 
 
@@ -29,9 +31,9 @@ def build_optimizer(name: str, params, lr: float, momentum: float = 0.9, nestero
     if name not in OPTIMIZERS:
         hint = "; ASAM wraps an optimizer: build 'sgd' and pass it to awd.optim.ASAM" if name == "asam" else ""
         raise ValueError(f"name must be one of {OPTIMIZERS}, got {name!r}{hint}")
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+    if not is_real(lr) or not math.isfinite(lr) or lr <= 0:
         raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
-    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum < 1:
+    if not is_real(momentum) or not 0 <= momentum < 1:
         raise ValueError(f"momentum must be a number in [0, 1), got {momentum!r}")
     if not isinstance(nesterov, bool) or (nesterov and momentum == 0):
         raise ValueError(f"nesterov must be a bool and needs momentum > 0, got nesterov={nesterov!r}, momentum={momentum!r}")
@@ -47,9 +49,9 @@ class ASAM:
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, model: nn.Module, rho: float = 0.5, eta: float = 0.0):
-        if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not math.isfinite(rho) or rho <= 0:
+        if not is_real(rho) or not math.isfinite(rho) or rho <= 0:
             raise ValueError(f"rho must be a finite number > 0, got {rho!r}")
-        if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not math.isfinite(eta) or eta < 0:
+        if not is_real(eta) or not math.isfinite(eta) or eta < 0:
             raise ValueError(f"eta must be a finite number >= 0, got {eta!r}")
         self.optimizer, self.model = optimizer, model
         self.rho, self.eta = float(rho), float(eta)

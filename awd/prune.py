@@ -9,6 +9,8 @@ import torch
 import torch.nn.utils.prune as prune
 from torch import nn
 
+from awd.checks import is_real
+
 _PRUNABLE = (nn.modules.conv._ConvNd, nn.Linear)
 
 
@@ -25,7 +27,7 @@ def global_l1(model: nn.Module, amount: float) -> nn.Module:
     One global threshold over all those weights (``prune.global_unstructured`` with L1Unstructured, which prunes
     exactly ``round(amount·N)`` of the N weights), made permanent with ``prune.remove``. ``model`` is untouched.
     """
-    if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not math.isfinite(amount) or not 0 < amount < 1:
+    if not is_real(amount) or not math.isfinite(amount) or not 0 < amount < 1:
         raise ValueError(f"amount must be a fraction in (0, 1), got {amount!r}")
     pruned = copy.deepcopy(model)
     targets = _targets(pruned)

@@ -21,9 +21,9 @@ import math
 import torch
 from torch import Tensor, nn
 
-from awd.methods import BUILTINS, MethodError, load_method
-
-METHODS = tuple(BUILTINS)
+from awd.checks import is_real
+from awd.methods import MethodError, load_method
+from awd.train_config import METHODS  # the built-in methods, listed once with the run config
 
 # Relative std of |g| below which AdaDecay treats a tensor's gradient magnitudes as constant.
 _ADADECAY_FLAT = 1e-4
@@ -99,7 +99,7 @@ def bn_bias_params(source) -> list[Tensor]:
 
 
 def _check_nonneg(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+    if not is_real(value) or not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     return float(value)
 

@@ -71,17 +71,22 @@ def _expected_failure(exc: BaseException) -> bool:
 
 
 def _stage_excepthook(exc_type, exc, tb) -> None:
+    from pipeline.params import ParamsError
+
     if isinstance(exc, KeyboardInterrupt):  # run_units already said how to cancel or re-attach
         print("interrupted", file=sys.stderr, flush=True)
     elif _expected_failure(exc):
         print(f"ERROR: {exc}", file=sys.stderr, flush=True)
+        if isinstance(exc, ParamsError):  # bad params: exit 2, like a usage error; nothing was submitted yet
+            sys.stdout.flush()
+            os._exit(2)
     else:
         sys.__excepthook__(exc_type, exc, tb)
 
 
 def stage_args(description: str) -> argparse.Namespace:
     """The stage's command line. Also makes an expected failure (see `_expected_failure`) end the stage with its
-    message alone (exit status 1)."""
+    message alone (exit status 2 for bad params, else 1)."""
     sys.excepthook = _stage_excepthook
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")

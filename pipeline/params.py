@@ -23,7 +23,7 @@ import functools
 import re
 import sys
 from pathlib import Path
-from typing import Annotated, ClassVar, get_type_hints
+from typing import Annotated, ClassVar
 
 import annotated_types
 from pydantic import (
@@ -90,8 +90,13 @@ def _lines(source, problems) -> list[str]:
 
 # --- field types ----------------------------------------------------------------------------------------------------
 
-_HINTS = get_type_hints(TrainConfig, include_extras=True)
-Epochs, NoiseSeed = _HINTS["epochs"], _HINTS["noise_seed"]
+def _type(key: str):
+    """A TrainConfig field's type with its rule: the very objects TrainConfig validates with."""
+    info = TrainConfig.model_fields[key]
+    return Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+
+
+Epochs, NoiseSeed = _type("epochs"), _type("noise_seed")
 
 
 def _bounds(name: str) -> dict:
@@ -188,7 +193,7 @@ def _section(name: str, keys, *, required=(), partial=False, hints=None, **extra
     for key in keys:
         info = TrainConfig.model_fields[key]
         default = ... if key in required else None if partial else info.get_default(call_default_factory=True)
-        fields[key] = (_HINTS[key], default)
+        fields[key] = (_type(key), default)
     model = create_model(name, __base__=Model, **fields, **extra)
     model.hints = dict(hints or {})
     return model
@@ -310,7 +315,6 @@ def _as_tuple(v) -> tuple:
 
 
 class NaturalStudy(Study):
-    noun: ClassVar[str] = "natural studies"
     wd: Real()
     seeds: Seeds
     plateau: Plateau
@@ -323,53 +327,42 @@ class NaturalStudy(Study):
         return self
 
 
-class GridStudy(Compared):
-    noun: ClassVar[str] = "grid studies"
-    SHORTHANDS: ClassVar[dict[str, str]] = {"wds": "fixed", "dogs": "awd"}
-    REQUIRED: ClassVar[tuple[str, ...]] = ("wds",)
-    name: Text
-    lrs: Grid(**_bounds("lr"))
-    wds: Grid() | None = None
-    dogs: Grid() | None = None  # AWD over lr × DoG (paper footnote 2, Fig. 1(c))
-
-
-class AdversarialStudy(Compared):
-    noun: ClassVar[str] = "adversarial studies"
+class _Grids(Compared):
     SHORTHANDS: ClassVar[dict[str, str]] = {"wds": "fixed", "dogs": "awd"}
     REQUIRED: ClassVar[tuple[str, ...]] = ("wds", "dogs")
     wds: Grid() | None = None
     dogs: Grid() | None = None
+
+
+class _Values(Compared):
+    SHORTHANDS: ClassVar[dict[str, str]] = {"wd": "fixed", "dog": "awd"}
+    REQUIRED: ClassVar[tuple[str, ...]] = ("wd", "dog")
+    SCALAR: ClassVar[bool] = True
+    wd: Real() | None = None
+    dog: Real() | None = None
+
+
+class GridStudy(_Grids):
+    REQUIRED: ClassVar[tuple[str, ...]] = ("wds",)  # dogs: AWD over lr × DoG (paper footnote 2, Fig. 1(c))
+    name: Text
+    lrs: Grid(**_bounds("lr"))
+
+
+class AdversarialStudy(_Grids):
     best_seeds: ExtraSeeds = ()  # extra seeds of each method's val-selected best value
 
 
-class NoisyStudy(Compared):
-    noun: ClassVar[str] = "noisy studies"
-    SHORTHANDS: ClassVar[dict[str, str]] = {"wds": "fixed", "dogs": "awd"}
-    REQUIRED: ClassVar[tuple[str, ...]] = ("wds", "dogs")
+class NoisyStudy(_Grids):
     rates: Grid(**_bounds("noise_rate"))
-    wds: Grid() | None = None
-    dogs: Grid() | None = None
     noise_seed: NoiseSeed = 0
 
 
-class LrSensitivityStudy(Compared):
-    SCALAR: ClassVar[bool] = True
-    noun: ClassVar[str] = "lr_sensitivity studies"
-    SHORTHANDS: ClassVar[dict[str, str]] = {"wd": "fixed", "dog": "awd"}
-    REQUIRED: ClassVar[tuple[str, ...]] = ("wd", "dog")
+class LrSensitivityStudy(_Values):
     lrs: Grid(**_bounds("lr"))
-    wd: Real() | None = None
-    dog: Real() | None = None
     seeds: Seeds
 
 
-class UnderfitStudy(Compared):
-    SCALAR: ClassVar[bool] = True
-    noun: ClassVar[str] = "underfit studies"
-    SHORTHANDS: ClassVar[dict[str, str]] = {"wd": "fixed", "dog": "awd"}
-    REQUIRED: ClassVar[tuple[str, ...]] = ("wd", "dog")
-    wd: Real() | None = None
-    dog: Real() | None = None
+class UnderfitStudy(_Values):
     n_images: Int(ge=1)
 
 
@@ -422,7 +415,6 @@ class VariantRun(Model):
 
 
 class VariantsStudy(Study):
-    noun: ClassVar[str] = "variants studies"
     runs: tuple[VariantRun, ...]
 
     @model_validator(mode="after")
@@ -465,6 +457,25 @@ class Suites(Model):
 
 
 SUITE_NAMES = tuple(Suites.model_fields)
+for _name, _field in Suites.model_fields.items():  # "must be a list of natural studies"
+    _field.annotation.__args__[0].noun = f"{_name} studies"
+
+
+def _plugins_checked(plugins):
+    """The top-level `methods:` section: a plugin method's params name -> "package.module:Class"."""
+    if not isinstance(plugins, dict):
+        return None, [("", f"must be a mapping of method names to package.module:Class, got {show(plugins)}")]
+    p = []
+    for name, path in plugins.items():
+        if name in METHODS or not (isinstance(name, str) and re.fullmatch(r"[A-Za-z_][\w-]*", name)):
+            p.append((f".{name}", f"a plugin's name must be a word that is not a built-in method "
+                                  f"({', '.join(METHODS)}), got {show(name)}"))
+        elif not (isinstance(path, str) and PLUGIN_PATH.match(path)):
+            p.append((f".{name}", f"must be package.module:Class, got {show(path)}"))
+    return dict(plugins), p
+
+
+Plugins = Annotated[dict[str, str], _check(_plugins_checked)]
 
 
 class Params(Model):
@@ -474,7 +485,7 @@ class Params(Model):
     adversarial: AdversarialParams = AdversarialParams()
     autoattack: AutoAttackParams = AutoAttackParams()
     prune: PruneParams = PruneParams()
-    methods: dict[str, Text] = {}  # a plugin method's params name -> "package.module:Class"
+    methods: Plugins = {}
     suites: Suites
     _source: str = PrivateAttr("params.yaml")
 
@@ -506,7 +517,7 @@ def check_method(name, plugins: dict) -> str | None:
     path = _entry_point(name)
     if path is not None:  # an installed package's method, found without a methods: line
         return _plugin_class(path, name)[1]
-    known = [*METHODS, *plugins]
+    known = [*METHODS, *(p for p in plugins if p not in METHODS)]
     return (f"unknown weight-decay method {show(name)}{did_you_mean(name, known)}; allowed: {', '.join(known)} "
             "(a plugin method is named in the top-level methods section: {name: package.module:Class})")
 
@@ -541,17 +552,6 @@ def _entry_point(name) -> str | None:
     from awd.methods import entry_point_path
 
     return entry_point_path(name) if isinstance(name, str) and name.isidentifier() else None
-
-
-def _plugin_problems(plugins: dict) -> list[tuple[str, str]]:
-    p = []
-    for name, path in plugins.items():
-        if name in METHODS or not re.fullmatch(r"[A-Za-z_][\w-]*", name):
-            p.append((f"methods.{name}", f"a plugin's name must be a word that is not a built-in method "
-                                         f"({', '.join(METHODS)}), got {name!r}"))
-        elif not PLUGIN_PATH.match(path):
-            p.append((f"methods.{name}", f"must be package.module:Class, got {show(path)}"))
-    return p
 
 
 def _nesterov_problems(params: Params) -> list[tuple[str, str]]:
@@ -642,7 +642,7 @@ def validate(raw, source: str = "params.yaml") -> Params:
         params = Params.model_validate(raw, context={"plugins": plugins})
     except ValidationError as e:
         raise ParamsError(_lines(source, explain(e, Params))) from None
-    problems = (_plugin_problems(params.methods) + _nesterov_problems(params)
+    problems = (_nesterov_problems(params)
                 + _best_seed_problems(params) + _from_sweep_problems(params))
     if problems:
         raise ParamsError(_lines(source, problems))

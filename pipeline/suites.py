@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from awd.train_config import TrainConfig, value_key
 from pipeline.params import SUITE_NAMES, base_run_config, method_path, plugin_param, sweep_match
 
-SUITES = SUITE_NAMES
 # Suites whose runs are adversarially trained and therefore AutoAttacked on the test set.
 ATTACKED_SUITES = ("adversarial", "variants")
 # Suites whose runs are pruned (Table 6, Figure 5).
@@ -158,7 +157,7 @@ def adversarial_replicates(params, specs: list[RunSpec], metrics: dict[int, dict
 
 
 def datasets_used(params) -> list[str]:
-    return sorted({study.dataset for suite in SUITES for _, study in _studies(params, suite)})
+    return sorted({study.dataset for suite in SUITE_NAMES for _, study in _studies(params, suite)})
 
 
 def noise_settings(params, dataset: str) -> list[tuple[float, int]]:

@@ -19,7 +19,7 @@ from jobs.submit import run_units_report
 from pipeline import outcomes
 from pipeline.common import ARTIFACTS, executor_config, make_unit, open_store, stage_args, unit_env, write_json
 from pipeline.cost import check_budget, gpu_hours, train_flops
-from pipeline.params import check_data, load_params
+from pipeline.params import ParamsError, check_data, load_params
 from pipeline.suites import RunSpec, adversarial_replicates, independent_runs, natural_awd
 
 TRAIN_FN = "pipeline.units.train:train_unit"
@@ -77,7 +77,7 @@ def check_configs(specs: list[RunSpec]) -> None:
         except (TypeError, ValueError) as err:
             errors.append(f"  {describe(spec)}: {err}")
     if errors:
-        raise SystemExit("train: invalid run configs (nothing was submitted):\n" + "\n".join(errors))
+        raise ParamsError(["train: invalid run configs (nothing was submitted):", *errors])
 
 
 def record(spec: RunSpec, unit, metrics: dict | None, failure=None, env: dict | None = None) -> dict:

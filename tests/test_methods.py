@@ -157,3 +157,10 @@ def test_sgdw_apply_does_not_synchronise_with_the_host():
         wd.dog()
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+def test_the_registry_lists_exactly_the_run_configs_built_in_methods():
+    from awd.methods import BUILTINS
+    from awd.train_config import METHODS
+
+    assert tuple(BUILTINS) == METHODS

@@ -530,3 +530,72 @@ def test_cli_reports_ok_and_errors(tmp_path):
     res = subprocess.run([sys.executable, "-m", "pipeline.params", str(bad)], cwd=ROOT, capture_output=True,
                          text=True)
     assert res.returncode == 2 and "train.lr: must be > 0, got -0.1" in res.stderr
+
+
+# --- one definition of a run config -----------------------------------------------------------------------------
+
+
+def test_params_sections_take_their_fields_from_train_config():
+    from awd.train_config import TrainConfig
+    from pipeline.params import TRAIN_REQUIRED, DataParams, TrainOverrides, TrainSection
+
+    for section in (TrainSection, TrainOverrides, DataParams):
+        for name, field in section.model_fields.items():
+            if name in ("root", "download"):
+                continue
+            ours = TrainConfig.model_fields[name]
+            assert field.metadata == ours.metadata, name  # the same type, range and rule objects
+            if section is TrainSection and name not in TRAIN_REQUIRED:
+                assert field.get_default(call_default_factory=True) == ours.get_default(call_default_factory=True)
+    assert set(TrainSection.model_fields) | {"dataset", "val_fraction", "split_seed", "noise_rate", "noise_seed",
+                                              "wd_method", "wd", "dog", "adversarial", "eps", "step_size",
+                                              "train_steps", "val_steps", "bn_mode"} == set(TrainConfig.model_fields)
+
+
+@pytest.mark.parametrize("key,ok,bad", [
+    ("awd_ema", 1.0, 0.0),  # λ̄ ← (1−ema)·λ̄ + ema·λ: 1 is no averaging, 0 never moves λ̄ (awd.weight_decay agrees)
+    ("eps", 1.0, 1.5),  # an L∞ radius on pixels in [0, 1]
+    ("dog", 0.0, -0.1),  # 0 when the method is not AWD
+])
+def test_run_config_ranges(key, ok, bad):
+    from awd.train_config import TrainConfig
+
+    TrainConfig.from_dict({key: ok})
+    with pytest.raises(ValueError, match=f"train config: {key}: must be"):
+        TrainConfig.from_dict({key: bad})
+
+
+def test_adversarial_training_needs_a_positive_radius():
+    from awd.train_config import TrainConfig
+
+    TrainConfig.from_dict({"adversarial": False, "eps": 0.0, "step_size": 0.0})  # a natural run's neutral values
+    with pytest.raises(ValueError, match=r"eps: must be in \(0, 1\] for adversarial training, got 0.0"):
+        TrainConfig.from_dict({"adversarial": True, "eps": 0.0})
+
+
+def test_yaml_is_read_as_dvc_reads_it(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text(EMBEDDED.read_text().replace("download: false", "download: no"))  # YAML 1.2: a string
+    with pytest.raises(ParamsError, match=r"data.download: must be true or false, got 'no'"):
+        load_params(f)
+
+
+def test_train_config_reports_every_bad_key_at_once():
+    from awd.train_config import TrainConfig
+
+    with pytest.raises(ValueError) as exc:
+        TrainConfig.from_dict({"lr": -1, "epochs": 0, "lrr": 1, "wd_method": "awd", "dog": 0.0})
+    lines = str(exc.value).splitlines()
+    assert lines[:3] == ["train config: epochs: must be >= 1, got 0", "train config: lr: must be > 0, got -1",
+                         "train config: lrr: unknown key 'lrr' (did you mean 'lr'?); allowed: " +
+                         ", ".join(TrainConfig.model_fields)], lines
+
+
+@pytest.mark.reliability
+def test_a_stage_ends_with_exit_2_and_the_message_on_bad_params(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(EMBEDDED.read_text().replace("lr: 0.1", "lr: -0.1", 1).replace("epochs: 40", "epochs: 0"))
+    res = subprocess.run([sys.executable, "-m", "pipeline.prepare", "--params", str(bad)], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert f"ERROR: {bad}: train.epochs: must be >= 1, got 0\n{bad}: train.lr: must be > 0, got -0.1" in res.stderr

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import inspect
-import numbers
 from collections.abc import Callable
 
 from torch import nn
 
+from awd.checks import is_int
 from awd.models.normalize import Normalize, NormalizedModel, default_mean_std
 from awd.models.preact_wrn import PreActWideResNet
 from awd.models.resnet import resnet32, resnet34, resnet50
@@ -33,9 +33,9 @@ def build_model(name: str, num_classes: int, in_channels: int = 3, *, mean=None,
     `mean`/`std` (per channel or one number) default to CIFAR statistics for 3 channels and 0.5 for 1 channel."""
     if name not in _BUILDERS:
         raise ValueError(f"model={name!r} is unknown; allowed: {list(MODEL_NAMES)}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 2:
+    if not is_int(num_classes) or num_classes < 2:
         raise ValueError(f"num_classes={num_classes!r} must be an integer >= 2")
-    if isinstance(in_channels, bool) or not isinstance(in_channels, numbers.Integral) or in_channels < 1:
+    if not is_int(in_channels) or in_channels < 1:
         raise ValueError(f"in_channels={in_channels!r} must be an integer >= 1")
     allowed = _model_kwargs(name)
     unknown = sorted(set(kw) - set(allowed))

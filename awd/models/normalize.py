@@ -8,6 +8,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from awd.checks import is_real
+
 # CIFAR-10 training-set statistics (the values used by Rice et al. 2020 and most adversarial-training code).
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2471, 0.2435, 0.2616)
@@ -29,7 +31,7 @@ def default_mean_std(in_channels: int) -> tuple[tuple[float, ...], tuple[float, 
 def _as_channel_vector(name: str, value, in_channels: int) -> list[float]:
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().flatten().tolist()
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if is_real(value):
         value = [value]
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
         raise ValueError(f"{name}={value!r} must be a number or a sequence of {in_channels} numbers")

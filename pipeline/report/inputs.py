@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
+from ruamel.yaml import YAML
 
 from pipeline import outcomes
 from pipeline.report import methods
@@ -21,7 +21,7 @@ RUN_ACC_COLUMNS = ("val_acc", "val_robust_acc", "test_acc", "train_acc", "best_v
 def load_suites(params_path: Path) -> dict[str, list[dict]]:
     """The `suites:` block of a params file: suite name -> list of studies (absent suites are absent keys)."""
     with open(params_path) as f:
-        cfg = yaml.safe_load(f) or {}
+        cfg = YAML(typ="safe").load(f) or {}  # as DVC reads params (YAML 1.2; duplicate keys are errors)
     suites = cfg.get("suites") or {}
     return {name: list(studies or []) for name, studies in suites.items()}
 

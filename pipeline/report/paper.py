@@ -13,6 +13,7 @@ CIFAR10 = "cifar10"
 CIFAR100 = "cifar100"
 
 # Table 2: WRN28-10, mean of 3 runs; the weight-decay column is 0.0005·‖W‖²/2 for both rows.
+TABLE2_WD = 5e-4
 T2 = [
     {"dataset": CIFAR100, "method": "fixed", "lr": 0.1, "value": 5e-4, "val_acc": 80.97, "test_acc": 80.53,
      "weight_norm": 24.3, "wd_term": 0.15, "xent": 0.00, "total_loss": 0.15},
