@@ -125,7 +125,7 @@ class _Run:
         self.optimizer = build_optimizer("sgd", self.model.parameters(), cfg.lr, cfg.momentum, cfg.nesterov)
         asam = ASAM(self.optimizer, self.model, cfg.asam_rho, cfg.asam_eta) if cfg.optimizer == "asam" else None
         self.wd = build_weight_decay(cfg.wd_method, self.model, wd=cfg.wd, dog=cfg.dog, alpha=cfg.adadecay_alpha,
-                                     ema=cfg.awd_ema, exclude_bn_bias=cfg.exclude_bn_bias)
+                                     ema=cfg.awd_ema, exclude_bn_bias=cfg.exclude_bn_bias, optimizer=self.optimizer)
         self.stepper = DecayedOptimizer(self.optimizer, self.wd, asam, cfg.asam_awd_grad)
         self.n_train = len(data.y_train)
         self.iters_per_epoch = math.ceil(self.n_train / cfg.batch_size)

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from awd.checks import is_real
+from awd.methods import MethodError, load_method
 from awd.train_config import METHODS  # the built-in methods, listed once with the run config
 
 # Relative std of |g| below which AdaDecay treats a tensor's gradient magnitudes as constant.
@@ -104,7 +105,15 @@ def _check_nonneg(name: str, value) -> float:
 
 
 class _WeightDecay:
-    """Shared bookkeeping: the decayed parameter list and the last λ and DoG (0-dim float32 tensors)."""
+    """Shared bookkeeping: the decayed parameter list and the last λ and DoG (0-dim float32 tensors).
+
+    A method class (awd/methods.py) also names itself and its hyper-parameter: ``name``, ``param`` (the run-config
+    field holding its value), ``param_label`` and ``sweep``."""
+
+    name = ""
+    param = "wd"
+    param_label = ""
+    sweep = "log"
 
     def __init__(self, params=None, exclude=None):
         params = [] if params is None else _param_list(params)
@@ -131,6 +140,9 @@ class _WeightDecay:
     def apply_(self, grad_norm: Tensor | None = None) -> Tensor:
         raise NotImplementedError
 
+    def attach(self, optimizer) -> None:
+        """Called once with the optimizer the loop steps; coupled methods only touch ``.grad`` and ignore it."""
+
     def dog(self) -> Tensor:
         """DoG measured at the last ``apply_()`` (0-dim tensor; 0 before the first)."""
         return self._dog
@@ -146,8 +158,17 @@ class _WeightDecay:
         self._dog = state["dog"].detach().to(device=self._dog.device, dtype=torch.float32).reshape(()).clone()
 
 
+WeightDecay = _WeightDecay  # the public name plugins extend (examples/sgdw.py)
+
+
 class NoWeightDecay(_WeightDecay):
     """No decay: ``apply_()`` leaves the gradients alone and returns λ = 0; DoG is 0."""
+
+    name, param, param_label, sweep = "none", "wd", "none", "log"
+
+    @classmethod
+    def from_config(cls, params, *, exclude=None, **_):
+        return cls(params, exclude)
 
     def apply_(self, grad_norm: Tensor | None = None) -> Tensor:
         return self._lam
@@ -155,6 +176,8 @@ class NoWeightDecay(_WeightDecay):
 
 class FixedWeightDecay(_WeightDecay):
     """Classic L2 weight decay ``grad += wd·w``: identical to ``torch.optim.SGD(weight_decay=wd)``."""
+
+    name, param, param_label, sweep = "fixed", "wd", "λ_wd", "log"
 
     def __init__(self, params, wd: float = 5e-4, exclude=None):
         super().__init__(params, exclude)
@@ -184,6 +207,14 @@ class AdaptiveWeightDecay(_WeightDecay):
     ``grad += λ̄·w``. ``apply_(grad_norm=...)`` replaces ‖g‖ by a precomputed norm (e.g. ASAM's ascent gradient).
     The measured DoG is λ̄·‖w‖/‖g‖ with the same ‖g‖, so it equals the target up to the EMA lag.
     """
+
+    name, param, param_label, sweep = "awd", "dog", "DoG", "log"
+
+    @classmethod
+    def from_config(cls, params, *, dog=None, ema=0.9, exclude=None, **_):
+        if dog is None:
+            raise ValueError("method='awd' needs dog (the target DoG ratio, e.g. 0.016); got dog=None")
+        return cls(params, dog, ema, exclude)
 
     def __init__(self, params, dog: float, ema: float = 0.9, exclude=None):
         super().__init__(params, exclude)
@@ -216,6 +247,12 @@ class AdaDecay(_WeightDecay):
     and θ = 2/(1 + exp(−α·z)) ∈ (0, 2). A tensor whose |g| is constant (std ≤ 1e-4·mean|g|, i.e. rounding noise)
     gets z = 0, θ = 1. ``apply_()`` returns wd. α = 4 is the value public AdaDecay implementations default to.
     """
+
+    name, param, param_label, sweep = "adadecay", "wd", "λ_AdaDecay", "log"
+
+    @classmethod
+    def from_config(cls, params, *, wd=None, alpha=4.0, exclude=None, **_):
+        return cls(params, wd, alpha, exclude)
 
     def __init__(self, params, wd: float, alpha: float = 4.0, exclude=None):
         super().__init__(params, exclude)
@@ -259,16 +296,21 @@ def build_weight_decay(
     ema: float = 0.9,
     exclude_bn_bias: bool = False,
     named_params=None,
+    optimizer=None,
 ) -> _WeightDecay:
-    """Build the weight-decay method named ``method`` (none | fixed | awd | adadecay) for ``params``.
+    """Build the weight-decay method ``method`` for ``params``: a built-in (none | fixed | awd | adadecay), a
+    plugin ``package.module:Class`` or an entry-point name (see awd/methods.py).
 
     ``params`` is an ``nn.Module`` or an iterable of parameters. With ``exclude_bn_bias=True`` biases and
     normalisation-layer parameters are neither decayed nor counted in AWD's norms; which ones they are is read
     from ``params`` when it is a module (exact), else from ``named_params`` (``model.named_parameters()`` or the
-    module itself; see :func:`bn_bias_params`). The paper decays all parameters (the default).
+    module itself; see :func:`bn_bias_params`). The paper decays all parameters (the default). ``optimizer``, when
+    given, is passed to the method's ``attach`` (a decoupled method reads its learning rate there).
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    try:
+        cls = load_method(method)
+    except MethodError as e:
+        raise ValueError(f"method must be one of {METHODS} or a valid plugin: {e}") from None
     if not isinstance(exclude_bn_bias, bool):
         raise TypeError(f"exclude_bn_bias must be a bool, got {exclude_bn_bias!r}")
     exclude = None
@@ -280,14 +322,18 @@ def build_weight_decay(
                 "or named_params=model.named_parameters() (named_params is None)"
             )
         exclude = bn_bias_params(source)
-    if method == "none":
-        return NoWeightDecay(params, exclude)
-    if method in ("fixed", "adadecay") and wd is None:
+    values = {"wd": wd, "dog": dog}
+    if cls.param == "wd" and wd is None and method != "none":
         raise ValueError(f"method={method!r} needs wd (the decay coefficient); got wd=None")
-    if method == "fixed":
-        return FixedWeightDecay(params, wd, exclude)
-    if method == "adadecay":
-        return AdaDecay(params, wd, alpha, exclude)
-    if dog is None:
-        raise ValueError("method='awd' needs dog (the target DoG ratio, e.g. 0.016); got dog=None")
-    return AdaptiveWeightDecay(params, dog, ema, exclude)
+    from_config = getattr(cls, "from_config", None)
+    if from_config is not None:
+        wd_obj = from_config(params, wd=wd, dog=dog, alpha=alpha, ema=ema, exclude=exclude)
+    else:
+        if values[cls.param] is None:
+            raise ValueError(f"method={method!r} needs {cls.param} ({cls.param_label}); got {cls.param}=None")
+        wd_obj = cls(params, values[cls.param], exclude=exclude)
+    if optimizer is not None:
+        attach = getattr(wd_obj, "attach", None)
+        if callable(attach):
+            attach(optimizer)
+    return wd_obj

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import importlib.util
 import json
 import math
 import numbers
 import re
+import sysconfig
 import typing as tp
 from pathlib import Path
 
@@ -177,32 +179,38 @@ def semantic_digest(source: str | bytes, filename: str = "<source>") -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+Packages = tp.Sequence[str] | tp.Mapping[str, Path]
+
+
 def code_closure(module_names: str | tp.Iterable[str], root: str | Path | None = None,
-                 packages: tp.Sequence[str] = PROJECT_PACKAGES) -> dict[str, Path]:
+                 packages: Packages = PROJECT_PACKAGES) -> dict[str, Path]:
     """{module name: source file} of the given modules and everything they import inside the project packages.
 
     Importing `a.b.c` runs `a/__init__.py` and `a/b/__init__.py` too, so those count as dependencies; imports
-    inside functions count (a unit's lazy imports are code it runs).
+    inside functions count (a unit's lazy imports are code it runs). `packages` names the packages that count,
+    all under `root`, or maps each to the directory that holds it (a plugin's package lives elsewhere).
     """
     root = Path(root).resolve() if root is not None else _default_root()
     names = [module_names] if isinstance(module_names, str) else list(module_names)
     if not names:
         raise ValueError("code_digest: no module names given")
-    allowed = set(packages)
+    where = dict(packages) if isinstance(packages, tp.Mapping) else {p: root for p in packages}
+    allowed = set(where)
     files: dict[str, Path] = {}
     todo: list[str] = []
     for name in names:
         if name.split(".")[0] not in allowed:
             raise ValueError(f"code_digest: module {name!r} is outside the project packages {sorted(allowed)}")
-        if _module_file(root, name) is None:
-            raise FileNotFoundError(f"code_digest: module {name!r} has no source file under {root}")
+        if _module_file(Path(where[name.split(".")[0]]), name) is None:
+            raise FileNotFoundError(f"code_digest: module {name!r} has no source file under "
+                                    f"{where[name.split('.')[0]]}")
         todo.append(name)
     while todo:
         name = todo.pop()
         for dep in _with_parents(name):
             if dep in files or dep.split(".")[0] not in allowed:
                 continue
-            path = _module_file(root, dep)
+            path = _module_file(Path(where[dep.split(".")[0]]), dep)
             if path is None:
                 continue  # a namespace package, or an attribute imported with `from x import y`
             files[dep] = path
@@ -219,14 +227,70 @@ def combine_digests(file_digests: tp.Mapping[str, str]) -> str:
 
 
 def closure_digests(module_names: str | tp.Iterable[str], root: str | Path | None = None,
-                    packages: tp.Sequence[str] = PROJECT_PACKAGES) -> dict[str, str]:
+                    packages: Packages = PROJECT_PACKAGES) -> dict[str, str]:
     """{module name: semantic digest} over the code closure of the given modules."""
     return {name: semantic_digest(path.read_bytes(), str(path))
             for name, path in code_closure(module_names, root, packages).items()}
 
 
 def code_digest(module_names: str | tp.Iterable[str], root: str | Path | None = None,
-                packages: tp.Sequence[str] = PROJECT_PACKAGES) -> str:
+                packages: Packages = PROJECT_PACKAGES) -> str:
     """sha256 over the semantic digests of the given modules and everything they import inside the project
     packages: an edit that changes what any of them executes changes it, a comment or docstring edit does not."""
     return combine_digests(closure_digests(module_names, root, packages))
+
+
+def _installed(path: Path) -> bool:
+    """Inside the interpreter's standard library or site-packages: versioned with the environment, not hashed."""
+    if {"site-packages", "dist-packages"} & set(path.parts):  # also a venv layered on another one's (.pth)
+        return True
+    paths = sysconfig.get_paths()
+    for kind in ("stdlib", "platstdlib", "purelib", "platlib"):
+        base = Path(paths[kind]).resolve()
+        if path == base or base in path.parents:
+            return True
+    return False
+
+
+def plugin_packages(module_names: tp.Iterable[str], root: str | Path | None = None) -> dict[str, Path]:
+    """{top-level package: the directory holding it} for the given modules outside the project packages whose
+    source is not an installed distribution: a plugin in the checkout (`examples/`) or on PYTHONPATH, or an
+    editable install. Its code enters the unit's key like ours; an installed plugin is an environment version."""
+    root = Path(root).resolve() if root is not None else _default_root()
+    out: dict[str, Path] = {}
+    for name in module_names:
+        top = name.split(".")[0]
+        if top in PROJECT_PACKAGES or top in out:
+            continue
+        if _module_file(root, top) is not None:  # beside the project packages, as the stages' cwd puts it
+            out[top] = root
+            continue
+        spec = importlib.util.find_spec(top)
+        if spec is None or not (spec.origin or spec.submodule_search_locations):
+            raise ModuleNotFoundError(f"code_digest: plugin module {name!r}: no package {top!r} under {root} "
+                                      "or on sys.path", name=top)
+        origin = Path(spec.origin).resolve() if spec.origin and spec.origin not in ("built-in", "frozen") else None
+        if origin is None or _installed(origin):
+            continue
+        out[top] = origin.parent.parent if origin.name == "__init__.py" else origin.parent
+    return out
+
+
+def unit_closure(module_names: str | tp.Iterable[str], root: str | Path | None = None) -> dict[str, Path]:
+    """The code closure of a unit: its function's module plus the plugin modules its config names (e.g. a
+    weight-decay method `package.module:Class`), each followed through the project packages and its own."""
+    root = Path(root).resolve() if root is not None else _default_root()
+    names = [module_names] if isinstance(module_names, str) else list(module_names)
+    packages: dict[str, Path] = {p: root for p in PROJECT_PACKAGES}
+    packages.update(plugin_packages(names, root))
+    return code_closure([n for n in names if n.split(".")[0] in packages], root, packages)
+
+
+def unit_closure_digests(module_names: str | tp.Iterable[str], root: str | Path | None = None) -> dict[str, str]:
+    """{module name: semantic digest} over `unit_closure`."""
+    return {name: semantic_digest(path.read_bytes(), str(path)) for name, path in unit_closure(module_names, root).items()}
+
+
+def unit_code_digest(module_names: str | tp.Iterable[str], root: str | Path | None = None) -> str:
+    """`code_digest` over `unit_closure`: for project modules alone it equals `code_digest`."""
+    return combine_digests(unit_closure_digests(module_names, root))

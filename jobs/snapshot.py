@@ -23,7 +23,7 @@ import typing as tp
 import uuid
 from pathlib import Path
 
-from jobs.keys import code_closure, combine_digests, semantic_digest
+from jobs.keys import combine_digests, semantic_digest, unit_closure
 
 SNAPSHOTS = "_code"
 MANIFEST = "snapshot.json"
@@ -64,9 +64,11 @@ def _remove(root: Path) -> None:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def write_snapshot(store_root: str | Path, module: str, digest: str,
+def write_snapshot(store_root: str | Path, module: str | tp.Sequence[str], digest: str,
                    root: str | Path | None = None) -> Path:
     """The snapshot of `module`'s code closure (from the checkout at `root`) under `digest`, written if missing.
+    `module` may list a unit's plugin modules after its function's module (jobs.keys.unit_closure): their files
+    join the snapshot, so the job imports the plugin from it too.
 
     Raises SnapshotError when the checkout's code no longer has that digest (edited since the key was computed)
     or when an existing snapshot does not verify."""
@@ -74,7 +76,8 @@ def write_snapshot(store_root: str | Path, module: str, digest: str,
     if dest.is_dir():
         verify_snapshot(store_root, digest)
         return dest
-    closure = code_closure(module, root)
+    closure = unit_closure(module, root)
+    module = module if isinstance(module, str) else " + ".join(module)
     runner = [m for m in closure if m.split(".")[0] == RUNNER_PACKAGE]
     if runner:
         raise SnapshotError(f"unit code {module} imports {runner[0]}: the {RUNNER_PACKAGE} package runs from the "

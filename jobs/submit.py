@@ -69,6 +69,7 @@ class Unit:
     code: str = ""
     group: str = ""
     estimate_s: float | None = None  # expected run time on one GPU (sizes --time; see ExecutorConfig)
+    modules: tuple[str, ...] = ()  # plugin modules the config names: in `code` and the snapshot (jobs.keys.unit_closure)
 
     @property
     def name(self) -> str:
@@ -464,9 +465,9 @@ def run_units_report(units: tp.Iterable[Unit], store: RunStore | str | Path,
 
 def _write_snapshots(units: tp.Sequence[Unit], store: RunStore) -> None:
     """Before anything is submitted: the code each unit's key names, in the store, for its job to import."""
-    for fn, code in sorted({(u.fn, u.code) for u in units if u.code}):
+    for fn, code, modules in sorted({(u.fn, u.code, u.modules) for u in units if u.code}):
         try:
-            write_snapshot(store.root, fn.split(":")[0], code)
+            write_snapshot(store.root, [fn.split(":")[0], *modules], code)
         except SnapshotError as e:
             raise StoreError(f"{e} (nothing was submitted)") from e
 

@@ -11,7 +11,7 @@ import json
 import typing as tp
 from pathlib import Path
 
-from jobs.keys import closure_digests, config_digest
+from jobs.keys import config_digest, unit_closure_digests
 from jobs.snapshot import SnapshotError, verify_snapshot
 
 NEW_CONFIG = "new config"
@@ -53,9 +53,9 @@ def pending_reasons(units: tp.Sequence[tp.Any], store_root: str | Path,
         if match is None or not unit.code:
             reasons[unit.key] = NEW_CONFIG
             continue
-        module = unit.fn.split(":")[0]
+        module = (unit.fn.split(":")[0], *getattr(unit, "modules", ()))  # a plugin's files are its code too
         if module not in now:
-            now[module] = closure_digests(module, root)
+            now[module] = unit_closure_digests(module, root)
         code = match[1]
         if code not in old:
             try:

@@ -11,7 +11,7 @@ from functools import cache
 from pathlib import Path
 
 from jobs.console import configure_logging
-from jobs.keys import code_digest, keyed_config, unit_key
+from jobs.keys import keyed_config, unit_code_digest, unit_key
 from jobs.store import RunStore, atomic_write_json
 from jobs.submit import Unit
 
@@ -104,19 +104,20 @@ def stage_args(description: str) -> argparse.Namespace:
 
 
 @cache
-def _digest(module: str) -> str:
-    return code_digest([module], root=PROJECT_ROOT)
+def _digest(modules: tuple[str, ...]) -> str:
+    return unit_code_digest(modules, root=PROJECT_ROOT)
 
 
-def make_unit(kind: str, fn: str, config: dict, label: str = "") -> Unit:
-    """A unit keyed by what it computes: its config without input locations, plus the code it runs."""
+def make_unit(kind: str, fn: str, config: dict, label: str = "", modules: tuple[str, ...] = ()) -> Unit:
+    """A unit keyed by what it computes: its config without input locations, plus the code it runs (fn's module
+    and the plugin `modules` its config names)."""
     if os.environ.get("AWD_REHEARSAL"):  # a dress rehearsal runs timed stand-ins instead (pipeline/rehearsal)
         from pipeline.rehearsal.swap import stand_in
 
         fn, config = stand_in(kind, fn, config)
-    code = _digest(fn.split(":")[0])
+    code = _digest((fn.split(":")[0], *modules))
     return Unit(kind=kind, key=unit_key(kind, keyed_config(config), code), fn=fn, config=config, label=label,
-                code=code)
+                code=code, modules=tuple(modules))
 
 
 def unit_env(store: RunStore, unit: Unit) -> dict | None:

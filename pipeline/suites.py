@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from awd.train_config import TrainConfig, value_key
-from pipeline.params import SUITE_NAMES, base_run_config, method_path, sweep_match
+from pipeline.params import SUITE_NAMES, base_run_config, method_path, plugin_param, sweep_match
 
 # Suites whose runs are adversarially trained and therefore AutoAttacked on the test set.
 ATTACKED_SUITES = ("adversarial", "variants")
@@ -39,6 +39,8 @@ def _with_method(params, base: dict, method: str, value: float, **extra) -> dict
     config["wd"] = config["dog"] = 0.0
     if method != "none":
         config[value_key(method)] = float(value)
+    if config["wd_method"] != method and plugin_param(config["wd_method"]) == "dog":  # the plugin's class says where
+        config["wd"], config["dog"] = 0.0, float(value)
     if config["optimizer"] == "sgd":
         config.update({k: _DEFAULT[k] for k in ("asam_rho", "asam_eta", "asam_awd_grad")})
     if method != "awd":

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from awd.checkpoint import save_npz
+from awd.methods import plugin_modules
 from jobs.submit import run_units_report
 from pipeline import outcomes
 from pipeline.common import ARTIFACTS, executor_config, make_unit, open_store, stage_args, unit_env, write_json
@@ -33,7 +34,7 @@ def describe(spec: RunSpec) -> str:
 def unit_for(spec: RunSpec, params, executor=None):
     prepared = (ARTIFACTS / "prepare" / f"{spec.dataset}.npz").resolve()
     config = dict(spec.config, _prepared=str(prepared), _data_root=str(Path(params.data.root).resolve()))
-    unit = make_unit("train", TRAIN_FN, config, describe(spec))
+    unit = make_unit("train", TRAIN_FN, config, describe(spec), plugin_modules(spec.config["wd_method"]))
     if executor is not None and executor.for_kind("train").time_safety_factor is not None:
         unit.estimate_s = train_flops(spec.config) / (executor.for_kind("train").tflops * 1e12)
     return unit

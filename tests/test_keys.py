@@ -264,3 +264,59 @@ def test_code_digest_of_project_modules_is_stable():
     assert code_digest(["jobs.submit"]) == code_digest("jobs.submit")
     # importing jobs.keys runs jobs/__init__.py, which imports jobs.submit: the same file set
     assert code_digest(["jobs.keys"]) == code_digest(["jobs.submit"])
+
+
+PLUGIN = ["pipeline.units.train", "examples.sgdw"]
+
+
+def _with_examples(tmp_path, edit_rel, edit):
+    """A copy of the project packages and examples/ with one file of examples/ edited."""
+    from jobs.keys import PROJECT_PACKAGES
+    for pkg in (*PROJECT_PACKAGES, "examples"):
+        shutil.copytree(ROOT / pkg, tmp_path / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    path = tmp_path / edit_rel
+    new = edit(path.read_text())
+    assert new != path.read_text(), f"the edit of {edit_rel} did not apply"
+    path.write_text(new)
+    return tmp_path
+
+
+def test_a_plugin_run_hashes_the_plugin_and_what_it_imports_from_the_project():
+    from jobs.keys import unit_closure, unit_code_digest
+
+    closure = unit_closure(PLUGIN)
+    assert {"examples", "examples.sgdw"} <= set(closure) and "awd.weight_decay" in closure
+    assert set(closure) == set(code_closure("pipeline.units.train")) | {"examples", "examples.sgdw"}
+    assert unit_code_digest(PLUGIN) != code_digest("pipeline.units.train")
+    # a unit without a plugin: exactly the old digest (built-in keys do not move)
+    assert unit_code_digest(["pipeline.units.train"]) == code_digest("pipeline.units.train")
+
+
+def test_editing_the_plugin_changes_its_units_keys_and_no_built_in_unit_key(tmp_path):
+    from jobs.keys import unit_code_digest
+
+    before = {"plugin": unit_code_digest(PLUGIN), **{k: code_digest(m) for k, m in UNIT_MODULES.items()}}
+    copy = _with_examples(tmp_path, "examples/sgdw.py", lambda t: t.replace('param_label = "λ_SGDW"',
+                                                                             'param_label = "λ (SGDW)"'))
+    after = {"plugin": unit_code_digest(PLUGIN, root=copy),
+             **{k: unit_code_digest([m], root=copy) for k, m in UNIT_MODULES.items()}}
+    assert {k for k in before if before[k] != after[k]} == {"plugin"}
+    # a comment in the plugin retrains nothing
+    copy2 = _with_examples(tmp_path / "c2", "examples/sgdw.py", lambda t: "# a note\n" + t)
+    assert unit_code_digest(PLUGIN, root=copy2) == before["plugin"]
+
+
+def test_a_plugin_outside_the_checkout_is_found_on_sys_path_and_an_installed_one_is_not_hashed(tmp_path,
+                                                                                              monkeypatch):
+    from jobs.keys import plugin_packages, unit_closure
+
+    (tmp_path / "mymethods").mkdir()
+    (tmp_path / "mymethods" / "__init__.py").write_text("")
+    (tmp_path / "mymethods" / "mine.py").write_text("from awd.weight_decay import WeightDecay\nX = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert plugin_packages(["mymethods.mine"]) == {"mymethods": tmp_path.resolve()}
+    closure = unit_closure(["pipeline.units.train", "mymethods.mine"])
+    assert closure["mymethods.mine"] == (tmp_path / "mymethods" / "mine.py").resolve()
+    assert plugin_packages(["numpy.linalg", "json"]) == {}  # installed / stdlib: versions, not code we key
+    with pytest.raises(ModuleNotFoundError, match="nosuchplugin"):
+        plugin_packages(["nosuchplugin.mod"])

@@ -69,9 +69,10 @@ def test_snapshot_is_content_addressed_read_only_and_complete(project, written):
     store, digest, dest = written
     assert dest == snapshot_path(store, digest) and dest.parent.parent.name == "_code"
     manifest = verify_snapshot(store, digest)
-    assert set(manifest["files"]) == {"awd", "awd.weight_decay", "awd.train_config", "awd.checks", "awd.probe_value",
-                                     "pipeline", "pipeline.units", "pipeline.units.probe"}
-    # awd/__init__.py imports awd.weight_decay, which takes its method names from awd.train_config
+    assert set(manifest["files"]) == {"awd", "awd.weight_decay", "awd.train_config", "awd.checks", "awd.methods",
+                                     "awd.probe_value", "pipeline", "pipeline.units", "pipeline.units.probe"}
+    # awd/__init__.py imports awd.weight_decay, which takes its method names from awd.train_config and resolves
+    # methods through awd.methods
     assert (dest / "awd" / "probe_value.py").read_text() == "VALUE = 'before'\n"
     for path in [dest, *dest.rglob("*")]:
         assert not path.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH), path
@@ -187,3 +188,71 @@ def test_a_driver_refuses_to_submit_against_a_tampered_snapshot(project, written
     assert "refused: code snapshot" in out.stdout and "unexpected file(s) ['awd/extra.py']" in out.stdout
     assert "(nothing was submitted)" in out.stdout
     assert not (store / "probe").exists() and not (store / "_logs").exists()
+
+
+PLUGIN_PROBE = '''
+"""A unit that runs a plugin named in its config (test fixture)."""
+import importlib
+
+
+def plugin_unit(config, workdir, store):
+    module = importlib.import_module(config["plugin"])
+    return {"value": module.VALUE, "file": module.__file__}
+'''
+
+
+def test_a_plugin_is_snapshotted_with_the_unit_and_imported_from_the_snapshot(project, tmp_path):
+    from jobs.keys import unit_code_digest
+
+    (project / "pipeline" / "units" / "plugin_probe.py").write_text(PLUGIN_PROBE)
+    (project / "myplugin").mkdir()
+    (project / "myplugin" / "__init__.py").write_text("")
+    (project / "myplugin" / "method.py").write_text("import awd.probe_value\nVALUE = 'plugin v1'\n")
+    modules = ["pipeline.units.plugin_probe", "myplugin.method"]
+    digest = unit_code_digest(modules, root=project)
+    store = tmp_path / "store"
+    dest = write_snapshot(store, modules, digest, root=project)
+    files = verify_snapshot(store, digest)["files"]
+    assert {"myplugin", "myplugin.method", "awd.probe_value", "pipeline.units.plugin_probe"} <= set(files)
+    (project / "myplugin" / "method.py").write_text("VALUE = 'plugin v2'\n")  # edited after submission
+    assert unit_code_digest(modules, root=project) != digest
+    key = unit_key("probe", {"plugin": "myplugin.method"}, digest)
+    out = run_in(project, f"""
+        import json
+        from jobs.store import RunStore
+        from jobs.submit import Unit, execute_units
+        unit = Unit("probe", {key!r}, "pipeline.units.plugin_probe:plugin_unit", {{"plugin": "myplugin.method"}},
+                    code={digest!r}, modules=("myplugin.method",))
+        execute_units({str(store)!r}, [unit])
+        print(json.dumps(RunStore({str(store)!r}).result("probe", unit.key)))
+    """)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result == {"value": "plugin v1", "file": str(dest / "myplugin" / "method.py")}
+
+
+def test_why_a_plugin_unit_is_pending_names_the_file_that_changed(project, tmp_path):
+    from jobs.keys import config_digest, unit_code_digest
+    from jobs.store import RunStore
+    from jobs.submit import Unit
+    from jobs.why import pending_reasons
+
+    (project / "pipeline" / "units" / "plugin_probe.py").write_text(PLUGIN_PROBE)
+    (project / "myplugin").mkdir()
+    (project / "myplugin" / "__init__.py").write_text("")
+    plugin_file = project / "myplugin" / "method.py"
+    plugin_file.write_text("import awd.probe_value\nVALUE = 'plugin v1'\n")
+    modules = ["pipeline.units.plugin_probe", "myplugin.method"]
+    fn, config = "pipeline.units.plugin_probe:plugin_unit", {"plugin": "myplugin.method"}
+    edits = [(lambda: set_value(project, "after"), "awd/probe_value.py changed"),
+             (lambda: plugin_file.write_text("import awd.probe_value\nVALUE = 'v2'\n"), "myplugin/method.py changed")]
+    for i, (edit, expected) in enumerate(edits):
+        store = RunStore(tmp_path / f"store{i}")
+        old = unit_code_digest(modules, root=project)
+        write_snapshot(store.root, modules, old, root=project)
+        store.commit("probe", unit_key("probe", {"old": old}, old), {"ok": True},
+                     meta={"config": config_digest(config), "code": old})
+        edit()
+        new = unit_code_digest(modules, root=project)
+        unit = Unit("probe", unit_key("probe", config, new), fn, config, code=new, modules=("myplugin.method",))
+        assert pending_reasons([unit], store.root, root=project) == {unit.key: expected}

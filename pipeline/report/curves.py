@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 
 from pipeline.report import paper
-from pipeline.report.figure_io import COLORS, METHOD_LABEL, FigureResult, new_figure, write
+from pipeline.report.figure_io import FigureResult, new_figure, write
 from pipeline.report.inputs import Inputs
+from pipeline.report.methods import style
 from pipeline.report.tables import (
     adversarial_best,
     adversarial_sweep,
@@ -93,15 +94,18 @@ def figure3(inp: Inputs, out_dir: Path) -> FigureResult:
     best_keys = set(adversarial_best(inp, "val")["key"])
     test_keys = set(adversarial_best(inp, "test")["key"])
     groups = study_groups(adversarial_sweep(inp))
-    fig, axes = new_figure(len(groups), 2, width=4.2, height=3.2)
+    # one panel per method of the sweep (fixed and AWD, then any baseline the params add), one colour each
+    panels = [["fixed", "awd"] + [m for m in methods(g) if m not in ("fixed", "awd")] for _, _, g in groups]
+    fig, axes = new_figure(len(groups), max(len(p) for p in panels), width=4.2, height=3.2)
     rows = []
-    for (label, ds, g), row in zip(groups, axes):
+    for (label, ds, g), row, panel in zip(groups, axes, panels):
         pds, comparable = paper.reference_dataset(ds, paper.datasets_of(paper.T3))
-        for ax, m in zip(row, ("fixed", "awd")):
+        for ax, m in zip(row, panel):
+            st = style(m)
             r = g[g["method"] == m].assign(aa=lambda d: col(d, "aa_acc"), val=lambda d: col(d, "val_robust_acc"))
             r = r.sort_values("value")
-            ax.plot(r["value"], r["aa"], "o-", color=COLORS[m], label="AutoAttack (test)")
-            ax.plot(r["value"], r["val"], "s--", color=COLORS[m], alpha=0.4, ms=4, label="PGD-20 (val)")
+            ax.plot(r["value"], r["aa"], f"{st.marker}-", color=st.color, label="AutoAttack (test)")
+            ax.plot(r["value"], r["val"], "s--", color=st.color, alpha=0.4, ms=4, label="PGD-20 (val)")
             sel = r[r["key"].isin(best_keys)]
             ax.plot(sel["value"], sel["aa"], "*", color="k", ms=14, label="best by val PGD-20 (ours)", zorder=3)
             tsel = r[r["key"].isin(test_keys)]
@@ -110,10 +114,10 @@ def figure3(inp: Inputs, out_dir: Path) -> FigureResult:
             prow = paper.lookup(paper.T3, dataset=pds, method=m)
             if prow and comparable:
                 ax.axhline(prow["autoattack"], color="k", ls=":", lw=0.8, label=f"paper best {prow['autoattack']}")
-            ax.set_xscale("log")
+            ax.set_xscale("log" if st.sweep == "log" else "linear")
             ax.set_xlabel(hyper_name(m))
             ax.set_ylabel("robust acc (%)")
-            ax.set_title(f"{label}: {METHOD_LABEL[m]}", fontsize=9)
+            ax.set_title(f"{label}: {st.label}", fontsize=9)
             ax.legend(fontsize=7)
             rows += [{"dataset": ds, "study": int(x["study"]), "method": m, "value": x["value"], "autoattack": x["aa"],
                       "val_robust_acc": x["val"], "selected": int(x["key"] in best_keys),
@@ -148,9 +152,9 @@ def noisy_bars(inp: Inputs, out_dir: Path, fid: str, dataset: str) -> FigureResu
             noisy = {h: a["test"].mean() for h, a in g[g["rate"] == rate].groupby(["method", "value"])}
             x = np.arange(len(hyper))
             for j, (m, v) in enumerate(hyper):
-                ax.bar(x[j] - 0.2, clean.get((m, v), np.nan), 0.4, color=COLORS.get(m, "grey"), alpha=0.45,
+                ax.bar(x[j] - 0.2, clean.get((m, v), np.nan), 0.4, color=style(m).color, alpha=0.45,
                        label="clean-trained" if j == 0 else None)
-                ax.bar(x[j] + 0.2, noisy.get((m, v), np.nan), 0.4, color=COLORS.get(m, "grey"),
+                ax.bar(x[j] + 0.2, noisy.get((m, v), np.nan), 0.4, color=style(m).color,
                        label=f"{rate:.0%} noisy-trained" if j == 0 else None)
             ax.set_xticks(x, [f"{hyper_name(m)}\n{v:g}" for m, v in hyper], fontsize=7)
             ax.set_ylabel("test acc (%)")
@@ -196,12 +200,13 @@ def lr_figure(inp: Inputs, out_dir: Path, fid: str, dataset: str | None) -> Figu
             d = data[data["dataset"] == ds]
             for m in methods(d):
                 c = d[d["method"] == m].sort_values("lr")
-                ax.errorbar(c["lr"], c["mean"], yerr=c["std"].fillna(0), fmt="o-", capsize=3, color=COLORS.get(m),
-                            label=METHOD_LABEL.get(m, m))
+                st = style(m)
+                ax.errorbar(c["lr"], c["mean"], yerr=c["std"].fillna(0), fmt=f"{st.marker}-", capsize=3,
+                            color=st.color, label=st.label)
                 if comparable:
                     p = sorted((r["lr"], r["acc"]) for r in paper.T6
                                if r["dataset"] == pds and r["method"] == m and math.isclose(r["amount"], amount))
-                    ax.plot([a for a, _ in p], [b for _, b in p], ":", color=COLORS.get(m), label=f"paper {m}")
+                    ax.plot([a for a, _ in p], [b for _, b in p], ":", color=st.color, label=f"paper {m}")
             parts.append(d.assign(panel=panel))
             for lr, status in unfinished_lrs(inp, ds).items():  # a collapsed lr: a red ✕ on the axis, not a gap
                 ax.plot([lr], [0.03], "x", color="red", ms=9, transform=ax.get_xaxis_transform())

@@ -15,8 +15,6 @@ import pandas as pd  # noqa: E402
 from jobs.store import atomic_write_bytes, atomic_write_text  # noqa: E402
 
 DPI = 100
-COLORS = {"fixed": "tab:blue", "awd": "tab:orange", "adadecay": "tab:green"}
-METHOD_LABEL = {"fixed": "fixed λ_wd", "awd": "AWD (DoG)", "adadecay": "AdaDecay"}
 
 
 @dataclass

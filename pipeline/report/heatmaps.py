@@ -12,18 +12,19 @@ import pandas as pd
 from pipeline.report import paper
 from pipeline.report.figure_io import FigureResult, new_figure, write
 from pipeline.report.inputs import Inputs
-from pipeline.report.tables import col, missing_reason
+from pipeline.report.methods import style
+from pipeline.report.tables import col, methods, missing_reason
 
 
 def grid_frame(inp: Inputs, method: str = "fixed") -> pd.DataFrame:
-    """Mean val/test accuracy per (study, lr, wd) cell of every grid study; with method="awd" the AWD grid's cells,
-    their DoG in the `wd` column (the heat-map's y axis)."""
+    """Mean val/test accuracy per (study, lr, wd) cell of every grid study; with another method (AWD, a plugin)
+    that method's grid cells, its value (DoG, ...) in the `wd` column (the heat-map's y axis)."""
     df = inp.suite_runs("grid")
     cols = ["study", "name", "dataset", "model", "lr", "wd", "val_acc", "test_acc"]
     if df.empty:
         return pd.DataFrame(columns=cols)
     df = df[df["method"] == method]
-    if method == "awd":
+    if method != "fixed":
         df = df.assign(wd=df["value"])
     if df.empty:
         return pd.DataFrame(columns=cols)
@@ -56,7 +57,7 @@ def _title(g: pd.DataFrame) -> str:
     return f"{g['name'].iloc[0]} ({g['dataset'].iloc[0]})"
 
 
-def _heat(ax, g: pd.DataFrame, metric: str, ylabel: str = "λ_wd") -> None:
+def _heat(ax, g: pd.DataFrame, metric: str, ylabel: str = "λ_wd", title: str = "") -> None:
     piv = (g.pivot_table(index="wd", columns="lr", values=metric, aggfunc="mean", dropna=False)
            .sort_index().sort_index(axis=1))
     im = ax.imshow(piv.to_numpy(float), origin="lower", cmap="viridis", aspect="auto")
@@ -75,7 +76,7 @@ def _heat(ax, g: pd.DataFrame, metric: str, ylabel: str = "λ_wd") -> None:
             ax.text(j, i, f"{v:.1f}" + ("*" if (i, j) == best else ""), ha="center", va="center",
                     color="white" if v < np.nanmean(vals) else "black", fontsize=8)
     ax.figure.colorbar(im, ax=ax, label=f"{metric.replace('_', ' ')} (%)")
-    ax.set_title(_title(g) + ("" if ylabel == "λ_wd" else ": AWD"), fontsize=10)
+    ax.set_title(_title(g) + title, fontsize=10)
 
 
 def heatmaps(inp: Inputs, out_dir: Path, fid: str) -> FigureResult:
@@ -83,17 +84,22 @@ def heatmaps(inp: Inputs, out_dir: Path, fid: str) -> FigureResult:
     if reason:
         return FigureResult(fid, reason)
     grid, note = select_studies(grid_frame(inp), fid)
-    awd = grid_frame(inp, "awd")
-    awd = awd[awd["study"].isin(set(grid["study"]))]
+    # beside each λ_wd grid, the lr × value grid of every other method the study sweeps (AWD's DoG: Fig. 1(c))
+    others = {m: f[f["study"].isin(set(grid["study"]))] for m in methods(inp.suite_runs("grid")) if m != "fixed"
+              for f in [grid_frame(inp, m)]}
+    others.setdefault("awd", grid_frame(inp, "awd").iloc[0:0])
     panels = []
     for study, g in grid.groupby("study", sort=True):
-        panels.append((g, "λ_wd"))
-        if (awd["study"] == study).any():
-            panels.append((awd[awd["study"] == study], "DoG"))
+        panels.append((g, "λ_wd", ""))
+        for m, f in others.items():
+            if (f["study"] == study).any():
+                panels.append((f[f["study"] == study], style(m).param_label,
+                               ": AWD" if m == "awd" else f": {style(m).name}"))
     fig, axes = new_figure(1, len(panels), width=4.6, height=3.8)
-    for ax, (g, ylabel) in zip(axes[0], panels):
-        _heat(ax, g, "val_acc", ylabel)
-    data = pd.concat([grid.assign(method="fixed"), awd.assign(method="awd")], ignore_index=True)
+    for ax, (g, ylabel, title) in zip(axes[0], panels):
+        _heat(ax, g, "val_acc", ylabel, title)
+    data = pd.concat([grid.assign(method="fixed")] + [f.assign(method=m) for m, f in others.items()],
+                     ignore_index=True)
     data = data.rename(columns={"wd": "wd_or_dog"})[["study", "name", "dataset", "model", "method", "lr",
                                                     "wd_or_dog", "val_acc", "test_acc"]]
     write(fig, data, out_dir, fid)

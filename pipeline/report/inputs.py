@@ -12,9 +12,10 @@ import pandas as pd
 from ruamel.yaml import YAML
 
 from pipeline import outcomes
+from pipeline.report import methods
+from pipeline.report.methods import ORDER as METHOD_ORDER  # noqa: F401  (the renderer's method order)
 
 RUN_ACC_COLUMNS = ("val_acc", "val_robust_acc", "test_acc", "train_acc", "best_val_val_acc", "best_val_test_acc")
-METHOD_ORDER = {"fixed": 0, "awd": 1, "adadecay": 2, "none": 3}
 
 
 def load_suites(params_path: Path) -> dict[str, list[dict]]:
@@ -53,6 +54,7 @@ def _run_row(rec: dict) -> dict:
         # an extra seed of an adversarial best value (not part of the sweep the selection is made on)
         "replicate": rec["suite"] == "adversarial" and "seed" in label,
         "from_sweep": bool(label.get("from_sweep", False)),
+        "wd_method": cfg.get("wd_method"),  # a plugin's package.module:Class (pipeline/report/methods.py)
     }
     row.update({k: v for k, v in metrics.items() if k not in row})
     return row
@@ -110,7 +112,9 @@ def load(artifacts: Path, params_path: Path) -> Inputs:
     artifacts = Path(artifacts)
     runs = pd.DataFrame([_run_row(r) for r in _read_json(artifacts / "train" / "runs.json", [])])
     if runs.empty:
-        runs = pd.DataFrame(columns=["suite", "study", "dataset", "key", "method", "value", "lr", "seed"])
+        runs = pd.DataFrame(columns=["suite", "study", "dataset", "key", "method", "value", "lr", "seed", "wd_method"])
+    methods.register_plugins({m: w for m, w in zip(runs["method"], runs["wd_method"])
+                              if isinstance(w, str) and ":" in w})
     attack_records = _read_json(artifacts / "attack" / "results.json", [])
     attacks = pd.DataFrame(attack_records, columns=["key", "suite", "dataset", "robust_acc", "clean_acc", "n"])
     attacks = attacks.drop_duplicates("key")  # a run shared by two suites (Table 4's sweep rows) is one model

@@ -7,8 +7,9 @@ import math
 import numpy as np
 import pandas as pd
 
+from pipeline.report import methods as method_styles
 from pipeline.report import paper
-from pipeline.report.inputs import METHOD_ORDER, Inputs
+from pipeline.report.inputs import Inputs
 from pipeline.report.table_format import Table, fmt_hyper, stats
 
 # The paper's Table 2 prices every model's weight norm with the same λ (eq. 1 at the tuned λ_wd), whatever its method.
@@ -33,7 +34,7 @@ def col(df: pd.DataFrame, name: str) -> pd.Series:
 
 
 def method_key(m) -> tuple:
-    return (METHOD_ORDER.get(m, 9), str(m))
+    return method_styles.order_key(m)
 
 
 def study_groups(df: pd.DataFrame):
@@ -62,7 +63,15 @@ def ref_note(paper_ds: str, comparable: bool, extra: str = "") -> str:
 
 
 def hyper_name(method: str) -> str:
-    return {"fixed": "λ_wd", "awd": "DoG", "adadecay": "λ_AdaDecay"}.get(method, method)
+    return method_styles.style(method).param_label
+
+
+def plugin_note(t: Table, df: pd.DataFrame) -> None:
+    """Where a plugin method has rows, say what its value is (the column is named for the built-ins')."""
+    used = set(df["method"].dropna()) if len(df) and "method" in df.columns else set()
+    for s in method_styles.plugins():
+        if s.name in used:
+            t.notes.append(f"{s.name} ({s.spec}): its `λ_wd / DoG` value is {s.param_label}.")
 
 
 def seed_differences(awd: pd.DataFrame, fixed: pd.DataFrame, metric: str) -> list[float]:
@@ -312,8 +321,16 @@ def table_f12(inp: Inputs) -> Table:
     return t
 
 
+SUITE_OF = {"T2": "natural", "T3": "adversarial", "T4": "variants", "T5": "underfit", "T6": "lr_sensitivity",
+            "F12": "lr_sensitivity"}
+
+
 def all_tables(inp: Inputs) -> dict[str, Table]:
-    return {t.id: t for t in (table2(inp), table3(inp), table4(inp), table5(inp), table6(inp), table_f12(inp))}
+    tables = {t.id: t for t in (table2(inp), table3(inp), table4(inp), table5(inp), table6(inp), table_f12(inp))}
+    for tid, t in tables.items():
+        if not t.missing:
+            plugin_note(t, inp.suite_runs(SUITE_OF[tid]))
+    return tables
 
 
 def lr_curve(inp: Inputs, pruned_amount: float | None = None) -> pd.DataFrame:
