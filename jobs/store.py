@@ -129,6 +129,15 @@ def drop_resume_state(entry: Path) -> int:
     return freed
 
 
+def _user() -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except (ImportError, KeyError):
+        return f"uid{os.geteuid()}"
+
+
 def _utc_now() -> str:
     return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -172,11 +181,13 @@ class RunStore:
         return entry
 
     def log_dir(self, desc: str) -> Path:
-        """`_logs/<slug of desc>/`: job logs land at `<job_id>_0_log.out|err` in it."""
+        """`_logs/<user>/<slug of desc>/`: job logs land at `<job_id>_0_log.out|err` in it. Per user: the
+        submission files there are what jobs unpickle, so only their owner may write them (a shared store is not)."""
         slug = re.sub(r"[^a-z0-9]+", "-", desc.lower()).strip("-")
         if not slug:
             raise ValueError(f"store: desc {desc!r} needs at least one letter or digit (it names the log directory)")
-        return self.root / "_logs" / slug
+        user = re.sub(r"[^A-Za-z0-9_.-]+", "-", _user()).strip(".-") or f"uid{os.geteuid()}"
+        return self.root / "_logs" / user / slug
 
     # -- done / commit -------------------------------------------------------------------------------------------
     def commit(self, kind: str, key: str, result: tp.Mapping[str, tp.Any],
