@@ -199,8 +199,7 @@ def render_table(tid: str, heading: str, keys: list[str], rows: list, total: int
         ref = rb if rb is not None else ra
         lines.append("| " + " | ".join(_md_escape(x) for x in (*k, cell(ra), cell(rb), delta(ra, rb), paper(ref)))
                      + " |")
-    what = "every row" if show_all else "rows that changed"
-    lines += ["", f"{what}: {changed} of {total} rows changed."]
+    lines += ["", f"{changed} of {total} rows changed" + (" (every row shown)." if show_all else ".")]
     return "\n".join(lines) + "\n"
 
 

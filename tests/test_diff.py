@@ -50,7 +50,7 @@ def test_only_changed_rows_with_both_sides_intervals_and_the_paper(repo):
     assert "+8 (95% CIs disjoint)" in row and row.endswith("| 27.15 |")
     assert "| awd | nat_acc |" in t3 and "removed" in t3
     assert "| awd | val_robust_acc | — |" in t3 and "added" in t3
-    assert "3 of 4 rows changed" in t3
+    assert "3 of 4 rows changed." in t3
     assert "In neither revision" in section(diff_markdown(resolve("HEAD~1", repo), resolve("HEAD", repo)), "T2")
 
 
