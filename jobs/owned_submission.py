@@ -64,6 +64,20 @@ def check_pickle(dir_fd: int, name: str, shown: str) -> None:
         os.close(fd)
 
 
+def owner_only_dumps() -> None:
+    """submitit rewrites the submission file when a job checkpoints before a requeue (time limit, preemption): the
+    job's umask (002 on a shared store) must not leave it group-writable, or the requeued job would refuse it."""
+    from submitit.core import utils
+
+    dump = utils.cloudpickle_dump
+
+    def owner_only(obj: object, filename: str | Path) -> None:
+        dump(obj, filename)
+        os.chmod(filename, stat.S_IMODE(os.stat(filename).st_mode) & ~0o022)
+
+    utils.cloudpickle_dump = owner_only
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1:
@@ -82,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UntrustedSubmission, OSError) as e:
         print(f"awd job: refusing to run: {e}", file=sys.stderr, flush=True)
         return 3
+    owner_only_dumps()
     submission.process_job(view)
     return 0
 

@@ -94,3 +94,15 @@ def test_own_group_writable_log_folder_is_tightened(tmp_path):
     os.chmod(log, 0o775)
     make_executor(ExecutorConfig(kind="local"), log)
     assert stat.S_IMODE(log.stat().st_mode) == 0o755
+
+
+def test_a_checkpointed_submission_file_stays_owner_only_for_the_requeued_job(tmp_path, shared_umask, monkeypatch):
+    from submitit.core import utils
+
+    from jobs.owned_submission import owner_only_dumps
+
+    monkeypatch.setattr(utils, "cloudpickle_dump", utils.cloudpickle_dump)  # restored after the test
+    owner_only_dumps()
+    path = tmp_path / "ckpt.pkl"
+    DelayedSubmission(Path.touch, tmp_path / "x").dump(path)  # what submitit does when a job checkpoints
+    assert not path.stat().st_mode & 0o022
