@@ -96,9 +96,11 @@ def live_reason(store: RunStore, kind: str, key: str, watch: tp.Any = None, chec
     return ""
 
 
-def plan(store: RunStore, used: set[tuple[str, str]], max_age_s: float, now: float | None = None) -> list[Item]:
+def plan(store: RunStore, used: set[tuple[str, str]], max_age_s: float, now: float | None = None,
+         all_users: bool = False) -> list[Item]:
     """Entries not in `used` ((kind, key) pairs), resume state left in done entries, logs and quarantine older
-    than `max_age_s`; entries a live job holds are left out."""
+    than `max_age_s`; entries a live job holds are left out, and so are (unless `all_users`) entries and folders
+    another user made: on a shared store, `used` only knows this checkout's params and commits."""
     from jobs.executors import JobWatch
 
     now = time.time() if now is None else now
@@ -107,8 +109,12 @@ def plan(store: RunStore, used: set[tuple[str, str]], max_age_s: float, now: flo
     records = [r for k, key, e in found if (e / JOB).exists() for r in [store.job_record(k, key)] if r]
     with contextlib.suppress(Exception):  # no sacct here: states come from ps / the claims alone
         watch.refresh(records, force=True)
+    me = os.geteuid()
+    mine = lambda p: all_users or p.stat().st_uid == me  # noqa: E731
     items = []
     for kind, key, entry in found:
+        if not mine(entry):
+            continue
         if (kind, key) in used:
             leftovers = [p for p in entry.iterdir() if p.name == RESUME or p.name.startswith(DROPPED_PREFIX)]
             if leftovers and (entry / "manifest.json").exists():
@@ -126,6 +132,8 @@ def plan(store: RunStore, used: set[tuple[str, str]], max_age_s: float, now: flo
             continue
         # _logs/<user>/<stage>/ and _quarantine/<kind>/<key.time>/: one item per leaf folder
         for sub in sorted(p for d in root.iterdir() if d.is_dir() for p in d.iterdir()):
+            if not mine(sub):
+                continue
             age = now - _newest_mtime(sub)
             if age > max_age_s:
                 items.append(Item(what, sub, size_of(sub), f"untouched for {age / 86400:.1f} days"))

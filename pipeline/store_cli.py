@@ -166,14 +166,17 @@ def gc_main(argv: list[str]) -> int:
                     help="_logs and _quarantine folders untouched for longer than this go (default 30)")
     ap.add_argument("--delete", action="store_true", help="delete what is listed (default: only list)")
     ap.add_argument("--force", action="store_true", help="delete even if a kept commit's unit lists are unreadable")
+    ap.add_argument("--all-users", action="store_true",
+                    help="also entries and folders other users made (a shared store: they may need them)")
     a = ap.parse_args(argv)
     if a.keep_commits < 0 or a.older_than_days < 0:
         raise StoreCliError("gc: --keep-commits and --older-than-days must be >= 0")
     root, store = PROJECT_ROOT, open_store()
     used = needed_keys(root)
     kept, unreadable, unlisted = commit_keys(root, a.keep_commits)
+    unreadable += [f"the workspace: {note}" for note in workspace_keys(root)[1]]  # a fresh clone knows no keys
     used |= kept
-    items = plan(store, used, a.older_than_days * 86400)
+    items = plan(store, used, a.older_than_days * 86400, all_users=a.all_users)
     items = [i for i in items if not (i.what == "entry" and i.kind in unlisted)]
     for kind in sorted(unlisted):
         print(f"gc: a kept commit predates the unit lists of {kind!r} units: every {kind} entry is kept")

@@ -85,3 +85,11 @@ def test_delete_rechecks_liveness(store):
     said = []
     assert delete(store, [item], say=said.append) == 0
     assert store.path("train", ORPHAN).exists() and "heartbeat" in said[0]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to hand an entry to another uid")
+def test_another_users_entries_are_left_alone_unless_asked(store):
+    wd = done(store, ORPHAN)
+    os.chown(wd, 4242, 4242)  # a collaborator computed it in the shared store
+    assert plan(store, set(), max_age_s=86400) == []
+    assert [i.key for i in plan(store, set(), max_age_s=86400, all_users=True)] == [ORPHAN]
