@@ -15,6 +15,7 @@ import re
 import shlex
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -229,6 +230,51 @@ def load_executor_config(path: str | Path | None = None) -> ExecutorConfig:
     return ExecutorConfig(**values)
 
 
+# -- submission files only their owner can write (a shared store is group-writable) --------------------------------
+OWNED_ENTRY = "jobs.owned_submission"  # the job's entry point: checks the submission file's owner, then submitit's
+
+
+class UnsafeLogDir(ExecutorConfigError):
+    pass
+
+
+def private_folder(folder: str | Path) -> Path:
+    """`folder` and its parent (`_logs/<user>/<stage>` and `_logs/<user>`) made or checked: owned by this user and
+    writable by no one else, whatever the umask. The submission files a job unpickles live here."""
+    folder = Path(folder)
+    me = os.geteuid()
+    for d in (folder.parent, folder):
+        try:
+            d.mkdir(mode=0o755, parents=True)
+        except FileExistsError:
+            pass
+        st = d.lstat()
+        if not stat.S_ISDIR(st.st_mode):
+            raise UnsafeLogDir(f"log folder {d} is not a directory (a link?); remove it")
+        if st.st_uid != me:
+            raise UnsafeLogDir(f"log folder {d} belongs to uid {st.st_uid}, not to you (uid {me}): jobs would load "
+                               "submission files another user can replace; remove it (its owner can) or use another "
+                               "$AWD_STORE")
+        if st.st_mode & 0o022:
+            os.chmod(d, stat.S_IMODE(st.st_mode) & ~0o022)
+    top = folder.parent.parent
+    with contextlib.suppress(OSError):  # `_logs/` itself: anyone may add a folder, only its owner may rename it
+        if top.stat().st_uid == me and top.stat().st_mode & 0o022:
+            os.chmod(top, stat.S_IMODE(top.stat().st_mode) | stat.S_ISVTX)
+    return folder
+
+
+@contextlib.contextmanager
+def _owner_only_files() -> tp.Iterator[None]:
+    """Submission pickles written while this runs get no group/other write bit (a shared store's umask is 002)."""
+    old = os.umask(0o022)
+    os.umask(old | 0o022)  # never looser than the user's own umask
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
 # -- local: detached controllers -------------------------------------------------------------------------------------
 class DetachedLocalExecutor(submitit.LocalExecutor):
     """submitit's LocalExecutor, but each job starts in its own session.
@@ -247,6 +293,14 @@ class DetachedLocalExecutor(submitit.LocalExecutor):
         self._timeout_min = timeout_min or NO_LOCAL_TIMEOUT_MIN
         self._setup = list(setup)
         self._n_started = 0
+
+    @property
+    def _submitit_command_str(self) -> str:
+        return " ".join([self.python, "-u -m", OWNED_ENTRY, shlex.quote(str(self.folder))])
+
+    def _internal_process_submissions(self, delayed_submissions: list[tp.Any]) -> list[submitit.Job]:
+        with _owner_only_files():
+            return super()._internal_process_submissions(delayed_submissions)
 
     def _submit_command(self, command: str) -> submitit.local.local.LocalJob:
         env = dict(os.environ)
@@ -323,9 +377,14 @@ class CleanEnvSlurmExecutor(submitit.SlurmExecutor):
     """submitit's SlurmExecutor, but the jobs never inherit the allocation of a driver that runs inside a job, and
     sbatch runs under a timeout."""
 
+    @property
+    def _submitit_command_str(self) -> str:
+        return " ".join([self.python, "-u -m", OWNED_ENTRY, shlex.quote(str(self.folder))])
+
     def _internal_process_submissions(self, delayed_submissions: list[tp.Any]) -> list[submitit.Job]:
-        # covers single jobs and arrays (submitit submits an array through a fresh plain SlurmExecutor)
-        with _outside_allocation(), _timed_sbatch():
+        # covers single jobs and arrays (submitit submits an array through a fresh plain SlurmExecutor, but with
+        # this executor's command string)
+        with _outside_allocation(), _timed_sbatch(), _owner_only_files():
             return super()._internal_process_submissions(delayed_submissions)
 
 
@@ -385,6 +444,7 @@ def make_executor(cfg: ExecutorConfig, log_dir: str | Path) -> submitit.Executor
     log_dir = Path(log_dir)
     if cfg.kind == "debug":
         return submitit.DebugExecutor(folder=log_dir)
+    private_folder(log_dir)
     if cfg.kind == "local":
         return DetachedLocalExecutor(log_dir, local_gpus=cfg.local_gpus, timeout_min=cfg.timeout_min,
                                      setup=cfg.setup, max_num_timeout=cfg.max_num_timeout,

@@ -20,6 +20,7 @@ import json
 import math
 import os
 import re
+import shutil
 import socket
 import time
 import typing as tp
@@ -41,6 +42,8 @@ BOOKKEEPING = {MANIFEST, JOB, ERROR, ATTEMPTS}
 QUARANTINE = "_quarantine"
 CLAIM = "claim"  # job.json's executor while a driver submits the unit (sbatch runs outside the submit lock)
 CLAIM_TTL_S = 600.0  # a claim older than this is abandoned whatever its host says (sbatch has a 60 s timeout)
+RESUME = "resume"  # resume-only state of a running unit (last.pt, best.pt): dropped when the unit is committed
+DROPPED_PREFIX = ".resume.dropped."  # where commit moves RESUME before deleting it (a leftover is garbage)
 KEY_MIN_LEN = 8
 SMALL_FILE = 1 << 20  # verify="changed" always hashes files up to this size (results, metrics, histories)
 
@@ -133,6 +136,34 @@ def _payload_files(entry: Path) -> list[str]:
     return sorted(out)
 
 
+def drop_resume_state(entry: Path) -> int:
+    """Deletes a committed entry's resume state; returns the bytes freed.
+
+    Only after the manifest (which lists RESUME's files under `dropped`, outside `files`) has landed: a process
+    killed before that leaves the unit resumable, one killed after it leaves a done entry with garbage that is not
+    in its manifest. The rename first makes the removal all-or-nothing as far as `resume/` is concerned.
+    """
+    freed = 0
+    resume = entry / RESUME
+    if resume.is_dir():
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(resume, entry / f"{DROPPED_PREFIX}{uuid.uuid4().hex[:12]}")
+            _fsync_dir(entry)
+    for leftover in entry.glob(DROPPED_PREFIX + "*"):
+        freed += sum(p.stat().st_size for p in leftover.rglob("*") if p.is_file() and not p.is_symlink())
+        shutil.rmtree(leftover, ignore_errors=True)
+    return freed
+
+
+def _user() -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except (ImportError, KeyError):
+        return f"uid{os.geteuid()}"
+
+
 def _utc_now() -> str:
     return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -176,11 +207,13 @@ class RunStore:
         return entry
 
     def log_dir(self, desc: str) -> Path:
-        """`_logs/<slug of desc>/`: job logs land at `<job_id>_0_log.out|err` in it."""
+        """`_logs/<user>/<slug of desc>/`: job logs land at `<job_id>_0_log.out|err` in it. Per user: the
+        submission files there are what jobs unpickle, so only their owner may write them (a shared store is not)."""
         slug = re.sub(r"[^a-z0-9]+", "-", desc.lower()).strip("-")
         if not slug:
             raise ValueError(f"store: desc {desc!r} needs at least one letter or digit (it names the log directory)")
-        return self.root / "_logs" / slug
+        user = re.sub(r"[^A-Za-z0-9_.-]+", "-", _user()).strip(".-") or f"uid{os.geteuid()}"
+        return self.root / "_logs" / user / slug
 
     # -- done / commit -------------------------------------------------------------------------------------------
     def commit(self, kind: str, key: str, result: tp.Mapping[str, tp.Any],
@@ -195,13 +228,16 @@ class RunStore:
             manifest_path.unlink()  # recommitting: the entry is not done until the new manifest lands
         try:
             atomic_write_bytes(entry / RESULT, result_bytes)
-            files = {}
+            files, dropped = {}, {}
             for rel in _payload_files(entry):
                 p = entry / rel
                 st = p.stat()
+                if rel.startswith(RESUME + "/"):
+                    dropped[rel] = {"size": st.st_size}
+                    continue
                 files[rel] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": _sha256(p)}
             manifest = {"kind": kind, "key": key, "committed_at": _utc_now(), "host": socket.gethostname(),
-                        "meta": dict(meta or {}), "files": files}
+                        "meta": dict(meta or {}), "files": files, "dropped": dropped}
             atomic_write_bytes(manifest_path, dump_json(manifest, f"manifest of {kind}/{key}"))
         except BaseException:
             with contextlib.suppress(OSError):
@@ -209,6 +245,7 @@ class RunStore:
             raise
         with contextlib.suppress(FileNotFoundError):
             (entry / ERROR).unlink()
+        drop_resume_state(entry)
         return entry
 
     def manifest(self, kind: str, key: str) -> dict | None:

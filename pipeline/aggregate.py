@@ -9,7 +9,9 @@ without software metadata), so committed results only change when the numbers do
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from jobs.store import atomic_write_json, atomic_write_text
@@ -75,6 +77,60 @@ def unfinished_section(marks: list[outcomes.Mark]) -> str:
             + "\n".join(f"- {m.line}" for m in marks) + "\n")
 
 
+# `name=value` key parts (`lr=0.01,wd=5e-05`, `rate=0.2`, `DoG=0.08 ASAM`) and bare numbers (F12's lr level)
+_NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?(?![\w.])")
+_NAMED_VALUE = re.compile(r"^([^=,]+)=([^=,]+)$")
+NUMERIC_KEY_NAME = {"F12": "lr"}  # what a bare-number key means, by top-level section
+
+
+def dotless_number(text: str) -> str:
+    """0.01 -> 1e-2, 5e-05 -> 5e-5, 0.015 -> 15e-3, 1 -> 1: the same value, written without a '.'."""
+    try:
+        sign, digits, exponent = Decimal(text).normalize().as_tuple()
+    except InvalidOperation:
+        return text
+    if not isinstance(exponent, int):
+        return text  # nan / inf
+    mantissa = ("-" if sign else "") + "".join(map(str, digits))
+    if exponent >= 0:
+        return mantissa + "0" * exponent
+    return f"{mantissa}e{exponent}"
+
+
+def _key_levels(key: str, section: str) -> list[str]:
+    if _NUMBER.fullmatch(key):
+        return [f"{NUMERIC_KEY_NAME.get(section, 'v')}_{dotless_number(key)}"]
+    parts = key.split(",")
+    named = [_NAMED_VALUE.match(part) for part in parts]
+    if all(named):
+        return [f"{m.group(1).strip()}_{_dotless(m.group(2).strip())}" for m in named if m]
+    return [_dotless(key)]
+
+
+def _dotless(text: str) -> str:
+    return _NUMBER.sub(lambda m: dotless_number(m.group(0)), text).replace(".", "_")
+
+
+def dvc_metrics(m: dict, section: str = "") -> dict:
+    """metrics.json as DVC reads it: DVC joins nested keys with '.', so no key may hold one.
+
+    `grid/digits/tiny/fixed/lr=0.01,wd=5e-05/val_acc` becomes `grid.digits.tiny.fixed.lr_1e-2.wd_5e-5.val_acc` in
+    `dvc metrics diff`: each `name=value` part a level of its own, numbers written without a dot.
+    """
+    out: dict = {}
+    for key, value in m.items():
+        levels = _key_levels(str(key), section or str(key))
+        node = out
+        for level in levels[:-1]:
+            node = node.setdefault(level, {})
+        leaf = dvc_metrics(value, section or str(key)) if isinstance(value, dict) else value
+        if isinstance(leaf, dict) and isinstance(node.get(levels[-1]), dict):
+            node[levels[-1]].update(leaf)
+        else:
+            node[levels[-1]] = leaf
+    return out
+
+
 def aggregate(params: Path, artifacts: Path, out: Path) -> dict:
     out = Path(out)
     inp = inputs.load(Path(artifacts), Path(params))
@@ -88,7 +144,8 @@ def aggregate(params: Path, artifacts: Path, out: Path) -> dict:
     m = metrics(inp, tables, claims)
     m["runs_diverged"] = sum(mark.status == outcomes.DIVERGED for mark in marks)
     m["units_failed"] = sum(mark.status == outcomes.FAILED for mark in marks)
-    atomic_write_json(out / "metrics.json", m, finite=True)
+    written = dvc_metrics(m)
+    atomic_write_json(out / "metrics.json", written, finite=True)
     text = readme(inp, tables, figs, Path(params).as_posix(), m, claims) + unfinished_section(marks)
     atomic_write_text(out / "README.md", text)
     failed = [mark.line for mark in marks if mark.status == outcomes.FAILED]
@@ -96,7 +153,7 @@ def aggregate(params: Path, artifacts: Path, out: Path) -> dict:
         print(f"aggregate: the tables and figures are complete except for {len(failed)} failed cells (marked "
               "'failed'); run `dvc repro` again to retry exactly those units:\n"
               + "\n".join(f"  {line}" for line in failed), file=sys.stderr, flush=True)
-    return m
+    return written
 
 
 def main(argv: list[str] | None = None) -> None:

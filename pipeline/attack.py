@@ -75,6 +75,7 @@ def main() -> None:
                     **aa_result, "env": m["env"]})
     out.sort(key=lambda r: (r["suite"], r["dataset"], r["key"]))
     write_json(ARTIFACTS / "attack" / "results.json", out)
+    write_json(ARTIFACTS / "attack" / "units.json", {"autoattack": sorted({u.key for _, u in plan})})  # store gc/pull
     print(f"attack: {len(out)} models, {len(plan)} blocks")
     outcomes.report("attack", report.failures, len(plan))
 

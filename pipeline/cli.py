@@ -18,6 +18,11 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "status": ("jobs.__main__", ("status",), "the jobs of the run store's unfinished entries and their state"),
     "cancel": ("jobs.__main__", ("cancel",), "cancel the jobs of the run store's unfinished entries"),
     "rehearse": ("pipeline.rehearsal.run", (), "dress rehearsal of a config on a local fake-GPU SLURM cluster"),
+    "diff": ("pipeline.diff", (), "result tables of two revisions side by side: old | new | Δ | paper"),
+    "store": ("pipeline.store_cli", ("store",), "store push|pull: copy the run-store entries the params need "
+              "to/from the DVC remote"),
+    "gc": ("pipeline.store_cli", ("gc",), "list (--delete: remove) store entries, logs and quarantine no recent "
+           "commit uses"),
 }
 
 

@@ -39,6 +39,7 @@ def main() -> None:
                         **row, "env": env})
     out.sort(key=lambda r: (r["suite"], r["dataset"], r["key"], r.get("amount", -1.0)))
     write_json(ARTIFACTS / "prune" / "results.json", out)
+    write_json(ARTIFACTS / "prune" / "units.json", {"prune": sorted({u.key for _, u in plan})})  # store gc/pull
     print(f"prune: {len(plan)} models x {len(params.prune.amounts)} amounts")
     outcomes.report("prune", report.failures, len(plan))
 

@@ -303,8 +303,32 @@ def test_claims_table_opens_the_report_with_verdicts_from_intervals(full):
 def test_metrics_carry_both_grids(full):
     _, m, *_ = full
     grid = m["grid"]["digits"]["tiny"]
-    assert len(grid["fixed"]) == 9 and len(grid["awd"]) == 6
-    assert grid["awd"]["lr=0.1,dog=0.02"]["val_acc"] == pytest.approx(82.0)
+    # one level per grid axis, numbers without a '.' (DVC joins levels with '.'): lr=0.1,dog=0.02 -> lr_1e-1/dog_2e-2
+    assert sum(len(cells) for cells in grid["fixed"].values()) == 9
+    assert sum(len(cells) for cells in grid["awd"].values()) == 6
+    assert grid["awd"]["lr_1e-1"]["dog_2e-2"]["val_acc"] == pytest.approx(82.0)
+
+
+def test_dotless_numbers_keep_the_value():
+    from pipeline.aggregate import dotless_number
+    cases = {"0.01": "1e-2", "5e-05": "5e-5", "0.015": "15e-3", "1": "1", "100": "100", "-0.2": "-2e-1", "0": "0"}
+    for text, want in cases.items():
+        assert dotless_number(text) == want
+        assert float(want) == float(text)
+
+
+def test_metrics_keys_hold_no_dots(full):
+    out, m, *_ = full
+
+    def keys(d):
+        for k, v in d.items():
+            yield k
+            if isinstance(v, dict):
+                yield from keys(v)
+
+    assert json.loads((out / "metrics.json").read_text()) == m
+    assert [k for k in keys(m) if "." in k] == []
+    assert m["grid"] and m["T2"] and m["claims"]
 
 
 def test_t5_uses_unfit_train_accuracy_and_t6_f12_pair_with_paper(full):

@@ -58,8 +58,10 @@ def test_one_edited_grid_value_trains_exactly_one_run_and_metrics_diff_shows_it(
     new = train_entries(repo) - before
     assert len(new) == 1, (new, out.stdout[-3000:])
     diff = run(repo, "dvc", "metrics", "diff").stdout
-    assert "lr=0.2,wd=0.0005" in diff and "lr=0.1,wd=0.0005" in diff, diff  # the new cell and the dropped one
-    assert "lr=0.05,wd=0.0005" not in diff, diff  # unchanged cells are not reported
+    # the new cell and the dropped one, one key level per grid axis (metrics.json keys hold no '.')
+    assert "grid.digits.tiny.fixed.lr_2e-1.wd_5e-4.val_acc" in diff, diff
+    assert "grid.digits.tiny.fixed.lr_1e-1.wd_5e-4.val_acc" in diff, diff
+    assert "lr_5e-2" not in diff, diff  # unchanged cells are not reported
 
 
 def test_dvc_exp_run_set_param_reruns_only_what_depends_on_it(repo):

@@ -114,7 +114,7 @@ def test_failures_do_not_block_tables_and_say_how_to_retry(campaign):
         assert attempt["retry"] is True and "without committing a result" in attempt["cause"], attempt
         assert json.loads((path.parent / "manifest.json").read_text())["meta"]["failed_attempts"] == [attempt]
     assert len({json.loads(p.read_text())[0]["job_id"] for p in retried}) == 1
-    assert any("resumed from epoch 1" in p.read_text() for p in (repo / "runs" / "_logs" / "train").glob("*_log.*"))
+    assert any("resumed from epoch 1" in p.read_text() for p in (repo / "runs" / "_logs").glob("*/train/*_log.*"))
 
 
 def test_next_repro_retries_exactly_the_failed_units_then_is_a_noop(campaign):

@@ -250,11 +250,11 @@ def test_dvc_repro_on_slurm_builds_results_from_gpu_job_arrays(built):
         assert r["State"] == "COMPLETED", r
 
     # jobs run the repo's .venv interpreter, from the repo (sacct WorkDir), so they import its packages
-    scripts = list((built.store / "_logs").glob("*/*_submission.sh"))
+    scripts = list((built.store / "_logs").glob("*/*/*_submission.sh"))
     assert len(scripts) >= 4, scripts
     for script in scripts:
         text = script.read_text()
-        assert f"{VENV_BIN / 'python'} -u -m submitit.core._submit" in text, text
+        assert f"{VENV_BIN / 'python'} -u -m jobs.owned_submission" in text, text
         assert "#SBATCH --gpus-per-node=1" in text and "#SBATCH --cpus-per-task=1" in text, text
 
 
@@ -275,7 +275,7 @@ def test_killed_driver_then_rerun_submits_nothing_twice(built):
     assert {meta_job_id(e) for e in all_entries} == {r["JobID"] for r in built.jobs}
     # and started once: the job logs say "start" once per unit
     starts: dict[str, int] = {}
-    for err in (store / "_logs").glob("*/*_log.err"):
+    for err in (store / "_logs").glob("*/*/*_log.err"):
         for key in re.findall(r"\((?:train|autoattack|prune)/([0-9a-f]{64})\): start", err.read_text()):
             starts[key] = starts.get(key, 0) + 1
     assert starts == {e.name: 1 for e in all_entries}
@@ -333,7 +333,7 @@ def test_diverging_run_is_recorded_as_a_result_while_the_others_finish(built):
     result = json.loads((committed(store, "train")[by_lr[1.0e6]] / "result.json").read_text())
     assert result["diverged"] is True and result["diverged_epoch"] >= 1
     log = json.loads((committed(store, "train")[by_lr[1.0e6]] / "job.json").read_text())["log_paths"]["stdout"]
-    assert log.startswith(str(store / "_logs" / "train")) and "diverged: training loss became non-finite" in \
+    assert log.startswith(str(RunStore(store).log_dir("train"))) and "diverged: training loss became non-finite" in \
         Path(log).read_text()
 
 

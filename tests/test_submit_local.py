@@ -144,7 +144,7 @@ def test_local_failure_others_finish_and_rerun_retries_only_it(tmp_path, monkeyp
     assert [f.unit.key for f in info.value.failures] == [failed_key]
     failure = info.value.failures[0]
     assert failure.error == "RuntimeError: asked to fail for x=1"
-    assert Path(failure.log).is_file() and Path(failure.log).parent == store.root / "_logs" / "toy"
+    assert Path(failure.log).is_file() and Path(failure.log).parent == store.log_dir("toy")
     assert "asked to fail for x=1" in Path(failure.log).read_text()  # the job's stderr has the traceback
     assert f"({failed_key}) failed" in str(info.value) and failure.log in str(info.value)
     assert f"({failed_key}) failed" in stream.getvalue()  # reported while the others were still running
@@ -343,7 +343,7 @@ def test_job_killed_without_result_is_reported_with_its_log(tmp_path, monkeypatc
         run_units([unit], store, dataclasses.replace(LOCAL, max_retries=0), desc="toy", stream=io.StringIO())
     (failure,) = info.value.failures
     assert failure.error.startswith(f"job {killed[0]} ended (ENDED) without committing a result")
-    assert failure.log == str(store.root / "_logs" / "toy" / f"{killed[0]}_0_log.err")
+    assert failure.log == str(store.log_dir("toy") / f"{killed[0]}_0_log.err")
     assert failure.retries == 0 and [a["retry"] for a in store.attempts("toy", unit.key)] == [False]
 
 

@@ -1,0 +1,219 @@
+"""`awd-bench store push|pull` and `awd-bench gc`: run-store entries that travel with a campaign, and its clean-up.
+
+    awd-bench store push [--remote NAME]    # after `dvc push`: the entries the current unit lists name
+    awd-bench store pull [--remote NAME]    # after `dvc pull`: the same entries, into $AWD_STORE (or ./runs)
+    awd-bench gc [--keep-commits 5] [--older-than-days 30] [--delete] [--force]
+
+Which entries: the keys in the unit lists the stages write (`artifacts/train/runs.json`,
+`artifacts/attack/units.json`, `artifacts/prune/units.json`) plus the training runs the current params name. They
+go to `<remote>/awd-store/<kind>/<key[:2]>/<key>/` of the DVC remote (`dvc remote add -d NAME URL`): a directory or
+a mounted path (`file://` too); other remotes are refused, naming what is supported. Every copy is verified
+against its manifest's sha256 before it counts.
+
+`gc` keeps the entries of the current unit lists and params and of the unit lists of the last N commits (read
+through DVC from its cache or remote), lists the rest with their sizes (plus `_logs` and `_quarantine` folders
+untouched for longer than the age limit, and resume state a cut-short commit left), and deletes them only with
+`--delete`. Entries a live job holds (run lock, fresh heartbeat, submission claim, queued or running job) are
+never touched. A kept commit whose lists cannot be read stops `--delete` unless `--force`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
+
+from jobs.store import RunStore
+from pipeline.common import PROJECT_ROOT, open_store
+
+REMOTE_DIR = "awd-store"
+LISTS = {"train": "artifacts/train/runs.json", "autoattack": "artifacts/attack/units.json",
+         "prune": "artifacts/prune/units.json"}
+
+
+class StoreCliError(RuntimeError):
+    pass
+
+
+def keys_in(kind: str, text: str) -> set[tuple[str, str]]:
+    data = json.loads(text)
+    if kind == "train":
+        return {("train", r["key"]) for r in data if isinstance(r, dict) and r.get("key")}
+    return {(kind, k) for k in data.get(kind, [])}
+
+
+def workspace_keys(root: Path) -> tuple[set[tuple[str, str]], list[str]]:
+    keys, notes = set(), []
+    for kind, rel in LISTS.items():
+        path = root / rel
+        if path.is_file():
+            keys |= keys_in(kind, path.read_text())
+        else:
+            notes.append(f"no {rel} in the workspace (run `dvc pull` or `dvc repro` first)")
+    return keys, notes
+
+
+def params_keys(root: Path, params_file: str = "params.yaml") -> set[tuple[str, str]]:
+    """Training runs the params name outright (as `awd-bench dry-run` counts them)."""
+    from pipeline.params import load_params
+    from pipeline.suites import independent_runs
+    from pipeline.train import unit_for
+
+    params = load_params(str(root / params_file))
+    return {("train", unit_for(spec, params).key) for spec in independent_runs(params)}
+
+
+def commit_keys(root: Path, n: int) -> tuple[set[tuple[str, str]], list[str], set[str]]:
+    """Keys in the unit lists of the last `n` commits; notes; kinds whose keys some commit does not list."""
+    import dvc.api
+
+    shas = subprocess.run(["git", "rev-list", "-n", str(n), "HEAD"], cwd=root, capture_output=True,
+                          text=True).stdout.split()
+    keys, unreadable, unlisted = set(), [], set()
+    for sha in shas:
+        lock = subprocess.run(["git", "show", f"{sha}:dvc.lock"], cwd=root, capture_output=True, text=True)
+        if lock.returncode != 0:
+            continue  # nothing reproduced at that commit
+        for kind, rel in LISTS.items():
+            stage_out = str(Path(rel).parent)
+            if f"path: {stage_out}\n" not in lock.stdout:
+                continue
+            try:
+                keys |= keys_in(kind, dvc.api.read(rel, repo=str(root), rev=sha))
+            except Exception as e:  # noqa: BLE001 - DVC raises many kinds; each means "cannot read it"
+                if kind != "train" and "units.json" in rel and "does not exist" in str(e).lower():
+                    unlisted.add(kind)  # a commit from before the stages wrote unit lists
+                    continue
+                unreadable.append(f"{sha[:7]}:{rel} ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
+    return keys, unreadable, unlisted
+
+
+def remote_store(root: Path, name: str | None) -> RunStore:
+    from dvc.config import Config
+
+    conf = Config(str(root / ".dvc"))  # relative remote urls come back resolved
+    remote = name or conf["core"].get("remote")
+    if not remote:
+        raise StoreCliError("no DVC remote is set: add one with `dvc remote add -d NAME URL` (README, "
+                            "'Sharing a campaign'), or pass --remote NAME")
+    if remote not in conf["remote"]:
+        raise StoreCliError(f"no DVC remote named {remote!r}; known: {', '.join(sorted(conf['remote'])) or 'none'}")
+    url = str(conf["remote"][remote]["url"])
+    parsed = urlparse(url)
+    if parsed.scheme not in ("", "file") and len(parsed.scheme) > 1:  # (a Windows drive letter is no scheme)
+        raise StoreCliError(
+            f"DVC remote {remote!r} is {url}: `awd-bench store push|pull` copies run-store entries to a local or "
+            "mounted directory only (a remote whose url is a path or file://); mount that storage and add it as a "
+            "path remote, or copy $AWD_STORE/<kind>/<key[:2]>/<key>/ yourself")
+    path = Path(parsed.path if parsed.scheme == "file" else url).expanduser()
+    return RunStore((root / path).resolve() / REMOTE_DIR)
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def needed_keys(root: Path) -> set[tuple[str, str]]:
+    keys, notes = workspace_keys(root)
+    for note in notes:
+        print(f"store: {note}", file=sys.stderr)
+    try:
+        keys |= params_keys(root)
+    except Exception as e:  # noqa: BLE001 - bad params are refused by the stages; here they only add no keys
+        print(f"store: the params name no extra training runs ({type(e).__name__}: {e})", file=sys.stderr)
+    return keys
+
+
+def store_main(argv: list[str]) -> int:
+    from jobs.gc import live_reason
+    from jobs.share import copy_entries
+
+    ap = argparse.ArgumentParser(prog="awd-bench store", description=__doc__.split("\n\n")[0])
+    ap.add_argument("direction", choices=("push", "pull"))
+    ap.add_argument("--remote", help="DVC remote name (default: the default remote, `dvc remote add -d`)")
+    a = ap.parse_args(argv)
+    root = PROJECT_ROOT
+    remote, local = remote_store(root, a.remote), open_store()
+    keys = needed_keys(root)
+    src, dest = (local, remote) if a.direction == "push" else (remote, local)
+    out = copy_entries(src, dest, keys, is_live=lambda s, kind, key: live_reason(s, kind, key))
+    print(f"store {a.direction}: {len(out.copied)} entries copied ({_human(out.bytes)}), {len(out.present)} already "
+          f"there, {len(out.missing)} not in {src.root}; {dest.root}")
+    for kind, key, why in out.refused:
+        print(f"  refused {kind}/{key}: {why}", file=sys.stderr)
+    if out.missing:
+        print("  not in the source (recomputed by `dvc repro`): "
+              + ", ".join(f"{k}/{key[:12]}" for k, key in out.missing[:20])
+              + (" ..." if len(out.missing) > 20 else ""), file=sys.stderr)
+    return 1 if out.refused else 0
+
+
+def gc_main(argv: list[str]) -> int:
+    from jobs.gc import delete, plan
+
+    ap = argparse.ArgumentParser(prog="awd-bench gc", description="store entries, logs and quarantine no kept "
+                                 "key list uses: listed, deleted with --delete")
+    ap.add_argument("--keep-commits", type=int, default=5, metavar="N",
+                    help="keep what the unit lists of the last N commits name (default 5)")
+    ap.add_argument("--older-than-days", type=float, default=30.0, metavar="D",
+                    help="_logs and _quarantine folders untouched for longer than this go (default 30)")
+    ap.add_argument("--delete", action="store_true", help="delete what is listed (default: only list)")
+    ap.add_argument("--force", action="store_true", help="delete even if a kept commit's unit lists are unreadable")
+    ap.add_argument("--all-users", action="store_true",
+                    help="also entries and folders other users made (a shared store: they may need them)")
+    a = ap.parse_args(argv)
+    if a.keep_commits < 0 or a.older_than_days < 0:
+        raise StoreCliError("gc: --keep-commits and --older-than-days must be >= 0")
+    root, store = PROJECT_ROOT, open_store()
+    used = needed_keys(root)
+    kept, unreadable, unlisted = commit_keys(root, a.keep_commits)
+    unreadable += [f"the workspace: {note}" for note in workspace_keys(root)[1]]  # a fresh clone knows no keys
+    used |= kept
+    items = plan(store, used, a.older_than_days * 86400, all_users=a.all_users)
+    items = [i for i in items if not (i.what == "entry" and i.kind in unlisted)]
+    for kind in sorted(unlisted):
+        print(f"gc: a kept commit predates the unit lists of {kind!r} units: every {kind} entry is kept")
+    total = sum(i.bytes for i in items)
+    for i in items:
+        name = f"{i.kind}/{i.key}" if i.key else i.path.relative_to(store.root).as_posix()
+        print(f"{_human(i.bytes):>10}  {i.what:<12}  {name}  ({i.why})")
+    print(f"gc: {len(items)} items, {_human(total)} in {store.root} (keeping {len(used)} units of the current params "
+          f"and the last {a.keep_commits} commits)")
+    for u in unreadable:
+        print(f"gc: cannot read {u}", file=sys.stderr)
+    if not a.delete:
+        print("gc: nothing deleted; run again with --delete to delete the items above")
+        return 0
+    if unreadable and not a.force:
+        print("gc: refusing to delete: the unit lists of a kept commit could not be read (its entries might be "
+              "deleted); `dvc pull` them, lower --keep-commits, or pass --force", file=sys.stderr)
+        return 1
+    freed = delete(store, items)
+    print(f"gc: deleted, {_human(freed)} freed")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    command, rest = (args[0], args[1:]) if args else ("", [])
+    try:
+        if command == "store":
+            return store_main(rest)
+        if command == "gc":
+            return gc_main(rest)
+    except StoreCliError as e:
+        print(f"ERROR: {e}", file=sys.stderr)
+        return 2
+    print("usage: python -m pipeline.store_cli store push|pull | gc [...]", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

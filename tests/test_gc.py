@@ -1,0 +1,95 @@
+"""jobs.gc: what a store can lose, and never an entry a live job holds."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from jobs.gc import delete, plan
+from jobs.store import RunStore
+
+USED, ORPHAN, LOCKED, CLAIMED, BEATING = ("a1" * 32, "b2" * 32, "c3" * 32, "d4" * 32, "e5" * 32)
+
+
+@pytest.fixture()
+def store(tmp_path):
+    return RunStore(tmp_path / "runs")
+
+
+def done(store, key, resume=False):
+    wd = store.workdir("train", key)
+    (wd / "model.pt").write_bytes(b"m" * 1000)
+    if resume:
+        (wd / "resume").mkdir()
+        (wd / "resume" / "last.pt").write_bytes(b"l" * 500)
+    store.commit("train", key, {"acc": 1.0})
+    return wd
+
+
+def test_lists_unused_entries_and_old_folders_and_deletes_exactly_them(store):
+    used_wd = done(store, USED)
+    (used_wd / "resume").mkdir()  # a commit cut short after its manifest: resume state left behind
+    (used_wd / "resume" / "last.pt").write_bytes(b"l" * 700)
+    done(store, ORPHAN)
+    old = store.root / "_quarantine" / "train" / f"{ORPHAN}.20200101T000000.abc"
+    old.mkdir(parents=True)
+    (old / "reason.txt").write_text("x")
+    fresh_logs = store.root / "_logs" / "me" / "train"
+    fresh_logs.mkdir(parents=True)
+    (fresh_logs / "1_0_log.out").write_text("x")
+    past = time.time() - 10 * 86400
+    for p in (old / "reason.txt", old):
+        os.utime(p, (past, past))
+    items = plan(store, {("train", USED)}, max_age_s=86400)
+    got = {(i.what, i.key or i.path.name) for i in items}
+    assert got == {("resume state", USED), ("entry", ORPHAN), ("quarantine", old.name)}
+    assert next(i for i in items if i.what == "resume state").bytes == 700
+    freed = delete(store, items, say=lambda s: None)
+    assert freed >= 700 + 1000
+    assert store.is_done("train", USED, verify=True) and not (used_wd / "resume").exists()
+    assert not store.path("train", ORPHAN).exists() and not old.exists() and fresh_logs.exists()
+
+
+def test_entries_a_live_job_holds_are_never_listed_or_deleted(store, tmp_path):
+    for key in (LOCKED, CLAIMED, BEATING):
+        store.workdir("train", key)
+    store.claim("train", CLAIMED)  # this process is the driver submitting it
+    store.beat("train", BEATING, "123")
+    lock = store.path("train", LOCKED) / ".run.lock"
+    ready = tmp_path / "locked"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import filelock, pathlib, sys, time; l = filelock.FileLock(sys.argv[1]); l.acquire(); "
+        "pathlib.Path(sys.argv[2]).touch(); time.sleep(60)"), str(lock), str(ready)])
+    try:
+        deadline = time.time() + 30
+        while not ready.exists():
+            assert time.time() < deadline and holder.poll() is None
+            time.sleep(0.05)
+        assert plan(store, set(), max_age_s=0) == []  # run lock held, claim alive, heartbeat fresh
+    finally:
+        holder.kill()
+        holder.wait()
+    (item,) = plan(store, {("train", CLAIMED), ("train", BEATING)}, max_age_s=86400)
+    assert item.key == LOCKED  # its lock is free now: an unfinished entry nobody works on
+    assert delete(store, [item], say=lambda s: None) == item.bytes and not store.path("train", LOCKED).exists()
+
+
+def test_delete_rechecks_liveness(store):
+    store.workdir("train", ORPHAN)
+    (item,) = plan(store, set(), max_age_s=86400)
+    store.beat("train", ORPHAN, "77")  # a job started on it after the listing
+    said = []
+    assert delete(store, [item], say=said.append) == 0
+    assert store.path("train", ORPHAN).exists() and "heartbeat" in said[0]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to hand an entry to another uid")
+def test_another_users_entries_are_left_alone_unless_asked(store):
+    wd = done(store, ORPHAN)
+    os.chown(wd, 4242, 4242)  # a collaborator computed it in the shared store
+    assert plan(store, set(), max_age_s=86400) == []
+    assert [i.key for i in plan(store, set(), max_age_s=86400, all_users=True)] == [ORPHAN]
