@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from jobs.submit import run_units_report
+from jobs.driver import run_units_report
 from pipeline import outcomes
 from pipeline.common import ARTIFACTS, executor_config, make_unit, open_store, stage_args, unit_env, write_json
 from pipeline.cost import check_budget

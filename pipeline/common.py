@@ -9,9 +9,9 @@ import sys
 from functools import cache
 from pathlib import Path
 
+from jobs.job import Unit
 from jobs.keys import code_digest, keyed_config, unit_key
 from jobs.store import RunStore
-from jobs.submit import Unit
 from pipeline.atomic_io import write_json  # noqa: F401  (re-exported for the stage drivers)
 
 ARTIFACTS = Path("artifacts")
@@ -62,9 +62,9 @@ def open_store() -> RunStore:
 def _expected_failure(exc: BaseException) -> bool:
     """Failures whose message says everything (bad params, bad executor.yaml, failed units, a busy or damaged
     store): a traceback would only bury it."""
+    from jobs.driver import UnitsFailed
     from jobs.executors import ExecutorConfigError
     from jobs.store import StoreError
-    from jobs.submit import UnitsFailed
     from pipeline.schema import ParamsError
 
     return isinstance(exc, (ParamsError, ExecutorConfigError, UnitsFailed, StoreError))

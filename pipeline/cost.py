@@ -85,7 +85,7 @@ def check_budget(units, store, executor, desc: str, extra_gpu_hours: float = 0.0
                  tflops: float = DEFAULT_TFLOPS) -> None:
     """Refuses (SystemExit, before anything is submitted) when the stage's new work exceeds the executor's
     budget_gpu_hours, unless $AWD_CONFIRM_GPU_HOURS is at least that much. No guard on local and debug."""
-    from jobs.submit import dry_run
+    from jobs.driver import dry_run
     from jobs.why import pending_reasons
 
     budget = executor.gpu_budget()

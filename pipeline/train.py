@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from awd.checkpoint import save_npz
-from jobs.submit import run_units_report
+from jobs.driver import run_units_report
 from pipeline import outcomes
 from pipeline.common import ARTIFACTS, executor_config, make_unit, open_store, stage_args, unit_env, write_json
 from pipeline.cost import check_budget, gpu_hours, train_flops
