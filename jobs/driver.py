@@ -8,6 +8,7 @@ the old one was killed, or a second `dvc repro`) pick up jobs it did not submit.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import logging
@@ -144,7 +145,8 @@ class SubmitRefused(RuntimeError):
 
 
 def _submit(packs: tp.Sequence[list[Unit]], store: RunStore, cfg: ExecutorConfig, desc: str,
-            watch: JobWatch) -> tuple[dict[str, dict], Exception | None]:
+            watch: JobWatch, mark: tp.Callable[[Unit], dict] = lambda unit: {}
+            ) -> tuple[dict[str, dict], Exception | None]:
     """Submits `packs` (one job each) as arrays; job.json is written per array as soon as sbatch answers, so a crash
     between arrays leaves nothing submitted without a record. Returns the records and the error that stopped the
     submission early (the packs after it are not submitted), if any."""
@@ -172,7 +174,7 @@ def _submit(packs: tp.Sequence[list[Unit]], store: RunStore, cfg: ExecutorConfig
             logs = {"stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr)}
             for index, unit in enumerate(pack):
                 store.record_jobs(unit.kind, unit.key, job.job_id, cfg.kind, logs, folder=str(log_dir), desc=desc,
-                                  pack_index=index, pack_size=len(pack), mem_gb=cfg.mem_gb)
+                                  pack_index=index, pack_size=len(pack), mem_gb=cfg.mem_gb, **mark(unit))
                 records[unit.key] = store.job_record(unit.kind, unit.key)
     return records, None
 
@@ -225,11 +227,23 @@ def run_units(units: tp.Iterable[Unit], store: RunStore | str | Path,
     return report.results
 
 
+Follow = tp.Callable[[Unit, "dict | None"], tp.Iterable[Unit]]
+
+
 def run_units_report(units: tp.Iterable[Unit], store: RunStore | str | Path,
                      executor_cfg: ExecutorConfig | None = None, *, desc: str = "train",
-                     poll_s: float | None = None, stream: tp.TextIO | None = None) -> Report:
+                     poll_s: float | None = None, stream: tp.TextIO | None = None,
+                     follow: Follow | None = None, awaited: tp.Collection[str] | None = None) -> Report:
     """Like run_units, but a unit that fails after `max_retries` resubmissions is reported, never raised: the
-    other units (and the stage that asked for them) carry on."""
+    other units (and the stage that asked for them) carry on.
+
+    Dataflow: `follow(unit, result)` is called once per unit as soon as it is final (its result dict; None when it
+    failed for good), units done before the call included, and returns the units that this one made ready. Those of
+    an `awaited` kind (default: every kind) are waited for like the given ones and their results are in the report;
+    the others are *early* units of later stages: submitted as soon as the queue allows (longest first, like every
+    unit), marked `early` in their job.json, and not waited for. The call returns when every awaited unit is final,
+    leaving early jobs queued or running for the stage that needs them to adopt; early units not yet submitted are
+    left to that stage. The debug executor runs no early units (nothing would overlap in-process)."""
     store = store if isinstance(store, RunStore) else RunStore(store)
     cfg = executor_cfg if executor_cfg is not None else load_executor_config()
     if not isinstance(desc, str):
@@ -242,16 +256,15 @@ def run_units_report(units: tp.Iterable[Unit], store: RunStore | str | Path,
     _write_snapshots(todo, store)
     failures: list[Failure] = []
     peak = 0
-    if todo:
-        for line in summary(todo, pending_reasons(todo, store.root), "units"):
-            stream.write(f"{desc}: {line}\n")
-        progress = Progress(total=len(units), done=len(units) - len(todo), desc=desc, stream=stream)
+    if todo or follow is not None:
+        if todo:
+            for line in summary(todo, pending_reasons(todo, store.root), "units"):
+                stream.write(f"{desc}: {line}\n")
+        progress = Progress(total=len(units), done=0, desc=desc, stream=stream)
         try:
-            if cfg.kind == "debug":
-                failures = _run_in_process(todo, store, progress)
-            else:
-                driver = _Driver(store, cfg, desc, progress, poll_s)
-                failures, peak = driver.run(todo), driver.peak_jobs
+            driver = _Driver(store, cfg, desc, progress, poll_s, follow=follow, awaited=awaited)
+            failures, peak = driver.run(units, pending={u.key for u in todo}), driver.peak_jobs
+            units = units + driver.followed
         finally:
             progress.close()
     failed = {f.unit.key for f in failures}
@@ -267,28 +280,12 @@ def _write_snapshots(units: tp.Sequence[Unit], store: RunStore) -> None:
             raise StoreError(f"{e} (nothing was submitted)") from e
 
 
-def _run_in_process(todo: tp.Sequence[Unit], store: RunStore, progress: Progress) -> list[Failure]:
-    failures: list[Failure] = []
-    done = progress.bar.n
-    for i, unit in enumerate(todo):
-        start = time.time()
-        status = execute_unit(store, unit)
-        if status == "failed":
-            err = store.path(unit.kind, unit.key) / ERROR
-            failures.append(Failure(unit, _last_line(err.read_text(errors="replace")), str(err), str(err)))
-            progress.write(failures[-1].line())
-        else:
-            done += 1
-            progress.durations.append(time.time() - start)
-        progress.update(done, len(todo) - i - 1, len(failures), 1)
-    return failures
-
-
 @dataclasses.dataclass
 class _Tracked:
     unit: Unit
     record: dict
     dead_since: float | None = None
+    state: str = ""  # the scheduler's word at the last poll (RUNNING, PENDING, ...)
 
 
 SUBMIT_BACKOFF_S = (5.0, 600.0)  # first and longest wait after a failed or refused sbatch
@@ -305,7 +302,7 @@ class _Driver:
     scheduler call."""
 
     def __init__(self, store: RunStore, cfg: ExecutorConfig, desc: str, progress: Progress,
-                 poll_s: float | None):
+                 poll_s: float | None, *, follow: Follow | None = None, awaited: tp.Collection[str] | None = None):
         self.store, self.cfg, self.desc, self.progress = store, cfg, desc, progress
         self.poll = poll_s if poll_s is not None else cfg.poll_interval()
         self.watch = JobWatch()
@@ -314,7 +311,7 @@ class _Driver:
         self.retries: dict[str, int] = {}
         self.mem: dict[str, float] = {}
         self.failures: list[Failure] = []
-        self.done = progress.bar.n
+        self.done = progress.bar.n  # awaited units done (those done before the call included, as they come)
         self.cap: int | None = cfg.parallel if cfg.kind == "local" else cfg.max_queued
         self.base_cap = self.cap  # a refusal lowers `cap`; each accepted submission probes one job higher again
         self.next_submit = 0.0
@@ -322,20 +319,36 @@ class _Driver:
         self.failing_since: float | None = None
         self.peak_jobs = 0
         self.known: dict[str, dict | None] = {}  # the job.json we last saw (or wrote) per unit
+        self.follow = follow
+        self.awaited_kinds = None if awaited is None else set(awaited)
+        self.seen: set[str] = set()  # every unit this driver was given or followed
+        self.final: set[str] = set()  # units whose outcome was handed to `follow`
+        self.early: set[str] = set()  # followed units of later stages: submitted, never waited for
+        self.followed: list[Unit] = []  # awaited units that `follow` added (the report holds their results)
+        self.totals: collections.Counter[str] = collections.Counter()
+        self.outcomes: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+        self.durations: dict[str, list[float]] = collections.defaultdict(list)
 
     def jobs(self) -> int:
         return len({t.record["job_id"] for t in self.active.values()})
 
-    def run(self, todo: tp.Sequence[Unit]) -> list[Failure]:
+    def awaiting(self) -> bool:
+        return any(k not in self.early for k in self.active) or any(u.key not in self.early for u in self.waiting)
+
+    def run(self, todo: tp.Sequence[Unit], pending: set[str] | None = None) -> list[Failure]:
+        """`todo`: prepared units; `pending`: the keys among them that are not done (default: all)."""
         try:  # from the start: a Ctrl-C just after the held-back one is released must still print the hint
-            self.adopt(todo)
-            while self.active or self.waiting:
-                self.submit_some()
-                self.poll_active()
-                self.progress.update(self.done, len(self.active) + len(self.waiting), len(self.failures),
-                                     max(1, self.jobs()), sum(self.retries.values()))
-                if self.active or self.waiting:
+            self.add(todo, pending=pending)
+            while self.awaiting():
+                if self.cfg.kind == "debug":
+                    self.run_one_in_process()
+                else:
+                    self.submit_some()
+                    self.poll_active()
+                self.show()
+                if self.awaiting() and self.cfg.kind != "debug":
                     _sleep(self.poll)
+            self.leave_early()
         except KeyboardInterrupt:
             self.progress.close()
             records = [dict(t.record, kind=t.unit.kind) for t in self.active.values()] or [
@@ -346,14 +359,97 @@ class _Driver:
             raise
         return self.failures
 
+    def add(self, units: tp.Iterable[Unit], pending: set[str] | None = None, given: bool = True) -> None:
+        """Units to run or adopt: done ones go straight to `follow`, live recorded jobs are adopted, the rest wait.
+        Given units are prepared already; followed ones (`given` false) are prepared and snapshotted here."""
+        new = []
+        for unit in units if given else _prepare(units, self.store, check_deps=False):
+            if unit.key in self.seen:
+                continue
+            early = self.awaited_kinds is not None and unit.kind not in self.awaited_kinds
+            if early and self.cfg.kind == "debug":
+                continue
+            self.seen.add(unit.key)
+            self.totals[unit.kind] += 1
+            if early:
+                self.early.add(unit.key)
+            elif not given:
+                self.followed.append(unit)
+                self.progress.bar.total += 1
+            new.append(unit)
+        if not new:
+            return
+        done = [u for u in new if (u.key not in pending if pending is not None
+                                   else self.store.is_done(u.kind, u.key, verify="changed"))]
+        finished = {u.key for u in done}
+        todo = [u for u in new if u.key not in finished]
+        if not given:
+            _write_snapshots(todo, self.store)
+        for unit in done:
+            self.finish(unit)
+        if todo:
+            self.adopt(todo)
+
+    def finish(self, unit: Unit, failure: Failure | None = None) -> None:
+        """The unit is final (done, or failed for good): count it and hand it to `follow`."""
+        if unit.key in self.final:
+            return
+        self.final.add(unit.key)
+        self.outcomes[unit.kind]["failed" if failure else "done"] += 1
+        if failure is None and unit.key not in self.early:
+            self.done += 1
+        if failure is not None:
+            if unit.key in self.early:  # the stage that needs it retries it (its error.txt stays)
+                self.progress.write(f"early {failure.line()} (left to the stage that needs it)")
+            else:
+                self.failures.append(failure)
+                self.progress.write(failure.line())
+        if self.follow is not None:
+            followed = self.follow(unit, None if failure else self.store.result(unit.kind, unit.key))
+            self.add(followed or (), given=False)
+
+    def leave_early(self) -> None:
+        """Every awaited unit is final: early units in jobs keep running for their stage to adopt."""
+        running = [t for k, t in self.active.items() if k in self.early]
+        if running or self.waiting:
+            self.progress.write(
+                f"{self.desc}: leaving {len(running)} early units of later stages in "
+                f"{len({t.record['job_id'] for t in running})} jobs for their stages to adopt"
+                + (f"; {len(self.waiting)} not yet submitted (their stages submit them)" if self.waiting else ""))
+        self.waiting = []
+
+    def run_one_in_process(self) -> None:
+        unit = next(u for u in self.waiting if u.key not in self.early)
+        self.waiting.remove(unit)
+        start = time.time()
+        if execute_unit(self.store, unit) == "failed":
+            err = self.store.path(unit.kind, unit.key) / ERROR
+            self.finish(unit, Failure(unit, _last_line(err.read_text(errors="replace")), str(err), str(err)))
+        else:
+            self.progress.durations.append(time.time() - start)
+            self.durations[unit.kind].append(time.time() - start)
+            self.finish(unit)
+
+    def show(self) -> None:
+        rows: dict[str, dict[str, int]] = {}
+        for kind in self.totals:
+            running = sum(1 for t in self.active.values() if t.unit.kind == kind and t.state.startswith("RUNNING"))
+            in_jobs = sum(1 for t in self.active.values() if t.unit.kind == kind)
+            rows[kind] = {"total": self.totals[kind], "done": self.outcomes[kind]["done"], "running": running,
+                          "queued": in_jobs - running + sum(1 for u in self.waiting if u.kind == kind),
+                          "failed": self.outcomes[kind]["failed"]}
+        self.progress.update_kinds(self.done, rows, self.durations, max(1, self.jobs()), sum(self.retries.values()))
+
     def adopt(self, todo: tp.Sequence[Unit]) -> None:
         store = self.store
         seen = {u.key: store.job_record(u.kind, u.key) for u in todo}
         self.watch.refresh([r for r in seen.values() if r], force=True)  # outside the lock: sacct may be slow
+        adopted = len(self.active)
+        done: list[Unit] = []
         with store.submit_lock(say=self.progress.write):
             for unit in todo:
                 if store.is_done(unit.kind, unit.key):  # a concurrent driver finished it while we waited
-                    self.done += 1
+                    done.append(unit)
                     continue
                 record = self.known[unit.key] = store.job_record(unit.kind, unit.key)
                 failed_there = store.error(unit.kind, unit.key) is not None  # its job may still run other units
@@ -362,8 +458,12 @@ class _Driver:
                     self.active[unit.key] = _Tracked(unit, record)  # live, or just submitted by another driver
                 else:
                     self.waiting.append(unit)
-        if self.active:
-            self.progress.write(f"{self.desc}: re-attached to {len(self.active)} units in {self.jobs()} running jobs")
+        if len(self.active) > adopted:
+            fresh = [self.active[u.key] for u in todo if u.key in self.active]
+            self.progress.write(f"{self.desc}: re-attached to {len(fresh)} units in "
+                                f"{len({t.record['job_id'] for t in fresh})} running jobs")
+        for unit in done:
+            self.finish(unit)
 
     def _alive(self, unit: Unit, record: dict) -> tuple[bool, str]:
         if record.get("executor") == CLAIM:
@@ -391,6 +491,9 @@ class _Driver:
         if slots <= 0:
             return
         tried = slots
+        # longest first: the long runs bound the makespan; short ones fill the gaps they leave (a stable sort keeps
+        # a group's units, and units of equal estimate, in the order they came)
+        self.waiting.sort(key=lambda u: -(u.estimate_s or 0.0))
         groups: dict[tuple[tp.Any, ...], tuple[ExecutorConfig, list[Unit]]] = {}
         for unit in self.waiting:  # one array per distinct resource request
             cfg = self.unit_cfg(unit)
@@ -404,9 +507,9 @@ class _Driver:
                 packs = [[u for u in pack if self._still_ours(u)] for pack in packs]
                 packs = [p for p in packs if p]
                 for unit in (u for pack in packs for u in pack):
-                    self.known[unit.key] = self.store.claim(unit.kind, unit.key, desc=self.desc)
+                    self.known[unit.key] = self.store.claim(unit.kind, unit.key, desc=self.desc, **self.mark(unit))
             with _sigint_deferred() as interrupted:
-                records, error = _submit(packs, self.store, cfg, self.desc, self.watch)
+                records, error = _submit(packs, self.store, cfg, self.desc, self.watch, self.mark)
             self.known.update(records)
             submitted = {u.key for pack in packs for u in pack if u.key in records}
             for unit in (u for pack in packs for u in pack if u.key not in submitted):
@@ -436,14 +539,17 @@ class _Driver:
         else:
             self.failing_since = self.failing_since or now
             if now - self.failing_since > SUBMIT_GIVE_UP_S:
-                for unit in self.waiting:
-                    self.failures.append(Failure(unit, f"not submitted: {error}", ""))
-                    self.progress.write(self.failures[-1].line())
-                self.waiting = []
+                given_up, self.waiting = self.waiting, []
+                for unit in given_up:
+                    self.finish(unit, Failure(unit, f"not submitted: {error}", ""))
                 return
             self.progress.write(f"{error}; retrying in {self.backoff:.0f}s")
         self.next_submit = now + self.backoff
         self.backoff = min(SUBMIT_BACKOFF_S[1], self.backoff * 2)
+
+    def mark(self, unit: Unit) -> dict[str, str]:
+        """job.json's proof that this stage submitted the unit early for a later one (see cancel_early)."""
+        return {"early": self.desc} if unit.key in self.early else {}
 
     def unit_cfg(self, unit: Unit) -> ExecutorConfig:
         """The unit's kind profile, with the memory an out-of-memory retry raised and the --time its estimate asks."""
@@ -459,8 +565,8 @@ class _Driver:
     def _still_ours(self, unit: Unit) -> bool:
         """Under the submit lock: false if the unit got done, or another driver submitted it, since we decided."""
         if self.store.is_done(unit.kind, unit.key):
-            self.done += 1
             self.waiting.remove(unit)
+            self.finish(unit)
             return False
         record = self.store.job_record(unit.kind, unit.key)
         if record is not None and record != self.known.get(unit.key):  # another driver submitted it meanwhile
@@ -478,12 +584,14 @@ class _Driver:
                 tracked.record = self.store.job_record(tracked.unit.kind, tracked.unit.key) or tracked.record
             unit, record = tracked.unit, tracked.record
             alive, state = self._alive(unit, record)  # sampled before is_done: a job that ended after committing
+            tracked.state = state
             if self.store.is_done(unit.kind, unit.key):  # is seen as done, never as lost
                 seconds = ((self.store.manifest(unit.kind, unit.key) or {}).get("meta") or {}).get("seconds")
                 if isinstance(seconds, (int, float)):
                     self.progress.durations.append(float(seconds))
-                self.done += 1
+                    self.durations[unit.kind].append(float(seconds))
                 del self.active[key]
+                self.finish(unit)
                 continue
             failure = _failure(self.store, tracked, alive, state, grace)
             if failure is None:
@@ -501,8 +609,7 @@ class _Driver:
                                   retry=attempt <= cfg.max_retries)
         if attempt > cfg.max_retries:
             failure.retries = attempt - 1
-            self.failures.append(failure)
-            self.progress.write(failure.line())
+            self.finish(unit, failure)
             return
         self.retries[unit.key] = attempt
         mem = self.mem.get(unit.key, cfg.mem_gb)
