@@ -26,6 +26,7 @@ from jobs.executors import (
     ElsewhereError,
     ExecutorConfig,
     JobWatch,
+    cancel_jobs,
     load_executor_config,
     make_executor,
     partition_time_limit_min,
@@ -233,7 +234,8 @@ Follow = tp.Callable[[Unit, "dict | None"], tp.Iterable[Unit]]
 def run_units_report(units: tp.Iterable[Unit], store: RunStore | str | Path,
                      executor_cfg: ExecutorConfig | None = None, *, desc: str = "train",
                      poll_s: float | None = None, stream: tp.TextIO | None = None,
-                     follow: Follow | None = None, awaited: tp.Collection[str] | None = None) -> Report:
+                     follow: Follow | None = None, awaited: tp.Collection[str] | None = None,
+                     desc_of: tp.Callable[[Unit], str] | None = None) -> Report:
     """Like run_units, but a unit that fails after `max_retries` resubmissions is reported, never raised: the
     other units (and the stage that asked for them) carry on.
 
@@ -243,7 +245,8 @@ def run_units_report(units: tp.Iterable[Unit], store: RunStore | str | Path,
     the others are *early* units of later stages: submitted as soon as the queue allows (longest first, like every
     unit), marked `early` in their job.json, and not waited for. The call returns when every awaited unit is final,
     leaving early jobs queued or running for the stage that needs them to adopt; early units not yet submitted are
-    left to that stage. The debug executor runs no early units (nothing would overlap in-process)."""
+    left to that stage. The debug executor runs no early units (nothing would overlap in-process). `desc_of(unit)`
+    names each unit's jobs and log folder (default: `desc`), e.g. after the stage that would otherwise run it."""
     store = store if isinstance(store, RunStore) else RunStore(store)
     cfg = executor_cfg if executor_cfg is not None else load_executor_config()
     if not isinstance(desc, str):
@@ -262,7 +265,7 @@ def run_units_report(units: tp.Iterable[Unit], store: RunStore | str | Path,
                 stream.write(f"{desc}: {line}\n")
         progress = Progress(total=len(units), done=0, desc=desc, stream=stream)
         try:
-            driver = _Driver(store, cfg, desc, progress, poll_s, follow=follow, awaited=awaited)
+            driver = _Driver(store, cfg, desc, progress, poll_s, follow=follow, awaited=awaited, desc_of=desc_of)
             failures, peak = driver.run(units, pending={u.key for u in todo}), driver.peak_jobs
             units = units + driver.followed
         finally:
@@ -302,7 +305,8 @@ class _Driver:
     scheduler call."""
 
     def __init__(self, store: RunStore, cfg: ExecutorConfig, desc: str, progress: Progress,
-                 poll_s: float | None, *, follow: Follow | None = None, awaited: tp.Collection[str] | None = None):
+                 poll_s: float | None, *, follow: Follow | None = None, awaited: tp.Collection[str] | None = None,
+                 desc_of: tp.Callable[[Unit], str] | None = None):
         self.store, self.cfg, self.desc, self.progress = store, cfg, desc, progress
         self.poll = poll_s if poll_s is not None else cfg.poll_interval()
         self.watch = JobWatch()
@@ -320,6 +324,7 @@ class _Driver:
         self.peak_jobs = 0
         self.known: dict[str, dict | None] = {}  # the job.json we last saw (or wrote) per unit
         self.follow = follow
+        self.desc_of = desc_of or (lambda unit: desc)  # names the jobs (and their log folders) of each unit
         self.awaited_kinds = None if awaited is None else set(awaited)
         self.seen: set[str] = set()  # every unit this driver was given or followed
         self.final: set[str] = set()  # units whose outcome was handed to `follow`
@@ -409,7 +414,11 @@ class _Driver:
             self.add(followed or (), given=False)
 
     def leave_early(self) -> None:
-        """Every awaited unit is final: early units in jobs keep running for their stage to adopt."""
+        """Every awaited unit is final: early units in jobs keep running for their stage to adopt. Those still
+        waiting are submitted now as far as the queue cap allows (the last runs' evaluations would otherwise wait for
+        their stage to start); the rest are left to their stage."""
+        if self.waiting and self.cfg.kind != "debug":
+            self.submit_some()
         running = [t for k, t in self.active.items() if k in self.early]
         if running or self.waiting:
             self.progress.write(
@@ -495,11 +504,11 @@ class _Driver:
         # a group's units, and units of equal estimate, in the order they came)
         self.waiting.sort(key=lambda u: -(u.estimate_s or 0.0))
         groups: dict[tuple[tp.Any, ...], tuple[ExecutorConfig, list[Unit]]] = {}
-        for unit in self.waiting:  # one array per distinct resource request
+        for unit in self.waiting:  # one array per distinct resource request and job name
             cfg = self.unit_cfg(unit)
-            groups.setdefault((unit.kind, cfg.mem_gb, cfg.timeout_min), (cfg, []))[1].append(unit)
+            groups.setdefault((self.desc_of(unit), unit.kind, cfg.mem_gb, cfg.timeout_min), (cfg, []))[1].append(unit)
         error: Exception | None = None
-        for cfg, units in groups.values():
+        for (desc, *_), (cfg, units) in groups.items():
             packs = _packs(units, cfg, slots)
             if not packs:
                 break
@@ -507,9 +516,9 @@ class _Driver:
                 packs = [[u for u in pack if self._still_ours(u)] for pack in packs]
                 packs = [p for p in packs if p]
                 for unit in (u for pack in packs for u in pack):
-                    self.known[unit.key] = self.store.claim(unit.kind, unit.key, desc=self.desc, **self.mark(unit))
+                    self.known[unit.key] = self.store.claim(unit.kind, unit.key, desc=desc, **self.mark(unit))
             with _sigint_deferred() as interrupted:
-                records, error = _submit(packs, self.store, cfg, self.desc, self.watch, self.mark)
+                records, error = _submit(packs, self.store, cfg, desc, self.watch, self.mark)
             self.known.update(records)
             submitted = {u.key for pack in packs for u in pack if u.key in records}
             for unit in (u for pack in packs for u in pack if u.key not in submitted):
@@ -639,3 +648,35 @@ def _failure(store: RunStore, tracked: _Tracked, alive: bool, state: str, grace:
     tail = _log_tail(log)
     return Failure(unit, f"job {record['job_id']} ended ({state}) without committing a result"
                    + (f"; last log line: {tail}" if tail else ""), log)
+
+
+def cancel_early(store: RunStore, kind: str, needed: tp.Collection[str],
+                 say: tp.Callable[[str], None] = log.info) -> int:
+    """A stage's first act: the `kind` units that an earlier stage submitted early (job.json `early`, written by
+    this pipeline into this store) and that this stage does not need — their keys were computed from params since
+    edited — are cancelled while their jobs are still pending (or, local, running), so they hold no GPU; their
+    job.json is removed so that nothing adopts them. A job that also holds a needed unit is left alone. Returns how
+    many units were cancelled."""
+    needed = set(needed)
+    records = [r for r in store.pending_jobs() if r["kind"] == kind]
+    keep_jobs = {str(r["job_id"]) for r in records if r["key"] in needed}
+    stale = [r for r in records if r["key"] not in needed and r.get("early") and str(r["job_id"]) not in keep_jobs]
+    if not stale:
+        return 0
+    watch = JobWatch()
+    watch.refresh(stale, force=True)
+    victims = []
+    for record in stale:
+        try:
+            alive, state = watch.state(record)
+        except ElsewhereError:
+            continue  # started on another host: only that host can tell, and cancel it
+        if alive and (state.startswith("PENDING") or record.get("executor") == "local"):
+            victims.append(record)
+    if victims:
+        cancel_jobs(victims, say=say)
+        for record in victims:
+            store.clear_job(kind, record["key"])
+        say(f"{kind}: cancelled {len(victims)} early units that no longer match the params (submitted by the "
+            f"{sorted({str(r['early']) for r in victims})} stage under earlier settings)")
+    return len(victims)
