@@ -330,6 +330,7 @@ class _Driver:
         self.final: set[str] = set()  # units whose outcome was handed to `follow`
         self.early: set[str] = set()  # followed units of later stages: submitted, never waited for
         self.followed: list[Unit] = []  # awaited units that `follow` added (the report holds their results)
+        self.snapshots: set[tuple[str, str]] = set()  # (fn, code) whose snapshot a followed unit already wrote
         self.totals: collections.Counter[str] = collections.Counter()
         self.outcomes: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
         self.durations: dict[str, list[float]] = collections.defaultdict(list)
@@ -389,7 +390,9 @@ class _Driver:
         finished = {u.key for u in done}
         todo = [u for u in new if u.key not in finished]
         if not given:
-            _write_snapshots(todo, self.store)
+            fresh = [u for u in todo if (u.fn, u.code) not in self.snapshots]
+            _write_snapshots(fresh, self.store)
+            self.snapshots.update((u.fn, u.code) for u in fresh)
         for unit in done:
             self.finish(unit)
         if todo:
