@@ -144,6 +144,10 @@ def _log_tail(path: str | None) -> str:
 class SubmitRefused(RuntimeError):
     """sbatch said the user's (or account's) submit limit is reached: wait for jobs to end, then submit again."""
 
+    def __init__(self, message: str, size: int = 1):
+        super().__init__(message)
+        self.size = size  # jobs in the refused submission
+
 
 def _submit(packs: tp.Sequence[list[Unit]], store: RunStore, cfg: ExecutorConfig, desc: str,
             watch: JobWatch, mark: tp.Callable[[Unit], dict] = lambda unit: {}
@@ -167,7 +171,7 @@ def _submit(packs: tp.Sequence[list[Unit]], store: RunStore, cfg: ExecutorConfig
             text = str(e) or repr(e.__cause__ or e)  # sbatch killed by its timeout has nothing on stderr
             if SUBMIT_LIMIT_RE.search(text):
                 return records, SubmitRefused(f"{desc}: the scheduler refused {len(group)} more jobs (submit "
-                                              f"limit): {_last_line(text)}")
+                                              f"limit): {_last_line(text)}", size=len(group))
             return records, RuntimeError(f"{desc}: submitting {len(group)} {cfg.kind} jobs failed: "
                                          f"{_last_line(text)}")
         for job, pack in zip(jobs, group):
@@ -317,7 +321,7 @@ class _Driver:
         self.failures: list[Failure] = []
         self.done = progress.bar.n  # awaited units done (those done before the call included, as they come)
         self.cap: int | None = cfg.parallel if cfg.kind == "local" else cfg.max_queued
-        self.base_cap = self.cap  # a refusal lowers `cap`; each accepted submission probes one job higher again
+        self.base_cap = self.cap  # a refusal lowers `cap`; each accepted submission raises it by what it queued
         self.next_submit = 0.0
         self.backoff = SUBMIT_BACKOFF_S[0]
         self.failing_since: float | None = None
@@ -502,7 +506,7 @@ class _Driver:
         slots = len(self.waiting) if self.cap is None else self.cap - self.jobs()
         if slots <= 0:
             return
-        tried = slots
+        tried, queued_before = slots, self.jobs()
         # longest first: the long runs bound the makespan; short ones fill the gaps they leave (a stable sort keeps
         # a group's units, and units of equal estimate, in the order they came)
         self.waiting.sort(key=lambda u: -(u.estimate_s or 0.0))
@@ -538,15 +542,19 @@ class _Driver:
                 break
         if error is None:
             self.backoff, self.failing_since = SUBMIT_BACKOFF_S[0], None
-            if self.cap != self.base_cap and self.cap is not None:
-                self.cap = self.cap + 1 if self.base_cap is None else min(self.base_cap, self.cap + 1)
+            if self.cap != self.base_cap and self.cap is not None:  # probe higher: as far again as just accepted
+                step = max(1, self.jobs() - queued_before)
+                self.cap = self.cap + step if self.base_cap is None else min(self.base_cap, self.cap + step)
             return
         now = time.time()
         if isinstance(error, SubmitRefused):
             # the limit counts every job of ours on the cluster, not only this driver's: queue no more than what
             # the scheduler accepted, until jobs end
             # (an array crossing the limit is refused whole: with nothing of ours queued, try a smaller one)
-            self.cap = max(1, self.jobs()) if self.jobs() else max(1, min(tried, self.cap or tried) // 2)
+            # the limit lies between what is queued now and that plus the refused array: try half of it next (one
+            # job at a time from the queued count made a long ramp after a driver restart)
+            self.cap = max(1, self.jobs() + max(1, error.size) // 2) if self.jobs() else max(
+                1, min(tried, self.cap or tried) // 2)
             self.progress.write(f"{error}; waiting for running jobs to end (queued now: {self.jobs()})")
         else:
             self.failing_since = self.failing_since or now

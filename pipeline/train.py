@@ -17,7 +17,7 @@ from awd.checkpoint import save_npz
 from jobs.driver import run_units_report
 from pipeline import outcomes
 from pipeline.common import ARTIFACTS, executor_config, make_unit, open_store, stage_args, unit_env, write_json
-from pipeline.cost import check_budget, gpu_hours, train_flops
+from pipeline.cost import DEFAULT_TFLOPS, check_budget, gpu_hours, train_flops
 from pipeline.params import check_data, load_params
 from pipeline.suites import (
     ATTACKED_SUITES,
@@ -43,8 +43,9 @@ def unit_for(spec: RunSpec, params, executor=None):
     prepared = (ARTIFACTS / "prepare" / f"{spec.dataset}.npz").resolve()
     config = dict(spec.config, _prepared=str(prepared), _data_root=str(Path(params.data.root).resolve()))
     unit = make_unit("train", TRAIN_FN, config, describe(spec))
-    if executor is not None and executor.for_kind("train").time_safety_factor is not None:
-        unit.estimate_s = train_flops(spec.config) / (executor.for_kind("train").tflops * 1e12)
+    # always: the driver submits the longest first (and with time_safety_factor set it also sizes --time)
+    tflops = executor.for_kind("train").tflops if executor is not None else DEFAULT_TFLOPS
+    unit.estimate_s = train_flops(spec.config) / (tflops * 1e12)
     return unit
 
 
