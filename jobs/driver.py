@@ -334,6 +334,7 @@ class _Driver:
         self.final: set[str] = set()  # units whose outcome was handed to `follow`
         self.early: set[str] = set()  # followed units of later stages: submitted, never waited for
         self.followed: list[Unit] = []  # awaited units that `follow` added (the report holds their results)
+        self.inbox: list[Unit] = []  # units `follow` handed on, not added yet (see drain)
         self.snapshots: set[tuple[str, str]] = set()  # (fn, code) whose snapshot a followed unit already wrote
         self.totals: collections.Counter[str] = collections.Counter()
         self.outcomes: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
@@ -349,12 +350,14 @@ class _Driver:
         """`todo`: prepared units; `pending`: the keys among them that are not done (default: all)."""
         try:  # from the start: a Ctrl-C just after the held-back one is released must still print the hint
             self.add(todo, pending=pending)
+            self.drain()
             while self.awaiting():
                 if self.cfg.kind == "debug":
                     self.run_one_in_process()
                 else:
                     self.submit_some()
                     self.poll_active()
+                self.drain()
                 self.show()
                 if self.awaiting() and self.cfg.kind != "debug":
                     _sleep(self.poll)
@@ -417,8 +420,14 @@ class _Driver:
                 self.failures.append(failure)
                 self.progress.write(failure.line())
         if self.follow is not None:
-            followed = self.follow(unit, None if failure else self.store.result(unit.kind, unit.key))
-            self.add(followed or (), given=False)
+            self.inbox += self.follow(unit, None if failure else self.store.result(unit.kind, unit.key)) or ()
+
+    def drain(self) -> None:
+        """Adds what `follow` handed on, in batches (one scheduler query and one submit lock per batch, not per
+        finished unit: a restarted driver finds hundreds done at once)."""
+        while self.inbox:
+            batch, self.inbox = self.inbox, []
+            self.add(batch, given=False)
 
     def leave_early(self) -> None:
         """Every awaited unit is final: early units in jobs keep running for their stage to adopt. Those still
@@ -445,6 +454,7 @@ class _Driver:
             self.progress.durations.append(time.time() - start)
             self.durations[unit.kind].append(time.time() - start)
             self.finish(unit)
+        self.drain()
 
     def show(self) -> None:
         rows: dict[str, dict[str, int]] = {}
