@@ -322,6 +322,7 @@ class _Driver:
         self.done = progress.bar.n  # awaited units done (those done before the call included, as they come)
         self.cap: int | None = cfg.parallel if cfg.kind == "local" else cfg.max_queued
         self.base_cap = self.cap  # a refusal lowers `cap`; each accepted submission raises it by what it queued
+        self.ceiling: int | None = None  # just below the level of our jobs at which the scheduler last refused
         self.next_submit = 0.0
         self.backoff = SUBMIT_BACKOFF_S[0]
         self.failing_since: float | None = None
@@ -552,9 +553,13 @@ class _Driver:
                 break
         if error is None:
             self.backoff, self.failing_since = SUBMIT_BACKOFF_S[0], None
-            if self.cap != self.base_cap and self.cap is not None:  # probe higher: as far again as just accepted
-                step = max(1, self.jobs() - queued_before)
-                self.cap = self.cap + step if self.base_cap is None else min(self.base_cap, self.cap + step)
+            if self.cap != self.base_cap and self.cap is not None:
+                # probe higher: as far again as just accepted, but one job at a time near the level last refused
+                grown = self.cap + max(1, self.jobs() - queued_before)
+                if self.ceiling is not None:
+                    grown = min(grown, max(self.ceiling, self.cap) + 1)
+                    self.ceiling = max(self.ceiling, self.cap)
+                self.cap = grown if self.base_cap is None else min(self.base_cap, grown)
             return
         now = time.time()
         if isinstance(error, SubmitRefused):
@@ -565,7 +570,12 @@ class _Driver:
             # job at a time from the queued count made a long ramp after a driver restart)
             self.cap = max(1, self.jobs() + max(1, error.size) // 2) if self.jobs() else max(
                 1, min(tried, self.cap or tried) // 2)
+            self.ceiling = self.jobs() + max(1, error.size) - 1
             self.progress.write(f"{error}; waiting for running jobs to end (queued now: {self.jobs()})")
+            # the controller answered at once: it is not overloaded, and a refusal is answered by waiting for jobs
+            # to end, not by backing off further (a doubled wait idled the cluster once jobs had ended)
+            self.next_submit = now + SUBMIT_BACKOFF_S[0]
+            return
         else:
             self.failing_since = self.failing_since or now
             if now - self.failing_since > SUBMIT_GIVE_UP_S:
