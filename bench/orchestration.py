@@ -75,8 +75,8 @@ def bench_dvc(args) -> None:
 
 # -- jobs.run_units -----------------------------------------------------------------------------------------------------
 def _units(n: int, salt: str):
+    from jobs.job import Unit
     from jobs.keys import unit_key
-    from jobs.submit import Unit
 
     return [Unit(KIND, unit_key(KIND, {"i": i, "salt": salt}, "noop"), NOOP_FN, {"i": i, "salt": salt},
                  label=f"noop {i}") for i in range(n)]
@@ -89,8 +89,8 @@ def _job_env() -> None:
 
 
 def _bookkeeping(name: str, cfg, args, setup: str) -> list:
+    from jobs.driver import run_units
     from jobs.store import RunStore
-    from jobs.submit import run_units
 
     _job_env()
     quiet = wait_for_quiet()

@@ -3,10 +3,11 @@
 This package knows nothing of the `awd` library; it is the only one that imports submitit.
 """
 
+from jobs.driver import Report, UnitsFailed, dry_run, run_units, run_units_report
 from jobs.executors import ExecutorConfig, ExecutorConfigError, load_executor_config, make_executor
+from jobs.job import Unit, execute_units
 from jobs.keys import canonical_json, code_digest, unit_key
 from jobs.store import RunStore, StoreError
-from jobs.submit import Report, Unit, UnitsFailed, dry_run, execute_units, run_units, run_units_report
 
 __all__ = [
     "ExecutorConfig", "ExecutorConfigError", "RunStore", "StoreError", "Unit", "UnitsFailed", "canonical_json",

@@ -438,7 +438,7 @@ def _slurm_minutes(text: str) -> int | None:
 def make_executor(cfg: ExecutorConfig, log_dir: str | Path) -> submitit.Executor:
     """The submitit executor for `cfg`, writing submission files and job logs under `log_dir`.
 
-    For `debug`, jobs.submit runs units in-process itself rather than through the returned DebugExecutor: that
+    For `debug`, jobs.driver runs units in-process itself rather than through the returned DebugExecutor: that
     one opens pdb on any exception, which hangs a pipeline and fails under captured stdio.
     """
     log_dir = Path(log_dir)

@@ -68,7 +68,8 @@ def entries(store: RunStore) -> tp.Iterator[tuple[str, str, Path]]:
 def live_reason(store: RunStore, kind: str, key: str, watch: tp.Any = None, check_lock: bool = True) -> str:
     """Why a job may hold this entry now ('' when none does): a run lock held, a fresh heartbeat, a submission
     claim alive, or a recorded job the scheduler (or ps) still shows."""
-    from jobs.submit import HEARTBEAT_STALE_AFTER, heartbeat_every_s
+    from jobs.driver import HEARTBEAT_STALE_AFTER
+    from jobs.job import heartbeat_every_s
 
     entry = store.path(kind, key)
     lock = filelock.FileLock(str(entry / ".run.lock"))

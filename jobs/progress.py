@@ -1,4 +1,5 @@
-"""The driver's progress line: done / running / failed counts and an ETA from the durations of finished units."""
+"""The driver's progress line: done / running / queued / failed counts and an ETA from the durations of finished units,
+for every unit kind the driver has at once (a train stage also runs the early AutoAttack and pruning units)."""
 
 from __future__ import annotations
 
@@ -56,6 +57,26 @@ class Progress:
         retries = f" retried={retried}" if retried else ""
         self.bar.set_postfix_str(f"done={done} running={running} failed={failed}{retries} eta={format_duration(eta)}",
                                  refresh=False)
+        self.bar.refresh()
+
+    def update_kinds(self, done: int, rows: tp.Mapping[str, tp.Mapping[str, int]],
+                     durations: tp.Mapping[str, tp.Sequence[float]], parallel: int, retried: int = 0) -> None:
+        """One line for every kind: `rows[kind]` holds total, done, running, queued and failed; the ETA of a kind
+        extrapolates the median duration of its finished units over what remains, `parallel` at a time."""
+        counts = (done, retried, tuple((k, tuple(sorted(r.items()))) for k, r in sorted(rows.items())))
+        now = time.monotonic()
+        if counts == self._last and now - self._last_t < self._every_s:
+            return
+        self._last, self._last_t = counts, now
+        self.bar.n = done
+        parts = []
+        for kind, r in rows.items():
+            left = r["total"] - r["done"] - r["failed"]
+            eta = estimate_eta_s(left, durations.get(kind, ()), parallel)
+            parts.append(f"{kind} {r['done']}/{r['total']} running={r['running']} queued={r['queued']} "
+                         f"failed={r['failed']} eta={format_duration(eta)}")
+        retries = f" | retried={retried}" if retried else ""
+        self.bar.set_postfix_str(" | ".join(parts) + retries, refresh=False)
         self.bar.refresh()
 
     def write(self, message: str) -> None:

@@ -39,7 +39,7 @@ def _done_by_config(store_root: Path, kind: str) -> dict[str, tuple[str, str]]:
 
 def pending_reasons(units: tp.Sequence[tp.Any], store_root: str | Path,
                     root: str | Path | None = None) -> dict[str, str]:
-    """{unit key: reason} for pending units (jobs.submit.Unit): "new config", or "<files> changed" naming the
+    """{unit key: reason} for pending units (jobs.job.Unit): "new config", or "<files> changed" naming the
     project files whose code differs from that of the newest entry computed with the same config."""
     store_root = Path(store_root)
     by_kind: dict[str, dict[str, tuple[str, str]]] = {}

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from functools import cache
 
-from jobs.submit import run_units_report
+from jobs.driver import cancel_early, run_units_report
 from pipeline import outcomes
 from pipeline.common import ARTIFACTS, executor_config, make_unit, open_store, stage_args, unit_env, write_json
-from pipeline.cost import check_budget
+from pipeline.cost import check_budget, estimate_s
 from pipeline.params import load_params
 from pipeline.suites import ATTACKED_SUITES
 from pipeline.trained_runs import base_eval_config, check_trained, trained_runs
@@ -28,26 +28,39 @@ def test_size(dataset: str, data_root: str, n_test) -> int:
     return total if n_test is None else min(int(n_test), total)
 
 
+def units_for(rec: dict, params, executor=None) -> list:
+    """The AutoAttack blocks of one trained model (a runs.json record, or the train stage's record of a model it has
+    just trained: the one definition both stages use, so that early units have the keys this stage collects)."""
+    from awd.autoattack import block_bounds, shard_bounds
+
+    aa, adv = params.autoattack, params.adversarial
+    n = test_size(rec["dataset"], params.data.root, aa.n_test)
+    shards = shard_bounds(n, aa.shards, aa.block_size)
+    units = []
+    for start, stop in block_bounds(n, aa.block_size):
+        config = dict(base_eval_config(rec, params.data.root), eps=adv.eps, version=aa.version, seed=aa.seed,
+                      batch_size=aa.batch_size, block_size=aa.block_size, start=start, stop=stop)
+        s0, s1 = next(b for b in shards if b[0] <= start < b[1])
+        unit = make_unit("autoattack", AA_FN, config, f"AA {rec['suite']} {rec['label']} [{start},{stop})")
+        unit.group = f"{rec['key']}[{s0},{s1})"  # one job per shard; a scheduling choice, not in the key
+        unit.estimate_s = estimate_s(unit, executor)
+        units.append(unit)
+    return units
+
+
 def main() -> None:
-    from awd.autoattack import block_bounds, merge_autoattack, shard_bounds
+    from awd.autoattack import merge_autoattack
 
     args = stage_args(__doc__)
     params = load_params(args.params)
-    aa, adv = params.autoattack, params.adversarial
+    aa = params.autoattack
     executor = executor_config()
     store = open_store()
     runs = trained_runs(ATTACKED_SUITES)
     plan, out = [], [outcomes.skipped_record(rec) for rec in runs if not outcomes.usable(rec)]
     for rec in filter(outcomes.usable, runs):
-        n = test_size(rec["dataset"], params.data.root, aa.n_test)
-        shards = shard_bounds(n, aa.shards, aa.block_size)
-        for start, stop in block_bounds(n, aa.block_size):
-            config = dict(base_eval_config(rec, params.data.root), eps=adv.eps, version=aa.version, seed=aa.seed,
-                          batch_size=aa.batch_size, block_size=aa.block_size, start=start, stop=stop)
-            s0, s1 = next(b for b in shards if b[0] <= start < b[1])
-            unit = make_unit("autoattack", AA_FN, config, f"AA {rec['suite']} {rec['label']} [{start},{stop})")
-            unit.group = f"{rec['key']}[{s0},{s1})"  # one job per shard; a scheduling choice, not in the key
-            plan.append((rec, unit))
+        plan += [(rec, unit) for unit in units_for(rec, params, executor)]
+    cancel_early(store, "autoattack", {u.key for _, u in plan}, say=print)
     check_trained(store, plan, "attack")
     check_budget([u for _, u in plan], store, executor, "attack")
     report = run_units_report([u for _, u in plan], store, executor, desc="attack")

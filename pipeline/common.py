@@ -11,9 +11,9 @@ from functools import cache
 from pathlib import Path
 
 from jobs.console import configure_logging
+from jobs.job import Unit
 from jobs.keys import keyed_config, unit_code_digest, unit_key
 from jobs.store import RunStore, atomic_write_json
-from jobs.submit import Unit
 
 ARTIFACTS = Path("artifacts")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -63,9 +63,9 @@ def open_store() -> RunStore:
 def _expected_failure(exc: BaseException) -> bool:
     """Failures whose message says everything (bad params, bad executor.yaml, failed units, a busy or damaged
     store): a traceback would only bury it."""
+    from jobs.driver import UnitsFailed
     from jobs.executors import ExecutorConfigError
     from jobs.store import StoreError
-    from jobs.submit import UnitsFailed
     from pipeline.params import ParamsError
 
     return isinstance(exc, (ParamsError, ExecutorConfigError, UnitsFailed, StoreError))

@@ -66,6 +66,13 @@ def unit_flops(unit) -> float:
     raise ValueError(f"no cost model for unit kind {unit.kind!r}")
 
 
+def estimate_s(unit, executor=None) -> float:
+    """Seconds the unit should take on one GPU (the driver submits the longest first; with `time_safety_factor`
+    set it also sizes the job's --time), at the executor's `tflops` for the unit's kind."""
+    tflops = executor.for_kind(unit.kind).tflops if executor is not None else DEFAULT_TFLOPS
+    return unit_flops(unit) / (tflops * 1e12)
+
+
 def gpu_hours(flops: float, tflops: float = DEFAULT_TFLOPS) -> float:
     return flops / (tflops * 1e12) / 3600
 
@@ -85,7 +92,7 @@ def check_budget(units, store, executor, desc: str, extra_gpu_hours: float = 0.0
                  tflops: float = DEFAULT_TFLOPS) -> None:
     """Refuses (SystemExit, before anything is submitted) when the stage's new work exceeds the executor's
     budget_gpu_hours, unless $AWD_CONFIRM_GPU_HOURS is at least that much. No guard on local and debug."""
-    from jobs.submit import dry_run
+    from jobs.driver import dry_run
     from jobs.why import pending_reasons
 
     budget = executor.gpu_budget()

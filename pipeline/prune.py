@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from jobs.submit import run_units_report
+from jobs.driver import cancel_early, run_units_report
 from pipeline import outcomes
 from pipeline.common import ARTIFACTS, executor_config, make_unit, open_store, stage_args, unit_env, write_json
-from pipeline.cost import check_budget
+from pipeline.cost import check_budget, estimate_s
 from pipeline.params import load_params
 from pipeline.suites import PRUNED_SUITES
 from pipeline.trained_runs import base_eval_config, check_trained, trained_runs
 
 PRUNE_FN = "pipeline.units.prune:prune_unit"
+
+
+def unit_for(rec: dict, params, executor=None):
+    """The pruning unit of one trained model (the one definition the train stage's early submission uses too)."""
+    config = dict(base_eval_config(rec, params.data.root), amounts=list(params.prune.amounts))
+    unit = make_unit("prune", PRUNE_FN, config, f"prune {rec['suite']} {rec['label']}")
+    unit.estimate_s = estimate_s(unit, executor)
+    return unit
 
 
 def main() -> None:
@@ -23,8 +31,8 @@ def main() -> None:
         if not outcomes.usable(rec):
             out.append(outcomes.skipped_record(rec))
             continue
-        config = dict(base_eval_config(rec, params.data.root), amounts=list(params.prune.amounts))
-        plan.append((rec, make_unit("prune", PRUNE_FN, config, f"prune {rec['suite']} {rec['label']}")))
+        plan.append((rec, unit_for(rec, params, executor)))
+    cancel_early(store, "prune", {u.key for _, u in plan}, say=print)
     check_trained(store, plan, "prune")
     check_budget([u for _, u in plan], store, executor, "prune")
     report = run_units_report([u for _, u in plan], store, executor, desc="prune")

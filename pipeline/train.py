@@ -15,15 +15,24 @@ import numpy as np
 
 from awd.checkpoint import save_npz
 from awd.methods import plugin_modules
-from jobs.submit import run_units_report
+from jobs.driver import run_units_report
 from pipeline import outcomes
 from pipeline.common import ARTIFACTS, executor_config, make_unit, open_store, stage_args, unit_env, write_json
-from pipeline.cost import check_budget, gpu_hours, train_flops
+from pipeline.cost import DEFAULT_TFLOPS, check_budget, gpu_hours, train_flops
 from pipeline.params import ParamsError, check_data, load_params
-from pipeline.suites import RunSpec, adversarial_replicates, independent_runs, natural_awd
+from pipeline.suites import (
+    ATTACKED_SUITES,
+    PRUNED_SUITES,
+    RunSpec,
+    adversarial_replicates,
+    independent_runs,
+    natural_awd,
+)
 
 TRAIN_FN = "pipeline.units.train:train_unit"
 OUT = ARTIFACTS / "train"
+PHASE2_DESC = "train (AWD with estimated DoG)"  # the phase's job name: SLURM tests and users match it
+EVAL_STAGE = {"autoattack": "attack", "prune": "prune"}  # early units' jobs are named for their stage
 
 
 def describe(spec: RunSpec) -> str:
@@ -35,8 +44,9 @@ def unit_for(spec: RunSpec, params, executor=None):
     prepared = (ARTIFACTS / "prepare" / f"{spec.dataset}.npz").resolve()
     config = dict(spec.config, _prepared=str(prepared), _data_root=str(Path(params.data.root).resolve()))
     unit = make_unit("train", TRAIN_FN, config, describe(spec), plugin_modules(spec.config["wd_method"]))
-    if executor is not None and executor.for_kind("train").time_safety_factor is not None:
-        unit.estimate_s = train_flops(spec.config) / (executor.for_kind("train").tflops * 1e12)
+    # always: the driver submits the longest first (and with time_safety_factor set it also sizes --time)
+    tflops = executor.for_kind("train").tflops if executor is not None else DEFAULT_TFLOPS
+    unit.estimate_s = train_flops(spec.config) / (tflops * 1e12)
     return unit
 
 
@@ -108,26 +118,104 @@ def export_unfit(store, records: list[dict], params) -> None:
                  train_acc=np.float64(correct.mean()), classes=np.array(train_set.classes))
 
 
-def main() -> None:
-    args = stage_args(__doc__)
-    params = load_params(args.params)
-    check_data(params)
-    executor = executor_config()
-    store = open_store()
+class Flow:
+    """The train stage's dataflow (jobs.driver's `follow`): a unit is submitted as soon as its inputs exist.
 
-    specs = independent_runs(params)
-    check_configs(specs)
-    units = [unit_for(s, params, executor) for s in specs]
-    check_budget(units, store, executor, "train", extra_gpu_hours=gpu_hours(sum(
-        train_flops(dict(s.config, wd_method="awd")) for s, u in zip(specs, units)
-        if s.suite == "natural" and not store.is_done("train", u.key))))  # their AWD runs follow (phase 2)
-    report = run_units_report(units, store, executor, desc="train")
-    results, failures = report.results, {f.unit.key: f for f in report.failures}
+    When a training run is done, its AutoAttack blocks and pruning unit are handed on at once (early units of the
+    later stages, built by the same functions those stages use, so they carry the keys those stages collect); when
+    every seed's fixed-λ run of a natural study is final, the study's AWD runs with the pooled DoG; when every sweep
+    run of an adversarial study's method is final, the extra seeds of its val-selected best value. The phase-2
+    records are still derived from the results afterwards by the staged code (`phase2`); this only makes them run
+    sooner, never differently.
+    """
 
-    estimates, phase2, natural = [], [], []
-    shutil.rmtree(OUT, ignore_errors=True)
-    (OUT / "traces").mkdir(parents=True)
-    (OUT / "unfit").mkdir(parents=True)
+    def __init__(self, params, store, executor, specs: list[RunSpec], units: list):
+        self.params, self.store, self.executor = params, store, executor
+        self.by_key: dict[str, list[RunSpec]] = {}
+        self.results: dict[str, dict | None] = {}
+        self.natural: dict[int, list[tuple[RunSpec, object]]] = {}
+        self.sweeps: dict[tuple[int, str], list[tuple[RunSpec, object]]] = {}
+        for spec, unit in zip(specs, units):
+            self.by_key.setdefault(unit.key, []).append(spec)
+            if spec.suite == "natural":
+                self.natural.setdefault(spec.study, []).append((spec, unit))
+            if spec.suite == "adversarial" and "seed" not in spec.label:
+                self.sweeps.setdefault((spec.study, spec.label["method"]), []).append((spec, unit))
+        self.fired: set[tuple] = set()
+        self.phase2_keys: set[str] = set()
+        self.evals = {unit.key: self.evaluations(spec, unit) for spec, unit in zip(specs, units)}
+
+    def evaluations(self, spec: RunSpec, unit) -> list:
+        from pipeline import attack, prune
+
+        rec = {"key": unit.key, "suite": spec.suite, "dataset": spec.dataset, "label": spec.label,
+               "config": spec.config}
+        out = attack.units_for(rec, self.params, self.executor) if spec.suite in ATTACKED_SUITES else []
+        return out + ([prune.unit_for(rec, self.params, self.executor)] if spec.suite in PRUNED_SUITES else [])
+
+    def early_gpu_hours(self) -> float:
+        """GPU-hours of the evaluations of this stage's phase-1 runs that are not done (the spending guard)."""
+        from pipeline.cost import unit_flops
+
+        return gpu_hours(sum(unit_flops(u) for units in self.evals.values() for u in units
+                             if not self.store.is_done(u.kind, u.key)))
+
+    def __call__(self, unit, result: dict | None) -> list:
+        if unit.kind != "train":
+            return []
+        self.results[unit.key] = result
+        out = []
+        if outcomes.train_status(result) == outcomes.DONE:
+            out += self.evals.get(unit.key) or [u for spec in self.by_key.get(unit.key, [])
+                                                for u in self.evaluations(spec, unit)]
+        for spec in self.by_key.get(unit.key, []):
+            if spec.suite == "natural" and spec.label["method"] == "fixed":
+                out += self.natural_ready(spec.study)
+            elif spec.suite == "adversarial" and "seed" not in spec.label:
+                out += self.replicates_ready(spec.study, spec.label["method"])
+        return out
+
+    def _final(self, runs: list[tuple[RunSpec, object]]) -> bool:
+        return all(u.key in self.results for _, u in runs)
+
+    def natural_ready(self, study: int) -> list:
+        runs = self.natural.get(study, [])
+        if ("natural", study) in self.fired or not self._final(runs):
+            return []
+        self.fired.add(("natural", study))
+        done = [(s, u) for s, u in runs if outcomes.train_status(self.results[u.key]) == outcomes.DONE]
+        estimates = [{"study": study, **read_dog_trace(self.store, u, self.params.suites.natural[study])}
+                     for _, u in done]
+        return self.phase2_units([natural_awd(self.params, s, pooled_dog(estimates, study)) for s, _ in done])
+
+    def replicates_ready(self, study: int, method: str) -> list:
+        runs = self.sweeps.get((study, method), [])
+        if ("adversarial", study, method) in self.fired or not self._final(runs):
+            return []
+        self.fired.add(("adversarial", study, method))
+        specs = [s for s, _ in runs]
+        metrics = {i: self.results[u.key] for i, (_, u) in enumerate(runs)
+                   if outcomes.train_status(self.results[u.key]) == outcomes.DONE}
+        return self.phase2_units(adversarial_replicates(self.params, specs, metrics))
+
+    def phase2_units(self, specs: list[RunSpec]) -> list:
+        units = [unit_for(s, self.params, self.executor) for s in specs]
+        for spec, unit in zip(specs, units):
+            self.by_key.setdefault(unit.key, []).append(spec)
+        self.phase2_keys.update(u.key for u in units)
+        return units
+
+    def desc_of(self, unit) -> str:
+        """Jobs keep the names of the stage (and phase) their units belong to, wherever they were submitted from."""
+        if unit.kind != "train":
+            return EVAL_STAGE[unit.kind]
+        return PHASE2_DESC if unit.key in self.phase2_keys else "train"
+
+
+def phase2(params, store, specs: list[RunSpec], units: list, results: dict) -> tuple[list[RunSpec], list[dict]]:
+    """The runs that follow from phase 1's results (the natural AWD runs, the adversarial extra seeds) and the DoG
+    estimates, in their canonical order: what runs.json and dog_estimates.json record."""
+    estimates, natural, out = [], [], []
     # phase 1's natural-suite runs are exactly its fixed-λ runs, the ones the DoG is estimated from
     for spec, unit in ((s, u) for s, u in zip(specs, units) if s.suite == "natural"):
         if outcomes.train_status(results.get(unit.key)) != outcomes.DONE:
@@ -140,29 +228,58 @@ def main() -> None:
     for e in estimates:
         e["pooled_dog"] = pooled_dog(estimates, e["study"])
     for spec in natural:
-        phase2.append(natural_awd(params, spec, pooled_dog(estimates, spec.study)))
-    phase2 += adversarial_replicates(params, specs, {i: results[u.key] for i, u in enumerate(units)
-                                                     if outcomes.train_status(results.get(u.key)) == outcomes.DONE})
-    phase2_units = [unit_for(s, params, executor) for s in phase2]
-    desc2 = "train (AWD with estimated DoG)"  # the phase's job name: SLURM tests and users match it
-    check_budget(phase2_units, store, executor, desc2)
-    report2 = run_units_report(phase2_units, store, executor, desc=desc2)
-    results.update(report2.results)
-    failures.update({f.unit.key: f for f in report2.failures})
-    for spec, unit in zip(phase2, phase2_units):
+        out.append(natural_awd(params, spec, pooled_dog(estimates, spec.study)))
+    out += adversarial_replicates(params, specs, {i: results[u.key] for i, u in enumerate(units)
+                                                  if outcomes.train_status(results.get(u.key)) == outcomes.DONE})
+    return out, estimates
+
+
+def main() -> None:
+    args = stage_args(__doc__)
+    params = load_params(args.params)
+    check_data(params)
+    executor = executor_config()
+    store = open_store()
+
+    specs = independent_runs(params)
+    check_configs(specs)
+    units = [unit_for(s, params, executor) for s in specs]
+    flow = Flow(params, store, executor, specs, units)
+    check_budget(units, store, executor, "train", extra_gpu_hours=gpu_hours(sum(
+        train_flops(dict(s.config, wd_method="awd")) for s, u in zip(specs, units)
+        if s.suite == "natural" and not store.is_done("train", u.key)))  # their AWD runs follow (phase 2)
+        + flow.early_gpu_hours())  # and the evaluations submitted as soon as each model is trained
+    # one driver for the whole DAG: phase 2 and the later stages' units start as soon as their inputs exist
+    report = run_units_report(units, store, executor, desc="train", follow=flow, awaited=("train",),
+                              desc_of=flow.desc_of)
+    results, failures = report.results, {f.unit.key: f for f in report.failures}
+
+    shutil.rmtree(OUT, ignore_errors=True)
+    (OUT / "traces").mkdir(parents=True)
+    (OUT / "unfit").mkdir(parents=True)
+    phase2_specs, estimates = phase2(params, store, specs, units, results)
+    phase2_units = [unit_for(s, params, executor) for s in phase2_specs]
+    missing = [u for u in phase2_units if u.key not in results and u.key not in failures]
+    if missing:  # a safety net: the flow hands on every phase-2 run; this finds them all done (or failed) already
+        check_budget(missing, store, executor, PHASE2_DESC)
+        report2 = run_units_report(missing, store, executor, desc=PHASE2_DESC)
+        results.update(report2.results)
+        failures.update({f.unit.key: f for f in report2.failures})
+    for spec, unit in zip(phase2_specs, phase2_units):
         if spec.suite == "natural" and outcomes.train_status(results.get(unit.key)) == outcomes.DONE:
             curve = read_dog_trace(store, unit, params.suites.natural[spec.study])["curve"]
             write_json(OUT / "traces" / f"{unit.key}.json", curve)
 
     records = [record(s, u, results.get(u.key), failures.get(u.key), unit_env(store, u) if u.key in results else None)
-               for s, u in zip(specs + phase2, units + phase2_units)]
+               for s, u in zip(specs + phase2_specs, units + phase2_units)]
     write_json(OUT / "dog_estimates.json", estimates)
     export_unfit(store, records, params)
     write_json(OUT / "runs.json", records)
     diverged = sum(r["status"] == outcomes.DIVERGED for r in records)
     print(f"train: {len(records)} runs ({len({r['key'] for r in records})} distinct) recorded in {OUT}/runs.json"
           + (f"; {diverged} diverged (a result: marked in the tables, never retried)" if diverged else ""))
-    outcomes.report("train", list(failures.values()), len(units) + len(phase2_units))
+    outcomes.report("train", [failures[u.key] for u in units + phase2_units if u.key in failures],
+                    len(units) + len(phase2_units))
 
 
 if __name__ == "__main__":

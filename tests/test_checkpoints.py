@@ -150,7 +150,7 @@ def test_requeue_hook_writes_the_last_epoch_end_before_the_job_exits(digits, tmp
     """What submitit does on the time-limit signal, in order: UnitBatch.checkpoint() (which calls the unit module's
     on_requeue()), requeue, SystemExit. Here the signal comes in the middle of epoch 3 with no interval due."""
     from jobs import Unit
-    from jobs.submit import UnitBatch
+    from jobs.job import UnitBatch
 
     unit = Unit("train", "0" * 64, "pipeline.units.train:train_unit", {})
     real_step, steps = train_mod._Run.step, []

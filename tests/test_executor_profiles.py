@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+import jobs.driver as submit_mod
 import jobs.executors as ex
-import jobs.submit as submit_mod
 from jobs import ExecutorConfig, ExecutorConfigError, RunStore, Unit, load_executor_config, unit_key
 from jobs.progress import Progress
 
@@ -91,7 +91,7 @@ def test_units_are_submitted_in_one_array_per_resource_request(tmp_path, monkeyp
 
 
 def test_a_job_that_asked_for_a_gpu_and_sees_none_fails_clearly():
-    code = ("import os; os.environ['CUDA_VISIBLE_DEVICES'] = ''; from jobs.submit import check_gpus_visible; "
+    code = ("import os; os.environ['CUDA_VISIBLE_DEVICES'] = ''; from jobs.job import check_gpus_visible; "
             "check_gpus_visible(0); print('no GPU asked: fine'); check_gpus_visible(1)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           cwd=Path(__file__).resolve().parents[1])

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-import jobs.submit as submit_mod
+import jobs.driver as submit_mod
 from jobs import ExecutorConfig, RunStore, Unit, unit_key
+from jobs.job import execute_unit
 from jobs.progress import Progress
-from jobs.submit import execute_unit
 
 TESTS = Path(__file__).resolve().parent
 

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from jobs.driver import _packs, run_units
 from jobs.executors import ExecutorConfig, ExecutorConfigError, load_executor_config
+from jobs.job import Unit
 from jobs.keys import code_digest, config_digest, unit_key
 from jobs.snapshot import write_snapshot
 from jobs.store import RunStore
-from jobs.submit import Unit, _packs, run_units
 from jobs.why import NEW_CONFIG, pending_reasons, summary
 from tests.test_snapshot import PROBE, make_project, set_value
 

@@ -38,7 +38,7 @@ from awd.data import load_dataset, stratified_split
 from awd.train import TrainConfig, load_model, make_train_data, train
 from jobs import RunStore, Unit, run_units, unit_key
 from jobs.executors import ExecutorConfig
-from jobs.submit import execute_unit
+from jobs.job import execute_unit
 from tests.log_util import awd_log
 
 pytestmark = pytest.mark.reliability
@@ -100,7 +100,7 @@ def temporaries(root: Path) -> list[Path]:
 
 # --- kill -9 mid-epoch ----------------------------------------------------------------------------------------
 
-# Runs the real job-side entry point (jobs.submit.execute_unit -> pipeline.units.train:train_unit -> awd.train) and
+# Runs the real job-side entry point (jobs.job.execute_unit -> pipeline.units.train:train_unit -> awd.train) and
 # parks inside epoch 2, after epoch 1's checkpoint, so that the parent can SIGKILL it there. The hook only waits: it
 # changes nothing the run computes.
 KILLED_JOB = textwrap.dedent("""
@@ -108,7 +108,7 @@ KILLED_JOB = textwrap.dedent("""
     from pathlib import Path
     import awd.train
     from jobs import RunStore, Unit
-    from jobs.submit import execute_unit
+    from jobs.job import execute_unit
 
     store_root, unit_json, inside = sys.argv[1:4]
     real_step, steps = awd.train._Run.step, [0]

@@ -340,7 +340,7 @@ def test_diverging_run_is_recorded_as_a_result_while_the_others_finish(built):
 @pytest.mark.slurm
 def test_requeued_training_job_resumes_from_its_checkpoint(slurm_cluster, tmp_path, monkeypatch):
     """`scontrol requeue` kills a running training job and queues it again: the rerun resumes from last.pt."""
-    from jobs.submit import run_units
+    from jobs.driver import run_units
     from pipeline.params import validate
     from pipeline.suites import independent_runs
     from pipeline.train import unit_for
@@ -411,7 +411,8 @@ DRIVER = """
 import sys
 from jobs.executors import ExecutorConfig
 from jobs.keys import unit_key
-from jobs.submit import Unit, run_units
+from jobs.driver import run_units
+from jobs.job import Unit
 
 store, counter = sys.argv[1:]
 config = {"x": 21, "counter": counter}

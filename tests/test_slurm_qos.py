@@ -72,7 +72,7 @@ def limited_user(slurm_cluster):  # noqa: F811
 DRIVER = textwrap.dedent("""
     import io, json, sys
     from jobs import ExecutorConfig, RunStore, Unit, unit_key
-    from jobs.submit import run_units_report
+    from jobs.driver import run_units_report
     store, tmp = RunStore(sys.argv[1]), sys.argv[2]
     units = [Unit("toy", unit_key("toy", {"x": x}, "qos"), "tests.jobfns:record",
                   {"x": x, "counter": f"{tmp}/count-{x}.txt", "sleep_s": 3}, label=f"x={x}") for x in range(5)]

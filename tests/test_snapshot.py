@@ -114,7 +114,7 @@ def test_a_tampered_snapshot_makes_the_job_refuse_with_a_clear_error(written, ta
     # the job: the unit is refused with the reason in its error.txt, nothing of the snapshot is imported
     out = run_in(dest.parents[3] / "checkout", f"""
         import sys
-        from jobs.submit import Unit, UnitError, execute_units
+        from jobs.job import Unit, UnitError, execute_units
         unit = Unit("probe", {probe_key(digest)!r}, {PROBE!r}, {{}}, code={digest!r})
         try:
             execute_units({str(store)!r}, [unit])
@@ -134,7 +134,7 @@ def test_the_job_imports_the_snapshot_not_the_edited_checkout(project, written):
     out = run_in(project, f"""
         import json
         from jobs.store import RunStore
-        from jobs.submit import Unit, execute_units
+        from jobs.job import Unit, execute_units
         unit = Unit("probe", {probe_key(digest)!r}, {PROBE!r}, {{}}, code={digest!r})
         execute_units({str(store)!r}, [unit])
         execute_units({str(store)!r}, [unit])  # a requeued job starts over: verified and imported again
@@ -177,7 +177,8 @@ def test_a_driver_refuses_to_submit_against_a_tampered_snapshot(project, written
     out = run_in(project, f"""
         from jobs.executors import ExecutorConfig
         from jobs.store import StoreError
-        from jobs.submit import Unit, run_units
+        from jobs.driver import run_units
+        from jobs.job import Unit
         unit = Unit("probe", {probe_key(digest)!r}, {PROBE!r}, {{}}, code={digest!r})
         try:
             run_units([unit], {str(store)!r}, ExecutorConfig(kind="local"), desc="probe")
@@ -220,7 +221,7 @@ def test_a_plugin_is_snapshotted_with_the_unit_and_imported_from_the_snapshot(pr
     out = run_in(project, f"""
         import json
         from jobs.store import RunStore
-        from jobs.submit import Unit, execute_units
+        from jobs.job import Unit, execute_units
         unit = Unit("probe", {key!r}, "pipeline.units.plugin_probe:plugin_unit", {{"plugin": "myplugin.method"}},
                     code={digest!r}, modules=("myplugin.method",))
         execute_units({str(store)!r}, [unit])
@@ -232,9 +233,9 @@ def test_a_plugin_is_snapshotted_with_the_unit_and_imported_from_the_snapshot(pr
 
 
 def test_why_a_plugin_unit_is_pending_names_the_file_that_changed(project, tmp_path):
+    from jobs.job import Unit
     from jobs.keys import config_digest, unit_code_digest
     from jobs.store import RunStore
-    from jobs.submit import Unit
     from jobs.why import pending_reasons
 
     (project / "pipeline" / "units" / "plugin_probe.py").write_text(PLUGIN_PROBE)

@@ -19,7 +19,8 @@ DRIVER = """
     import json, sys
     from jobs.executors import ExecutorConfig
     from jobs.keys import code_digest, unit_key
-    from jobs.submit import Unit, run_units
+    from jobs.driver import run_units
+    from jobs.job import Unit
     code = code_digest("pipeline.units.probe")
     unit = Unit("probe", unit_key("probe", {{}}, code), "pipeline.units.probe:probe_unit", {{}}, code=code)
     cfg = ExecutorConfig(kind="slurm", partition={partition!r}, cpus_per_task=1, timeout_min=5, poll_s=1,

@@ -218,8 +218,8 @@ def test_submit_lock_excludes_a_second_driver(store):
 
 
 def test_status_and_dry_run_leave_a_damaged_entry_in_place(store, capsys):
+    from jobs import Unit, dry_run
     from jobs.__main__ import main
-    from jobs.submit import Unit, dry_run
 
     wd = _fill(store)
     store.record_jobs("train", KEY, str(2**22 + 12345), "local", {"stderr": "/x.err"})

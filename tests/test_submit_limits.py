@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-import jobs.submit as submit_mod
+import jobs.driver as submit_mod
+import jobs.job as job_mod
 from jobs import ExecutorConfig, RunStore, Unit, run_units, unit_key
 from tests.test_submit_local import make_units, runs
 
@@ -55,7 +56,7 @@ class FakeSlurm:
         if self.queued:
             try:
                 self.queued.pop(0)()  # the job: runs its units in this process
-            except submit_mod.UnitError:
+            except job_mod.UnitError:
                 pass  # a job whose unit failed exits non-zero; the unit's error.txt says why
 
 
@@ -201,7 +202,7 @@ def test_a_claim_by_a_live_driver_is_waited_for_and_an_abandoned_one_resubmitted
         def wait(seconds):  # the other driver's job lands and finishes the live claim's unit
             slurm.run_one(seconds)
             if store.job_record(live.kind, live.key)["executor"] == "claim":
-                submit_mod.execute_unit(store, live)
+                job_mod.execute_unit(store, live)
 
         monkeypatch.setattr(submit_mod, "_sleep", wait)
         out = run_units([live, dead], store, SLURM, desc="toy", stream=io.StringIO())

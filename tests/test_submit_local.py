@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import submitit
 
-import jobs.submit as submit_mod
+import jobs.driver as submit_mod
 from jobs import ExecutorConfig, RunStore, Unit, UnitsFailed, dry_run, run_units, unit_key
+from jobs.driver import _packs
 from jobs.executors import ExecutorConfigError, load_executor_config, make_executor
 from jobs.progress import estimate_eta_s
-from jobs.submit import _packs
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent

@@ -21,12 +21,34 @@ def _sim_h(wall_s: float, minutes_per_gpu_hour: float) -> float:
     return wall_s / 60 / minutes_per_gpu_hour
 
 
+def _adversarial_tag(label: str) -> tuple[str, str, bool] | None:
+    """(study, method, is an extra seed) of an adversarial training unit's label ("adversarial[0] cifar10
+    method=fixed,value=0.01[,seed=1]", pipeline.train.describe); None for any other unit."""
+    if not label.startswith("adversarial["):
+        return None
+    fields = dict(f.split("=", 1) for f in label.split(" ", 2)[-1].split(",") if "=" in f)
+    return label.split(" ")[0], fields.get("method", ""), "seed" in fields
+
+
 def critical_path_h(units: list[dict]) -> float:
-    """Longest dependency chain of estimated work: a training run then its longest evaluation, or a natural
-    fixed-λ run then the AWD run that uses its DoG estimate."""
+    """Longest dependency chain of estimated work: a training run then its longest evaluation; a natural fixed-λ
+    run then the AWD run that uses its DoG estimate; an adversarial method's sweep (its longest run: the extra
+    seeds need the val-selected best of all of them) then an extra seed then that seed's longest evaluation."""
     train = {u["key"]: u["plan"].get("sim_seconds", 0.0) for u in units if u["kind"] == "train"}
-    chains = [train.get(u["train_key"], 0.0) + u["plan"].get("sim_seconds", 0.0)
-              for u in units if u["kind"] != "train"]
+    longest_eval: dict[str, float] = {}
+    for u in units:
+        if u["kind"] != "train" and u["train_key"]:
+            longest_eval[u["train_key"]] = max(longest_eval.get(u["train_key"], 0.0), u["plan"].get("sim_seconds", 0.0))
+    chains = [train[k] + longest_eval.get(k, 0.0) for k in train]
+    sweeps: dict[tuple[str, str], float] = {}
+    for u in units:
+        tag = _adversarial_tag(u["label"]) if u["kind"] == "train" else None
+        if tag and not tag[2]:
+            sweeps[tag[:2]] = max(sweeps.get(tag[:2], 0.0), train[u["key"]])
+    for u in units:
+        tag = _adversarial_tag(u["label"]) if u["kind"] == "train" else None
+        if tag and tag[2]:
+            chains.append(sweeps.get(tag[:2], 0.0) + train[u["key"]] + longest_eval.get(u["key"], 0.0))
     natural = [u["plan"].get("sim_seconds", 0.0) for u in units if u["kind"] == "train" and
                u["label"].startswith("natural")]
     chains.append(2 * max(natural, default=0.0))  # phase 1 fixed-λ run, then phase 2 AWD run of the same size
@@ -133,6 +155,7 @@ def collect(args, faults: dict, inputs: dict, campaign: dict, copy: Path, work: 
         "gpus": args.gpus,
         "minutes_per_gpu_hour": mpg,
         "units_per_job": inputs["executor"].get("units_per_job", 1),
+        "driver_poll_s": inputs["executor"].get("poll_s", 15.0),
         "cluster": "own (--executor)" if args.executor else "local rehearsal cluster",
         "makespan_h": round(makespan, 2),
         "wall_s": round(t1 - t0, 1),
@@ -183,7 +206,8 @@ def markdown(r: dict) -> str:
         "submitit → sbatch arrays → slurmd on the rehearsal cluster (`scripts/local-slurm.sh`, profile rehearsal), "
         "in a throwaway copy with its own run store. Times below are simulated hours (wall ÷ compression).",
         "",
-        f"- params: `{r['params']}`; GPUs: {r['gpus']}; units_per_job: {r['units_per_job']}; cluster: {r['cluster']}",
+        f"- params: `{r['params']}`; GPUs: {r['gpus']}; units_per_job: {r['units_per_job']}; driver poll: "
+        f"{r.get('driver_poll_s', 15.0)} s wall; cluster: {r['cluster']}",
         f"- exit status: **{r['exit_status']}** (0 only when `lost` is 0 and every table and figure was produced)",
         "",
         "| figure | value |", "|---|---|",

@@ -72,6 +72,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="rehearse on the cluster this machine's SLURM commands reach (yours), with this executor.yaml "
                         "(point its partition at a CPU partition and set gpus_per_node: 0); default: start the local "
                         "rehearsal cluster (scripts/local-slurm.sh, profile rehearsal, needs root)")
+    p.add_argument("--poll-s", type=float, default=None,
+                   help="the driver's poll interval, wall seconds (default: the executor's, 15 s on SLURM; at 0.5 min "
+                        "per GPU-hour 15 s is half a simulated hour before a finished unit's follow-ups are submitted)")
     p.add_argument("--max-submit", type=int, default=200, help="QOS MaxSubmitJobsPerUser")
     p.add_argument("--max-jobs", type=int, default=None, help="QOS MaxJobsPerUser (default: --gpus)")
     p.add_argument("--time-limit", type=int, default=60, help="partition MaxTime and job time limit, minutes")
@@ -106,6 +109,8 @@ def check_args(args) -> dict:
     for name in ("units_per_job", "max_submit", "time_limit"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             bad(f"--{name.replace('_', '-')} must be >= 1")
+    if args.poll_s is not None and args.poll_s <= 0:
+        bad("--poll-s must be > 0")
     if not 0 <= args.kill_driver_at < 1:
         bad("--kill-driver-at must be in [0, 1) (0: never)")
     faults = dict(PRESETS[args.faults])
@@ -165,6 +170,8 @@ def write_inputs(args, faults: dict, copy: Path, work: Path) -> dict:
                     "timeout_min": args.time_limit}
     if args.units_per_job is not None:
         executor["units_per_job"] = args.units_per_job
+    if getattr(args, "poll_s", None) is not None:
+        executor["poll_s"] = args.poll_s
     executor["check_gpus"] = False  # a stand-in never touches a GPU (and must not import torch to look for one)
     executor["budget_gpu_hours"] = 1e9  # stand-ins spend no GPU-hours: the spending guard is for the real campaign
     (copy / "executor.yaml").write_text(yaml.safe_dump(executor, sort_keys=False))

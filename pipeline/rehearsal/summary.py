@@ -15,7 +15,7 @@ from jobs.store import atomic_write_text as write_text
 from pipeline.common import write_json
 from pipeline.rehearsal.report import markdown
 
-SUMMARY_KEYS = ("label", "exit_status", "units_per_job", "units", "makespan_h", "lower_bound_h", "efficiency",
+SUMMARY_KEYS = ("label", "exit_status", "gpus", "units_per_job", "units", "critical_path_h", "makespan_h", "lower_bound_h", "efficiency",
                 "boundary_idle_gpu_h", "peak_queued", "qos_max_submit_jobs_per_user", "sbatch_calls",
                 "faults_injected", "faults_survived", "faults_not_reached", "lost", "tables_complete", "breaks",
                 "sbatch_refused", "wall_s")
@@ -23,7 +23,8 @@ SUMMARY_KEYS = ("label", "exit_status", "units_per_job", "units", "makespan_h", 
 
 def _row(r: dict, path: Path) -> str:
     broke = "; ".join(f"`{b['stage']}` (dvc exit {b['exit_status']}, {b['after_wall_s']} s)" for b in r["breaks"])
-    return (f"| [{r['label']}]({path.parent.as_posix()}/rehearsal.md) | {r['exit_status']} | {r['units_per_job']} | "
+    return (f"| [{r['label']}]({path.parent.as_posix()}/rehearsal.md) | {r['exit_status']} | {r.get('gpus', '')} | "
+            f"{r['units_per_job']} | "
             f"{broke or 'none'} | {r['makespan_h']} | {r['lower_bound_h']} | {r['efficiency']} | "
             f"{r['boundary_idle_gpu_h']} | {r['peak_queued']} / {r['qos_max_submit_jobs_per_user']} | "
             f"{json.dumps(r['faults_injected'])} | {json.dumps(r['faults_survived'])} | {r['lost']} | "
@@ -47,9 +48,9 @@ def main(argv=None) -> None:
     rel = a.main.parent.relative_to(a.out) if a.main.parent.is_relative_to(a.out) else a.main.parent
     lines = ["# Rehearsals of the campaign (stand-ins, not results)", "",
              "Each row is one `python -m pipeline.rehearsal` run; the figures after the table are the first row's.",
-             "", "| run | exit | units/job | where it broke | makespan h | lower bound h | efficiency | "
+             "", "| run | exit | GPUs | units/job | where it broke | makespan h | lower bound h | efficiency | "
              "boundary idle GPU-h | peak queued / QOS | faults injected | survived | lost | tables |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     lines += [_row(r, path.relative_to(a.out) if path.is_relative_to(a.out) else path) for r, path in runs]
     body = markdown(main_run)
     lines += ["", body.split("\n", 1)[1], f"(main run's own report: {rel}/rehearsal.md)", ""]

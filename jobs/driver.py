@@ -1,4 +1,5 @@
-"""Running units: skip what the store has, adopt jobs still in flight, submit the rest as job arrays, wait.
+"""The driver side of running units: skip what the store has, adopt jobs still in flight, submit the rest as job
+arrays, retry what failed, respect the scheduler's limits, show progress, wait.
 
 The store is the source of truth, not submitit's result pickles: a unit is finished when its entry is committed,
 failed when its entry holds `error.txt` or its job ended without committing. That is what lets a new driver (after
@@ -7,73 +8,41 @@ the old one was killed, or a second `dvc repro`) pick up jobs it did not submit.
 
 from __future__ import annotations
 
+import collections
 import contextlib
-import copy
 import dataclasses
-import importlib
+import logging
 import math
 import os
-import re
 import signal
 import sys
 import threading
 import time
-import traceback
 import typing as tp
 from pathlib import Path
 
-import filelock
-import submitit
-
-from jobs.console import configure_logging
-from jobs.environment import environment
 from jobs.executors import (
     SUBMIT_LIMIT_RE,
     ElsewhereError,
     ExecutorConfig,
     JobWatch,
+    cancel_jobs,
     load_executor_config,
     make_executor,
     partition_time_limit_min,
     unit_time_min,
 )
-from jobs.keys import config_digest
+from jobs.job import Unit, UnitBatch, execute_unit, heartbeat_every_s, resolve_fn
 from jobs.progress import Progress
-from jobs.snapshot import SnapshotError, use_snapshot, write_snapshot
+from jobs.snapshot import SnapshotError, write_snapshot
 from jobs.store import CLAIM, ERROR, RunStore, StoreError, claim_alive, dump_json
 from jobs.why import pending_reasons, summary
 
-FN_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+log = logging.getLogger(__name__)
+
 SLURM_LOST_GRACE_S = 60.0  # a shared filesystem may show a finished job's files on the login node late
-HEARTBEAT_EVERY_S = 30.0  # $AWD_HEARTBEAT_S overrides (tests)
 HEARTBEAT_STALE_AFTER = 4  # heartbeats missed before a job that the scheduler does not show counts as gone
 _sleep = time.sleep  # the driver's only wait; tests replace it to interrupt the driver mid-wait
-
-
-@dataclasses.dataclass
-class Unit:
-    """One computation. `fn` ("module:function") is called as fn(config, workdir, store) -> result dict.
-
-    `deps`: (kind, key) entries that must be done before this unit may run (checked before submitting).
-    `code`: the code digest in the unit's key (jobs.keys.code_digest of fn's module); when set, the job imports fn
-    from the store's snapshot of that code (jobs.snapshot), not from the checkout.
-    `group`: units with the same non-empty group run in one job (a scheduling choice, never part of the key).
-    """
-
-    kind: str
-    key: str
-    fn: str
-    config: dict[str, tp.Any]
-    label: str = ""
-    deps: tuple[tuple[str, str], ...] = ()
-    code: str = ""
-    group: str = ""
-    estimate_s: float | None = None  # expected run time on one GPU (sizes --time; see ExecutorConfig)
-    modules: tuple[str, ...] = ()  # plugin modules the config names: in `code` and the snapshot (jobs.keys.unit_closure)
-
-    @property
-    def name(self) -> str:
-        return self.label or self.key[:12]
 
 
 @dataclasses.dataclass
@@ -98,183 +67,13 @@ class UnitsFailed(RuntimeError):
         super().__init__("\n".join(lines))
 
 
-class UnitError(RuntimeError):
-    """Raised at the end of a job in which some packed units failed, so the job itself reports failure."""
-
-
-# -- job side ----------------------------------------------------------------------------------------------------------
-def resolve_fn(spec: str) -> tp.Callable[..., tp.Any]:
-    if not isinstance(spec, str) or not FN_RE.match(spec):
-        raise ValueError(f"unit fn {spec!r} must be 'module:function' (e.g. 'pipeline.units.train:train_unit')")
-    module_name, func_name = spec.split(":")
-    module = importlib.import_module(module_name)
-    fn = getattr(module, func_name, None)
-    if not callable(fn):
-        raise AttributeError(f"unit fn {spec!r}: module {module_name!r} has no function {func_name!r}")
-    return fn
-
-
-def _job_id() -> str:
-    for var in ("SLURM_ARRAY_JOB_ID", "SLURM_JOB_ID", "SUBMITIT_LOCAL_JOB_ID"):
-        if os.environ.get(var):
-            if var == "SLURM_ARRAY_JOB_ID":
-                return f"{os.environ[var]}_{os.environ.get('SLURM_ARRAY_TASK_ID', '')}"
-            return os.environ[var]
-    return f"pid{os.getpid()}"
-
-
-def heartbeat_every_s() -> float:
-    return float(os.environ.get("AWD_HEARTBEAT_S", HEARTBEAT_EVERY_S))
-
-
-@contextlib.contextmanager
-def _heartbeat(store: RunStore, unit: Unit) -> tp.Iterator[None]:
-    """Refreshes the entry's heartbeat while the unit runs, so a driver that cannot see this job in sacct (another
-    user's job, PrivateData=jobs) still knows it is alive."""
-    stop = threading.Event()
-    job_id = _job_id()
-
-    def beat() -> None:
-        while True:
-            with contextlib.suppress(OSError):
-                store.beat(unit.kind, unit.key, job_id)
-            if stop.wait(heartbeat_every_s()):
-                return
-
-    thread = threading.Thread(target=beat, name="awd-heartbeat", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-        store.clear_heartbeat(unit.kind, unit.key)
-
-
-def execute_unit(store: RunStore, unit: Unit) -> str:
-    """Runs one unit unless done; returns "skipped", "done", "busy" (a live job holds its run lock: this duplicate
-    leaves at once instead of holding a GPU until the other finishes) or "failed" (traceback in error.txt)."""
-    if store.is_done(unit.kind, unit.key, verify="changed"):
-        return "skipped"
-    store.quarantine_damaged([(unit.kind, unit.key)])  # damaged since the driver looked: start afresh
-    lock = store.run_lock(unit.kind, unit.key)
-    try:
-        lock.acquire(timeout=0)
-    except filelock.Timeout:
-        beat = store.heartbeat(unit.kind, unit.key) or {}
-        print(f"unit {unit.name} ({unit.key}) is being computed by job {beat.get('job_id', '?')} (its run lock is "
-              "held); this job leaves it to that one", file=sys.stderr, flush=True)
-        return "busy"
-    try:
-        if store.is_done(unit.kind, unit.key):
-            return "skipped"
-        store.clear_error(unit.kind, unit.key)
-        workdir = store.workdir(unit.kind, unit.key)
-        start = time.time()
-        try:
-            with _heartbeat(store, unit):
-                result = resolve_fn(unit.fn)(copy.deepcopy(unit.config), workdir, store)
-            if not isinstance(result, dict):
-                raise TypeError(f"unit fn {unit.fn} returned {type(result).__name__}; it must return a dict")
-            meta = {"seconds": time.time() - start, "fn": unit.fn, "label": unit.label, "job_id": _job_id(),
-                    "code": unit.code, "config": config_digest(unit.config), "env": environment()}
-            attempts = store.attempts(unit.kind, unit.key)
-            if attempts:
-                meta["failed_attempts"] = attempts
-            store.commit(unit.kind, unit.key, result, meta=meta)
-            return "done"
-        except Exception:  # noqa: BLE001 -- one unit's failure must not stop the others packed in this job
-            text = traceback.format_exc()
-            store.record_error(unit.kind, unit.key, text)
-            print(f"unit {unit.name} ({unit.key}) failed:\n{text}", file=sys.stderr, flush=True)
-            return "failed"
-    finally:
-        lock.release()
-
-
-def limit_threads() -> None:
-    """Size the math libraries' thread pools to the CPUs this job was given, before any of them is imported.
-
-    Without cgroups a job sees every core of the node; N jobs x all cores threads oversubscribe it badly.
-    """
-    if "OMP_NUM_THREADS" not in os.environ:
-        cpus = os.environ.get("SLURM_CPUS_PER_TASK") or os.environ.get("AWD_JOB_CPUS")
-        if cpus:
-            os.environ["OMP_NUM_THREADS"] = cpus
-
-
-def execute_units(store_root: str | Path, units: tp.Sequence[Unit]) -> dict[str, str]:
-    """Job entry point: each unit in turn; raises UnitError at the end if any failed."""
-    configure_logging()  # the library's log lines (training progress, AutoAttack) go to the job's log
-    limit_threads()
-    store = RunStore(store_root)
-    outcome = {}
-    for unit in units:
-        print(f"unit {unit.name} ({unit.kind}/{unit.key}): start", file=sys.stderr, flush=True)
-        try:
-            if unit.code:
-                use_snapshot(store.root, unit.code)  # on every start, requeues included
-        except SnapshotError as e:
-            store.record_error(unit.kind, unit.key, f"SnapshotError: {e}\n")
-            print(f"unit {unit.name} ({unit.key}) refused: {e}", file=sys.stderr, flush=True)
-            outcome[unit.key] = "failed"
-            continue
-        outcome[unit.key] = execute_unit(store, unit)
-        print(f"unit {unit.name} ({unit.kind}/{unit.key}): {outcome[unit.key]}", file=sys.stderr, flush=True)
-    failed = [k for k, v in outcome.items() if v == "failed"]
-    if failed:
-        raise UnitError(f"{len(failed)} of {len(units)} units failed: {', '.join(failed)} (see their error.txt)")
-    return outcome
-
-
-def check_gpus_visible(requested: int) -> None:
-    """A job that asked for GPUs must see them: without this, a node whose driver does not match the CUDA build
-    (or a wrong CUDA_VISIBLE_DEVICES) makes every unit run on CPUs, silently and many times slower."""
-    if not requested:
-        return
-    try:
-        import torch
-    except ImportError:
-        return  # the unit functions need no torch: nothing could run on a GPU either way
-    seen = torch.cuda.device_count()
-    if seen < 1:
-        raise RuntimeError(
-            f"this job asked for {requested} GPU(s) but torch sees none (CUDA_VISIBLE_DEVICES="
-            f"{os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>')!r}, torch {torch.__version__}, CUDA build "
-            f"{torch.version.cuda}); check the node's driver and the CUDA build of torch in the venv (README, "
-            "cluster guide), or set check_gpus: false in executor.yaml for fake GPUs")
-
-
-class UnitBatch(submitit.helpers.Checkpointable):
-    """What a job runs. On preemption or time-out submitit calls checkpoint() and requeues the same call: done
-    units are skipped and the unit that was interrupted resumes from the checkpoint files in its workdir."""
-
-    def __init__(self, store_root: str, units: tp.Sequence[Unit], gpus: int = 0):
-        self.store_root = str(store_root)
-        self.units = list(units)
-        self.gpus = gpus
-
-    def __call__(self) -> dict[str, str]:
-        check_gpus_visible(getattr(self, "gpus", 0))
-        return execute_units(self.store_root, self.units)
-
-    def checkpoint(self, *args: tp.Any, **kwargs: tp.Any) -> submitit.helpers.DelayedSubmission:
-        # before submitit requeues and exits: a unit module may save the unit in progress (its on_requeue())
-        for module in sorted({u.fn.partition(":")[0] for u in self.units} & set(sys.modules)):
-            hook = getattr(sys.modules[module], "on_requeue", None)
-            if callable(hook):
-                hook()
-        return submitit.helpers.DelayedSubmission(UnitBatch(self.store_root, self.units, getattr(self, "gpus", 0)))
-
-
-# -- driver side -------------------------------------------------------------------------------------------------------
 def _prepare(units: tp.Iterable[Unit], store: RunStore, check_deps: bool = True) -> list[Unit]:
     """Validates and de-duplicates; every error names the unit and is raised before anything is submitted."""
     seen: dict[tuple[str, str], Unit] = {}
     resolved: set[str] = set()
     for unit in units:
         if not isinstance(unit, Unit):
-            raise TypeError(f"run_units: expected jobs.submit.Unit, got {type(unit).__name__}: {unit!r}")
+            raise TypeError(f"run_units: expected jobs.job.Unit, got {type(unit).__name__}: {unit!r}")
         store.path(unit.kind, unit.key)  # validates kind and key
         where = f"unit {unit.name} ({unit.kind}/{unit.key})"
         if not isinstance(unit.config, dict):
@@ -347,9 +146,14 @@ def _log_tail(path: str | None) -> str:
 class SubmitRefused(RuntimeError):
     """sbatch said the user's (or account's) submit limit is reached: wait for jobs to end, then submit again."""
 
+    def __init__(self, message: str, size: int = 1):
+        super().__init__(message)
+        self.size = size  # jobs in the refused submission
+
 
 def _submit(packs: tp.Sequence[list[Unit]], store: RunStore, cfg: ExecutorConfig, desc: str,
-            watch: JobWatch) -> tuple[dict[str, dict], Exception | None]:
+            watch: JobWatch, mark: tp.Callable[[Unit], dict] = lambda unit: {}
+            ) -> tuple[dict[str, dict], Exception | None]:
     """Submits `packs` (one job each) as arrays; job.json is written per array as soon as sbatch answers, so a crash
     between arrays leaves nothing submitted without a record. Returns the records and the error that stopped the
     submission early (the packs after it are not submitted), if any."""
@@ -369,7 +173,7 @@ def _submit(packs: tp.Sequence[list[Unit]], store: RunStore, cfg: ExecutorConfig
             text = str(e) or repr(e.__cause__ or e)  # sbatch killed by its timeout has nothing on stderr
             if SUBMIT_LIMIT_RE.search(text):
                 return records, SubmitRefused(f"{desc}: the scheduler refused {len(group)} more jobs (submit "
-                                              f"limit): {_last_line(text)}")
+                                              f"limit): {_last_line(text)}", size=len(group))
             return records, RuntimeError(f"{desc}: submitting {len(group)} {cfg.kind} jobs failed: "
                                          f"{_last_line(text)}")
         for job, pack in zip(jobs, group):
@@ -377,7 +181,7 @@ def _submit(packs: tp.Sequence[list[Unit]], store: RunStore, cfg: ExecutorConfig
             logs = {"stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr)}
             for index, unit in enumerate(pack):
                 store.record_jobs(unit.kind, unit.key, job.job_id, cfg.kind, logs, folder=str(log_dir), desc=desc,
-                                  pack_index=index, pack_size=len(pack), mem_gb=cfg.mem_gb)
+                                  pack_index=index, pack_size=len(pack), mem_gb=cfg.mem_gb, **mark(unit))
                 records[unit.key] = store.job_record(unit.kind, unit.key)
     return records, None
 
@@ -430,11 +234,25 @@ def run_units(units: tp.Iterable[Unit], store: RunStore | str | Path,
     return report.results
 
 
+Follow = tp.Callable[[Unit, "dict | None"], tp.Iterable[Unit]]
+
+
 def run_units_report(units: tp.Iterable[Unit], store: RunStore | str | Path,
                      executor_cfg: ExecutorConfig | None = None, *, desc: str = "train",
-                     poll_s: float | None = None, stream: tp.TextIO | None = None) -> Report:
+                     poll_s: float | None = None, stream: tp.TextIO | None = None,
+                     follow: Follow | None = None, awaited: tp.Collection[str] | None = None,
+                     desc_of: tp.Callable[[Unit], str] | None = None) -> Report:
     """Like run_units, but a unit that fails after `max_retries` resubmissions is reported, never raised: the
-    other units (and the stage that asked for them) carry on."""
+    other units (and the stage that asked for them) carry on.
+
+    Dataflow: `follow(unit, result)` is called once per unit as soon as it is final (its result dict; None when it
+    failed for good), units done before the call included, and returns the units that this one made ready. Those of
+    an `awaited` kind (default: every kind) are waited for like the given ones and their results are in the report;
+    the others are *early* units of later stages: submitted as soon as the queue allows (longest first, like every
+    unit), marked `early` in their job.json, and not waited for. The call returns when every awaited unit is final,
+    leaving early jobs queued or running for the stage that needs them to adopt; early units not yet submitted are
+    left to that stage. The debug executor runs no early units (nothing would overlap in-process). `desc_of(unit)`
+    names each unit's jobs and log folder (default: `desc`), e.g. after the stage that would otherwise run it."""
     store = store if isinstance(store, RunStore) else RunStore(store)
     cfg = executor_cfg if executor_cfg is not None else load_executor_config()
     if not isinstance(desc, str):
@@ -447,16 +265,15 @@ def run_units_report(units: tp.Iterable[Unit], store: RunStore | str | Path,
     _write_snapshots(todo, store)
     failures: list[Failure] = []
     peak = 0
-    if todo:
-        for line in summary(todo, pending_reasons(todo, store.root), "units"):
-            stream.write(f"{desc}: {line}\n")
-        progress = Progress(total=len(units), done=len(units) - len(todo), desc=desc, stream=stream)
+    if todo or follow is not None:
+        if todo:
+            for line in summary(todo, pending_reasons(todo, store.root), "units"):
+                stream.write(f"{desc}: {line}\n")
+        progress = Progress(total=len(units), done=0, desc=desc, stream=stream)
         try:
-            if cfg.kind == "debug":
-                failures = _run_in_process(todo, store, progress)
-            else:
-                driver = _Driver(store, cfg, desc, progress, poll_s)
-                failures, peak = driver.run(todo), driver.peak_jobs
+            driver = _Driver(store, cfg, desc, progress, poll_s, follow=follow, awaited=awaited, desc_of=desc_of)
+            failures, peak = driver.run(units, pending={u.key for u in todo}), driver.peak_jobs
+            units = units + driver.followed
         finally:
             progress.close()
     failed = {f.unit.key for f in failures}
@@ -472,28 +289,12 @@ def _write_snapshots(units: tp.Sequence[Unit], store: RunStore) -> None:
             raise StoreError(f"{e} (nothing was submitted)") from e
 
 
-def _run_in_process(todo: tp.Sequence[Unit], store: RunStore, progress: Progress) -> list[Failure]:
-    failures: list[Failure] = []
-    done = progress.bar.n
-    for i, unit in enumerate(todo):
-        start = time.time()
-        status = execute_unit(store, unit)
-        if status == "failed":
-            err = store.path(unit.kind, unit.key) / ERROR
-            failures.append(Failure(unit, _last_line(err.read_text(errors="replace")), str(err), str(err)))
-            progress.write(failures[-1].line())
-        else:
-            done += 1
-            progress.durations.append(time.time() - start)
-        progress.update(done, len(todo) - i - 1, len(failures), 1)
-    return failures
-
-
 @dataclasses.dataclass
 class _Tracked:
     unit: Unit
     record: dict
     dead_since: float | None = None
+    state: str = ""  # the scheduler's word at the last poll (RUNNING, PENDING, ...)
 
 
 SUBMIT_BACKOFF_S = (5.0, 600.0)  # first and longest wait after a failed or refused sbatch
@@ -510,7 +311,8 @@ class _Driver:
     scheduler call."""
 
     def __init__(self, store: RunStore, cfg: ExecutorConfig, desc: str, progress: Progress,
-                 poll_s: float | None):
+                 poll_s: float | None, *, follow: Follow | None = None, awaited: tp.Collection[str] | None = None,
+                 desc_of: tp.Callable[[Unit], str] | None = None):
         self.store, self.cfg, self.desc, self.progress = store, cfg, desc, progress
         self.poll = poll_s if poll_s is not None else cfg.poll_interval()
         self.watch = JobWatch()
@@ -519,46 +321,164 @@ class _Driver:
         self.retries: dict[str, int] = {}
         self.mem: dict[str, float] = {}
         self.failures: list[Failure] = []
-        self.done = progress.bar.n
+        self.done = progress.bar.n  # awaited units done (those done before the call included, as they come)
         self.cap: int | None = cfg.parallel if cfg.kind == "local" else cfg.max_queued
-        self.base_cap = self.cap  # a refusal lowers `cap`; each accepted submission probes one job higher again
+        self.base_cap = self.cap  # a refusal lowers `cap`; each accepted submission raises it by what it queued
+        self.ceiling: int | None = None  # just below the level of our jobs at which the scheduler last refused
         self.next_submit = 0.0
         self.backoff = SUBMIT_BACKOFF_S[0]
         self.failing_since: float | None = None
         self.peak_jobs = 0
         self.known: dict[str, dict | None] = {}  # the job.json we last saw (or wrote) per unit
+        self.follow = follow
+        self.desc_of = desc_of or (lambda unit: desc)  # names the jobs (and their log folders) of each unit
+        self.awaited_kinds = None if awaited is None else set(awaited)
+        self.seen: set[str] = set()  # every unit this driver was given or followed
+        self.final: set[str] = set()  # units whose outcome was handed to `follow`
+        self.early: set[str] = set()  # followed units of later stages: submitted, never waited for
+        self.followed: list[Unit] = []  # awaited units that `follow` added (the report holds their results)
+        self.inbox: list[Unit] = []  # units `follow` handed on, not added yet (see drain)
+        self.snapshots: set[tuple[str, str]] = set()  # (fn, code) whose snapshot a followed unit already wrote
+        self.totals: collections.Counter[str] = collections.Counter()
+        self.outcomes: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+        self.durations: dict[str, list[float]] = collections.defaultdict(list)
 
     def jobs(self) -> int:
         return len({t.record["job_id"] for t in self.active.values()})
 
-    def run(self, todo: tp.Sequence[Unit]) -> list[Failure]:
+    def awaiting(self) -> bool:
+        return any(k not in self.early for k in self.active) or any(u.key not in self.early for u in self.waiting)
+
+    def run(self, todo: tp.Sequence[Unit], pending: set[str] | None = None) -> list[Failure]:
+        """`todo`: prepared units; `pending`: the keys among them that are not done (default: all)."""
         try:  # from the start: a Ctrl-C just after the held-back one is released must still print the hint
-            self.adopt(todo)
-            while self.active or self.waiting:
-                self.submit_some()
-                self.poll_active()
-                self.progress.update(self.done, len(self.active) + len(self.waiting), len(self.failures),
-                                     max(1, self.jobs()), sum(self.retries.values()))
-                if self.active or self.waiting:
+            self.add(todo, pending=pending)
+            self.drain()
+            while self.awaiting():
+                if self.cfg.kind == "debug":
+                    self.run_one_in_process()
+                else:
+                    self.submit_some()
+                    self.poll_active()
+                self.drain()
+                self.show()
+                if self.awaiting() and self.cfg.kind != "debug":
                     _sleep(self.poll)
+            self.leave_early()
         except KeyboardInterrupt:
             self.progress.close()
             records = [dict(t.record, kind=t.unit.kind) for t in self.active.values()] or [
                 dict(r, kind=u.kind) for u in todo  # interrupted before anything was tracked: what the store says
                 if not self.store.is_done(u.kind, u.key) and (r := self.store.job_record(u.kind, u.key)) is not None]
             if records:
-                print(_cancel_hint(self.store, records), file=self.progress.stream, flush=True)
+                self.progress.write(_cancel_hint(self.store, records))
             raise
         return self.failures
+
+    def add(self, units: tp.Iterable[Unit], pending: set[str] | None = None, given: bool = True) -> None:
+        """Units to run or adopt: done ones go straight to `follow`, live recorded jobs are adopted, the rest wait.
+        Given units are prepared already; followed ones (`given` false) are prepared and snapshotted here."""
+        new = []
+        for unit in units if given else _prepare(units, self.store, check_deps=False):
+            if unit.key in self.seen:
+                continue
+            early = self.awaited_kinds is not None and unit.kind not in self.awaited_kinds
+            if early and self.cfg.kind == "debug":
+                continue
+            self.seen.add(unit.key)
+            self.totals[unit.kind] += 1
+            if early:
+                self.early.add(unit.key)
+            elif not given:
+                self.followed.append(unit)
+                self.progress.bar.total += 1
+            new.append(unit)
+        if not new:
+            return
+        done = [u for u in new if (u.key not in pending if pending is not None
+                                   else self.store.is_done(u.kind, u.key, verify="changed"))]
+        finished = {u.key for u in done}
+        todo = [u for u in new if u.key not in finished]
+        if not given:
+            fresh = [u for u in todo if (u.fn, u.code) not in self.snapshots]
+            _write_snapshots(fresh, self.store)
+            self.snapshots.update((u.fn, u.code) for u in fresh)
+        for unit in done:
+            self.finish(unit)
+        if todo:
+            self.adopt(todo)
+
+    def finish(self, unit: Unit, failure: Failure | None = None) -> None:
+        """The unit is final (done, or failed for good): count it and hand it to `follow`."""
+        if unit.key in self.final:
+            return
+        self.final.add(unit.key)
+        self.outcomes[unit.kind]["failed" if failure else "done"] += 1
+        if failure is None and unit.key not in self.early:
+            self.done += 1
+        if failure is not None:
+            if unit.key in self.early:  # the stage that needs it retries it (its error.txt stays)
+                self.progress.write(f"early {failure.line()} (left to the stage that needs it)")
+            else:
+                self.failures.append(failure)
+                self.progress.write(failure.line())
+        if self.follow is not None:
+            self.inbox += self.follow(unit, None if failure else self.store.result(unit.kind, unit.key)) or ()
+
+    def drain(self) -> None:
+        """Adds what `follow` handed on, in batches (one scheduler query and one submit lock per batch, not per
+        finished unit: a restarted driver finds hundreds done at once)."""
+        while self.inbox:
+            batch, self.inbox = self.inbox, []
+            self.add(batch, given=False)
+
+    def leave_early(self) -> None:
+        """Every awaited unit is final: early units in jobs keep running for their stage to adopt. Those still
+        waiting are submitted now as far as the queue cap allows (the last runs' evaluations would otherwise wait for
+        their stage to start); the rest are left to their stage."""
+        if self.waiting and self.cfg.kind != "debug":
+            self.submit_some()
+        running = [t for k, t in self.active.items() if k in self.early]
+        if running or self.waiting:
+            self.progress.write(
+                f"{self.desc}: leaving {len(running)} early units of later stages in "
+                f"{len({t.record['job_id'] for t in running})} jobs for their stages to adopt"
+                + (f"; {len(self.waiting)} not yet submitted (their stages submit them)" if self.waiting else ""))
+        self.waiting = []
+
+    def run_one_in_process(self) -> None:
+        unit = next(u for u in self.waiting if u.key not in self.early)
+        self.waiting.remove(unit)
+        start = time.time()
+        if execute_unit(self.store, unit) == "failed":
+            err = self.store.path(unit.kind, unit.key) / ERROR
+            self.finish(unit, Failure(unit, _last_line(err.read_text(errors="replace")), str(err), str(err)))
+        else:
+            self.progress.durations.append(time.time() - start)
+            self.durations[unit.kind].append(time.time() - start)
+            self.finish(unit)
+        self.drain()
+
+    def show(self) -> None:
+        rows: dict[str, dict[str, int]] = {}
+        for kind in self.totals:
+            running = sum(1 for t in self.active.values() if t.unit.kind == kind and t.state.startswith("RUNNING"))
+            in_jobs = sum(1 for t in self.active.values() if t.unit.kind == kind)
+            rows[kind] = {"total": self.totals[kind], "done": self.outcomes[kind]["done"], "running": running,
+                          "queued": in_jobs - running + sum(1 for u in self.waiting if u.kind == kind),
+                          "failed": self.outcomes[kind]["failed"]}
+        self.progress.update_kinds(self.done, rows, self.durations, max(1, self.jobs()), sum(self.retries.values()))
 
     def adopt(self, todo: tp.Sequence[Unit]) -> None:
         store = self.store
         seen = {u.key: store.job_record(u.kind, u.key) for u in todo}
         self.watch.refresh([r for r in seen.values() if r], force=True)  # outside the lock: sacct may be slow
+        adopted = len(self.active)
+        done: list[Unit] = []
         with store.submit_lock(say=self.progress.write):
             for unit in todo:
                 if store.is_done(unit.kind, unit.key):  # a concurrent driver finished it while we waited
-                    self.done += 1
+                    done.append(unit)
                     continue
                 record = self.known[unit.key] = store.job_record(unit.kind, unit.key)
                 failed_there = store.error(unit.kind, unit.key) is not None  # its job may still run other units
@@ -567,8 +487,12 @@ class _Driver:
                     self.active[unit.key] = _Tracked(unit, record)  # live, or just submitted by another driver
                 else:
                     self.waiting.append(unit)
-        if self.active:
-            self.progress.write(f"{self.desc}: re-attached to {len(self.active)} units in {self.jobs()} running jobs")
+        if len(self.active) > adopted:
+            fresh = [self.active[u.key] for u in todo if u.key in self.active]
+            self.progress.write(f"{self.desc}: re-attached to {len(fresh)} units in "
+                                f"{len({t.record['job_id'] for t in fresh})} running jobs")
+        for unit in done:
+            self.finish(unit)
 
     def _alive(self, unit: Unit, record: dict) -> tuple[bool, str]:
         if record.get("executor") == CLAIM:
@@ -595,13 +519,16 @@ class _Driver:
         slots = len(self.waiting) if self.cap is None else self.cap - self.jobs()
         if slots <= 0:
             return
-        tried = slots
+        tried, queued_before = slots, self.jobs()
+        # longest first: the long runs bound the makespan; short ones fill the gaps they leave (a stable sort keeps
+        # a group's units, and units of equal estimate, in the order they came)
+        self.waiting.sort(key=lambda u: -(u.estimate_s or 0.0))
         groups: dict[tuple[tp.Any, ...], tuple[ExecutorConfig, list[Unit]]] = {}
-        for unit in self.waiting:  # one array per distinct resource request
+        for unit in self.waiting:  # one array per distinct resource request and job name
             cfg = self.unit_cfg(unit)
-            groups.setdefault((unit.kind, cfg.mem_gb, cfg.timeout_min), (cfg, []))[1].append(unit)
+            groups.setdefault((self.desc_of(unit), unit.kind, cfg.mem_gb, cfg.timeout_min), (cfg, []))[1].append(unit)
         error: Exception | None = None
-        for cfg, units in groups.values():
+        for (desc, *_), (cfg, units) in groups.items():
             packs = _packs(units, cfg, slots)
             if not packs:
                 break
@@ -609,9 +536,9 @@ class _Driver:
                 packs = [[u for u in pack if self._still_ours(u)] for pack in packs]
                 packs = [p for p in packs if p]
                 for unit in (u for pack in packs for u in pack):
-                    self.known[unit.key] = self.store.claim(unit.kind, unit.key, desc=self.desc)
+                    self.known[unit.key] = self.store.claim(unit.kind, unit.key, desc=desc, **self.mark(unit))
             with _sigint_deferred() as interrupted:
-                records, error = _submit(packs, self.store, cfg, self.desc, self.watch)
+                records, error = _submit(packs, self.store, cfg, desc, self.watch, self.mark)
             self.known.update(records)
             submitted = {u.key for pack in packs for u in pack if u.key in records}
             for unit in (u for pack in packs for u in pack if u.key not in submitted):
@@ -629,26 +556,42 @@ class _Driver:
         if error is None:
             self.backoff, self.failing_since = SUBMIT_BACKOFF_S[0], None
             if self.cap != self.base_cap and self.cap is not None:
-                self.cap = self.cap + 1 if self.base_cap is None else min(self.base_cap, self.cap + 1)
+                # probe higher: as far again as just accepted, but one job at a time near the level last refused
+                grown = self.cap + max(1, self.jobs() - queued_before)
+                if self.ceiling is not None:
+                    grown = min(grown, max(self.ceiling, self.cap) + 1)
+                    self.ceiling = max(self.ceiling, self.cap)
+                self.cap = grown if self.base_cap is None else min(self.base_cap, grown)
             return
         now = time.time()
         if isinstance(error, SubmitRefused):
             # the limit counts every job of ours on the cluster, not only this driver's: queue no more than what
             # the scheduler accepted, until jobs end
             # (an array crossing the limit is refused whole: with nothing of ours queued, try a smaller one)
-            self.cap = max(1, self.jobs()) if self.jobs() else max(1, min(tried, self.cap or tried) // 2)
+            # the limit lies between what is queued now and that plus the refused array: try half of it next (one
+            # job at a time from the queued count made a long ramp after a driver restart)
+            self.cap = max(1, self.jobs() + max(1, error.size) // 2) if self.jobs() else max(
+                1, min(tried, self.cap or tried) // 2)
+            self.ceiling = self.jobs() + max(1, error.size) - 1
             self.progress.write(f"{error}; waiting for running jobs to end (queued now: {self.jobs()})")
+            # the controller answered at once: it is not overloaded, and a refusal is answered by waiting for jobs
+            # to end, not by backing off further (a doubled wait idled the cluster once jobs had ended)
+            self.next_submit = now + SUBMIT_BACKOFF_S[0]
+            return
         else:
             self.failing_since = self.failing_since or now
             if now - self.failing_since > SUBMIT_GIVE_UP_S:
-                for unit in self.waiting:
-                    self.failures.append(Failure(unit, f"not submitted: {error}", ""))
-                    self.progress.write(self.failures[-1].line())
-                self.waiting = []
+                given_up, self.waiting = self.waiting, []
+                for unit in given_up:
+                    self.finish(unit, Failure(unit, f"not submitted: {error}", ""))
                 return
             self.progress.write(f"{error}; retrying in {self.backoff:.0f}s")
         self.next_submit = now + self.backoff
         self.backoff = min(SUBMIT_BACKOFF_S[1], self.backoff * 2)
+
+    def mark(self, unit: Unit) -> dict[str, str]:
+        """job.json's proof that this stage submitted the unit early for a later one (see cancel_early)."""
+        return {"early": self.desc} if unit.key in self.early else {}
 
     def unit_cfg(self, unit: Unit) -> ExecutorConfig:
         """The unit's kind profile, with the memory an out-of-memory retry raised and the --time its estimate asks."""
@@ -664,8 +607,8 @@ class _Driver:
     def _still_ours(self, unit: Unit) -> bool:
         """Under the submit lock: false if the unit got done, or another driver submitted it, since we decided."""
         if self.store.is_done(unit.kind, unit.key):
-            self.done += 1
             self.waiting.remove(unit)
+            self.finish(unit)
             return False
         record = self.store.job_record(unit.kind, unit.key)
         if record is not None and record != self.known.get(unit.key):  # another driver submitted it meanwhile
@@ -683,12 +626,14 @@ class _Driver:
                 tracked.record = self.store.job_record(tracked.unit.kind, tracked.unit.key) or tracked.record
             unit, record = tracked.unit, tracked.record
             alive, state = self._alive(unit, record)  # sampled before is_done: a job that ended after committing
+            tracked.state = state
             if self.store.is_done(unit.kind, unit.key):  # is seen as done, never as lost
                 seconds = ((self.store.manifest(unit.kind, unit.key) or {}).get("meta") or {}).get("seconds")
                 if isinstance(seconds, (int, float)):
                     self.progress.durations.append(float(seconds))
-                self.done += 1
+                    self.durations[unit.kind].append(float(seconds))
                 del self.active[key]
+                self.finish(unit)
                 continue
             failure = _failure(self.store, tracked, alive, state, grace)
             if failure is None:
@@ -706,8 +651,7 @@ class _Driver:
                                   retry=attempt <= cfg.max_retries)
         if attempt > cfg.max_retries:
             failure.retries = attempt - 1
-            self.failures.append(failure)
-            self.progress.write(failure.line())
+            self.finish(unit, failure)
             return
         self.retries[unit.key] = attempt
         mem = self.mem.get(unit.key, cfg.mem_gb)
@@ -737,3 +681,35 @@ def _failure(store: RunStore, tracked: _Tracked, alive: bool, state: str, grace:
     tail = _log_tail(log)
     return Failure(unit, f"job {record['job_id']} ended ({state}) without committing a result"
                    + (f"; last log line: {tail}" if tail else ""), log)
+
+
+def cancel_early(store: RunStore, kind: str, needed: tp.Collection[str],
+                 say: tp.Callable[[str], None] = log.info) -> int:
+    """A stage's first act: the `kind` units that an earlier stage submitted early (job.json `early`, written by
+    this pipeline into this store) and that this stage does not need — their keys were computed from params since
+    edited — are cancelled while their jobs are still pending (or, local, running), so they hold no GPU; their
+    job.json is removed so that nothing adopts them. A job that also holds a needed unit is left alone. Returns how
+    many units were cancelled."""
+    needed = set(needed)
+    records = [r for r in store.pending_jobs() if r["kind"] == kind]
+    keep_jobs = {str(r["job_id"]) for r in records if r["key"] in needed}
+    stale = [r for r in records if r["key"] not in needed and r.get("early") and str(r["job_id"]) not in keep_jobs]
+    if not stale:
+        return 0
+    watch = JobWatch()
+    watch.refresh(stale, force=True)
+    victims = []
+    for record in stale:
+        try:
+            alive, state = watch.state(record)
+        except ElsewhereError:
+            continue  # started on another host: only that host can tell, and cancel it
+        if alive and (state.startswith("PENDING") or record.get("executor") == "local"):
+            victims.append(record)
+    if victims:
+        cancel_jobs(victims, say=say)
+        for record in victims:
+            store.clear_job(kind, record["key"])
+        say(f"{kind}: cancelled {len(victims)} early units that no longer match the params (submitted by the "
+            f"{sorted({str(r['early']) for r in victims})} stage under earlier settings)")
+    return len(victims)
