@@ -89,4 +89,6 @@ def test_a_dropped_entry_is_still_damage_checked(store):
     store.commit("train", KEY, {"acc": 1.0})
     os.truncate(wd / "model.pt", 10)
     assert not store.is_done("train", KEY)
+    assert not (store.root / "_quarantine").exists()  # a reader moves nothing
+    assert ("train", KEY) in store.quarantine_damaged([("train", KEY)])
     assert (store.root / "_quarantine").exists()
