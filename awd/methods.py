@@ -68,7 +68,7 @@ def _import_class(spec: str, shown: str) -> type:
         if e.name and module_name.startswith(e.name):
             raise MethodError(f"method {shown!r} ({spec}): module {e.name!r} not found") from None
         raise MethodError(f"method {shown!r} ({spec}): importing {module_name} failed: {e}") from e
-    obj = module
+    obj: object = module
     for part in attr.split("."):
         obj = getattr(obj, part, None)
         if obj is None:

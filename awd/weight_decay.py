@@ -17,6 +17,7 @@ over the decayed parameters; it is 0 when ‖g‖ = 0. Parameters whose ``.grad`
 from __future__ import annotations
 
 import math
+from typing import Any, Protocol, cast
 
 import torch
 from torch import Tensor, nn
@@ -286,6 +287,15 @@ class AdaDecay(_WeightDecay):
         self._lam = torch.full((), self.wd, device=self._lam.device)
 
 
+class _MethodClass(Protocol):
+    """A method class as build_weight_decay uses it (without a ``from_config``)."""
+
+    param: str
+    param_label: str
+
+    def __call__(self, params: Any, value: float, /, *, exclude: Any = None) -> _WeightDecay: ...
+
+
 def build_weight_decay(
     method: str,
     params,
@@ -308,7 +318,8 @@ def build_weight_decay(
     given, is passed to the method's ``attach`` (a decoupled method reads its learning rate there).
     """
     try:
-        cls = load_method(method)
+        # A plugin need not subclass _WeightDecay: load_method has checked the interface _MethodClass names.
+        cls = cast(_MethodClass, load_method(method))
     except MethodError as e:
         raise ValueError(f"method must be one of {METHODS} or a valid plugin: {e}") from None
     if not isinstance(exclude_bn_bias, bool):
@@ -329,9 +340,10 @@ def build_weight_decay(
     if from_config is not None:
         wd_obj = from_config(params, wd=wd, dog=dog, alpha=alpha, ema=ema, exclude=exclude)
     else:
-        if values[cls.param] is None:
+        value = values[cls.param]
+        if value is None:
             raise ValueError(f"method={method!r} needs {cls.param} ({cls.param_label}); got {cls.param}=None")
-        wd_obj = cls(params, values[cls.param], exclude=exclude)
+        wd_obj = cls(params, value, exclude=exclude)
     if optimizer is not None:
         attach = getattr(wd_obj, "attach", None)
         if callable(attach):

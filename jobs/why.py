@@ -43,7 +43,7 @@ def pending_reasons(units: tp.Sequence[tp.Any], store_root: str | Path,
     project files whose code differs from that of the newest entry computed with the same config."""
     store_root = Path(store_root)
     by_kind: dict[str, dict[str, tuple[str, str]]] = {}
-    now: dict[str, dict[str, str]] = {}
+    now: dict[tuple[str, ...], dict[str, str]] = {}  # by the unit's modules
     old: dict[str, dict | None] = {}
     reasons = {}
     for unit in units:
