@@ -69,8 +69,8 @@ class ASAM:
         named = [(n, p) for n, p in self.model.named_parameters() if p.grad is not None]
         if not named:
             raise RuntimeError("ASAM.ascent_step: no parameter has a gradient; call loss.backward() first")
-        params = [p for _, p in named]
-        grads = [p.grad for p in params]
+        params: list[Tensor] = [p for _, p in named]
+        grads = [p.grad for p in params if p.grad is not None]  # all of them: named holds those with a gradient
         self._ascent_norms = dict(zip(map(id, params), torch._foreach_norm(grads)))
         scale = [p.abs().add_(self.eta) if "weight" in n else None for n, p in named]
         scaled = [g if t is None else g * t for g, t in zip(grads, scale)]
