@@ -294,6 +294,7 @@ class Checkpointer:
         return 1
 
     def _write(self) -> None:
+        assert self._unsaved is not None, "_write is called with a checkpoint to write"
         state, best = self._unsaved
         pending = self.dir / BEST_PENDING
         if best is not None:

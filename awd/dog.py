@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import torch
@@ -150,7 +151,7 @@ def estimate_dog(
         raise ValueError(f"dog_per_iter must be a non-empty 1-D sequence, got shape {dog.shape}")
     losses = _check_losses(epoch_losses)
     if is_int(iters_per_epoch):
-        counts = np.full(len(losses), int(iters_per_epoch))
+        counts = np.full(len(losses), int(cast(int, iters_per_epoch)))  # is_int is no TypeGuard: numpy ints pass too
     else:
         counts = np.asarray(iters_per_epoch)
         if counts.shape != losses.shape:
