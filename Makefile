@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: setup lint typecheck repro test test-fast dry-run slurm-start slurm-stop bench constraints rehearse clean
+.PHONY: setup lint repro test test-fast dry-run slurm-start slurm-stop bench constraints rehearse clean
 
 # Re-installs when the package list or the pinned environment changes (a new package needs the editable finder
 # refreshed). constraints.txt pins every package to the versions the tests ran against.
@@ -30,13 +30,9 @@ repro: $(STAMP)
 dry-run: $(STAMP)
 	$(PY) -m pipeline.dry_run --list
 
+# mypy checks awd and jobs ([tool.mypy] in pyproject.toml).
 lint: $(STAMP)
 	.venv/bin/ruff check .
-
-# mypy on awd and jobs ([tool.mypy] in pyproject.toml). Not yet part of `lint`: it still reports errors in
-# awd/optim.py, awd/train.py, awd/weight_decay.py and jobs/submit.py, files being rewritten as this is written;
-# once they pass, `lint` runs it too.
-typecheck: $(STAMP)
 	.venv/bin/mypy
 
 test: $(STAMP)

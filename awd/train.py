@@ -110,6 +110,8 @@ def train(cfg: TrainConfig | dict, data: TrainData, out_dir, *, device=None,
                 checkpoints.epoch_end(run.state(), best=best, final=run.epoch == cfg.epochs)
                 write_json(out / "history.json", run.history)
                 log.info(_epoch_line(row, cfg.epochs))
+        # every run has a best epoch: the first one beats the starting metric of -1 (_Run.best_record)
+        assert checkpoints.best is not None
         return _finish(run, out, checkpoints.best)
 
 

@@ -182,7 +182,9 @@ def _submit(packs: tp.Sequence[list[Unit]], store: RunStore, cfg: ExecutorConfig
             for index, unit in enumerate(pack):
                 store.record_jobs(unit.kind, unit.key, job.job_id, cfg.kind, logs, folder=str(log_dir), desc=desc,
                                   pack_index=index, pack_size=len(pack), mem_gb=cfg.mem_gb, **mark(unit))
-                records[unit.key] = store.job_record(unit.kind, unit.key)
+                record = store.job_record(unit.kind, unit.key)
+                assert record is not None, "record_jobs has just written it (atomically)"
+                records[unit.key] = record
     return records, None
 
 
@@ -509,7 +511,8 @@ class _Driver:
         fresh = beat is not None and beat["age_s"] < HEARTBEAT_STALE_AFTER * heartbeat_every_s()
         # a job the scheduler does not show us (PrivateData, another user's job) lives while its heartbeat is
         # fresh; so does another job that holds the unit's run lock (a duplicate submission left it to that one)
-        if fresh and (str(beat.get("job_id")) != str(record["job_id"]) or state.split(" ")[0] not in SCHEDULER_ENDED):
+        if fresh and beat is not None and (str(beat.get("job_id")) != str(record["job_id"])
+                                           or state.split(" ")[0] not in SCHEDULER_ENDED):
             return True, f"{state}, heartbeat {beat['age_s']:.0f}s ago from job {beat.get('job_id')}"
         return False, state
 
