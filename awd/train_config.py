@@ -1,7 +1,7 @@
 """`TrainConfig`: the run config of docs/design.md — the one place that says what each field is, its type, range and
 default. `pipeline/params.py` composes the params schema from these fields.
 
-Field types carry their rule (`Annotated[float, *real_rules(gt=0)]`): pydantic validates, and a failure reads
+Field types carry their rule (`Real(gt=0)`, `Choice(...)`): pydantic validates, and a failure reads
 "must be > 0, got -0.1"; `explain` turns a ValidationError into (dotted.key, what is allowed, got what) pairs.
 No torch here: the pipeline's driver imports this module.
 """
@@ -11,26 +11,22 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, WrapValidator, model_validator
+import annotated_types
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, WrapValidator, model_validator
 from pydantic_core import PydanticCustomError
 
 from awd.checks import number_problem, show
 
-# awd.data / awd.models hold the code behind these names; tests check that they agree. Each is a Literal, so that
-# mypy checks the field types too, and a tuple of its names.
-DatasetName = Literal["digits", "cifar10", "cifar100"]
-ModelName = Literal["preact_wrn", "resnet32", "resnet34", "resnet50", "tiny"]
-OptimizerName = Literal["sgd", "asam"]
-AsamAwdGrad = Literal["descent", "ascent"]
-BnMode = Literal["train", "eval"]
-DATASET_NAMES: tuple[str, ...] = get_args(DatasetName)
-MODEL_NAMES: tuple[str, ...] = get_args(ModelName)
+# awd.data / awd.models hold the code behind these names; tests check that they agree.
+DATASET_NAMES = ("digits", "cifar10", "cifar100")
+MODEL_NAMES = ("preact_wrn", "resnet32", "resnet34", "resnet50", "tiny")
 METHODS = ("none", "fixed", "awd", "adadecay")  # the built-in weight-decay methods (awd.weight_decay)
-OPTIMIZERS: tuple[str, ...] = get_args(OptimizerName)
-ASAM_AWD_GRADS: tuple[str, ...] = get_args(AsamAwdGrad)
-BN_MODES: tuple[str, ...] = get_args(BnMode)
+OPTIMIZERS = ("sgd", "asam")
+ASAM_AWD_GRADS = ("descent", "ascent")
+BN_MODES = ("train", "eval")
 # A weight-decay method from outside the repository: "package.module:Class".
 PLUGIN_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 
@@ -56,35 +52,50 @@ def rule(problem: Callable[[Any], str | None]) -> WrapValidator:
     return WrapValidator(check)
 
 
-# The rules as Annotated metadata: `Annotated[float, *real_rules(gt=0)]` is a type mypy reads as float.
-def real_rules(**bounds) -> tuple[Any, ...]:
-    return Field(strict=True, allow_inf_nan=False, **bounds), rule(lambda v: number_problem(v, **bounds))
+@dataclass(frozen=True)
+class Num(annotated_types.GroupedMetadata):
+    """`Annotated[float, Num(gt=0)]`: a finite number (`integer`: an int) in range, never a bool."""
+
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+    integer: bool = False
+
+    def __iter__(self):
+        bounds = {k: v for k, v in (("gt", self.gt), ("ge", self.ge), ("lt", self.lt), ("le", self.le))
+                  if v is not None}
+        yield Strict()
+        yield from (getattr(annotated_types, k.capitalize())(v) for k, v in bounds.items())
+        yield rule(lambda v: number_problem(v, integer=self.integer, **bounds))
 
 
-def int_rules(**bounds) -> tuple[Any, ...]:
-    return Field(strict=True, **bounds), rule(lambda v: number_problem(v, integer=True, **bounds))
+@dataclass(frozen=True)
+class OneOf(annotated_types.GroupedMetadata):
+    """`Annotated[str, OneOf(options, "optimizer")]`: one of `options`, with a suggestion when misspelt."""
+
+    options: tuple[str, ...]
+    what: str
+
+    def __iter__(self):
+        def problem(v):
+            if isinstance(v, str) and v in self.options:
+                return None
+            hint = did_you_mean(v, self.options) if isinstance(v, str) else ""
+            return f"unknown {self.what} {show(v)}{hint}; allowed: {', '.join(self.options)}"
+        yield rule(problem)
 
 
-def choice_rules(options: tuple[str, ...], what: str) -> tuple[Any, ...]:
-    def problem(v):
-        if isinstance(v, str) and v in options:
-            return None
-        hint = did_you_mean(v, options) if isinstance(v, str) else ""
-        return f"unknown {what} {show(v)}{hint}; allowed: {', '.join(options)}"
-    return (rule(problem),)
-
-
-# The same types built at run time, for schemas that mypy does not check (pipeline/params.py).
-def Real(**bounds):  # noqa: N802 - used as a type
-    return Annotated[float, *real_rules(**bounds)]
+def Real(**bounds):  # noqa: N802 - a type for pipeline/params.py's models
+    return Annotated[float, Num(**bounds)]
 
 
 def Int(**bounds):  # noqa: N802
-    return Annotated[int, *int_rules(**bounds)]
+    return Annotated[int, Num(integer=True, **bounds)]
 
 
 def Choice(options: tuple[str, ...], what: str):  # noqa: N802
-    return Annotated[Literal[options], *choice_rules(options, what)]
+    return Annotated[str, OneOf(options, what)]
 
 
 Flag = Annotated[bool, Field(strict=True), rule(lambda v: None if isinstance(v, bool) else
@@ -160,42 +171,41 @@ class TrainConfig(Model):
 
     model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=True)
 
-    dataset: Annotated[DatasetName, *choice_rules(DATASET_NAMES, "dataset")] = "digits"
-    val_fraction: Annotated[float, *real_rules(gt=0, lt=1)] = 0.1
-    split_seed: Annotated[int, *int_rules(ge=0)] = 0
-    noise_rate: Annotated[float, *real_rules(ge=0, lt=1)] = 0.0
-    noise_seed: Annotated[int, *int_rules(ge=0)] = 0
-    model: Annotated[ModelName, *choice_rules(MODEL_NAMES, "model")] = "tiny"
+    dataset: Annotated[str, OneOf(DATASET_NAMES, "dataset")] = "digits"
+    val_fraction: Annotated[float, Num(gt=0, lt=1)] = 0.1
+    split_seed: Annotated[int, Num(integer=True, ge=0)] = 0
+    noise_rate: Annotated[float, Num(ge=0, lt=1)] = 0.0
+    noise_seed: Annotated[int, Num(integer=True, ge=0)] = 0
+    model: Annotated[str, OneOf(MODEL_NAMES, "model")] = "tiny"
     model_kw: KwArgs = Field(default_factory=dict)
-    epochs: Annotated[int, *int_rules(ge=1)] = 8
-    batch_size: Annotated[int, *int_rules(ge=1)] = 128
-    lr: Annotated[float, *real_rules(gt=0)] = 0.1
-    momentum: Annotated[float, *real_rules(ge=0, lt=1)] = 0.9
+    epochs: Annotated[int, Num(integer=True, ge=1)] = 8
+    batch_size: Annotated[int, Num(integer=True, ge=1)] = 128
+    lr: Annotated[float, Num(gt=0)] = 0.1
+    momentum: Annotated[float, Num(ge=0, lt=1)] = 0.9
     nesterov: Flag = False
-    optimizer: Annotated[OptimizerName, *choice_rules(OPTIMIZERS, "optimizer")] = "sgd"
-    asam_rho: Annotated[float, *real_rules(gt=0)] = 0.5
-    asam_eta: Annotated[float, *real_rules(ge=0)] = 0.0
-    asam_awd_grad: Annotated[AsamAwdGrad, *choice_rules(ASAM_AWD_GRADS, "asam_awd_grad")] = "descent"
+    optimizer: Annotated[str, OneOf(OPTIMIZERS, "optimizer")] = "sgd"
+    asam_rho: Annotated[float, Num(gt=0)] = 0.5
+    asam_eta: Annotated[float, Num(ge=0)] = 0.0
+    asam_awd_grad: Annotated[str, OneOf(ASAM_AWD_GRADS, "asam_awd_grad")] = "descent"
     wd_method: Annotated[str, rule(_method_problem)] = "fixed"
-    wd: Annotated[float, *real_rules(ge=0)] = 5e-4
-    dog: Annotated[float, *real_rules(ge=0)] = 0.0
-    # λ̄ ← (1−ema)·λ̄ + ema·λ_t: 1 is no averaging, 0 would never move λ̄
-    awd_ema: Annotated[float, *real_rules(gt=0, le=1)] = 0.9
-    adadecay_alpha: Annotated[float, *real_rules(gt=0)] = 4.0
+    wd: Annotated[float, Num(ge=0)] = 5e-4
+    dog: Annotated[float, Num(ge=0)] = 0.0
+    awd_ema: Annotated[float, Num(gt=0, le=1)] = 0.9  # λ̄ ← (1−ema)·λ̄ + ema·λ_t: 1 is no averaging, 0 would never move λ̄
+    adadecay_alpha: Annotated[float, Num(gt=0)] = 4.0
     exclude_bn_bias: Flag = False
     augment: Flag = True  # the dataset's standard crop (+ flip) augmentation (awd.data.augmentation)
     adversarial: Flag = False
     # L∞ radius and PGD step on pixels in [0, 1]; 0 for natural runs, > 0 when adversarial (run_problems)
-    eps: Annotated[float, *real_rules(ge=0, le=1)] = 8 / 255
-    step_size: Annotated[float, *real_rules(ge=0, le=1)] = 2 / 255
-    train_steps: Annotated[int, *int_rules(ge=1)] = 7
-    val_steps: Annotated[int, *int_rules(ge=1)] = 20
-    bn_mode: Annotated[BnMode, *choice_rules(BN_MODES, "bn_mode")] = "train"
-    seed: Annotated[int, *int_rules(ge=0)] = 0
+    eps: Annotated[float, Num(ge=0, le=1)] = 8 / 255
+    step_size: Annotated[float, Num(ge=0, le=1)] = 2 / 255
+    train_steps: Annotated[int, Num(integer=True, ge=1)] = 7
+    val_steps: Annotated[int, Num(integer=True, ge=1)] = 20
+    bn_mode: Annotated[str, OneOf(BN_MODES, "bn_mode")] = "train"
+    seed: Annotated[int, Num(integer=True, ge=0)] = 0
     bf16: Flag = False
     channels_last: Flag = False
     deterministic: Flag = True
-    dog_log_every: Annotated[int, *int_rules(ge=1)] = 1
+    dog_log_every: Annotated[int, Num(integer=True, ge=1)] = 1
 
     @model_validator(mode="after")
     def _between_fields(self):

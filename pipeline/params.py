@@ -25,7 +25,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, ClassVar
 
-import annotated_types
 from pydantic import (
     AfterValidator,
     BeforeValidator,
@@ -50,6 +49,7 @@ from awd.train_config import (
     Flag,
     Int,
     Model,
+    Num,
     Real,
     Text,
     TrainConfig,
@@ -101,12 +101,8 @@ Epochs, NoiseSeed = _type("epochs"), _type("noise_seed")
 
 def _bounds(name: str) -> dict:
     """The range of a TrainConfig field, to apply to a grid of its values."""
-    out = {}
-    for m in TrainConfig.model_fields[name].metadata:
-        for key in ("gt", "ge", "lt", "le"):
-            if isinstance(m, getattr(annotated_types, key.capitalize())):
-                out[key] = getattr(m, key)
-    return out
+    [num] = [m for m in TrainConfig.model_fields[name].metadata if isinstance(m, Num)]
+    return {k: getattr(num, k) for k in ("gt", "ge", "lt", "le") if getattr(num, k) is not None}
 
 
 def _check(problems_of):
