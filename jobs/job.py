@@ -166,21 +166,12 @@ def limit_threads() -> None:
             os.environ["OMP_NUM_THREADS"] = cpus
 
 
-def job_logging() -> None:
-    """Inside a job this module's messages go to the job's stderr log, one plain line each (tests and users grep
-    them: "unit <name> (<kind>/<key>): start"); a driver or test that configured logging keeps its own setup."""
-    if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-
-
 def execute_units(store_root: str | Path, units: tp.Sequence[Unit]) -> dict[str, str]:
     """Job entry point: each unit in turn; raises UnitError at the end if any failed."""
-    configure_logging()  # the library's log lines (training progress, AutoAttack) go to the job's log
+    # the one logging setup: our packages' lines (unit start/end, training progress, AutoAttack) to the job's stderr
+    # log, once each (tests and users grep "unit <name> (<kind>/<key>): start")
+    configure_logging()
     limit_threads()
-    job_logging()
     store = RunStore(store_root)
     outcome = {}
     for unit in units:
