@@ -30,6 +30,7 @@ from jobs.executors import (
     load_executor_config,
     make_executor,
     partition_time_limit_min,
+    submit_limit,
     unit_time_min,
 )
 from jobs.job import Unit, UnitBatch, execute_unit, heartbeat_every_s, resolve_fn
@@ -124,6 +125,19 @@ def _packs(units: tp.Sequence[Unit], cfg: ExecutorConfig, slots: int) -> list[li
     singles = [part[0] for part in parts if not part[0].group]
     grouped = [part for part in parts if part[0].group]
     return (grouped + [singles[i:i + per_job] for i in range(0, len(singles), per_job)])[:max(0, slots)]
+
+
+NICE_STEP_MIN = 15  # chains within a step share a priority (and so an array)
+
+
+def chain_nice(chain_s: float, longest_s: float) -> int:
+    """sbatch --nice for a unit whose chain (estimate + tail) is `chain_s` when the campaign's longest is `longest_s`:
+    the minutes it is shorter, in steps of NICE_STEP_MIN. A user may only lower priorities (nice >= 0), so the heads
+    of the longest chains keep theirs and shorter work yields to them among our own pending jobs: an extra seed
+    submitted late starts before evaluations queued earlier (FIFO would start it after them). Jobs of other users
+    see ours at most this much less urgent."""
+    short_min = max(0.0, longest_s - chain_s) / 60
+    return int(short_min // NICE_STEP_MIN) * NICE_STEP_MIN
 
 
 def _last_line(text: str) -> str:
@@ -325,7 +339,13 @@ class _Driver:
         self.failures: list[Failure] = []
         self.done = progress.bar.n  # awaited units done (those done before the call included, as they come)
         self.cap: int | None = cfg.parallel if cfg.kind == "local" else cfg.max_queued
+        if cfg.kind == "slurm" and (limit := submit_limit(cfg.qos)) is not None and (self.cap or limit + 1) > limit:
+            # known up front: no array is refused (and waited on) to find it
+            self.cap = limit
+            progress.write(f"{desc}: the scheduler accepts at most {limit} jobs of this user at once (sacctmgr): "
+                           "queuing no more")
         self.base_cap = self.cap  # a refusal lowers `cap`; each accepted submission raises it by what it queued
+        self.longest_chain_s = 0.0  # of the units given or followed: the reference of chain_nice
         self.ceiling: int | None = None  # just below the level of our jobs at which the scheduler last refused
         self.next_submit = 0.0
         self.backoff = SUBMIT_BACKOFF_S[0]
@@ -389,6 +409,7 @@ class _Driver:
                 continue
             self.seen.add(unit.key)
             self.totals[unit.kind] += 1
+            self.longest_chain_s = max(self.longest_chain_s, unit.chain_s)
             if early:
                 self.early.add(unit.key)
             elif not given:
@@ -523,13 +544,14 @@ class _Driver:
         if slots <= 0:
             return
         tried, queued_before = slots, self.jobs()
-        # longest first: the long runs bound the makespan; short ones fill the gaps they leave (a stable sort keeps
-        # a group's units, and units of equal estimate, in the order they came)
-        self.waiting.sort(key=lambda u: -(u.estimate_s or 0.0))
+        # longest chain first (the unit's estimate plus the work that waits on it): those chains bound the makespan;
+        # short ones fill the gaps they leave (a stable sort keeps a group's units, and equal chains, in their order)
+        self.waiting.sort(key=lambda u: -u.chain_s)
         groups: dict[tuple[tp.Any, ...], tuple[ExecutorConfig, list[Unit]]] = {}
-        for unit in self.waiting:  # one array per distinct resource request and job name
+        for unit in self.waiting:  # one array per distinct resource request, priority and job name
             cfg = self.unit_cfg(unit)
-            groups.setdefault((self.desc_of(unit), unit.kind, cfg.mem_gb, cfg.timeout_min), (cfg, []))[1].append(unit)
+            groups.setdefault((self.desc_of(unit), unit.kind, cfg.mem_gb, cfg.timeout_min, cfg.extra.get("nice")),
+                              (cfg, []))[1].append(unit)
         error: Exception | None = None
         for (desc, *_), (cfg, units) in groups.items():
             packs = _packs(units, cfg, slots)
@@ -605,6 +627,8 @@ class _Driver:
         if cfg.kind == "slurm" and cfg.time_safety_factor is not None and unit.estimate_s is not None:
             limit = partition_time_limit_min(cfg.partition)
             changes["timeout_min"] = unit_time_min(cfg, unit.estimate_s * (cfg.units_per_job or 1), limit)
+        if cfg.kind == "slurm" and cfg.chain_priority and "nice" not in cfg.extra:
+            changes["extra"] = {**cfg.extra, "nice": chain_nice(unit.chain_s, self.longest_chain_s)}
         return dataclasses.replace(cfg, **changes) if changes else cfg
 
     def _still_ours(self, unit: Unit) -> bool:

@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import math
 import os
+import pwd
 import re
 import shlex
 import signal
@@ -65,6 +66,9 @@ class ExecutorConfig:
     setup: list[str] = dataclasses.field(default_factory=list)  # shell lines run before each job
     max_num_timeout: int = 3  # requeues after a time-out (preemptions do not count)
     max_queued: int | None = None  # jobs (array tasks) this driver keeps queued or running; more as they end
+    # slurm: `--nice` by how much shorter a unit's chain is than the longest one (jobs.driver.chain_nice), so that
+    # among our own pending jobs the scheduler starts the heads of the longest chains first
+    chain_priority: bool = True
     # all
     units_per_job: int | None = None  # pack units into one job; local default: <= max_parallel jobs
     poll_s: float | None = None  # driver poll interval; default local 1 s, slurm 15 s
@@ -127,6 +131,7 @@ _FIELD_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "poll_s": (_NUM, "a positive number (seconds)"),
     "budget_gpu_hours": (_NUM, "a positive number (GPU-hours)"),
     "max_queued": (_INT, "a positive integer (jobs)"),
+    "chain_priority": ((bool,), "true or false"),
     "max_retries": (_INT, "an integer >= 0"),
     "oom_mem_factor": (_NUM, "a number >= 1"),
     "max_mem_gb": (_NUM, "a positive number"),
@@ -134,14 +139,15 @@ _FIELD_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "tflops": (_NUM, "a positive number (TFLOP/s)"),
     "profiles": ((dict,), "a mapping of unit kind -> settings for that kind"),
 }
-NOT_IN_PROFILES = {"kind", "profiles", "poll_s", "max_queued", "local_gpus", "max_parallel", "budget_gpu_hours"}  # driver-wide
+NOT_IN_PROFILES = {"kind", "profiles", "poll_s", "max_queued", "local_gpus", "max_parallel", "budget_gpu_hours",
+                   "chain_priority"}  # driver-wide
 _MIN = {"max_parallel": 1, "gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 0, "timeout_min": 1,
         "array_parallelism": 1, "max_array_size": 1, "max_num_timeout": 0, "units_per_job": 1, "poll_s": 0,
         "max_queued": 1, "max_retries": 0, "oom_mem_factor": 1, "max_mem_gb": 0, "time_safety_factor": 1,
         "tflops": 0, "budget_gpu_hours": 0}
 _STRICT_MIN = {"mem_gb", "poll_s", "max_mem_gb", "tflops", "budget_gpu_hours"}
 _REQUIRED = ("kind", "extra", "setup", "max_array_size", "max_num_timeout", "max_retries", "oom_mem_factor",
-             "tflops", "profiles", "check_gpus")
+             "tflops", "profiles", "check_gpus", "chain_priority")
 
 
 def _did_you_mean(word: str, options: tp.Iterable[str]) -> str:
@@ -419,6 +425,38 @@ def partition_time_limit_min(partition: str | None) -> int | None:
         row = next((r for r in rows if (r[0].rstrip("*") == partition if partition else r[0].endswith("*"))), None)
         _partition_limits[partition] = _slurm_minutes(row[1]) if row else None
     return _partition_limits[partition]
+
+
+_submit_limits: dict[str | None, int | None] = {}
+
+
+def _sacctmgr_rows(*args: str) -> list[list[str]]:
+    out = subprocess.run(["sacctmgr", "-n", "-P", "show", *args], capture_output=True, text=True, check=True,
+                         timeout=SCHEDULER_TIMEOUT_S).stdout
+    return [line.split("|") for line in out.splitlines() if line.strip()]
+
+
+def submit_limit(qos: str | None) -> int | None:
+    """How many jobs (array tasks) of this user the scheduler accepts at once: the smaller of the association's
+    MaxSubmitJobs and the QOS's MaxSubmitJobsPerUser (`qos`, else the association's default QOS), from sacctmgr.
+    None when neither is set or sacctmgr cannot tell (no accounting, several associations that disagree): the
+    driver then learns the limit from sbatch's refusals instead of being refused first."""
+    if qos not in _submit_limits:
+        user = pwd.getpwuid(os.getuid()).pw_name
+        try:
+            assoc = [r for r in _sacctmgr_rows("assoc", "where", f"user={user}", "format=MaxSubmit,DefaultQOS,QOS")
+                     if len(r) == 3]
+            # with no DefaultQOS an association's jobs run under its only QOS
+            defaults = {r[1] or (r[2] if "," not in r[2] else "") for r in assoc}
+            name = qos if qos is not None else (defaults.pop() if len(defaults) == 1 else "")
+            assoc_limits = {r[0] for r in assoc}
+            found = [int(v) for v in assoc_limits if v.isdigit()] if len(assoc_limits) == 1 else []
+            if name:
+                found += [int(r[0]) for r in _sacctmgr_rows("qos", name, "format=MaxSubmitPU") if r[0].isdigit()]
+        except (OSError, subprocess.SubprocessError, ValueError):
+            return None  # not cached: asked again by the next driver
+        _submit_limits[qos] = min(found) if found else None
+    return _submit_limits[qos]
 
 
 def _slurm_minutes(text: str) -> int | None:

@@ -53,11 +53,19 @@ class Unit:
     code: str = ""
     group: str = ""
     estimate_s: float | None = None  # expected run time on one GPU (sizes --time; see ExecutorConfig)
+    # estimated seconds of the longest chain of work that can start only once this unit is done (its evaluations, a
+    # run chosen by its result): the driver starts the longest chains first
+    tail_s: float = 0.0
     modules: tuple[str, ...] = ()  # plugin modules the config names: in `code` and the snapshot (jobs.keys.unit_closure)
 
     @property
     def name(self) -> str:
         return self.label or self.key[:12]
+
+    @property
+    def chain_s(self) -> float:
+        """This unit's estimate plus its tail: how long the campaign takes at least once this unit starts."""
+        return (self.estimate_s or 0.0) + self.tail_s
 
 
 

@@ -44,10 +44,22 @@ def unit_for(spec: RunSpec, params, executor=None):
     prepared = (ARTIFACTS / "prepare" / f"{spec.dataset}.npz").resolve()
     config = dict(spec.config, _prepared=str(prepared), _data_root=str(Path(params.data.root).resolve()))
     unit = make_unit("train", TRAIN_FN, config, describe(spec), plugin_modules(spec.config["wd_method"]))
-    # always: the driver submits the longest first (and with time_safety_factor set it also sizes --time)
-    tflops = executor.for_kind("train").tflops if executor is not None else DEFAULT_TFLOPS
-    unit.estimate_s = train_flops(spec.config) / (tflops * 1e12)
+    # always: the driver submits the longest chains first (and with time_safety_factor set it also sizes --time)
+    unit.estimate_s = run_estimate_s(spec.config, executor)
     return unit
+
+
+def run_estimate_s(config: dict, executor=None) -> float:
+    tflops = executor.for_kind("train").tflops if executor is not None else DEFAULT_TFLOPS
+    return train_flops(config) / (tflops * 1e12)
+
+
+def longest_job_s(units: list) -> float:
+    """The longest job among a model's evaluation units (a group's units run one after another in one job)."""
+    jobs: dict = {}
+    for i, unit in enumerate(units):
+        jobs[unit.group or i] = jobs.get(unit.group or i, 0.0) + (unit.estimate_s or 0.0)
+    return max(jobs.values(), default=0.0)
 
 
 def read_dog_trace(store, unit, study) -> dict:
@@ -144,6 +156,20 @@ class Flow:
         self.fired: set[tuple] = set()
         self.phase2_keys: set[str] = set()
         self.evals = {unit.key: self.evaluations(spec, unit) for spec, unit in zip(specs, units)}
+        for spec, unit in zip(specs, units):
+            unit.tail_s = self.tail_s(spec, unit)
+
+    def tail_s(self, spec: RunSpec, unit) -> float:
+        """What waits on this run once it is done: its longest evaluation job; for a natural fixed-λ run also its
+        study's AWD run; for an adversarial sweep run also the extra seeds of the best value, which start when the
+        whole sweep is final (each as long as this run) and are then evaluated."""
+        tail = longest_job_s(self.evals[unit.key])
+        if spec.suite == "natural" and spec.label["method"] == "fixed":
+            tail = max(tail, run_estimate_s(dict(spec.config, wd_method="awd"), self.executor))
+        if (spec.suite == "adversarial" and "seed" not in spec.label
+                and self.params.suites.adversarial[spec.study].best_seeds):
+            tail += unit.estimate_s or 0.0
+        return tail
 
     def evaluations(self, spec: RunSpec, unit) -> list:
         from pipeline import attack, prune
@@ -202,6 +228,8 @@ class Flow:
         units = [unit_for(s, self.params, self.executor) for s in specs]
         for spec, unit in zip(specs, units):
             self.by_key.setdefault(unit.key, []).append(spec)
+            self.evals[unit.key] = self.evaluations(spec, unit)
+            unit.tail_s = longest_job_s(self.evals[unit.key])
         self.phase2_keys.update(u.key for u in units)
         return units
 

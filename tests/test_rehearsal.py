@@ -106,8 +106,15 @@ def test_sweep_splits_idle_time_exactly():
     s = timeline.sweep(jobs, 0.0, 20.0, gpus=2)
     assert s["running"] == 10 + 5 + 2
     assert s["idle_pending"] == 5  # one GPU idle while job 2 waited
-    assert s["idle_boundary"] == 2 * 4 + 1 * 2 + 2 * 4  # nothing pending: 10-14, 14-16 (one idle), 16-20
+    assert s["idle_nothing_pending"] == 2 * 4 + 1 * 2 + 2 * 4  # nothing pending: 10-14, 14-16 (one idle), 16-20
+    assert s["idle_ready"] == 0 and s["idle_dependency"] == s["idle_nothing_pending"]  # nothing was said ready
     assert (s["peak_queued"], s["peak_running"]) == (2, 2)
+    # a unit ready at 11 but submitted at 14 (a stage barrier): 11-14 idles one GPU for it, the other for nothing;
+    # one ready at 15 and submitted at 15.5 waits while a GPU is free
+    s = timeline.sweep(jobs, 0.0, 20.0, gpus=2, waiting=[(11.0, 14.0), (15.0, 15.5), (3.0, 3.0)])
+    assert s["idle_ready"] == 1 * 3 + 1 * 0.5
+    assert s["idle_dependency"] == 2 * 1 + 1 * 3 + 1 * 1.5 + 2 * 4
+    assert s["idle_ready"] + s["idle_dependency"] == s["idle_nothing_pending"] == 18
 
 
 def test_kind_of_job_names():
@@ -183,3 +190,25 @@ def test_summary_leads_with_the_main_run_and_lists_every_run(tmp_path):
     text = (tmp_path / "rehearsal.md").read_text()
     assert "`train` (dvc exit 255, 10.0 s)" in text and "(rehearsal/broken/rehearsal.md)" in text
     assert "1.0 GPU-h (25 %)" in markdown(_facts("main", False))  # boundary idle share of 4 GPU-h measured
+
+
+def test_units_are_ready_when_their_inputs_ended():
+    from pipeline.rehearsal.report import waiting_intervals
+
+    def unit(kind, key, label="", train_key=None, start=0.0, end=None, job="1"):
+        return {"kind": kind, "key": key, "label": label, "train_key": train_key,
+                "attempts": [{"start": start, "last_t": end or start, "ended": end is not None, "slurm_job": job}]}
+
+    units = [unit("train", "f0", "natural[0] c10 method=fixed,value=0.0005,seed=0", end=10.0, job="1"),
+             unit("train", "f1", "natural[0] c10 method=fixed,value=0.0005,seed=1", end=12.0, job="2"),
+             unit("train", "a0", "natural[0] c10 method=awd,value=0.016,seed=0", end=20.0, job="3"),
+             unit("train", "s0", "adversarial[0] c10 method=awd,value=0.02", end=30.0, job="4"),
+             unit("train", "s1", "adversarial[0] c10 method=awd,value=0.03", end=31.0, job="5"),
+             unit("train", "x1", "adversarial[0] c10 method=awd,value=0.03,seed=1", end=50.0, job="6"),
+             unit("autoattack", "e0", train_key="s0", end=40.0, job="7"),
+             unit("autoattack", "e1", train_key="never-ran", job="8")]
+    jobs = [{"JobIDRaw": str(i), "Submit": t} for i, t in
+            [(1, 1.0), (2, 1.0), (3, 13.0), (4, 1.0), (5, 1.0), (6, 35.0), (6, 40.0), (7, 30.5), (8, 5.0)]]
+    # the AWD run waits for both fixed-λ runs, the extra seed for the whole sweep; a requeue keeps the first submit
+    assert waiting_intervals(units, jobs, t0=0.0) == [(0.0, 1.0), (0.0, 1.0), (12.0, 13.0), (0.0, 1.0), (0.0, 1.0),
+                                                     (31.0, 35.0), (30.0, 30.5)]

@@ -114,7 +114,8 @@ def reachable_interpreter():
         folder.chmod(mode)
 
 
-def test_submit_limit_is_waited_out_and_never_exceeded(limited_user, reachable_interpreter):
+@pytest.mark.parametrize("accounting", ["sacctmgr answers", "sacctmgr fails"])
+def test_submit_limit_is_waited_out_and_never_exceeded(limited_user, reachable_interpreter, accounting):
     # pytest's tmp_path is under a root-only directory: the test user needs a folder it can reach and write
     tmp_path = Path(tempfile.mkdtemp(prefix="awd-qos-", dir="/tmp"))
     tmp_path.chmod(0o777)
@@ -122,7 +123,15 @@ def test_submit_limit_is_waited_out_and_never_exceeded(limited_user, reachable_i
     (tmp_path / "runs").chmod(0o777)
     script = tmp_path / "driver.py"
     script.write_text(DRIVER)
-    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), "HOME": str(tmp_path)}
+    path = os.environ["PATH"]
+    if accounting == "sacctmgr fails":  # a site where the user cannot read the limits: sbatch's refusal tells
+        shadow = tmp_path / "bin"
+        shadow.mkdir()
+        (shadow / "sacctmgr").write_text("#!/bin/sh\necho 'sacctmgr: error: access denied' >&2\nexit 1\n")
+        (shadow / "sacctmgr").chmod(0o755)
+        shadow.chmod(0o755)
+        path = f"{shadow}:{path}"
+    env = {"PATH": path, "PYTHONPATH": str(REPO), "HOME": str(tmp_path)}
     if os.environ.get("SLURM_CONF"):
         env["SLURM_CONF"] = os.environ["SLURM_CONF"]
     since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 1))
@@ -136,7 +145,12 @@ def test_submit_limit_is_waited_out_and_never_exceeded(limited_user, reachable_i
     # never more than the limit queued or running, as the scheduler saw it (the driver's own count may include jobs
     # that ended since it last polled)
     assert 1 <= _scheduler_peak(limited_user, since) <= LIMIT
-    # the first array (5 jobs) crossed the limit and was refused whole: waited out, never a crash
-    assert "the scheduler refused 5 more jobs (submit limit)" in out["log"], out["log"]
-    assert "QOSMaxSubmitJobPerUserLimit" in out["log"] or "job submit limit" in out["log"], out["log"]
+    if accounting == "sacctmgr answers":
+        # the limit is read before submitting: no array crosses it, none is refused
+        assert f"accepts at most {LIMIT} jobs of this user at once" in out["log"], out["log"]
+        assert "refused" not in out["log"], out["log"]
+    else:
+        # the first array (5 jobs) crossed the limit and was refused whole: waited out, never a crash
+        assert "the scheduler refused 5 more jobs (submit limit)" in out["log"], out["log"]
+        assert "QOSMaxSubmitJobPerUserLimit" in out["log"] or "job submit limit" in out["log"], out["log"]
     shutil.rmtree(tmp_path, ignore_errors=True)

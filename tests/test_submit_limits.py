@@ -6,6 +6,7 @@ jobs it accepts and runs one each time the driver waits, so what the driver keep
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -34,6 +35,7 @@ class FakeSlurm:
     def make_executor(self, cfg, log_dir):
         self.log_dir = Path(log_dir)
         self.mem_asked = getattr(self, "mem_asked", []) + [cfg.mem_gb]
+        self.nice = cfg.extra.get("nice")
         return self
 
     def submit_array(self, batches):
@@ -47,6 +49,7 @@ class FakeSlurm:
         jobs = []
         for batch in batches:
             self.accepted += 1
+            self.order = getattr(self, "order", []) + [(u.label, self.nice) for u in batch.units]
             jobs.append(FakeJob(str(90000 + self.accepted), self.log_dir))
             self.queued.append(batch)
         self.peak = max(self.peak, len(self.queued))
@@ -95,6 +98,34 @@ def test_submit_limit_refusal_means_wait_and_submit_later(tmp_path, fake):
     text = stream.getvalue()
     assert "toy: the scheduler refused 6 more jobs (submit limit): sbatch: error: Batch job submission failed" in text
     assert "waiting for running jobs to end" in text
+
+
+def test_a_submit_limit_read_from_sacctmgr_is_never_crossed_nor_probed(tmp_path, fake, monkeypatch):
+    slurm = fake(limit=2)
+    monkeypatch.setattr(submit_mod, "submit_limit", lambda qos: 2)
+    stream = io.StringIO()
+    out = run_units(make_units(tmp_path, range(6)), RunStore(tmp_path / "runs"), SLURM, desc="toy", stream=stream)
+    assert len(out) == 6 and slurm.accepted == 6 and slurm.peak == 2 and slurm.refused == 0
+    assert "toy: the scheduler accepts at most 2 jobs of this user at once (sacctmgr)" in stream.getvalue()
+
+
+def test_longest_chains_start_first_and_shorter_ones_are_niced(tmp_path, fake):
+    """Order and --nice follow a unit's chain (its estimate + the work that waits on it), not its estimate alone:
+    a short sweep run whose extra seed follows outranks a longer run that nothing waits on."""
+    slurm = fake()
+    units = make_units(tmp_path, range(4))
+    for unit, (estimate_h, tail_h) in zip(units, [(1.0, 0.0), (3.0, 0.0), (2.0, 2.5), (0.01, 0.0)]):
+        unit.estimate_s, unit.tail_s = estimate_h * 3600, tail_h * 3600
+    run_units(units, RunStore(tmp_path / "runs"), SLURM, desc="toy", stream=io.StringIO())
+    assert slurm.order == [("x=2", 0), ("x=1", 90), ("x=0", 210), ("x=3", 255)]  # minutes shorter, in 15-min steps
+    # a user's own `extra: {nice: ...}` wins; chain_priority: false asks for none
+    for cfg, nice in ((dataclasses.replace(SLURM, extra={"nice": 7}), 7),
+                      (dataclasses.replace(SLURM, chain_priority=False), None)):
+        slurm = fake()
+        more = make_units(tmp_path, range(10, 12))
+        more[0].tail_s = 3600.0
+        run_units(more, RunStore(tmp_path / f"runs{nice}"), cfg, desc="toy", stream=io.StringIO())
+        assert {n for _, n in slurm.order} == {nice}
 
 
 def test_transient_sbatch_errors_are_retried_with_backoff(tmp_path, fake):

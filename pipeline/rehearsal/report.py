@@ -30,6 +30,51 @@ def _adversarial_tag(label: str) -> tuple[str, str, bool] | None:
     return label.split(" ")[0], fields.get("method", ""), "seed" in fields
 
 
+def _tag(label: str) -> tuple[str, dict[str, str]]:
+    """("natural[0]", {"method": "awd", "value": ..., "seed": "0"}) of a training unit's label (describe())."""
+    head = label.split(" ", 1)[0]
+    return head, dict(f.split("=", 1) for f in label.split(" ", 2)[-1].split(",") if "=" in f)
+
+
+def waiting_intervals(units: list[dict], jobs: list[dict], t0: float) -> list[tuple[float, float]]:
+    """Per submitted unit: (when its inputs existed, when its first job was submitted). An evaluation is ready when
+    its model's training ended; a natural AWD run when its study's fixed-λ runs all ended; an adversarial extra seed
+    when its method's whole sweep ended; any other unit at the campaign's start."""
+    submit: dict[str, float] = {}
+    for j in jobs:  # a requeued job has a row per attempt: its first submission counts
+        if j["Submit"] is not None:
+            submit[j["JobIDRaw"]] = min(submit.get(j["JobIDRaw"], j["Submit"]), j["Submit"])
+    ended = {u["key"]: max((a["last_t"] for a in u["attempts"] if a["ended"]), default=None) for u in units}
+    groups: dict[tuple, list[float | None]] = {}
+    for u in units:
+        if u["kind"] == "train":
+            head, fields = _tag(u["label"])
+            if head.startswith("natural[") and fields.get("method") == "fixed":
+                groups.setdefault(("natural", head), []).append(ended[u["key"]])
+            elif head.startswith("adversarial[") and "seed" not in fields:
+                groups.setdefault(("adversarial", head, fields.get("method")), []).append(ended[u["key"]])
+    out = []
+    for u in units:
+        jobs_of = [submit[a["slurm_job"]] for a in u["attempts"] if a.get("slurm_job") in submit]
+        if not jobs_of:
+            continue
+        ready: float | None = t0
+        if u["kind"] != "train":
+            ready = ended.get(u["train_key"] or "")
+        else:
+            head, fields = _tag(u["label"])
+            if head.startswith("natural[") and fields.get("method") == "awd":
+                inputs = groups.get(("natural", head), [])
+            elif head.startswith("adversarial[") and "seed" in fields:
+                inputs = groups.get(("adversarial", head, fields.get("method")), [])
+            else:
+                inputs = [t0]
+            ready = None if None in inputs or not inputs else max(inputs)
+        if ready is not None:
+            out.append((ready, jobs_of[0]))
+    return out
+
+
 def critical_path_h(units: list[dict]) -> float:
     """Longest dependency chain of estimated work: a training run then its longest evaluation; a natural fixed-λ
     run then the AWD run that uses its DoG estimate; an adversarial method's sweep (its longest run: the extra
@@ -87,7 +132,7 @@ def collect(args, faults: dict, inputs: dict, campaign: dict, copy: Path, work: 
     units = store_facts.units(copy / "runs")
     jobs = timeline.sacct_jobs(env, campaign["t0"], campaign["t1"])
     t0, t1 = campaign["t0"], campaign["t1"]
-    sweep = timeline.sweep(jobs, t0, t1, args.gpus)
+    sweep = timeline.sweep(jobs, t0, t1, args.gpus, waiting_intervals(units, jobs, t0))
     calls = sbatch_log(work)
     final_rc = campaign["runs"][-1]["rc"]
     complete = tables_complete(copy, final_rc)
@@ -162,7 +207,10 @@ def collect(args, faults: dict, inputs: dict, campaign: dict, copy: Path, work: 
         "lower_bound_h": round(lower, 2),
         "critical_path_h": round(critical_path_h(units), 2),
         "efficiency": round(lower / makespan, 3) if makespan > 0 and final_rc == 0 else None,  # None: it broke
-        "boundary_idle_gpu_h": round(_sim_h(sweep["idle_boundary"], mpg), 1),
+        # idle while ready units were not yet submitted: what stage barriers (and driver start-ups) cost
+        "boundary_idle_gpu_h": round(_sim_h(sweep["idle_ready"], mpg), 1),
+        "dependency_idle_gpu_h": round(_sim_h(sweep["idle_dependency"], mpg), 1),
+        "idle_nothing_pending_gpu_h": round(_sim_h(sweep["idle_nothing_pending"], mpg), 1),
         "pending_idle_gpu_h": round(_sim_h(sweep["idle_pending"], mpg), 1),
         "busy_gpu_h": round(_sim_h(sweep["running"], mpg), 1),
         "in_job_overhead_gpu_h": round(_sim_h(sweep["running"] - standin_s, mpg), 1),
@@ -221,7 +269,10 @@ def markdown(r: dict) -> str:
             ("of which no stand-in ran (job start-up, submitit, stalls; scheduler overhead)",
              r["in_job_overhead_gpu_h"]),
             ("GPU-h idle while jobs were pending (scheduler, QOS)", r["pending_idle_gpu_h"]),
-            ("GPU-h idle at stage boundaries (nothing pending)", r["boundary_idle_gpu_h"]),
+            ("GPU-h idle with nothing pending", r.get("idle_nothing_pending_gpu_h", r["boundary_idle_gpu_h"])),
+            ("of which ready units were not yet submitted (stage boundaries, driver start and restart)",
+             r["boundary_idle_gpu_h"] if "idle_nothing_pending_gpu_h" in r else "not measured"),
+            ("of which nothing was ready (the dependency chain's tail)", r.get("dependency_idle_gpu_h", "not measured")),
             ("peak queued (pending + running) vs QOS MaxSubmitJobsPerUser",
              f"{r['peak_queued']} / {r['qos_max_submit_jobs_per_user']}"),
             ("peak running vs QOS MaxJobsPerUser", f"{r['peak_running']} / {r['qos_max_jobs_per_user']}"),
@@ -236,15 +287,18 @@ def markdown(r: dict) -> str:
             ("lost (units with work lost or repeated beyond their fault)", r["lost"]),
             ("tables complete", r["tables_complete"])]
     lines += [f"| {a} | {b} |" for a, b in rows]
-    capacity = r["busy_gpu_h"] + r["pending_idle_gpu_h"] + r["boundary_idle_gpu_h"]  # = GPUs x makespan
+    nothing_pending = r.get("idle_nothing_pending_gpu_h", r["boundary_idle_gpu_h"])
+    capacity = r["busy_gpu_h"] + r["pending_idle_gpu_h"] + nothing_pending  # = GPUs x makespan
     if capacity > 0:
         share = lambda x: f"{x} GPU-h ({100 * x / capacity:.0f} %)"  # noqa: E731
         lines += ["", "## Where the time went", "",
                   f"{r['gpus']} GPUs × {r['makespan_h']} h = {capacity:.0f} GPU-h: stand-ins working "
                   f"{share(round(r['busy_gpu_h'] - r['in_job_overhead_gpu_h'], 1))}, jobs holding a GPU without a "
                   f"stand-in running {share(r['in_job_overhead_gpu_h'])}, idle while jobs were pending "
-                  f"{share(r['pending_idle_gpu_h'])}, idle with nothing pending (stage boundaries, drivers, "
-                  f"the tail of a stage) {share(r['boundary_idle_gpu_h'])}."]
+                  f"{share(r['pending_idle_gpu_h'])}, idle with nothing pending {share(nothing_pending)}"
+                  + (f": ready units not yet submitted {share(r['boundary_idle_gpu_h'])}, nothing ready "
+                     f"{share(r['dependency_idle_gpu_h'])}." if "dependency_idle_gpu_h" in r else
+                     " (stage boundaries, drivers, the tail of a stage).")]
     lines += ["", "## dvc repro runs", ""]
     lines += [f"- run {d['n']}: exit {d['exit_status']} after {d['wall_s']} s wall" for d in r["dvc_runs"]]
     if r["driver_kill"]:

@@ -41,9 +41,12 @@ def kind_of(job_name: str) -> str:
     return "train (phase 2: AWD)" if name.startswith("train-awd") else name
 
 
-def sweep(jobs: list[dict], t0: float, t1: float, gpus: int) -> dict:
-    """Integrals over [t0, t1] (GPU-seconds): running, idle while some job was pending (the scheduler, QOS or
-    dispatch), idle while nothing was pending (a stage waiting for the previous one, or the driver); peak counts."""
+def sweep(jobs: list[dict], t0: float, t1: float, gpus: int,
+          waiting: list[tuple[float, float]] = ()) -> dict:
+    """Integrals over [t0, t1] (GPU-seconds): running; idle while some job was pending (the scheduler, QOS or
+    dispatch); idle while nothing was pending but units were ready and not yet submitted (`waiting`: per unit, from
+    when its inputs existed to its job's submission: a stage barrier, a driver starting or restarting); idle with
+    nothing pending and nothing ready (the dependency chain: no scheduling could use those GPUs). Peak counts."""
     events = []
     for j in jobs:
         sub, st, en = j["Submit"], j["Start"], j["End"]
@@ -52,10 +55,11 @@ def sweep(jobs: list[dict], t0: float, t1: float, gpus: int) -> dict:
         en = min(en if en is not None else t1, t1)
         st_eff = min(st if st is not None else en, en)
         events += [(sub, "q", 1), (en, "q", -1), (sub, "p", 1), (st_eff, "p", -1), (st_eff, "r", 1), (en, "r", -1)]
+    events += [e for ready, submit in waiting if submit > ready for e in ((ready, "w", 1), (submit, "w", -1))]
     events.sort(key=lambda e: e[0])
-    queued = pending = running = 0
+    queued = pending = running = ready = 0
     last = t0
-    acc = {"running": 0.0, "idle_pending": 0.0, "idle_boundary": 0.0}
+    acc = {"running": 0.0, "idle_pending": 0.0, "idle_ready": 0.0, "idle_dependency": 0.0}
     peak_q = peak_r = 0
 
     def advance(now):
@@ -64,8 +68,13 @@ def sweep(jobs: list[dict], t0: float, t1: float, gpus: int) -> dict:
         dt = now - last
         if dt > 0:
             busy = min(running, gpus)
+            idle = gpus - busy
             acc["running"] += busy * dt
-            acc["idle_pending" if pending > 0 else "idle_boundary"] += (gpus - busy) * dt
+            if pending > 0:
+                acc["idle_pending"] += idle * dt
+            else:
+                acc["idle_ready"] += min(idle, ready) * dt
+                acc["idle_dependency"] += (idle - min(idle, ready)) * dt
             last = now
 
     for t, what, d in events:
@@ -74,11 +83,14 @@ def sweep(jobs: list[dict], t0: float, t1: float, gpus: int) -> dict:
             queued += d
         elif what == "p":
             pending += d
+        elif what == "w":
+            ready += d
         else:
             running += d
         peak_q, peak_r = max(peak_q, queued), max(peak_r, running)
     advance(t1)
-    return {**acc, "peak_queued": peak_q, "peak_running": peak_r}
+    return {**acc, "idle_nothing_pending": acc["idle_ready"] + acc["idle_dependency"], "peak_queued": peak_q,
+            "peak_running": peak_r}
 
 
 def busy_series(jobs: list[dict], t0: float, t1: float, points: int = 400) -> tuple[list[float], dict]:
