@@ -178,17 +178,23 @@ def test_summary_leads_with_the_main_run_and_lists_every_run(tmp_path):
     from pipeline.rehearsal import summary
     from pipeline.rehearsal.report import markdown
 
+    split = {"boundary_idle_gpu_h": 0.25, "dependency_idle_gpu_h": 0.75, "idle_nothing_pending_gpu_h": 1.0}
     for name, broke in (("main", False), ("broken", True)):
         (tmp_path / "rehearsal" / name).mkdir(parents=True)
-        (tmp_path / "rehearsal" / name / "rehearsal.json").write_text(json.dumps(_facts(name, broke)))
+        facts = dict(_facts(name, broke), **(split if name == "main" else {}))  # "broken": a row from before the split
+        (tmp_path / "rehearsal" / name / "rehearsal.json").write_text(json.dumps(facts))
         (tmp_path / "rehearsal" / name / "rehearsal_gpus.png").write_bytes(name.encode())
+    (tmp_path / "notes.md").write_text("## Read beside the baseline\n\nwhere the time went.\n")
     summary.main(["--main", str(tmp_path / "rehearsal/main/rehearsal.json"), "--out", str(tmp_path),
-                  *map(str, sorted(tmp_path.glob("rehearsal/*/rehearsal.json")))])
+                  "--notes", str(tmp_path / "notes.md"), *map(str, sorted(tmp_path.glob("rehearsal/*/rehearsal.json")))])
     report = json.loads((tmp_path / "rehearsal.json").read_text())
     assert report["label"] == "main" and [r["label"] for r in report["runs"]] == ["main", "broken"]
     assert (tmp_path / "rehearsal_gpus.png").read_bytes() == b"main"
     text = (tmp_path / "rehearsal.md").read_text()
     assert "`train` (dvc exit 255, 10.0 s)" in text and "(rehearsal/broken/rehearsal.md)" in text
+    assert "| 0.5 | 1.0 | 0.25 | 3 / 200 |" in text and "| 1.0 | n/m | 3 / 200 |" in text  # the split, or not measured
+    assert text.rstrip().endswith("## Read beside the baseline\n\nwhere the time went.")
+    assert "ready units not yet submitted 0.25 GPU-h" in text
     assert "1.0 GPU-h (25 %)" in markdown(_facts("main", False))  # boundary idle share of 4 GPU-h measured
 
 

@@ -16,7 +16,8 @@ from pipeline.common import write_json
 from pipeline.rehearsal.report import markdown
 
 SUMMARY_KEYS = ("label", "exit_status", "gpus", "units_per_job", "units", "critical_path_h", "makespan_h", "lower_bound_h", "efficiency",
-                "boundary_idle_gpu_h", "peak_queued", "qos_max_submit_jobs_per_user", "sbatch_calls",
+                "boundary_idle_gpu_h", "dependency_idle_gpu_h", "idle_nothing_pending_gpu_h", "minutes_per_gpu_hour",
+                "peak_queued", "qos_max_submit_jobs_per_user", "sbatch_calls",
                 "faults_injected", "faults_survived", "faults_not_reached", "lost", "tables_complete", "breaks",
                 "sbatch_refused", "wall_s")
 
@@ -26,7 +27,9 @@ def _row(r: dict, path: Path) -> str:
     return (f"| [{r['label']}]({path.parent.as_posix()}/rehearsal.md) | {r['exit_status']} | {r.get('gpus', '')} | "
             f"{r['units_per_job']} | "
             f"{broke or 'none'} | {r['makespan_h']} | {r['lower_bound_h']} | {r['efficiency']} | "
-            f"{r['boundary_idle_gpu_h']} | {r['peak_queued']} / {r['qos_max_submit_jobs_per_user']} | "
+            f"{r.get('idle_nothing_pending_gpu_h', r['boundary_idle_gpu_h'])} | "
+            f"{r['boundary_idle_gpu_h'] if 'idle_nothing_pending_gpu_h' in r else 'n/m'} | "
+            f"{r['peak_queued']} / {r['qos_max_submit_jobs_per_user']} | "
             f"{json.dumps(r['faults_injected'])} | {json.dumps(r['faults_survived'])} | {r['lost']} | "
             f"{r['tables_complete']} |")
 
@@ -36,6 +39,7 @@ def main(argv=None) -> None:
     p.add_argument("--main", required=True, type=Path, help="the run whose figures the report leads with")
     p.add_argument("runs", nargs="*", type=Path, help="every run's rehearsal.json (the main one may repeat)")
     p.add_argument("--out", default=Path("results"), type=Path)
+    p.add_argument("--notes", type=Path, default=None, help="a Markdown file appended after the main run's figures")
     a = p.parse_args(argv)
     paths = [a.main] + [r for r in a.runs if r.resolve() != a.main.resolve()]
     runs = [(json.loads(path.read_text()), path) for path in paths]
@@ -48,12 +52,18 @@ def main(argv=None) -> None:
     rel = a.main.parent.relative_to(a.out) if a.main.parent.is_relative_to(a.out) else a.main.parent
     lines = ["# Rehearsals of the campaign (stand-ins, not results)", "",
              "Each row is one `python -m pipeline.rehearsal` run; the figures after the table are the first row's.",
+             "", "Idle GPU-h with nothing pending splits into *boundary* (units whose inputs existed were not yet "
+             "submitted: stage barriers, driver start and restart) and the dependency chain's tail (nothing was "
+             "ready; no scheduling could use those GPUs). Rows measured before that split show `n/m` (not measured).",
              "", "| run | exit | GPUs | units/job | where it broke | makespan h | lower bound h | efficiency | "
-             "boundary idle GPU-h | peak queued / QOS | faults injected | survived | lost | tables |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "idle, nothing pending GPU-h | of which boundary GPU-h | peak queued / QOS | faults injected | survived | "
+             "lost | tables |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     lines += [_row(r, path.relative_to(a.out) if path.is_relative_to(a.out) else path) for r, path in runs]
     body = markdown(main_run)
     lines += ["", body.split("\n", 1)[1], f"(main run's own report: {rel}/rehearsal.md)", ""]
+    if a.notes is not None:
+        lines += [a.notes.read_text().rstrip("\n"), ""]
     write_text(a.out / "rehearsal.md", "\n".join(lines))
 
 
