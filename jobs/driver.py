@@ -346,6 +346,7 @@ class _Driver:
                            "queuing no more")
         self.base_cap = self.cap  # a refusal lowers `cap`; each accepted submission raises it by what it queued
         self.longest_chain_s = 0.0  # of the units given or followed: the reference of chain_nice
+        self.cfgs: dict[tuple, ExecutorConfig] = {}  # unit_cfg's memo
         self.ceiling: int | None = None  # just below the level of our jobs at which the scheduler last refused
         self.next_submit = 0.0
         self.backoff = SUBMIT_BACKOFF_S[0]
@@ -619,17 +620,23 @@ class _Driver:
         return {"early": self.desc} if unit.key in self.early else {}
 
     def unit_cfg(self, unit: Unit) -> ExecutorConfig:
-        """The unit's kind profile, with the memory an out-of-memory retry raised and the --time its estimate asks."""
-        cfg = self.cfg.for_kind(unit.kind)
-        changes: dict[str, tp.Any] = {}
-        if unit.key in self.mem:
-            changes["mem_gb"] = self.mem[unit.key]
-        if cfg.kind == "slurm" and cfg.time_safety_factor is not None and unit.estimate_s is not None:
-            limit = partition_time_limit_min(cfg.partition)
-            changes["timeout_min"] = unit_time_min(cfg, unit.estimate_s * (cfg.units_per_job or 1), limit)
-        if cfg.kind == "slurm" and cfg.chain_priority and "nice" not in cfg.extra:
-            changes["extra"] = {**cfg.extra, "nice": chain_nice(unit.chain_s, self.longest_chain_s)}
-        return dataclasses.replace(cfg, **changes) if changes else cfg
+        """The unit's kind profile, with the memory an out-of-memory retry raised, the --time its estimate asks and
+        the --nice its chain asks. Memoized: a validated config per distinct request (thousands of waiting units
+        share a handful, and the driver asks at every submission)."""
+        nice = chain_nice(unit.chain_s, self.longest_chain_s) if self.cfg.chain_priority else None
+        ident = (unit.kind, self.mem.get(unit.key), unit.estimate_s, nice)
+        if ident not in self.cfgs:
+            cfg = self.cfg.for_kind(unit.kind)
+            changes: dict[str, tp.Any] = {}
+            if unit.key in self.mem:
+                changes["mem_gb"] = self.mem[unit.key]
+            if cfg.kind == "slurm" and cfg.time_safety_factor is not None and unit.estimate_s is not None:
+                limit = partition_time_limit_min(cfg.partition)
+                changes["timeout_min"] = unit_time_min(cfg, unit.estimate_s * (cfg.units_per_job or 1), limit)
+            if cfg.kind == "slurm" and nice is not None and "nice" not in cfg.extra:
+                changes["extra"] = {**cfg.extra, "nice": nice}
+            self.cfgs[ident] = dataclasses.replace(cfg, **changes) if changes else cfg
+        return self.cfgs[ident]
 
     def _still_ours(self, unit: Unit) -> bool:
         """Under the submit lock: false if the unit got done, or another driver submitted it, since we decided."""
