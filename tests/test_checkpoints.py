@@ -10,8 +10,8 @@ import torch
 
 import awd.checkpoint
 import awd.train as train_mod
-from awd.data import load_dataset, stratified_split
-from awd.train import TrainConfig, load_model, make_train_data, train
+from awd.train import TrainConfig, load_model, train
+from tests.digits_util import digits_train_data
 from tests.log_util import awd_log
 
 EPOCHS = 5
@@ -19,9 +19,7 @@ EPOCHS = 5
 
 @pytest.fixture(scope="module")
 def digits():
-    train_set, test_set = load_dataset("digits"), load_dataset("digits", train=False)
-    train_idx, val_idx = stratified_split(train_set.y, 0.15, 0)
-    return make_train_data(train_set, test_set, train_idx, val_idx)
+    return digits_train_data()
 
 
 def config(**kw):

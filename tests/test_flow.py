@@ -5,11 +5,14 @@ driver is killed. Local executor (real subprocess jobs); the pipeline's own use 
 from __future__ import annotations
 
 import io
+import json
 import signal
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+import pytest
 
 import jobs.driver as driver_mod
 from jobs import ExecutorConfig, RunStore, Unit, run_units_report, unit_key
@@ -160,30 +163,47 @@ DRIVER = textwrap.dedent("""
     tmp = Path(sys.argv[1])
     follow = Follow(tmp, aa_seed=0)
     trains = [toy(tmp, "train", "t1"), toy(tmp, "train", "t2")]
-    report = run_units_report(trains, RunStore(tmp / "runs"), ExecutorConfig(kind="local", max_parallel=4, poll_s=0.1),
+    report = run_units_report(trains, RunStore(tmp / "runs"), ExecutorConfig(**json.loads(sys.argv[4])),
                               desc="train", follow=follow, awaited=("train",))
     json.dump(sorted(report.results), open(sys.argv[2], "w"))
 """)
 
 
-def test_driver_killed_while_downstream_units_run_reattaches_and_submits_nothing_twice(tmp_path, monkeypatch):
-    """(b) The driver dies while the early evaluations and the phase-2 run are in jobs; the next driver (as the next
-    `dvc repro` would) re-attaches to all of them and submits nothing."""
+@pytest.fixture(params=["local", pytest.param("slurm", marks=pytest.mark.slurm)])
+def executor(request) -> dict:
+    """The local executor (every job runs at once), and the local SLURM cluster (2 CPUs: one of the three downstream
+    jobs is still pending in the queue when the driver dies)."""
+    if request.param == "local":
+        return {"kind": "local", "max_parallel": 4, "poll_s": 0.1}
+    cluster = request.getfixturevalue("slurm_cluster")
+    return {"kind": "slurm", "partition": cluster.partition, "cpus_per_task": 1, "timeout_min": 5, "poll_s": 0.5}
+
+
+def test_driver_killed_while_downstream_units_run_reattaches_and_submits_nothing_twice(tmp_path, monkeypatch,
+                                                                                        executor):
+    """(b) The driver dies while the early evaluations and the phase-2 run are in jobs (running, or on SLURM one still
+    queued); the next driver (as the next `dvc repro` would) re-attaches to all of them and submits nothing."""
     script = tmp_path / "driver.py"
     script.write_text(DRIVER)
     tests_dir = str(Path(__file__).resolve().parent)
     log = open(tmp_path / "driver.log", "w")
-    driver = subprocess.Popen([sys.executable, str(script), str(tmp_path), str(tmp_path / "out.json"), tests_dir],
-                              stdout=log, stderr=subprocess.STDOUT)
+    driver = subprocess.Popen([sys.executable, str(script), str(tmp_path), str(tmp_path / "out.json"), tests_dir,
+                               json.dumps(executor)], stdout=log, stderr=subprocess.STDOUT)
     follow = Follow(tmp_path, aa_seed=0)
-    expect = ["started-aa-t1", "started-aa-t2", "started-p2"]
-    wait_for(lambda: all((tmp_path / f).exists() for f in expect) or driver.poll() is not None,
-             "the downstream units to start")
+    store = RunStore(tmp_path / "runs")
+    downstream = [follow.evaluation("t1"), follow.evaluation("t2"), toy(tmp_path, "train", "p2")]
+    started = ["started-aa-t1", "started-aa-t2", "started-p2"]
+    need = 3 if executor["kind"] == "local" else 2  # the cluster's 2 CPUs: the third job waits in the queue
+
+    def downstream_in_jobs() -> bool:
+        return (sum((tmp_path / f).exists() for f in started) >= need
+                and all(store.job_record(u.kind, u.key) for u in downstream)) or driver.poll() is not None
+
+    wait_for(downstream_in_jobs, "the downstream units to be submitted and started")
     assert driver.poll() is None, (tmp_path / "driver.log").read_text()
     driver.send_signal(signal.SIGKILL)
     driver.wait()
 
-    store = RunStore(tmp_path / "runs")
     submitted: list[str] = []
     real = driver_mod._submit
 
@@ -194,7 +214,8 @@ def test_driver_killed_while_downstream_units_run_reattaches_and_submits_nothing
     monkeypatch.setattr(driver_mod, "_submit", spy)
     stream = ReleaseOnReattach(tmp_path / "release")
     trains = [toy(tmp_path, "train", "t1"), toy(tmp_path, "train", "t2")]
-    report = run_units_report(trains, store, LOCAL, desc="train", stream=stream, follow=follow, awaited=("train",))
+    report = run_units_report(trains, store, ExecutorConfig(**executor), desc="train", stream=stream, follow=follow,
+                              awaited=("train",))
     assert not report.failures and len(report.results) == 3
     early = [follow.evaluation(n) for n in ("t1", "t2", "p2")]
     wait_for(lambda: all(store.is_done("autoattack", u.key) for u in early), "the early units to finish")

@@ -34,11 +34,11 @@ import torch
 
 from awd.autoattack import load_shard
 from awd.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from awd.data import load_dataset, stratified_split
-from awd.train import TrainConfig, load_model, make_train_data, train
+from awd.train import TrainConfig, load_model, train
 from jobs import RunStore, Unit, run_units, unit_key
 from jobs.executors import ExecutorConfig
 from jobs.job import execute_unit
+from tests.digits_util import digits_train_data
 from tests.log_util import awd_log
 
 pytestmark = pytest.mark.reliability
@@ -57,9 +57,7 @@ def run_config(**kw) -> dict:
 
 @pytest.fixture(scope="module")
 def digits():
-    train_set, test_set = load_dataset("digits"), load_dataset("digits", train=False)
-    train_idx, val_idx = stratified_split(train_set.y, 0.1, 0)
-    return make_train_data(train_set, test_set, train_idx, val_idx)
+    return digits_train_data(0.1)
 
 
 @pytest.fixture(scope="module")

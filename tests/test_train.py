@@ -9,9 +9,10 @@ import pytest
 import torch
 
 import awd.train as train_mod
-from awd.data import load_dataset, stratified_split
+from awd.data import load_dataset
 from awd.evaluate import accuracy
 from awd.train import NonFiniteLossError, TrainConfig, TrainData, load_model, make_train_data, train
+from tests.digits_util import digits_train_data
 from tests.log_util import awd_log
 
 METRIC_KEYS = {"reported_model", "best_epoch", "epochs_run", "val_acc", "val_robust_acc", "test_acc", "train_acc",
@@ -23,9 +24,7 @@ BEST_VAL_KEYS = {"best_val_val_acc", "best_val_test_acc", "best_val_weight_norm"
 
 @pytest.fixture(scope="module")
 def digits():
-    train_set, test_set = load_dataset("digits"), load_dataset("digits", train=False)
-    train_idx, val_idx = stratified_split(train_set.y, 0.15, 0)
-    return make_train_data(train_set, test_set, train_idx, val_idx)
+    return digits_train_data()
 
 
 def config(**kw):
