@@ -21,19 +21,19 @@ def _sim_h(wall_s: float, minutes_per_gpu_hour: float) -> float:
     return wall_s / 60 / minutes_per_gpu_hour
 
 
+def _tag(label: str) -> tuple[str, dict[str, str]]:
+    """("adversarial[0]", {"method": "fixed", "value": "0.01", "seed": "1"}) of a training unit's label
+    ("adversarial[0] cifar10 method=fixed,value=0.01,seed=1", pipeline.train.describe)."""
+    fields = dict(f.split("=", 1) for f in label.split(" ", 2)[-1].split(",") if "=" in f)
+    return label.split(" ", 1)[0], fields
+
+
 def _adversarial_tag(label: str) -> tuple[str, str, bool] | None:
-    """(study, method, is an extra seed) of an adversarial training unit's label ("adversarial[0] cifar10
-    method=fixed,value=0.01[,seed=1]", pipeline.train.describe); None for any other unit."""
+    """(study, method, is an extra seed) of an adversarial training unit's label; None for any other unit."""
     if not label.startswith("adversarial["):
         return None
-    fields = dict(f.split("=", 1) for f in label.split(" ", 2)[-1].split(",") if "=" in f)
-    return label.split(" ")[0], fields.get("method", ""), "seed" in fields
-
-
-def _tag(label: str) -> tuple[str, dict[str, str]]:
-    """("natural[0]", {"method": "awd", "value": ..., "seed": "0"}) of a training unit's label (describe())."""
-    head = label.split(" ", 1)[0]
-    return head, dict(f.split("=", 1) for f in label.split(" ", 2)[-1].split(",") if "=" in f)
+    head, fields = _tag(label)
+    return head, fields.get("method", ""), "seed" in fields
 
 
 def waiting_intervals(units: list[dict], jobs: list[dict], t0: float) -> list[tuple[float, float]]:
