@@ -7,6 +7,7 @@ not a 1 to use.
 from __future__ import annotations
 
 import numbers
+import reprlib
 import typing as tp
 
 
@@ -24,3 +25,34 @@ def is_int(value: tp.Any) -> bool:
 def is_real(value: tp.Any) -> bool:
     """A real number (int or float, Python or numpy), not a bool."""
     return is_a(value, numbers.Real)
+
+
+class _Brief(reprlib.Repr):
+    """reprlib's bounded repr: nested containers are cut by level and by count before any string is built, so that
+    a value expanded from YAML aliases costs a few hundred characters to show, not its whole size."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.maxlevel = 3
+        self.maxlist = self.maxtuple = self.maxset = self.maxfrozenset = self.maxdeque = self.maxarray = 8
+        self.maxdict = 6
+        self.maxstring = self.maxother = self.maxlong = limit
+
+    def repr_str(self, x: str, level: int) -> str:
+        return repr(x[:self.maxstring])  # its start, as `brief` cuts any text: reprlib would keep both ends
+
+    def repr_int(self, x: int, level: int) -> str:
+        # Python refuses to write an int of more than 4300 digits (ValueError), and writing one is quadratic
+        if x.bit_length() > 4 * self.maxlong:
+            return f"<an integer of {x.bit_length()} bits>"
+        return super().repr_int(x, level)
+
+
+_BRIEF = _Brief(80)
+
+
+def brief(value: tp.Any, limit: int = 80) -> str:
+    """repr(value) when that is short; else a repr cut to about `limit` characters, computed without ever building
+    the whole one (an error message must not cost the memory of the value it names)."""
+    text = (_BRIEF if limit == 80 else _Brief(limit)).repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."

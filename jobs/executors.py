@@ -28,7 +28,8 @@ import yaml
 from submitit.local import local as submitit_local
 from submitit.slurm import slurm as submitit_slurm
 
-from jobs.checks import is_a, is_int
+from jobs import bounded_yaml
+from jobs.checks import brief, is_a, is_int
 from jobs.keys import KIND_RE
 
 KINDS = ("debug", "local", "slurm")
@@ -160,7 +161,7 @@ def validate_fields(values: tp.Mapping[str, tp.Any], source: str) -> None:
     for key in values:
         if key not in _FIELD_TYPES:
             raise ExecutorConfigError(
-                f"{source}: unknown key {key!r}{_did_you_mean(str(key), _FIELD_TYPES)}; "
+                f"{source}: unknown key {brief(key)}{_did_you_mean(str(key), _FIELD_TYPES)}; "
                 f"allowed keys: {', '.join(sorted(_FIELD_TYPES))}")
     for key, value in values.items():
         if value is None and key not in _REQUIRED:
@@ -168,26 +169,28 @@ def validate_fields(values: tp.Mapping[str, tp.Any], source: str) -> None:
         types, allowed = _FIELD_TYPES[key]
         if not is_a(value, types):
             raise ExecutorConfigError(
-                f"{source}: key {key!r} must be {allowed}, got {value!r} ({type(value).__name__})")
+                f"{source}: key {key!r} must be {allowed}, got {brief(value)} ({type(value).__name__})")
         if key in _MIN and (value < _MIN[key] or (key in _STRICT_MIN and value == _MIN[key])):
-            raise ExecutorConfigError(f"{source}: key {key!r} must be {allowed}, got {value!r}")
+            raise ExecutorConfigError(f"{source}: key {key!r} must be {allowed}, got {brief(value)}")
     kind = values.get("kind", "local")
     if kind not in KINDS:
         raise ExecutorConfigError(
-            f"{source}: unknown executor kind {kind!r}{_did_you_mean(str(kind), KINDS)}; allowed: {', '.join(KINDS)}")
+            f"{source}: unknown executor kind {brief(kind)}{_did_you_mean(str(kind), KINDS)}; allowed: "
+            f"{', '.join(KINDS)}")
     for line in values.get("setup") or []:
         if not isinstance(line, str):
-            raise ExecutorConfigError(f"{source}: key 'setup' must be a list of shell lines, got item {line!r}")
+            raise ExecutorConfigError(f"{source}: key 'setup' must be a list of shell lines, got item {brief(line)}")
     for gpu in values.get("local_gpus") or []:
         if not is_int(gpu) or gpu < 0:
-            raise ExecutorConfigError(f"{source}: key 'local_gpus' must list GPU indices >= 0, got item {gpu!r}")
+            raise ExecutorConfigError(f"{source}: key 'local_gpus' must list GPU indices >= 0, got item "
+                                      f"{brief(gpu)}")
     for kind, profile in (values.get("profiles") or {}).items():
         where = f"{source}: profiles.{kind}"
         if not isinstance(kind, str) or not KIND_RE.match(kind):
             raise ExecutorConfigError(f"{source}: key 'profiles' maps unit kinds (train, autoattack, prune, ...) to "
-                                      f"settings, got kind {kind!r}")
+                                      f"settings, got kind {brief(kind)}")
         if not isinstance(profile, dict):
-            raise ExecutorConfigError(f"{where} must be a mapping of settings, got {profile!r}")
+            raise ExecutorConfigError(f"{where} must be a mapping of settings, got {brief(profile)}")
         driver_wide = sorted(NOT_IN_PROFILES & set(profile))
         if driver_wide:
             raise ExecutorConfigError(f"{where}: {', '.join(map(repr, driver_wide))} can only be set at the top "
@@ -196,7 +199,8 @@ def validate_fields(values: tp.Mapping[str, tp.Any], source: str) -> None:
     for opt, value in (values.get("extra") or {}).items():
         if not isinstance(opt, str) or not isinstance(value, (str, int, float, bool)):
             raise ExecutorConfigError(
-                f"{source}: key 'extra' maps sbatch options to str/number/bool values, got {opt!r}: {value!r}")
+                f"{source}: key 'extra' maps sbatch options to str/number/bool values, got {brief(opt)}: "
+                f"{brief(value)}")
 
 
 def load_executor_config(path: str | Path | None = None) -> ExecutorConfig:
@@ -213,10 +217,11 @@ def load_executor_config(path: str | Path | None = None) -> ExecutorConfig:
     if path is not None:
         source = str(path)
         try:
-            with open(path) as f:
-                loaded = yaml.safe_load(f)
+            loaded = bounded_yaml.load(path, yaml_version="1.1")  # caps: an alias bomb or 100k `[` is refused
         except FileNotFoundError:
             raise ExecutorConfigError(f"executor config {source!r}: no such file") from None
+        except bounded_yaml.SettingsFileError as e:
+            raise ExecutorConfigError(f"executor config {e}") from None
         except yaml.YAMLError as e:
             raise ExecutorConfigError(f"executor config {source}: not valid YAML: {e}") from None
         if loaded is None:

@@ -15,11 +15,14 @@ expanded to floats rounded to 6 significant digits with exact endpoints.
 
 Errors: every problem of a file at once, one line each `file: dotted.key: what is allowed, got what`, raised as one
 `ParamsError`. Executor settings are not params (executor.yaml / $AWD_EXECUTOR, read by `jobs/`). No torch here.
+Size caps (file, values, depth, lists: jobs/bounded_yaml.py; grids, seeds, runs: pipeline/limits.py) are checked
+before anything of that size is built.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 import sys
 from pathlib import Path
@@ -35,10 +38,9 @@ from pydantic import (
     create_model,
     model_validator,
 )
-from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.error import YAMLError
 
-from awd.checks import is_int, number_problem, range_text, show
+from awd.checks import is_int, number_problem, range_text
 from awd.train_config import (
     DATASET_NAMES,
     METHODS,
@@ -59,6 +61,9 @@ from awd.train_config import (
     problems_error,
     run_problems,
 )
+from jobs import bounded_yaml
+from pipeline import limits
+from pipeline.limits import show
 
 __all__ = [
     "ParamsError", "Params", "load_params", "validate", "resolve_train", "base_run_config", "check_data",
@@ -106,9 +111,9 @@ def _bounds(name: str) -> dict:
 
 
 def _check(problems_of):
-    """A wrap validator from `problems_of(value) -> (normalised value, [(key suffix, message)])`."""
-    def check(value, handler):
-        out, problems = problems_of(value)
+    """A wrap validator from `problems_of(value, context) -> (normalised value, [(key suffix, message)])`."""
+    def check(value, handler, info):
+        out, problems = problems_of(value, info.context)
         if problems:
             raise problems_error(problems)
         return out
@@ -120,8 +125,8 @@ def _round(x: float) -> float:
     return float(f"{x:.{SIGNIFICANT_DIGITS}g}")
 
 
-def expand_grid(value, bounds: dict):
-    """(values, problems) of a grid: a list of numbers or {geomspace|linspace: [start, stop, num]}."""
+def expand_grid(value, bounds: dict, context=None):
+    """(values, problems) of a grid: a list of numbers or {geomspace|linspace: [start, stop, num]}, sized first."""
     if isinstance(value, dict):
         if len(value) != 1 or next(iter(value)) not in ("geomspace", "linspace"):
             keys = ", ".join(map(show, value)) or "none"
@@ -133,8 +138,8 @@ def expand_grid(value, bounds: dict):
         problems = [(f".{kind}[{i}]", p) for i, p in enumerate((
             number_problem(spec[0], **ends), number_problem(spec[1], **ends),
             number_problem(spec[2], integer=True, ge=1))) if p]
-        if problems:
-            return None, problems
+        if problems or (problems := limits.grid_points_problem(kind, int(spec[2]), context)):
+            return None, [(f".{kind}[2]", problems)] if isinstance(problems, str) else problems
         start, stop, num = float(spec[0]), float(spec[1]), int(spec[2])
         at = (lambda t: start + (stop - start) * t) if kind == "linspace" else (lambda t: start * (stop / start) ** t)
         values = [start] if num == 1 else [at(i / (num - 1)) for i in range(num - 1)] + [stop]  # exact endpoint
@@ -150,22 +155,23 @@ def expand_grid(value, bounds: dict):
                                f"{show(value)}")]
         if not value:
             return None, [("", "empty grid: give at least one value")]
+        if too_many := limits.grid_points_problem("a list", len(value), context):
+            return None, [("", too_many)]
         problems = [(f"[{i}]", p) for i, v in enumerate(value) if (p := number_problem(v, **bounds))]
         if problems:
             return None, problems
         rounded = [_round(v) for v in value]
         name = lambda i: f"{{here}}[{i}]"  # noqa: E731
         where = lambda i: f"[{i}]"  # noqa: E731
-    for i, v in enumerate(rounded):
-        if v in rounded[:i]:
-            shown = show(value[i]) if isinstance(value, list) else show(v)
-            return None, [(where(i), f"duplicate grid value {shown} (same as {name(rounded.index(v))} after "
-                                     f"rounding to {SIGNIFICANT_DIGITS} significant digits)")]
+    for i, first in limits.duplicates(rounded)[:1]:
+        shown = show(value[i]) if isinstance(value, list) else show(rounded[i])
+        return None, [(where(i), f"duplicate grid value {shown} (same as {name(first)} after "
+                                 f"rounding to {SIGNIFICANT_DIGITS} significant digits)")]
     return tuple(rounded), []
 
 
 def Grid(**bounds):  # noqa: N802 - used as a type
-    return Annotated[tuple[float, ...], _check(lambda v: expand_grid(v, bounds))]
+    return Annotated[tuple[float, ...], _check(lambda v, context: expand_grid(v, bounds, context))]
 
 
 def _seeds(value, allow_empty: bool):
@@ -173,14 +179,17 @@ def _seeds(value, allow_empty: bool):
         return (), []
     if not isinstance(value, list) or not value:
         return None, [("", f"must be a non-empty list of integer seeds, got {show(value)}")]
+    if len(value) > limits.MAX_SEEDS:
+        return None, [("", f"a list of {len(value)} seeds; at most {limits.MAX_SEEDS} allowed")]
     problems = [(f"[{i}]", p) for i, v in enumerate(value) if (p := number_problem(v, integer=True, ge=0))]
+    first: dict = {}
     problems += [(f"[{i}]", f"duplicate seed {show(v)}; seeds must be unique") for i, v in enumerate(value)
-                 if is_int(v) and v in value[:i]]
+                 if is_int(v) and first.setdefault(v, i) != i]
     return tuple(int(v) for v in value), problems
 
 
-Seeds = Annotated[tuple[int, ...], _check(lambda v: _seeds(v, allow_empty=False))]
-ExtraSeeds = Annotated[tuple[int, ...], _check(lambda v: _seeds(v, allow_empty=True))]
+Seeds = Annotated[tuple[int, ...], _check(lambda v, _: _seeds(v, allow_empty=False))]
+ExtraSeeds = Annotated[tuple[int, ...], _check(lambda v, _: _seeds(v, allow_empty=True))]
 
 
 def _section(name: str, keys, *, required=(), partial=False, hints=None, **extra):
@@ -416,8 +425,8 @@ class VariantsStudy(Study):
     @model_validator(mode="after")
     def _names(self):
         names = [r.name for r in self.runs]
-        p = [(f".runs[{i}].name", f"duplicate run name {n!r}; names must be unique in a study")
-             for i, n in enumerate(names) if n in names[:i]]
+        p = [(f".runs[{i}].name", f"duplicate run name {show(names[i])}; names must be unique in a study")
+             for i, _ in limits.duplicates(names)]
         if not names:
             p.append((".runs", "empty: give at least one run"))
         if p:
@@ -457,7 +466,7 @@ for _name, _field in Suites.model_fields.items():  # "must be a list of natural 
     _field.annotation.__args__[0].noun = f"{_name} studies"
 
 
-def _plugins_checked(plugins):
+def _plugins_checked(plugins, context=None):
     """The top-level `methods:` section: a plugin method's params name -> "package.module:Class"."""
     if not isinstance(plugins, dict):
         return None, [("", f"must be a mapping of method names to package.module:Class, got {show(plugins)}")]
@@ -583,7 +592,7 @@ def sweep_match(adversarial_studies, dataset: str, method: str, value: float):
         swept = study.methods.get(method, ())
         if study.dataset != dataset or not swept:
             continue
-        nearest = min(swept, key=lambda v: abs(v - value))
+        nearest = limits.nearest_value(swept, value)
         if abs(nearest - value) <= SWEEP_MATCH_RTOL * abs(nearest):
             return i, nearest
     return None
@@ -597,10 +606,10 @@ def _from_sweep_problems(params: Params) -> list[tuple[str, str]]:
                 continue
             path = f"suites.variants[{i}].runs[{j}]"
             if sweep_match(adversarial, study.dataset, run.method, run.value) is None:
-                swept = [v for st in adversarial if st.dataset == study.dataset for v in st.methods.get(run.method, ())]
+                swept = [st.methods.get(run.method, ()) for st in adversarial if st.dataset == study.dataset]
                 p.append((f"{path}.value", f"from_sweep: no adversarial study on {study.dataset} sweeps a "
                           f"{run.method} value within {SWEEP_MATCH_RTOL:.0%} of {run.value:g}; swept values: "
-                          f"{', '.join(f'{v:g}' for v in swept) or 'none'}"))
+                          f"{limits.listing(itertools.chain(*swept), sum(map(len, swept)))}"))
             optimizer = run.optimizer or study.train.get("optimizer")
             if optimizer not in (None, "sgd"):
                 p.append((f"{path}.optimizer", f"from_sweep: the adversarial sweep trains with sgd, not {optimizer}"))
@@ -634,12 +643,15 @@ def validate(raw, source: str = "params.yaml") -> Params:
         raise ParamsError(_lines(source, [("", f"the file must be a mapping with keys "
                                                f"{', '.join(Params.model_fields)}, got {got}")]))
     try:
+        bounded_yaml.check_data(raw, str(source))  # the caps of a file's reader, for data from elsewhere
         plugins = raw.get("methods") if isinstance(raw.get("methods"), dict) else {}
-        params = Params.model_validate(raw, context={"plugins": plugins})
+        params = Params.model_validate(raw, context={"plugins": plugins, **limits.grid_budget()})
+    except bounded_yaml.SettingsFileError as e:
+        raise ParamsError([str(e)]) from None
     except ValidationError as e:
         raise ParamsError(_lines(source, explain(e, Params))) from None
-    problems = (_nesterov_problems(params)
-                + _best_seed_problems(params) + _from_sweep_problems(params))
+    problems = limits.runs_problems(params.studies()) or (  # the cheap count first: the rest walks every run
+        _nesterov_problems(params) + _best_seed_problems(params) + _from_sweep_problems(params))
     if problems:
         raise ParamsError(_lines(source, problems))
     params = _resolve_variants(params)
@@ -651,35 +663,17 @@ def validate(raw, source: str = "params.yaml") -> Params:
 
 
 def load_yaml(path) -> object:
-    """Parse a YAML file; syntax errors and duplicate keys become a ParamsError with `file:line:column`."""
+    """Parse a YAML file under the caps of jobs/bounded_yaml.py; a syntax error, a duplicate key or a cap exceeded
+    becomes a ParamsError naming `file:line:column` or the key."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = bounded_yaml.read_text(path)
+        return bounded_yaml.load_text(text, str(path), yaml_version="1.2")
     except FileNotFoundError:
         raise ParamsError([f"{path}: no such file"]) from None
-    try:
-        return YAML(typ="safe", pure=True).load(text)
-    except MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        what = " ".join(s for s in (e.context, e.problem) if s)
-        dup = re.match(r'found duplicate key "(.*?)"', e.problem or "")
-        if dup:
-            what = f"{e.context}: found duplicate key {dup.group(1)!r}{_first_at(text, dup.group(1), e)}"
-        if not mark:
-            raise ParamsError([f"{path}: invalid YAML: {what}"]) from None
-        line, col = mark.line + 1, mark.column + 1
-        raise ParamsError([f"{path}:{line}:{col}: invalid YAML: {what} (line {line}, column {col})"]) from None
+    except bounded_yaml.SettingsFileError as e:
+        raise ParamsError([str(e)]) from None
     except YAMLError as e:
-        raise ParamsError([f"{path}: invalid YAML: {e}"]) from None
-
-
-def _first_at(text: str, key: str, e) -> str:
-    """' (first at line N)': the earlier line of a block mapping that starts with the duplicated key."""
-    lines = text.splitlines()
-    col = e.problem_mark.column
-    for n in range(e.context_mark.line, e.problem_mark.line):
-        if re.match(rf"{re.escape(key)}\s*:", lines[n][col:]) and not lines[n][:col].strip(" -"):
-            return f" (first at line {n + 1})"
-    return ""
+        raise ParamsError([bounded_yaml.error_line(e, str(path), text)]) from None
 
 
 def load_params(path="params.yaml") -> Params:
