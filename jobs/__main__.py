@@ -8,6 +8,7 @@ import sys
 
 from jobs.console import configure_logging
 from jobs.executors import JobWatch, cancel_jobs
+from jobs.records import OWN, pending_jobs, skip_message
 from jobs.store import RunStore
 
 
@@ -22,7 +23,7 @@ def main(argv=None) -> int:
     if not store.root.is_dir():
         print(f"no run store at {store.root}", file=sys.stderr)
         return 2
-    records = [r for r in store.pending_jobs() if not args.kind or r["kind"] in args.kind]
+    records = pending_jobs(store, args.kind)
     watch = JobWatch()
     watch.refresh(records, force=True)
     live = []
@@ -37,6 +38,9 @@ def main(argv=None) -> int:
         if alive:
             live.append(r)
     if args.command == "cancel":
+        for line in skip_message([r for r in live if not r[OWN]], "not cancelled"):
+            print(line)
+        live = [r for r in live if r[OWN]]
         n = cancel_jobs(live)
         print(f"cancelled {n} jobs ({len(live)} units in flight)")
     return 0

@@ -26,15 +26,17 @@ from jobs.executors import (
     ElsewhereError,
     ExecutorConfig,
     JobWatch,
-    cancel_jobs,
     load_executor_config,
     make_executor,
+    owner_only_files,
     partition_time_limit_min,
     submit_limit,
     unit_time_min,
 )
 from jobs.job import Unit, UnitBatch, execute_unit, heartbeat_every_s, resolve_fn
 from jobs.progress import Progress
+from jobs.records import OWN, job_record, owned_record, unit_field
+from jobs.records import cancel_early as cancel_early  # the stages import it from here
 from jobs.snapshot import SnapshotError, write_snapshot
 from jobs.store import CLAIM, ERROR, RunStore, StoreError, claim_alive, dump_json
 from jobs.why import pending_reasons, summary
@@ -194,9 +196,11 @@ def _submit(packs: tp.Sequence[list[Unit]], store: RunStore, cfg: ExecutorConfig
             watch.track(job)
             logs = {"stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr)}
             for index, unit in enumerate(pack):
-                store.record_jobs(unit.kind, unit.key, job.job_id, cfg.kind, logs, folder=str(log_dir), desc=desc,
-                                  pack_index=index, pack_size=len(pack), mem_gb=cfg.mem_gb, **mark(unit))
-                record = store.job_record(unit.kind, unit.key)
+                with owner_only_files():  # a record group members could rewrite would not be acted on (records.py)
+                    store.record_jobs(unit.kind, unit.key, job.job_id, cfg.kind, logs, folder=str(log_dir),
+                                      desc=desc, pack_index=index, pack_size=len(pack), mem_gb=cfg.mem_gb,
+                                      **mark(unit), **unit_field(unit.kind, unit.key))
+                record = job_record(store, unit.kind, unit.key)
                 assert record is not None, "record_jobs has just written it (atomically)"
                 records[unit.key] = record
     return records, None
@@ -392,7 +396,7 @@ class _Driver:
             self.progress.close()
             records = [dict(t.record, kind=t.unit.kind) for t in self.active.values()] or [
                 dict(r, kind=u.kind) for u in todo  # interrupted before anything was tracked: what the store says
-                if not self.store.is_done(u.kind, u.key) and (r := self.store.job_record(u.kind, u.key)) is not None]
+                if not self.store.is_done(u.kind, u.key) and (r := job_record(self.store, u.kind, u.key)) is not None]
             if records:
                 self.progress.write(_cancel_hint(self.store, records))
             raise
@@ -495,7 +499,7 @@ class _Driver:
 
     def adopt(self, todo: tp.Sequence[Unit]) -> None:
         store = self.store
-        seen = {u.key: store.job_record(u.kind, u.key) for u in todo}
+        seen = {u.key: job_record(store, u.kind, u.key) for u in todo}
         self.watch.refresh([r for r in seen.values() if r], force=True)  # outside the lock: sacct may be slow
         adopted = len(self.active)
         done: list[Unit] = []
@@ -504,7 +508,7 @@ class _Driver:
                 if store.is_done(unit.kind, unit.key):  # a concurrent driver finished it while we waited
                     done.append(unit)
                     continue
-                record = self.known[unit.key] = store.job_record(unit.kind, unit.key)
+                record = self.known[unit.key] = job_record(store, unit.kind, unit.key)
                 failed_there = store.error(unit.kind, unit.key) is not None  # its job may still run other units
                 if record is not None and not failed_there and (record != seen[unit.key]
                                                                 or self._alive(unit, record)[0]):
@@ -562,7 +566,9 @@ class _Driver:
                 packs = [[u for u in pack if self._still_ours(u)] for pack in packs]
                 packs = [p for p in packs if p]
                 for unit in (u for pack in packs for u in pack):
-                    self.known[unit.key] = self.store.claim(unit.kind, unit.key, desc=desc, **self.mark(unit))
+                    with owner_only_files():
+                        self.known[unit.key] = self.store.claim(unit.kind, unit.key, desc=desc, **self.mark(unit),
+                                                                **unit_field(unit.kind, unit.key))
             with _sigint_deferred() as interrupted:
                 records, error = _submit(packs, self.store, cfg, desc, self.watch, self.mark)
             self.known.update(records)
@@ -644,7 +650,7 @@ class _Driver:
             self.waiting.remove(unit)
             self.finish(unit)
             return False
-        record = self.store.job_record(unit.kind, unit.key)
+        record = job_record(self.store, unit.kind, unit.key)
         if record is not None and record != self.known.get(unit.key):  # another driver submitted it meanwhile
             self.known[unit.key] = record
             self.active[unit.key] = _Tracked(unit, record)
@@ -657,7 +663,7 @@ class _Driver:
         grace = SLURM_LOST_GRACE_S if self.cfg.kind == "slurm" else 0.0
         for key, tracked in list(self.active.items()):
             if tracked.record.get("executor") == CLAIM:  # another driver's submission: its record may have landed
-                tracked.record = self.store.job_record(tracked.unit.kind, tracked.unit.key) or tracked.record
+                tracked.record = job_record(self.store, tracked.unit.kind, tracked.unit.key) or tracked.record
             unit, record = tracked.unit, tracked.record
             alive, state = self._alive(unit, record)  # sampled before is_done: a job that ended after committing
             tracked.state = state
@@ -712,38 +718,8 @@ def _failure(store: RunStore, tracked: _Tracked, alive: bool, state: str, grace:
     tracked.dead_since = tracked.dead_since or now
     if now - tracked.dead_since < grace:
         return None
-    tail = _log_tail(log)
+    own = owned_record(store, unit.kind, unit.key)
+    # a record someone else wrote may name any file we can read (the tail would land in attempts.json)
+    tail = _log_tail(log) if own is not None and own[OWN] and own["job_id"] == str(record["job_id"]) else ""
     return Failure(unit, f"job {record['job_id']} ended ({state}) without committing a result"
                    + (f"; last log line: {tail}" if tail else ""), log)
-
-
-def cancel_early(store: RunStore, kind: str, needed: tp.Collection[str],
-                 say: tp.Callable[[str], None] = log.info) -> int:
-    """A stage's first act: the `kind` units that an earlier stage submitted early (job.json `early`, written by
-    this pipeline into this store) and that this stage does not need — their keys were computed from params since
-    edited — are cancelled while their jobs are still pending (or, local, running), so they hold no GPU; their
-    job.json is removed so that nothing adopts them. A job that also holds a needed unit is left alone. Returns how
-    many units were cancelled."""
-    needed = set(needed)
-    records = [r for r in store.pending_jobs() if r["kind"] == kind]
-    keep_jobs = {str(r["job_id"]) for r in records if r["key"] in needed}
-    stale = [r for r in records if r["key"] not in needed and r.get("early") and str(r["job_id"]) not in keep_jobs]
-    if not stale:
-        return 0
-    watch = JobWatch()
-    watch.refresh(stale, force=True)
-    victims = []
-    for record in stale:
-        try:
-            alive, state = watch.state(record)
-        except ElsewhereError:
-            continue  # started on another host: only that host can tell, and cancel it
-        if alive and (state.startswith("PENDING") or record.get("executor") == "local"):
-            victims.append(record)
-    if victims:
-        cancel_jobs(victims, say=say)
-        for record in victims:
-            store.clear_job(kind, record["key"])
-        say(f"{kind}: cancelled {len(victims)} early units that no longer match the params (submitted by the "
-            f"{sorted({str(r['early']) for r in victims})} stage under earlier settings)")
-    return len(victims)

@@ -276,8 +276,9 @@ def private_folder(folder: str | Path) -> Path:
 
 
 @contextlib.contextmanager
-def _owner_only_files() -> tp.Iterator[None]:
-    """Submission pickles written while this runs get no group/other write bit (a shared store's umask is 002)."""
+def owner_only_files() -> tp.Iterator[None]:
+    """Files created while this runs get no group/other write bit from the start (a shared store's umask is 002):
+    sbatch scripts, submitit's bookkeeping, job.json records. Pickles are 0600 anyway (`private_pickles`)."""
     old = os.umask(0o022)
     os.umask(old | 0o022)  # never looser than the user's own umask
     try:
@@ -310,7 +311,7 @@ class DetachedLocalExecutor(submitit.LocalExecutor):
         return " ".join([self.python, "-u -m", OWNED_ENTRY, shlex.quote(str(self.folder))])
 
     def _internal_process_submissions(self, delayed_submissions: list[tp.Any]) -> list[submitit.Job]:
-        with _owner_only_files():
+        with owner_only_files():
             return super()._internal_process_submissions(delayed_submissions)
 
     def _submit_command(self, command: str) -> submitit.local.local.LocalJob:
@@ -395,7 +396,7 @@ class CleanEnvSlurmExecutor(submitit.SlurmExecutor):
     def _internal_process_submissions(self, delayed_submissions: list[tp.Any]) -> list[submitit.Job]:
         # covers single jobs and arrays (submitit submits an array through a fresh plain SlurmExecutor, but with
         # this executor's command string)
-        with _outside_allocation(), _timed_sbatch(), _owner_only_files():
+        with _outside_allocation(), _timed_sbatch(), owner_only_files():
             return super()._internal_process_submissions(delayed_submissions)
 
 
@@ -488,6 +489,11 @@ def make_executor(cfg: ExecutorConfig, log_dir: str | Path) -> submitit.Executor
     if cfg.kind == "debug":
         return submitit.DebugExecutor(folder=log_dir)
     private_folder(log_dir)
+    # imported here: `python -m jobs.owned_submission` (every job) imports this package first, and must not find
+    # itself in sys.modules already
+    from jobs.owned_submission import private_pickles
+
+    private_pickles()  # the submission files this process writes: 0600 from their first byte
     if cfg.kind == "local":
         return DetachedLocalExecutor(log_dir, local_gpus=cfg.local_gpus, timeout_min=cfg.timeout_min,
                                      setup=cfg.setup, max_num_timeout=cfg.max_num_timeout,
@@ -544,6 +550,13 @@ def _proc_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _proc_owner(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None if Path("/proc/self").exists() else os.geteuid()  # no /proc: os.killpg's EPERM decides
 
 
 class JobWatch:
@@ -650,9 +663,16 @@ def cancel_jobs(records: tp.Sequence[tp.Mapping[str, tp.Any]], say: tp.Callable[
             continue
         if not _proc_alive(int(job_id)):
             continue
+        owner = _proc_owner(int(job_id))
+        if owner != os.geteuid():  # a record only names a pid: the process itself says whose it is
+            say(f"local job {job_id} is a process of uid {owner}, not yours: not cancelled")
+            continue
         try:
             os.killpg(int(job_id), signal.SIGINT)  # the controller and its task: they share the job's session
         except ProcessLookupError:
+            continue
+        except PermissionError as e:
+            say(f"local job {job_id}: not cancelled ({e.strerror})")
             continue
         say(f"interrupted local job {job_id}")
         n += 1

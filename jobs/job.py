@@ -13,6 +13,7 @@ import importlib
 import logging
 import os
 import re
+import stat
 import sys
 import threading
 import time
@@ -26,8 +27,9 @@ import submitit
 from jobs.console import configure_logging
 from jobs.environment import environment
 from jobs.keys import config_digest
+from jobs.runlock import RUN_LOCK, RunLock
 from jobs.snapshot import SnapshotError, use_snapshot
-from jobs.store import RunStore
+from jobs.store import ERROR, RunStore
 
 log = logging.getLogger(__name__)
 
@@ -122,27 +124,53 @@ def _heartbeat(store: RunStore, unit: Unit) -> tp.Iterator[None]:
         store.clear_heartbeat(unit.kind, unit.key)
 
 
+def _unwritable(store: RunStore, unit: Unit, e: OSError | None = None) -> str:
+    entry = store.path(unit.kind, unit.key)
+    try:
+        st = os.stat(entry)
+        whose = f" (uid {st.st_uid}, {stat.filemode(st.st_mode)})"
+    except OSError:
+        whose = ""
+    return (f"cannot write {ERROR} into {entry}{whose}{f': {e}' if e else ''}; an entry of a shared store must be "
+            "writable by the group (its creator's umask was not 002: chmod g+w it, or its owner removes it)")
+
+
+def _report(store: RunStore, unit: Unit, text: str) -> None:
+    """Puts `text` in the entry's error.txt (what the driver reads) and in the job's log; if the entry cannot be
+    written, the log says why, and so does the job's last line (execute_units), which the driver quotes."""
+    log.error("unit %s (%s) failed:\n%s", unit.name, unit.key, text)
+    try:
+        store.record_error(unit.kind, unit.key, text)
+    except OSError as e:
+        log.error("unit %s (%s): %s", unit.name, unit.key, _unwritable(store, unit, e))
+
+
 def execute_unit(store: RunStore, unit: Unit) -> str:
     """Runs one unit unless done; returns "skipped", "done", "busy" (a live job holds its run lock: this duplicate
-    leaves at once instead of holding a GPU until the other finishes) or "failed" (traceback in error.txt)."""
+    leaves at once instead of holding a GPU until the other finishes) or "failed" (traceback in error.txt, or in
+    the job's log when the entry cannot be written)."""
     if store.is_done(unit.kind, unit.key, verify="changed"):
         return "skipped"
-    store.quarantine_damaged([(unit.kind, unit.key)])  # damaged since the driver looked: start afresh
-    lock = store.run_lock(unit.kind, unit.key)
+    lock = RunLock(store.path(unit.kind, unit.key) / RUN_LOCK, root=store.root)
     try:
+        store.quarantine_damaged([(unit.kind, unit.key)])  # damaged since the driver looked: start afresh
+        store.workdir(unit.kind, unit.key)
         lock.acquire(timeout=0)
     except filelock.Timeout:
         beat = store.heartbeat(unit.kind, unit.key) or {}
         log.warning("unit %s (%s) is being computed by job %s (its run lock is held); this job leaves it to that one",
                     unit.name, unit.key, beat.get("job_id", "?"))
         return "busy"
+    except OSError as e:  # a shared entry another member's umask or hand left unusable: say so, never die mute
+        _report(store, unit, f"{type(e).__name__}: cannot start unit {unit.name} ({unit.kind}/{unit.key}): {e}\n")
+        return "failed"
     try:
         if store.is_done(unit.kind, unit.key):
             return "skipped"
-        store.clear_error(unit.kind, unit.key)
-        workdir = store.workdir(unit.kind, unit.key)
         start = time.time()
         try:
+            store.clear_error(unit.kind, unit.key)
+            workdir = store.workdir(unit.kind, unit.key)
             with _heartbeat(store, unit):
                 result = resolve_fn(unit.fn)(copy.deepcopy(unit.config), workdir, store)
             if not isinstance(result, dict):
@@ -155,9 +183,7 @@ def execute_unit(store: RunStore, unit: Unit) -> str:
             store.commit(unit.kind, unit.key, result, meta=meta)
             return "done"
         except Exception:  # noqa: BLE001 -- one unit's failure must not stop the others packed in this job
-            text = traceback.format_exc()
-            store.record_error(unit.kind, unit.key, text)
-            log.error("unit %s (%s) failed:\n%s", unit.name, unit.key, text)
+            _report(store, unit, traceback.format_exc())
             return "failed"
     finally:
         lock.release()
@@ -196,7 +222,10 @@ def execute_units(store_root: str | Path, units: tp.Sequence[Unit]) -> dict[str,
         log.info("unit %s (%s/%s): %s", unit.name, unit.kind, unit.key, outcome[unit.key])
     failed = [k for k, v in outcome.items() if v == "failed"]
     if failed:
-        raise UnitError(f"{len(failed)} of {len(units)} units failed: {', '.join(failed)} (see their error.txt)")
+        mute = [u for u in units if outcome[u.key] == "failed" and store.error(u.kind, u.key) is None]
+        why = f"; {mute[0].name}: {_unwritable(store, mute[0])}, see this log" if mute else ""
+        raise UnitError(f"{len(failed)} of {len(units)} units failed: {', '.join(failed)} (see their error.txt)"
+                        + why)
     return outcome
 
 

@@ -2,15 +2,22 @@
 
 A job unpickles its submission file (`<job id>_submitted.pkl`): whoever can replace that file chooses the code the
 job runs. On a group-writable run store, the driver therefore writes submission files into `_logs/<user>/<stage>/`
-(owned by the user, no group or other write; jobs/executors.py: `private_folder`) with no group or other write
-bit, and the job checks both before loading: the folder it opened (then used through its descriptor, so a rename
-of a parent cannot swap it) and the file must belong to the job's own user (or root) and be writable by no one else.
-Anything else is refused with a message naming the file and its owner; nothing of it is loaded.
+(owned by the user, no group or other write; jobs/executors.py: `private_folder`), and the job checks both before
+loading: the folder it opened (then used through its descriptor, so a rename of a parent cannot swap it) and the
+file must belong to the job's own user (or root) and be writable by no one else. Anything else is refused with a
+message naming the file and its owner; nothing of it is loaded.
+
+Checking the mode is not enough on its own: a file that was group-writable for a moment can have been opened for
+writing then, and that descriptor survives any later chmod. So every pickle submitit writes, in the driver and in
+the job (the checkpoint a requeued job reloads, the result), is created 0600 from the first instant
+(`private_pickles`), never tightened afterwards.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pickle
 import stat
 import sys
 import time
@@ -64,18 +71,41 @@ def check_pickle(dir_fd: int, name: str, shown: str) -> None:
         os.close(fd)
 
 
-def owner_only_dumps() -> None:
-    """submitit rewrites the submission file when a job checkpoints before a requeue (time limit, preemption): the
-    job's umask (002 on a shared store) must not leave it group-writable, or the requeued job would refuse it."""
+class PrivatePickleError(OSError):
+    pass
+
+
+def private_dump(obj: object, filename: str | Path) -> None:
+    """submitit's `cloudpickle_dump`, but the file is created 0600 (O_CREAT|O_EXCL|O_NOFOLLOW): a group member who
+    opens it for writing while it is being written (a chmod afterwards does not revoke that descriptor) would choose
+    the code a requeued job runs as us. Written once under a fresh name; submitit renames it into place."""
+    import cloudpickle  # type: ignore[import-untyped]
+
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(filename, flags, 0o600)
+    except FileExistsError:
+        raise PrivatePickleError(f"{filename}: a file of that name exists already; submitit writes its pickles "
+                                 "under fresh names, so it is left over or planted: remove it") from None
+    except OSError as e:  # ELOOP: a symbolic link planted where the pickle goes
+        raise PrivatePickleError(f"{filename}: cannot create it as a new private file ({e})") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            cloudpickle.dump(obj, f, pickle.HIGHEST_PROTOCOL)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(filename)
+        raise
+
+
+def private_pickles() -> None:
+    """Every pickle submitit writes in this process from now on (submission files by the driver, the checkpoint a
+    requeued job reloads, result pickles by the job) goes through `private_dump`. submitit 1.5.4 routes all of them
+    through `submitit.core.utils.cloudpickle_dump`, looked up at call time (pinned in tests/test_owned_submission.py).
+    """
     from submitit.core import utils
 
-    dump = utils.cloudpickle_dump
-
-    def owner_only(obj: object, filename: str | Path) -> None:
-        dump(obj, filename)
-        os.chmod(filename, stat.S_IMODE(os.stat(filename).st_mode) & ~0o022)
-
-    utils.cloudpickle_dump = owner_only
+    utils.cloudpickle_dump = private_dump
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UntrustedSubmission, OSError) as e:
         print(f"awd job: refusing to run: {e}", file=sys.stderr, flush=True)
         return 3
-    owner_only_dumps()
+    private_pickles()
     submission.process_job(view)
     return 0
 

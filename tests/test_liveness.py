@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 import sys
 import time
@@ -58,6 +60,29 @@ def test_a_duplicate_job_leaves_at_once_when_a_live_job_holds_the_unit(tmp_path,
         holder.kill()
         holder.wait()
     assert execute_unit(store, u) == "done"  # the lock dies with its process
+
+
+def test_the_run_lock_a_job_holds_excludes_filelock_users_and_is_group_writable(tmp_path):
+    """Jobs lock through jobs.runlock, the store's quarantine and gc through filelock: one flock on one file, so
+    each keeps the other out; the file is made group-writable whatever the umask (other members' filelock opens it
+    read-write)."""
+    from jobs.runlock import RUN_LOCK, RunLock
+
+    store = RunStore(tmp_path / "runs")
+    u = unit(tmp_path=tmp_path)
+    path = store.workdir("toy", u.key) / RUN_LOCK
+    old = os.umask(0o077)
+    try:
+        with RunLock(path, root=store.root):
+            holder = subprocess.run([sys.executable, "-c", f"import filelock; filelock.FileLock({str(path)!r})"
+                                     ".acquire(timeout=0)"], capture_output=True, text=True)
+            assert holder.returncode != 0 and "Timeout" in holder.stderr, holder.stderr
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o664
+    lock = RunLock(path, root=store.root)
+    lock.acquire(timeout=0)  # released with the descriptor: free again
+    lock.release()
 
 
 @pytest.fixture

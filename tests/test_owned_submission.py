@@ -96,13 +96,70 @@ def test_own_group_writable_log_folder_is_tightened(tmp_path):
     assert stat.S_IMODE(log.stat().st_mode) == 0o755
 
 
-def test_a_checkpointed_submission_file_stays_owner_only_for_the_requeued_job(tmp_path, shared_umask, monkeypatch):
+@pytest.fixture()
+def private(monkeypatch):
     from submitit.core import utils
 
-    from jobs.owned_submission import owner_only_dumps
+    from jobs.owned_submission import private_pickles
 
     monkeypatch.setattr(utils, "cloudpickle_dump", utils.cloudpickle_dump)  # restored after the test
-    owner_only_dumps()
-    path = tmp_path / "ckpt.pkl"
-    DelayedSubmission(Path.touch, tmp_path / "x").dump(path)  # what submitit does when a job checkpoints
-    assert not path.stat().st_mode & 0o022
+    private_pickles()
+
+
+def test_every_pickle_submitit_writes_is_private_from_creation(tmp_path, private, monkeypatch):
+    """Pins the submitit 1.5.4 paths private_pickles relies on: the submission file (DelayedSubmission.dump), the
+    checkpoint a requeued job reloads (job_environment._checkpoint) and the result (submission.process_job) all go
+    through submitit.core.utils.cloudpickle_dump, looked up when called. Under umask 000 an open() would make them
+    0666; each file is 0600, so it was created so (nothing chmods it afterwards)."""
+    import inspect
+
+    from submitit.core import job_environment, submission, utils
+
+    old = os.umask(0)
+    try:
+        DelayedSubmission(Path.touch, tmp_path / "x").dump(tmp_path / "submitted.pkl")
+        ckpt = tmp_path / "requeue.pkl"
+        delayed = DelayedSubmission(Requeueable(tmp_path / "x"))
+        delayed.set_timeout(5, 1)
+        assert job_environment._checkpoint(delayed, ckpt, 1) == ""  # "" = requeue
+        monkeypatch.setenv("SUBMITIT_EXECUTOR", "local")
+        monkeypatch.setenv("SUBMITIT_LOCAL_JOB_ID", "77")
+        monkeypatch.setenv("SUBMITIT_LOCAL_GLOBALID", "0")
+        monkeypatch.setenv("SUBMITIT_LOCAL_LOCALID", "0")
+        monkeypatch.setenv("SUBMITIT_LOCAL_NTASKS", "1")
+        monkeypatch.setenv("SUBMITIT_LOCAL_NODEID", "0")
+        monkeypatch.setenv("SUBMITIT_LOCAL_JOB_NUM_NODES", "1")
+        monkeypatch.setattr(job_environment.JobEnvironment, "_handle_signals", lambda self, paths, sub: None)
+        DelayedSubmission(Path.touch, tmp_path / "ran").dump(tmp_path / "77_submitted.pkl")
+        submission.process_job(tmp_path)  # writes 77_0_result.pkl
+    finally:
+        os.umask(old)
+    assert (tmp_path / "ran").exists()
+    for name in ("submitted.pkl", "requeue.pkl", "77_submitted.pkl", "77_0_result.pkl"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
+    assert utils.DelayedSubmission.load(ckpt).function.path == tmp_path / "x"
+    assert "cloudpickle_dump(" in inspect.getsource(utils.DelayedSubmission.dump)
+
+
+class Requeueable:
+    def __init__(self, path):
+        self.path = path
+
+    def __call__(self):
+        self.path.touch()
+
+    def checkpoint(self):
+        return DelayedSubmission(Requeueable(self.path))
+
+
+def test_a_private_pickle_is_never_written_through_a_planted_name(tmp_path, private):
+    from jobs.owned_submission import PrivatePickleError
+
+    target = tmp_path / "victim.txt"
+    target.write_text("precious\n")
+    (tmp_path / "link.pkl").symlink_to(target)
+    (tmp_path / "there.pkl").write_bytes(b"someone else's")
+    for name in ("link.pkl", "there.pkl"):
+        with pytest.raises(PrivatePickleError, match=f"{name}: "):
+            DelayedSubmission(Path.touch, tmp_path / "x").dump(tmp_path / name)
+    assert target.read_text() == "precious\n" and (tmp_path / "there.pkl").read_bytes() == b"someone else's"
