@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: setup lint repro test test-fast dry-run slurm-start slurm-stop bench constraints rehearse clean
+.PHONY: setup lint repro test test-fast dry-run docs slurm-start slurm-stop bench constraints rehearse clean
 
 # Re-installs when the package list or the pinned environment changes (a new package needs the editable finder
 # refreshed). constraints.txt pins every package to the versions the tests ran against.
@@ -40,6 +40,17 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not e2e and not slurm"
+
+# The documentation site (mkdocs.yml): regenerate the reference pages from the code, then build into build/site/.
+# --strict: a broken link or anchor, a stale reference page or a test the pages name that does not exist fails it.
+DOCS_STAMP := .venv/.docs-installed
+$(DOCS_STAMP): $(STAMP) pyproject.toml constraints.txt
+	$(PY) -m pip install -q -e '.[docs]' -c constraints.txt
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(PY) docs/hooks/reference.py --write
+	.venv/bin/mkdocs build --strict
 
 # Dress rehearsal of configs/paper.yaml through a 64-GPU local SLURM cluster with stand-in units (root; ~15 min).
 # Options: make rehearse REHEARSE="--params configs/paper.yaml --minutes-per-gpu-hour 0.5 --gpus 64 --faults-seed 0"

@@ -1,4 +1,5 @@
-"""DVC stage `aggregate`: stage artifacts -> results/ (tables, plots + plot data, metrics.json, README.md).
+"""DVC stage `aggregate`: stage artifacts -> results/ (paper-shaped tables, the long tables behind them, figures +
+plot data, metrics.json, README.md).
 
     python -m pipeline.aggregate [--params params.yaml] [--artifacts artifacts] [--out results]
 
@@ -19,8 +20,9 @@ from pipeline import outcomes
 from pipeline.report import inputs
 from pipeline.report.claims import all_claims
 from pipeline.report.curves import figure2, figure3, lr_figure, noisy_bars
-from pipeline.report.figure_io import FigureResult, remove_stale
+from pipeline.report.figure_io import FigureResult, drop_duplicates, remove_stale
 from pipeline.report.heatmaps import figure7, heatmaps
+from pipeline.report.paper_tables import paper_tables
 from pipeline.report.readme import metrics, readme
 from pipeline.report.tables import all_tables
 from pipeline.report.unfit_images import unfit_grid
@@ -46,6 +48,7 @@ def figures(inp: inputs.Inputs, plots_dir: Path) -> dict[str, FigureResult]:
         if res.missing:
             remove_stale(plots_dir, fid)
         out[fid] = res
+    drop_duplicates(out, plots_dir)
     return out
 
 
@@ -139,6 +142,9 @@ def aggregate(params: Path, artifacts: Path, out: Path) -> dict:
     mark_unfinished(tables, marks)
     for t in tables.values():
         t.write(out / "tables")
+    shaped = paper_tables(tables)
+    for p in shaped.values():
+        p.write(out / "paper")
     figs = figures(inp, out / "plots")
     claims = all_claims(inp)
     m = metrics(inp, tables, claims)
@@ -146,7 +152,7 @@ def aggregate(params: Path, artifacts: Path, out: Path) -> dict:
     m["units_failed"] = sum(mark.status == outcomes.FAILED for mark in marks)
     written = dvc_metrics(m)
     atomic_write_json(out / "metrics.json", written, finite=True)
-    text = readme(inp, tables, figs, Path(params).as_posix(), m, claims) + unfinished_section(marks)
+    text = readme(inp, shaped, figs, Path(params).as_posix(), m, claims) + unfinished_section(marks)
     atomic_write_text(out / "README.md", text)
     failed = [mark.line for mark in marks if mark.status == outcomes.FAILED]
     if failed:
@@ -163,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default="results")
     a = ap.parse_args(argv)
     aggregate(Path(a.params), Path(a.artifacts), Path(a.out))
-    print(f"aggregate: wrote {a.out}/README.md, tables/, plots/, metrics.json")
+    print(f"aggregate: wrote {a.out}/README.md, paper/, tables/, plots/, metrics.json")
 
 
 if __name__ == "__main__":

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from pipeline.report import paper
-from pipeline.report.figure_io import FigureResult, new_figure, write
+from pipeline.report.figure_io import FigureResult, new_figure, value_ticks, write
 from pipeline.report.inputs import Inputs
 from pipeline.report.methods import style
 from pipeline.report.tables import (
@@ -76,13 +78,13 @@ def figure2(inp: Inputs, out_dir: Path) -> FigureResult:
                            label=f"paper DoG={paper.FACTS['fig2_dog']} (epoch {paper.FACTS['fig2_plateau_epoch']})")
         ax_dog.set_xlabel("iteration")
         ax_dog.set_ylabel("running mean of DoG")
-        ax_dog.set_title(f"(a) {ds}: DoG running mean, estimate (--), plateau (:)", fontsize=9)
-        ax_dog.legend(fontsize=7)
+        ax_dog.set_title(f"(a) {ds}: DoG running mean, estimate (--), plateau (:)")
+        ax_dog.legend(fontsize=7, loc="lower right")
         ax_loss.set_yscale("log")
         ax_loss.set_xlabel("epoch")
         ax_loss.set_ylabel("train loss")
-        ax_loss.set_title(f"(b) {ds}: train cross-entropy per epoch", fontsize=9)
-        ax_loss.legend(fontsize=7)
+        ax_loss.set_title(f"(b) {ds}: train cross-entropy per epoch")
+        ax_loss.legend(fontsize=7, loc="upper right")
     write(fig, pd.DataFrame(rows, columns=["dataset", "study", "seed", "series", "x", "y"]), out_dir, "F2")
     return FigureResult("F2")
 
@@ -96,34 +98,45 @@ def figure3(inp: Inputs, out_dir: Path) -> FigureResult:
     groups = study_groups(adversarial_sweep(inp))
     # one panel per method of the sweep (fixed and AWD, then any baseline the params add), one colour each
     panels = [["fixed", "awd"] + [m for m in methods(g) if m not in ("fixed", "awd")] for _, _, g in groups]
-    fig, axes = new_figure(len(groups), max(len(p) for p in panels), width=4.2, height=3.2)
-    rows = []
+    # One y scale per row (the methods' robust accuracies are compared), one legend for the figure.
+    fig, axes = new_figure(len(groups), max(len(p) for p in panels), width=3.4, height=2.9, sharey="row")
+    rows, paper_line = [], False
     for (label, ds, g), row, panel in zip(groups, axes, panels):
         pds, comparable = paper.reference_dataset(ds, paper.datasets_of(paper.T3))
         for ax, m in zip(row, panel):
             st = style(m)
             r = g[g["method"] == m].assign(aa=lambda d: col(d, "aa_acc"), val=lambda d: col(d, "val_robust_acc"))
             r = r.sort_values("value")
-            ax.plot(r["value"], r["aa"], f"{st.marker}-", color=st.color, label="AutoAttack (test)")
-            ax.plot(r["value"], r["val"], "s--", color=st.color, alpha=0.4, ms=4, label="PGD-20 (val)")
+            ax.plot(r["value"], r["aa"], f"{st.marker}-", color=st.color)
+            ax.plot(r["value"], r["val"], "s--", color=st.color, alpha=0.4, ms=4)
             sel = r[r["key"].isin(best_keys)]
-            ax.plot(sel["value"], sel["aa"], "*", color="k", ms=14, label="best by val PGD-20 (ours)", zorder=3)
+            ax.plot(sel["value"], sel["aa"], "*", color="k", ms=13, zorder=3)
             tsel = r[r["key"].isin(test_keys)]
-            ax.plot(tsel["value"], tsel["aa"], "o", mfc="none", mec="r", ms=16, mew=1.5,
-                    label="best by test AA (paper's)", zorder=4)
+            ax.plot(tsel["value"], tsel["aa"], "o", mfc="none", mec="r", ms=15, mew=1.5, zorder=4)
             prow = paper.lookup(paper.T3, dataset=pds, method=m)
             if prow and comparable:
-                ax.axhline(prow["autoattack"], color="k", ls=":", lw=0.8, label=f"paper best {prow['autoattack']}")
+                ax.axhline(prow["autoattack"], color="k", ls=":", lw=0.8)
+                paper_line = True
             ax.set_xscale("log" if st.sweep == "log" else "linear")
+            if len(r):
+                value_ticks(ax, r["value"], rotate=len(r) > 3)
             ax.set_xlabel(hyper_name(m))
             ax.set_ylabel("robust acc (%)")
-            ax.set_title(f"{label}: {st.label}", fontsize=9)
-            ax.legend(fontsize=7)
+            ax.set_title(f"{label}: {st.label}")
             rows += [{"dataset": ds, "study": int(x["study"]), "method": m, "value": x["value"], "autoattack": x["aa"],
                       "val_robust_acc": x["val"], "selected": int(x["key"] in best_keys),
                       "selected_by_test": int(x["key"] in test_keys)} for _, x in r.iterrows()]
+    handles = [Line2D([], [], color="grey", marker="o", label="AutoAttack (test)"),
+               Line2D([], [], color="grey", ls="--", marker="s", ms=4, alpha=0.5, label="PGD-20 (val)"),
+               Line2D([], [], color="k", marker="*", ms=11, ls="", label="best by val PGD-20 (ours)"),
+               Line2D([], [], color="r", marker="o", mfc="none", ms=11, ls="", label="best by test AA (paper's)")]
+    if paper_line:
+        handles.append(Line2D([], [], color="k", ls=":", label="paper's best"))
+    ncol = min(len(handles), 3)
+    fig.tight_layout(rect=(0, 0.17 / len(groups) * -(-len(handles) // ncol) / 2, 1, 1))
+    fig.legend(handles=handles, loc="lower center", ncol=ncol, frameon=False)
     write(fig, pd.DataFrame(rows, columns=["dataset", "study", "method", "value", "autoattack", "val_robust_acc",
-                                           "selected", "selected_by_test"]), out_dir, "F3")
+                                           "selected", "selected_by_test"]), out_dir, "F3", tight=False)
     return FigureResult("F3")
 
 
@@ -142,30 +155,35 @@ def noisy_bars(inp: Inputs, out_dir: Path, fid: str, dataset: str) -> FigureResu
     groups, note = _pick_datasets(study_groups(inp.suite_runs("noisy")), dataset)
     rates = sorted({float(x) for _, _, g in groups for x in g["rate"] if float(x) > 0})
     n_hyper = max(len({(m, v) for m, v in zip(g["method"], g["value"])}) for _, _, g in groups)
-    fig, axes = new_figure(len(groups), max(len(rates), 1), width=max(3.5, 1.0 + 0.45 * n_hyper), height=3.2)
-    rows = []
+    fig, axes = new_figure(len(groups), max(len(rates), 1), width=max(3.2, 1.0 + 0.5 * n_hyper), height=3.0,
+                           sharey=True)
+    rows, shown = [], set()
     for (label, ds, g), row in zip(groups, axes):
         g = g.assign(test=col(g, "test_acc"), rate=g["rate"].astype(float))
         hyper = sorted({(m, float(v)) for m, v in zip(g["method"], g["value"])}, key=lambda x: (method_key(x[0]), x[1]))
+        shown |= {m for m, _ in hyper}
         clean = {h: a["test"].mean() for h, a in g[g["rate"] == 0].groupby(["method", "value"])}
         for ax, rate in zip(row, rates):
             noisy = {h: a["test"].mean() for h, a in g[g["rate"] == rate].groupby(["method", "value"])}
             x = np.arange(len(hyper))
             for j, (m, v) in enumerate(hyper):
-                ax.bar(x[j] - 0.2, clean.get((m, v), np.nan), 0.4, color=style(m).color, alpha=0.45,
-                       label="clean-trained" if j == 0 else None)
-                ax.bar(x[j] + 0.2, noisy.get((m, v), np.nan), 0.4, color=style(m).color,
-                       label=f"{rate:.0%} noisy-trained" if j == 0 else None)
+                ax.bar(x[j] - 0.2, clean.get((m, v), np.nan), 0.4, color=style(m).color, alpha=0.4)
+                ax.bar(x[j] + 0.2, noisy.get((m, v), np.nan), 0.4, color=style(m).color)
             ax.set_xticks(x, [f"{hyper_name(m)}\n{v:g}" for m, v in hyper], fontsize=7)
             ax.set_ylabel("test acc (%)")
-            ax.set_title(f"{label}: {rate:.0%} label noise", fontsize=9)
-            ax.legend(fontsize=7)
+            ax.set_title(f"{label}: {rate:.0%} label noise")
         for (m, v, rate), a in g.groupby(["method", "value", "rate"], sort=True):
             rows.append({"dataset": ds, "method": m, "value": v, "rate": rate, "test_acc": a["test"].mean(),
                          "n": int(a["test"].notna().sum())})
+    handles = [Patch(color="grey", alpha=0.4, label="trained on clean labels"),
+               Patch(color="grey", label="trained on noisy labels")]
+    handles += [Patch(color=style(m).color, label=style(m).label) for m in sorted(shown, key=method_key)]
+    ncol = min(len(handles), 2)
+    fig.tight_layout(rect=(0, 0.17 / len(groups) * -(-len(handles) // ncol) / 2, 1, 1))
+    fig.legend(handles=handles, loc="lower center", ncol=ncol, frameon=False)
     data = pd.DataFrame(rows, columns=["dataset", "method", "value", "rate", "test_acc", "n"])
     data = data.sort_values(["dataset", "method", "value", "rate"], kind="mergesort").reset_index(drop=True)
-    write(fig, data, out_dir, fid)
+    write(fig, data, out_dir, fid, tight=False)
     return FigureResult(fid, note=note)
 
 
@@ -192,7 +210,7 @@ def lr_figure(inp: Inputs, out_dir: Path, fid: str, dataset: str | None) -> Figu
             datasets = [dataset]
         else:
             note = f"no {dataset} study here; shows every study"
-    fig, axes = new_figure(len(datasets), 2, width=4.2, height=3.2)
+    fig, axes = new_figure(len(datasets), 2, width=3.6, height=2.9)
     parts = []
     for ds, row in zip(datasets, axes):
         pds, comparable = paper.reference_dataset(ds, paper.datasets_of(paper.T6))
@@ -213,9 +231,11 @@ def lr_figure(inp: Inputs, out_dir: Path, fid: str, dataset: str | None) -> Figu
                 ax.annotate(status, (lr, 0.07), xycoords=("data", "axes fraction"), color="red", fontsize=7,
                             ha="center")
             ax.set_xscale("log")
+            if len(d):
+                value_ticks(ax, d["lr"])
             ax.set_xlabel("learning rate")
             ax.set_ylabel("test acc (%)")
-            ax.set_title(f"{ds}: " + ("no pruning" if panel == "test_acc" else "after 70% L1 pruning"), fontsize=9)
+            ax.set_title(f"{ds}: " + ("no pruning" if panel == "test_acc" else "after 70% L1 pruning"))
             if d.empty:
                 ax.text(0.5, 0.5, "no results", transform=ax.transAxes, ha="center")
             else:

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.colors import Normalize
 
 from pipeline.report import paper
-from pipeline.report.figure_io import FigureResult, new_figure, write
+from pipeline.report.figure_io import FigureResult, new_figure, value_ticks, write
 from pipeline.report.inputs import Inputs
 from pipeline.report.methods import style
 from pipeline.report.tables import col, methods, missing_reason
@@ -57,26 +58,34 @@ def _title(g: pd.DataFrame) -> str:
     return f"{g['name'].iloc[0]} ({g['dataset'].iloc[0]})"
 
 
-def _heat(ax, g: pd.DataFrame, metric: str, ylabel: str = "λ_wd", title: str = "") -> None:
+def _heat(ax, g: pd.DataFrame, metric: str, norm: Normalize, ylabel: str = "λ_wd", title: str = ""):
     piv = (g.pivot_table(index="wd", columns="lr", values=metric, aggfunc="mean", dropna=False)
            .sort_index().sort_index(axis=1))
-    im = ax.imshow(piv.to_numpy(float), origin="lower", cmap="viridis", aspect="auto")
-    ax.set_xticks(range(piv.shape[1]), [f"{v:.2g}" for v in piv.columns], rotation=45)
+    im = ax.imshow(piv.to_numpy(float), origin="lower", cmap="viridis", aspect="auto", norm=norm)
+    ax.set_xticks(range(piv.shape[1]), [f"{v:.2g}" for v in piv.columns])
     ax.set_yticks(range(piv.shape[0]), [f"{v:.2g}" for v in piv.index])
     ax.set_xlabel("learning rate")
     ax.set_ylabel(ylabel)
     vals = piv.to_numpy(float)
     best = np.unravel_index(np.nanargmax(vals), vals.shape) if np.isfinite(vals).any() else None
     marks = g.pivot_table(index="wd", columns="lr", values="mark", aggfunc="first").reindex_like(piv)
+    middle = (norm.vmin + norm.vmax) / 2  # the colour scale's, so a cell's text colour means the same in every panel
     for (i, j), v in np.ndenumerate(vals):
         mark = marks.iat[i, j] if isinstance(marks.iat[i, j], str) else ""
         if not math.isfinite(v) and mark:
             ax.text(j, i, "✕\n" + mark, ha="center", va="center", color="red", fontsize=7)
         elif math.isfinite(v):
             ax.text(j, i, f"{v:.1f}" + ("*" if (i, j) == best else ""), ha="center", va="center",
-                    color="white" if v < np.nanmean(vals) else "black", fontsize=8)
-    ax.figure.colorbar(im, ax=ax, label=f"{metric.replace('_', ' ')} (%)")
-    ax.set_title(_title(g) + title, fontsize=10)
+                    color="white" if v < middle else "black", fontsize=8)
+    ax.set_title(_title(g) + title)
+    return im
+
+
+def color_scale(frames: list[pd.DataFrame], metric: str) -> Normalize:
+    """One scale for every panel of a figure: the same colour is the same accuracy in each."""
+    vals = pd.concat([pd.to_numeric(f[metric], errors="coerce") for f in frames], ignore_index=True).dropna()
+    lo, hi = (float(vals.min()), float(vals.max())) if len(vals) else (0.0, 100.0)
+    return Normalize(vmin=lo, vmax=hi if hi > lo else lo + 1.0)
 
 
 def heatmaps(inp: Inputs, out_dir: Path, fid: str) -> FigureResult:
@@ -95,9 +104,11 @@ def heatmaps(inp: Inputs, out_dir: Path, fid: str) -> FigureResult:
             if (f["study"] == study).any():
                 panels.append((f[f["study"] == study], style(m).param_label,
                                ": AWD" if m == "awd" else f": {style(m).name}"))
-    fig, axes = new_figure(1, len(panels), width=4.6, height=3.8)
+    fig, axes = new_figure(1, len(panels), width=3.6, height=3.2, layout="constrained")
+    norm = color_scale([g for g, _, _ in panels], "val_acc")
     for ax, (g, ylabel, title) in zip(axes[0], panels):
-        _heat(ax, g, "val_acc", ylabel, title)
+        im = _heat(ax, g, "val_acc", norm, ylabel, title)
+    fig.colorbar(im, ax=axes[0].tolist(), label="val acc (%)", shrink=0.9)
     data = pd.concat([grid.assign(method="fixed")] + [f.assign(method=m) for m, f in others.items()],
                      ignore_index=True)
     data = data.rename(columns={"wd": "wd_or_dog"})[["study", "name", "dataset", "model", "method", "lr",
@@ -130,26 +141,36 @@ def figure7(inp: Inputs, out_dir: Path) -> FigureResult:
         return FigureResult("F7", reason)
     grid, _ = select_studies(grid_frame(inp), "F1")
     studies = [g for _, g in grid.groupby("study", sort=True)]
-    fig, axes = new_figure(len(studies), 3, width=3.6, height=3.0)
+    # One y scale per row: the three searches walk the same grid, so equal heights are equal accuracies.
+    fig, axes = new_figure(len(studies), 3, width=3.2, height=2.8, sharey="row")
     parts = []
     for row, g in zip(axes, studies):
         s = one_d_searches(g)
         parts.append(s)
-        for ax, (panel, xcol, title) in zip(row, (("lr_search", "lr", "(a) lr at λ_wd={wd:.2g}"),
-                                                   ("wd_search", "wd", "(b) λ_wd at lr={lr:.2g}"),
-                                                   ("diagonal", "lr", "(c) diagonal lr·λ_wd={p:.2g}"))):
+        for ax, (panel, xcol, title) in zip(row, (("lr_search", "lr", "(a) lr at λ_wd = {wd:.2g}"),
+                                                   ("wd_search", "wd", "(b) λ_wd at lr = {lr:.2g}"),
+                                                   ("diagonal", "lr", "(c) diagonal lr·λ_wd = {p:.2g}"))):
             p = s[s["panel"] == panel]
             ax.plot(p[xcol], p["val_acc"], "o-")
             ax.set_xscale("log")
+            if len(p):
+                value_ticks(ax, p[xcol])
             ax.set_xlabel("learning rate" if xcol == "lr" else "λ_wd")
             ax.set_ylabel("val acc (%)")
+            ax.margins(x=0.15, y=0.2)
             first = p.iloc[0] if len(p) else {"wd": math.nan, "lr": math.nan}
-            ax.set_title(f"{_title(g)} " + title.format(wd=first["wd"], lr=first["lr"],
-                                                        p=float(first["lr"] * first["wd"])), fontsize=8)
+            ax.set_title(f"{_title(g)}\n" + title.format(wd=first["wd"], lr=first["lr"],
+                                                          p=float(first["lr"] * first["wd"])))
             if panel == "diagonal":
-                for lr, wd, acc in zip(p["lr"], p["wd"], p["val_acc"]):
-                    ax.annotate(f"λ={wd:.2g}", (lr, acc), textcoords="offset points", xytext=(0, 5),
-                                ha="center", fontsize=6)
+                accs = list(p["val_acc"])
+                for i, (lr, wd, acc) in enumerate(zip(p["lr"], p["wd"], accs)):
+                    # above a point its neighbours lie below, else under it: the label stays off the line; the end
+                    # labels lean inwards, or they would run over the neighbouring panel
+                    near = [accs[j] for j in (i - 1, i + 1) if 0 <= j < len(accs)]
+                    above = not near or acc >= sum(near) / len(near)
+                    ha = "left" if i == 0 and len(p) > 1 else "right" if i == len(p) - 1 and len(p) > 1 else "center"
+                    ax.annotate(f"λ_wd {wd:.2g}", (lr, acc), textcoords="offset points",
+                                xytext=(0, 7 if above else -13), ha=ha, fontsize=7)
     write(fig, pd.concat(parts, ignore_index=True)[["study", "name", "dataset", "panel", "lr", "wd", "val_acc"]],
           out_dir, "F7")
     return FigureResult("F7")

@@ -11,6 +11,7 @@ from pipeline.report.claims import all_claims
 from pipeline.report.claims import markdown as claims_markdown
 from pipeline.report.figure_io import FigureResult
 from pipeline.report.inputs import Inputs
+from pipeline.report.paper_tables import PaperTable
 from pipeline.report.table_format import Table
 from pipeline.report.tables import SELECTIONS, adversarial_best, best_with_seeds, lr_curve
 
@@ -184,7 +185,7 @@ def _environment_lines(inp: Inputs) -> list[str]:
     return lines + [""]
 
 
-def readme(inp: Inputs, tables: dict[str, Table], figures: dict[str, FigureResult], params_name: str,
+def readme(inp: Inputs, tables: dict[str, PaperTable], figures: dict[str, FigureResult], params_name: str,
            m: dict, claims=None) -> str:
     datasets = _datasets(inp)
     only_digits = datasets == ["digits"]
@@ -204,8 +205,10 @@ def readme(inp: Inputs, tables: dict[str, Table], figures: dict[str, FigureResul
         + ("This report is such a run: the paper's numbers are shown for reference, with no difference computed."
            if only_digits else
            "Differences (Δ) are computed only where our dataset is the paper's (CIFAR-10 / CIFAR-100)."), "",
-        "Each table lists our mean ± std over runs, the paper's value, and Δ = ours − paper. Accuracies are in %. "
-        "Tables are also in `tables/*.csv`, plot data in `plots/*.csv`, headline numbers in `metrics.json`.", "",
+        "Tables are in the paper's shape (its methods as rows): our mean ± std over runs beside the paper's value; "
+        "accuracies in %. Each is also in `paper/` as Markdown, CSV and LaTeX (booktabs); every statistic per row "
+        "(95 % interval, n, Δ = ours − paper) is in `tables/*.csv`. Figures are `plots/*.pdf` (vector) and "
+        "`plots/*.png`, their data `plots/*.csv`; headline numbers are in `metrics.json`.", "",
     ] + _environment_lines(inp)
     body = []
     for sid, kind, caption, ref in SECTIONS:
@@ -215,15 +218,21 @@ def readme(inp: Inputs, tables: dict[str, Table], figures: dict[str, FigureResul
         body += [line + "\n" for line in _ours_lines(sid, m)]
         if kind == "table":
             t = tables[sid]
-            body.append(t.markdown_body())
+            body.append(t.to_markdown(heading=False))
             if not t.missing:
-                body.append(f"[{sid}.csv](tables/{sid}.csv) · [{sid}.md](tables/{sid}.md)\n")
+                body.append(f"[{sid}.md](paper/{sid}.md) · [{sid}.csv](paper/{sid}.csv) · [{sid}.tex](paper/{sid}.tex)"
+                            f" · every statistic: [tables/{sid}.csv](tables/{sid}.csv)\n")
         else:
             f = figures[sid]
             if f.missing:
                 body.append(f"_{f.missing}_\n")
+            elif f.same_as:
+                body.append(f"_On this configuration {sid} would repeat [{f.same_as}](#{f.same_as.lower()}) (the "
+                            f"same runs, identical plot data): it is drawn once, there. Plot data: "
+                            f"[{sid}.csv](plots/{sid}.csv)._\n")
             else:
                 if f.note:
                     body.append(f"_This configuration: {f.note}._\n")
-                body.append(f"![{sid}](plots/{sid}.png)\n\n[plot data: {sid}.csv](plots/{sid}.csv)\n")
+                body.append(f"![{sid}](plots/{sid}.png)\n\n[{sid}.pdf](plots/{sid}.pdf) (vector) · "
+                            f"[plot data: {sid}.csv](plots/{sid}.csv)\n")
     return "\n".join(head + body).rstrip() + "\n"

@@ -84,6 +84,7 @@ class Table:
     def markdown_body(self) -> str:
         if self.missing:  # the notes still say which runs diverged or failed
             return f"_{self.missing}_\n" + "".join(f"\n{n}\n" for n in self.notes)
+        common = common_note_parts(self.rows)  # said once under the table, not on every row
         head = self.keys + ["metric", "ours (mean ± std [95% CI])", "n", "paper", "Δ (ours − paper)", "note"]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in self.rows:
@@ -91,9 +92,10 @@ class Table:
             cells = [str(r[k]) for k in self.keys] + [
                 label, _pm(r["ours"], r["ours_std"], f) + _ci(r["ci_low"], r["ci_high"], f),
                 str(r["n"]) if r["n"] else "—",
-                _pm(r["paper"], r["paper_std"], f), _signed(r["diff"], f), r["note"] or ""]
+                _pm(r["paper"], r["paper_std"], f), _signed(r["diff"], f),
+                "; ".join(p for p in note_parts(r["note"]) if p not in common)]
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-        notes = "".join(f"\n{n}\n" for n in self.notes)
+        notes = "".join(f"\n{n}\n" for n in ([f"For every row: {'; '.join(common)}."] if common else []) + self.notes)
         return "\n".join(lines) + "\n" + notes
 
     def to_markdown(self) -> str:
@@ -102,6 +104,23 @@ class Table:
     def write(self, out_dir: Path) -> None:
         atomic_write_text(Path(out_dir) / f"{self.id}.md", self.to_markdown())
         atomic_write_text(Path(out_dir) / f"{self.id}.csv", self.to_csv())
+
+
+def note_parts(note) -> list[str]:
+    """A row's note is `; `-joined parts (e.g. `paper: CIFAR-100; datasets differ, no Δ; paper λ_wd=0.0005`)."""
+    return [p.strip() for p in str(note or "").split("; ") if p.strip()]
+
+
+def common_note_parts(rows: list[dict]) -> list[str]:
+    """The note parts to say once per table: those every row with both our number and a paper value carries (what
+    the paper's numbers are; a paired difference or a paper-only baseline has nothing for them to qualify), or
+    every row's."""
+    referenced = [r for r in rows if _finite(r.get("paper")) and r.get("n")]
+    rows = referenced if len(referenced) >= 2 else rows
+    if len(rows) < 2:
+        return []
+    first, *rest = [note_parts(r["note"]) for r in rows]
+    return [p for p in first if all(p in other for other in rest)]
 
 
 def _finite(x) -> bool:

@@ -46,30 +46,34 @@ def unfit_grid(inp: Inputs, out_dir: Path, fid: str, max_images: int) -> FigureR
     if not shown:
         return FigureResult(fid, "No unfit examples in artifacts/train/unfit (every training example was fit, "
                                  "or the underfit stage has not run).")
-    nrows = sum(math.ceil(min(len(z["index"]), max_images) / NCOLS) for *_, z in shown)
-    fig, axes = new_figure(nrows, NCOLS, width=1.3, height=1.5)
+    counts = [min(len(z["index"]), max_images) for *_, z in shown]
+    ncols = min(NCOLS, max(counts))  # as wide as the longest row of images, not always NCOLS
+    nrows = sum(math.ceil(n / ncols) for n in counts)
+    # Each run's caption sits above its first row; a figure narrower than the caption would cut it.
+    fig, axes = new_figure(nrows, ncols, width=max(1.3, 4.6 / ncols), height=1.6)
     # Fixed spacing rather than tight_layout, which cannot fit the titles of tiny image axes.
-    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.35 / nrows, wspace=0.3, hspace=0.6)
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.4 / nrows, wspace=0.3, hspace=0.7)
     for ax in axes.flat:
         ax.axis("off")
+        ax.set_anchor("W")  # images flush left, under their caption, however wide the figure
     rows, r0 = [], 0
     for ds, m, key, z in shown:
         n = min(len(z["index"]), max_images)
         for i in range(n):
-            ax = axes[r0 + i // NCOLS][i % NCOLS]
+            ax = axes[r0 + i // ncols][i % ncols]
             img = np.asarray(z["image"][i])
             if img.shape[0] == 1:
                 ax.imshow(img[0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
             else:
                 ax.imshow(np.transpose(img, (1, 2, 0)), interpolation="nearest")
             label, pred = (_name(z, ds, z["label"][i]), _name(z, ds, z["pred"][i]))
-            ax.set_title(f"{label}/{pred}", fontsize=7)
+            ax.set_title(f"{label} / {pred}", fontsize=8)
             rows.append({"dataset": ds, "method": m, "key": key, "index": int(z["index"][i]),
                          "label": int(z["label"][i]), "pred": int(z["pred"][i]), "label_name": label,
                          "pred_name": pred})
-        axes[r0][0].text(-0.1, 1.35, f"{ds}, {m}: {n} of {len(z['index'])} stored unfit examples",
+        axes[r0][0].text(0.0, 1.4, f"{ds}, {m}: {n} of {len(z['index'])} stored unfit examples (label / prediction)",
                          transform=axes[r0][0].transAxes, fontsize=8, ha="left")
-        r0 += math.ceil(n / NCOLS)
+        r0 += math.ceil(n / ncols)
     write(fig, pd.DataFrame(rows, columns=["dataset", "method", "key", "index", "label", "pred", "label_name",
                                            "pred_name"]), out_dir, fid, tight=False)
     return FigureResult(fid)
