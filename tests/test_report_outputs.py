@@ -88,6 +88,10 @@ def test_methods_are_rows_and_cells_are_the_long_tables_numbers(drawn):
     t6 = pd.read_csv(out / "paper" / "T6.csv")
     assert {"Nat", "50%", "70%", "70% paper"} <= set(t6.columns)
     assert {"lr = 0.01", "lr = 0.1", "lr = 1"} <= set(pd.read_csv(out / "paper" / "F12.csv").columns)
+    # a paper column only beside a number the paper prints (it has no val PGD-20 accuracy)
+    t3 = pd.read_csv(out / "paper" / "T3.csv")
+    assert "AutoAttack acc (%) paper" in t3.columns and "val PGD-20 robust acc (%) paper" not in t3.columns
+    assert "| val PGD-20 robust acc (%) |" in (out / "paper" / "T3.md").read_text()
     md = (out / "paper" / "T6.md").read_text()
     assert "| cifar100 | 1 | λ_wd = 0.0005 | 29.50 ± 0.71 | 7.90 ± 1.40 |" in md
 

@@ -76,29 +76,31 @@ def to_latex(t: PaperTable) -> str:
         return "\n".join(head + [f"% {t.id} is empty: {tex(t.missing)}"]) + "\n"
     with_n = t.n_varies()
     nlab = len(t.label_headers) + with_n
-    per = 2 if t.has_paper else 1
-    spec = "l" * len(t.label_headers) + ("r" if with_n else "") + "r" * (per * len(t.columns))
+    widths = [2 if t.paper_in(j) else 1 for j in range(len(t.columns))]  # ours | paper, or ours alone
+    spec = "l" * len(t.label_headers) + ("r" if with_n else "") + "r" * sum(widths)
     top = [tex(h) for h in t.label_headers] + (["$n$"] if with_n else [])
     lines = head + [r"\begin{table}[t]", r"\centering", r"\caption{" + tex(t.title) + "}",
                     r"\label{tab:awd-bench-" + t.id + "}", r"\small", r"\begin{tabular}{" + spec + "}",
                     r"\toprule"]
     if t.has_paper:
-        spans = [r"\multicolumn{2}{c}{" + tex(c) + "}" for c in t.columns]
+        spans = [r"\multicolumn{2}{c}{" + tex(c) + "}" if w == 2 else tex(c) for c, w in zip(t.columns, widths)]
         lines.append(" & ".join(top + spans) + r" \\")
-        lines.append(" ".join(rf"\cmidrule(lr){{{nlab + 1 + 2 * i}-{nlab + 2 + 2 * i}}}" for i in range(len(t.columns))))
-        lines.append(" & ".join([""] * nlab + ["ours", "paper"] * len(t.columns)) + r" \\")
+        starts = [nlab + 1 + sum(widths[:j]) for j in range(len(widths))]
+        lines.append(" ".join(rf"\cmidrule(lr){{{s}-{s + 1}}}" for s, w in zip(starts, widths) if w == 2))
+        sub = [x for w in widths for x in (["ours", "paper"] if w == 2 else [""])]
+        lines.append(" & ".join([""] * nlab + sub) + r" \\")
     else:
         lines.append(" & ".join(top + [tex(c) for c in t.columns]) + r" \\")
     lines.append(r"\midrule")
     for labels, (_, cells, mark) in zip(_grouped([r[0] for r in t.rows]), t.rows):
         out = [tex(x) for x in labels]
         if mark:
-            out[-1] += r"\textsuperscript{" + mark + "}"
+            out[t.mark_at] += r"\textsuperscript{" + mark + "}"
         if with_n:
             out.append(tex(t.row_n(cells)))
-        for c, f in zip(cells, t.formats):
+        for j, (c, f) in enumerate(zip(cells, t.formats)):
             out.append(_number(pm(c.ours, c.ours_std, f)))
-            if t.has_paper:
+            if widths[j] == 2:
                 out.append(_number(pm(c.paper, c.paper_std, f)))
         lines.append(" & ".join(out) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]

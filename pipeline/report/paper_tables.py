@@ -71,7 +71,11 @@ class PaperTable:
 
     @property
     def has_paper(self) -> bool:
-        return any(math.isfinite(c.paper) for _, cells, _ in self.rows for c in cells)
+        return any(self.paper_in(j) for j in range(len(self.columns)))
+
+    def paper_in(self, j: int) -> bool:
+        """Whether value column j gets a paper column beside it: only where the paper prints that number."""
+        return any(math.isfinite(cells[j].paper) for _, cells, _ in self.rows)
 
     def row_n(self, cells: list[Cell]) -> str:
         ns = sorted({c.n for c in cells if c.n})
@@ -85,8 +89,8 @@ class PaperTable:
         if self.missing:
             return head + f"_{self.missing}_\n" + "".join(f"\n{n}\n" for n in self.notes)
         cols = list(self.label_headers) + (["n"] if self.n_varies() else [])
-        for c in self.columns:
-            cols += [f"{c}: ours", "paper"] if self.has_paper else [c]
+        for j, c in enumerate(self.columns):
+            cols += [f"{c}: ours", "paper"] if self.paper_in(j) else [c]
         align = ["---"] * len(self.label_headers) + ["---:"] * (len(cols) - len(self.label_headers))
         lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(align) + "|"]
         for labels, cells, mark in self.rows:
@@ -95,9 +99,9 @@ class PaperTable:
                 out[self.mark_at] += f"<sup>{mark}</sup>"
             if self.n_varies():
                 out.append(self.row_n(cells))
-            for c, f in zip(cells, self.formats):
+            for j, (c, f) in enumerate(zip(cells, self.formats)):
                 out.append(pm(c.ours, c.ours_std, f))
-                if self.has_paper:
+                if self.paper_in(j):
                     out.append(pm(c.paper, c.paper_std, f))
             lines.append("| " + " | ".join(x.replace("|", "\\|") for x in out) + " |")
         foot = [f"<sup>{FOOTNOTE_MARKS[i]}</sup> {text}" for i, text in enumerate(self.footnotes)]
@@ -109,10 +113,10 @@ class PaperTable:
         for labels, cells, mark in self.rows:
             rec: dict = dict(zip(self.label_headers, labels))
             rec["n"] = self.row_n(cells)
-            for name, c, f in zip(self.columns, cells, self.formats):
+            for j, (name, c, f) in enumerate(zip(self.columns, cells, self.formats)):
                 rec[name] = rounded(c.ours, f)
                 rec[f"{name} std"] = rounded(c.ours_std, f)
-                if self.has_paper:
+                if self.paper_in(j):
                     rec[f"{name} paper"] = rounded(c.paper, f)
                     rec[f"{name} paper std"] = rounded(c.paper_std, f)
             rec["footnote"] = self.footnotes[FOOTNOTE_MARKS.index(mark)] if mark else ""
