@@ -3,95 +3,130 @@
 `plan(store, used, max_age_s)` lists the candidates (kind, path, bytes, why); `delete(store, items)` removes them,
 each entry under its run lock and only after checking again that no job holds it. Which keys are used is the
 caller's business (pipeline/store_cli.py: the current params and the unit lists of recent commits).
+
+On a group-shared store every member can write where entries, logs and quarantine live, so the store is walked
+with lstat and directory fds (jobs.safefs): a symbolic link is listed as one and, deleted, goes as the link itself,
+never its target; a name that is not a key where an entry belongs is listed, not a crash. `delete` removes only
+what the running uid owns: another member's entries and folders (and anything holding their files) are listed as
+"owned by X, skipped" (with `all_users`) and left alone.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
+import fcntl
 import os
-import shutil
+import stat
 import time
 import typing as tp
 import uuid
 from pathlib import Path
 
-import filelock
-
-from jobs.keys import KIND_RE
-from jobs.store import DROPPED_PREFIX, HEARTBEAT, JOB, QUARANTINE, RESUME, RunStore, claim_alive, drop_resume_state
+from jobs import safefs
+from jobs.layout import Found, scan_store
+from jobs.store import DROPPED_PREFIX, MANIFEST, QUARANTINE, RESUME, RunStore, _user, claim_alive, drop_resume_state
 
 LOGS = "_logs"
+RUN_LOCK = ".run.lock"
 
 
 @dataclasses.dataclass
 class Item:
-    what: str  # "entry", "resume state", "logs", "quarantine"
+    what: str  # "entry", "resume state", "logs", "quarantine", "symlink", "stray", "unreadable"
     path: Path
     bytes: int
     why: str
     kind: str = ""
     key: str = ""
+    rel: str = ""  # under the store root: what delete walks to, without following links
+    owner: int = -1
+    skip: str = ""  # why delete leaves it alone ("" when the running uid may delete it)
 
 
-def size_of(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    total = 0
-    for dirpath, _, filenames in os.walk(path):
-        for name in filenames:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-    return total
+def owner_name(uid: int) -> str:
+    return f"{_user(uid)} (uid {uid})"
 
 
-def _newest_mtime(path: Path) -> float:
-    newest = path.lstat().st_mtime
-    for dirpath, dirnames, filenames in os.walk(path):
-        for name in dirnames + filenames:
-            with contextlib.suppress(OSError):
-                newest = max(newest, os.lstat(os.path.join(dirpath, name)).st_mtime)
-    return newest
+def _skip(info: safefs.TreeInfo, owner: int, me: int) -> str:
+    if owner != me:
+        return f"owned by {owner_name(owner)}, skipped"
+    others = sorted(info.uids - {me})
+    if others:
+        return f"holds files of {', '.join(map(owner_name, others))}, skipped"
+    if info.unvisited:
+        return f"not walked entirely ({info.unvisited[0]}), skipped"
+    return ""
+
+
+def _item(store: RunStore, what: str, rel: str, st: os.stat_result, why: str, me: int, **kw: tp.Any) -> Item:
+    info = safefs.tree(store.root, rel)
+    skip = _skip(info, st.st_uid, me) if what != "unreadable" else "cannot be read, skipped"
+    return Item(what, store.root / rel, info.bytes, why, rel=rel, owner=st.st_uid, skip=skip, **kw)
 
 
 def entries(store: RunStore) -> tp.Iterator[tuple[str, str, Path]]:
-    if not store.root.is_dir():
-        return
-    for kind_dir in sorted(store.root.iterdir()):
-        if not kind_dir.is_dir() or kind_dir.name.startswith(("_", ".")) or not KIND_RE.match(kind_dir.name):
-            continue
-        for entry in sorted(kind_dir.glob("??/*")):
-            if entry.is_dir() and not entry.name.startswith("."):
-                yield kind_dir.name, entry.name, entry
+    """(kind, key, path) of every entry directory; links and odd names are left out (`scan_store` reports them)."""
+    for found in scan_store(store.root):
+        if found.what == "entry":
+            yield found.kind, found.key, store.root / found.rel
+
+
+def _try_lock(entry: int) -> int | None:
+    """An fd holding the entry's run lock (flock, as filelock takes it), None when a job holds it. The lock file is
+    opened in the entry's directory fd without following a link; one that cannot be opened raises OSError."""
+    try:
+        fd = os.open(RUN_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o664,
+                     dir_fd=entry)
+    except PermissionError:  # another member's lock file, not writable by us: flock needs no write access
+        fd = os.open(RUN_LOCK, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=entry)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise safefs.UnsafePath(f"{RUN_LOCK} is not a regular file")
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        os.close(fd)
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return None
+        raise
+    return fd
 
 
 def live_reason(store: RunStore, kind: str, key: str, watch: tp.Any = None, check_lock: bool = True) -> str:
     """Why a job may hold this entry now ('' when none does): a run lock held, a fresh heartbeat, a submission
-    claim alive, or a recorded job the scheduler (or ps) still shows."""
+    claim alive, or a recorded job the scheduler (or ps) still shows. What cannot be judged counts as held."""
     from jobs.driver import HEARTBEAT_STALE_AFTER
     from jobs.job import heartbeat_every_s
 
-    entry = store.path(kind, key)
-    lock = filelock.FileLock(str(entry / ".run.lock"))
-    if check_lock and (entry / ".run.lock").exists():
+    rel = store.path(kind, key).relative_to(store.root).as_posix()
+    if check_lock:
         try:
-            lock.acquire(timeout=0)
-        except filelock.Timeout:
-            return "its run lock is held"
-        lock.release()
-    if (entry / HEARTBEAT).exists():
-        beat = store.heartbeat(kind, key)
-        if beat is not None and beat["age_s"] < HEARTBEAT_STALE_AFTER * heartbeat_every_s():
-            return f"heartbeat {beat['age_s']:.0f}s ago from job {beat.get('job_id')}"
-    record = store.job_record(kind, key) if (entry / JOB).exists() else None
-    if record is not None and not (entry / "manifest.json").exists():
+            with safefs.dir_fd(store.root, rel) as entry:
+                if safefs.lstat(entry, RUN_LOCK) is not None:
+                    fd = _try_lock(entry)
+                    if fd is None:
+                        return "its run lock is held"
+                    os.close(fd)
+        except (FileNotFoundError, NotADirectoryError):
+            return ""
+        except OSError as e:
+            return f"its run lock cannot be checked ({e})"
+    beat = store.heartbeat(kind, key)
+    if beat is not None and beat["age_s"] < HEARTBEAT_STALE_AFTER * heartbeat_every_s():
+        return f"heartbeat {beat['age_s']:.0f}s ago from job {str(beat.get('job_id'))[:40]}"
+    record = store.job_record(kind, key)
+    if record is not None and safefs.lstat(store.root, f"{rel}/{MANIFEST}") is None:
         if record.get("executor") == "claim":
             return "a driver is submitting it" if claim_alive(record) else ""
         if watch is not None:
             try:
                 alive, state = watch.state(record)
             except RuntimeError as e:  # another host's local job: we cannot tell, so it counts as alive
-                return f"job {record.get('job_id')}: {e}"
+                return f"job {str(record.get('job_id'))[:40]}: {e}"
+            except Exception as e:  # noqa: BLE001 - a job.json no driver wrote: nothing to judge it by
+                return f"its job.json cannot be judged ({type(e).__name__})"
             if alive:
                 return f"job {record.get('job_id')} is {state}"
     return ""
@@ -100,77 +135,152 @@ def live_reason(store: RunStore, kind: str, key: str, watch: tp.Any = None, chec
 def plan(store: RunStore, used: set[tuple[str, str]], max_age_s: float, now: float | None = None,
          all_users: bool = False) -> list[Item]:
     """Entries not in `used` ((kind, key) pairs), resume state left in done entries, logs and quarantine older
-    than `max_age_s`; entries a live job holds are left out, and so are (unless `all_users`) entries and folders
-    another user made: on a shared store, `used` only knows this checkout's params and commits."""
+    than `max_age_s`, and whatever does not belong where it lies (links, non-key names); entries a live job holds
+    are left out, and so are (unless `all_users`) entries and folders another user made: on a shared store, `used`
+    only knows this checkout's params and commits. Items delete would not touch say why in `skip`."""
     from jobs.executors import JobWatch
 
     now = time.time() if now is None else now
-    found = list(entries(store))
+    me = os.geteuid()
+    found = list(scan_store(store.root))
     watch = JobWatch()
-    records = [r for k, key, e in found if (e / JOB).exists() for r in [store.job_record(k, key)] if r]
+    records = [r for f in found if f.what == "entry" for r in [store.job_record(f.kind, f.key)] if r]
     with contextlib.suppress(Exception):  # no sacct here: states come from ps / the claims alone
         watch.refresh(records, force=True)
-    me = os.geteuid()
-    mine = lambda p: all_users or p.stat().st_uid == me  # noqa: E731
     items = []
-    for kind, key, entry in found:
-        if not mine(entry):
-            continue
-        if (kind, key) in used:
-            leftovers = [p for p in entry.iterdir() if p.name == RESUME or p.name.startswith(DROPPED_PREFIX)]
-            if leftovers and (entry / "manifest.json").exists():
-                items.append(Item("resume state", entry, sum(map(size_of, leftovers)),
-                                  "resume-only files of a done entry (a commit was cut short)", kind, key))
-            continue
-        if live_reason(store, kind, key, watch):
-            continue
-        done = (entry / "manifest.json").exists()
-        items.append(Item("entry", entry, size_of(entry), "done, used by no kept key list" if done
-                          else "unfinished, used by no kept key list, no live job", kind, key))
+    for f in found:
+        if f.what != "entry":
+            items.append(_item(store, f.what, f.rel, f.st, f.why, me))
+        elif f.st.st_uid == me or all_users:
+            items += _entry_items(store, f, used, watch, me)
     for top, what in ((LOGS, "logs"), (QUARANTINE, "quarantine")):
-        root = store.root / top
-        if not root.is_dir():
-            continue
-        # _logs/<user>/<stage>/ and _quarantine/<kind>/<key.time>/: one item per leaf folder
-        for sub in sorted(p for d in root.iterdir() if d.is_dir() for p in d.iterdir()):
-            if not mine(sub):
+        items += _old_folders(store, top, what, now, max_age_s, me, all_users)
+    return items
+
+
+def _entry_items(store: RunStore, f: Found, used: set[tuple[str, str]], watch: tp.Any, me: int) -> list[Item]:
+    done = safefs.lstat(store.root, f"{f.rel}/{MANIFEST}") is not None
+    if (f.kind, f.key) in used:
+        if f.st.st_uid != me or not done:
+            return []
+        try:
+            leftovers = [n for n, _ in safefs.scan(store.root, f.rel) if n == RESUME or n.startswith(DROPPED_PREFIX)]
+        except OSError:
+            return []
+        if not leftovers:
+            return []
+        infos = [safefs.tree(store.root, f"{f.rel}/{n}") for n in leftovers]
+        return [Item("resume state", store.root / f.rel, sum(i.bytes for i in infos),
+                     "resume-only files of a done entry (a commit was cut short)", f.kind, f.key, rel=f.rel,
+                     owner=me, skip=next((s for i in infos if (s := _skip(i, me, me))), ""))]
+    if live_reason(store, f.kind, f.key, watch):
+        return []
+    why = "done, used by no kept key list" if done else "unfinished, used by no kept key list, no live job"
+    return [_item(store, "entry", f.rel, f.st, why, me, kind=f.kind, key=f.key)]
+
+
+def _scan(store: RunStore, rel: str, st: os.stat_result, me: int, out: list[Item]) -> list[tuple[str, os.stat_result]]:
+    try:
+        return safefs.scan(store.root, rel)
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        out.append(_item(store, "unreadable", rel, st, f"cannot be read ({e.strerror or e})", me))
+        return []
+
+
+def _children(store: RunStore, rel: str, st: os.stat_result, me: int, out: list[Item]) -> list[tuple[str, os.stat_result]]:
+    """The (name, lstat) of a directory's children; a link there is an item of `out` and is not entered."""
+    if stat.S_ISLNK(st.st_mode):
+        out.append(_item(store, "symlink", rel, st, "a symbolic link where a folder belongs (never followed)", me))
+        return []
+    return _scan(store, rel, st, me, out) if stat.S_ISDIR(st.st_mode) else []
+
+
+def _old_folders(store: RunStore, top: str, what: str, now: float, max_age_s: float, me: int,
+                 all_users: bool) -> list[Item]:
+    """`_logs/<user>/<stage>/` and `_quarantine/<kind>/<key.time>/`: one item per leaf untouched for longer than
+    `max_age_s`; a link on the way is an item of its own."""
+    items: list[Item] = []
+    st = safefs.lstat(store.root, top)
+    for name, nst in _children(store, top, st, me, items) if st is not None else []:
+        rel = f"{top}/{name}"
+        for sub, sst in _children(store, rel, nst, me, items):
+            leaf = f"{rel}/{sub}"
+            if stat.S_ISLNK(sst.st_mode):
+                items.append(_item(store, "symlink", leaf, sst, f"a symbolic link in {rel}/ (never followed)", me))
                 continue
-            age = now - _newest_mtime(sub)
+            if sst.st_uid != me and not all_users:
+                continue
+            info = safefs.tree(store.root, leaf)
+            age = now - info.newest_mtime
             if age > max_age_s:
-                items.append(Item(what, sub, size_of(sub), f"untouched for {age / 86400:.1f} days"))
+                items.append(Item(what, store.root / leaf, info.bytes, f"untouched for {age / 86400:.1f} days",
+                                  rel=leaf, owner=sst.st_uid, skip=_skip(info, sst.st_uid, me)))
     return items
 
 
 def delete(store: RunStore, items: tp.Iterable[Item], say: tp.Callable[[str], None] = print) -> int:
-    """Removes the items; returns the bytes freed. An entry disappears at once (renamed away, then deleted) and
-    only while its run lock is ours and no job is seen to hold it."""
+    """Removes the items the running uid owns entirely; returns the bytes freed. An entry disappears at once
+    (renamed away, then deleted) and only while its run lock is ours and no job is seen to hold it. Nothing is
+    followed: a link goes as the link itself."""
     from jobs.executors import JobWatch
 
+    me = os.geteuid()
     freed = 0
     watch = JobWatch()
     for item in items:
+        name = f"{item.kind}/{item.key}" if item.key else item.rel
+        try:
+            st = safefs.lstat(store.root, item.rel)
+        except OSError as e:
+            say(f"kept {name}: cannot be reached without following a link ({e})")
+            continue
+        if st is None:
+            continue
+        if st.st_uid != me or item.skip or item.what == "unreadable":
+            say(f"kept {name}: {item.skip or f'owned by {owner_name(st.st_uid)}, skipped'}")
+            continue
         if item.what == "resume state":
-            freed += drop_resume_state(item.path)
+            with safefs.dir_fd(store.root, item.rel) as fd:
+                freed += drop_resume_state(fd, owner=me)
             continue
-        if item.what != "entry":
-            freed += item.bytes
-            shutil.rmtree(item.path, ignore_errors=True)
+        info = safefs.tree(store.root, item.rel)
+        problem = _skip(info, st.st_uid, me)  # checked again: others may have written into it since the listing
+        if problem:
+            say(f"kept {name}: {problem}")
             continue
-        lock = filelock.FileLock(str(item.path / ".run.lock"))
-        try:
-            lock.acquire(timeout=0)
-        except filelock.Timeout:
-            say(f"kept {item.kind}/{item.key}: a job took its run lock")
+        if item.what == "entry":
+            freed += _delete_entry(store, item, watch, say, me)
             continue
-        try:
-            reason = live_reason(store, item.kind, item.key, watch, check_lock=False)
-            if reason:
-                say(f"kept {item.kind}/{item.key}: {reason}")
-                continue
-            trash = item.path.parent / f".{item.key}.gc.{uuid.uuid4().hex[:8]}"
-            os.replace(item.path, trash)
-        finally:
-            lock.release()
-        shutil.rmtree(trash, ignore_errors=True)
-        freed += item.bytes
+        removed = safefs.remove(store.root, item.rel, owner=me)
+        freed += removed.bytes
+        for kept in removed.kept:
+            say(f"left {kept}")
     return freed
+
+
+def _delete_entry(store: RunStore, item: Item, watch: tp.Any, say: tp.Callable[[str], None], me: int) -> int:
+    prefix, key = item.rel.rsplit("/", 1)
+    trash = f".{key}.gc.{uuid.uuid4().hex[:8]}"
+    try:
+        with safefs.dir_fd(store.root, prefix) as parent, safefs.dir_fd(parent, key) as entry:
+            lock = _try_lock(entry)
+            if lock is None:
+                say(f"kept {item.kind}/{item.key}: a job took its run lock")
+                return 0
+            try:
+                reason = live_reason(store, item.kind, item.key, watch, check_lock=False)
+                if reason:
+                    say(f"kept {item.kind}/{item.key}: {reason}")
+                    return 0
+                os.rename(key, trash, src_dir_fd=parent, dst_dir_fd=parent)
+            finally:
+                os.close(lock)
+            removed = safefs.remove(parent, trash, owner=me)
+    except OSError as e:
+        say(f"kept {item.kind}/{item.key}: {e}")
+        return 0
+    for kept in removed.kept:
+        say(f"left {prefix}/{kept}")
+    return removed.bytes

@@ -7,12 +7,13 @@ that digest lists the semantic digest of every module it ran, so the modules tha
 from __future__ import annotations
 
 import collections
-import json
 import typing as tp
 from pathlib import Path
 
+from jobs import safefs
 from jobs.keys import config_digest, unit_closure_digests
 from jobs.snapshot import SnapshotError, verify_snapshot
+from jobs.store import MANIFEST, RECORD_LIMIT
 
 NEW_CONFIG = "new config"
 
@@ -26,13 +27,15 @@ def _done_by_config(store_root: Path, kind: str) -> dict[str, tuple[str, str]]:
     """{config digest: (committed_at, code digest)} of the newest committed entry per config (manifests only)."""
     out: dict[str, tuple[str, str]] = {}
     for path in sorted((store_root / kind).glob("??/*/manifest.json")):
-        try:
-            manifest = json.loads(path.read_text())
+        try:  # bounded and link-free: any member may have written it (jobs.safefs)
+            manifest = safefs.read_json(store_root, path.relative_to(store_root).as_posix(),
+                                        limit=RECORD_LIMIT[MANIFEST], expect=dict)
             meta = manifest.get("meta", {})
-            config, code, when = meta.get("config"), meta.get("code"), manifest.get("committed_at", "")
+            config, code, when = meta.get("config"), meta.get("code"), str(manifest.get("committed_at", ""))
         except (OSError, ValueError, AttributeError):
             continue  # an unreadable manifest is the store's business (is_done), not a reason
-        if config and code and (config not in out or when > out[config][0]):
+        if isinstance(config, str) and isinstance(code, str) and config and code and \
+                (config not in out or when > out[config][0]):
             out[config] = (when, code)
     return out
 

@@ -14,7 +14,9 @@ against its manifest's sha256 before it counts.
 through DVC from its cache or remote), lists the rest with their sizes (plus `_logs` and `_quarantine` folders
 untouched for longer than the age limit, and resume state a cut-short commit left), and deletes them only with
 `--delete`. Entries a live job holds (run lock, fresh heartbeat, submission claim, queued or running job) are
-never touched. A kept commit whose lists cannot be read stops `--delete` unless `--force`.
+never touched. A kept commit whose lists cannot be read stops `--delete` unless `--force`. On a shared store gc
+deletes only what you own (others' entries are listed as skipped with `--all-users`), and a symbolic link or a
+non-key name where entries, logs or quarantine belong is listed, never followed (jobs/gc.py).
 """
 
 from __future__ import annotations
@@ -38,11 +40,23 @@ class StoreCliError(RuntimeError):
     pass
 
 
-def keys_in(kind: str, text: str) -> set[tuple[str, str]]:
-    data = json.loads(text)
+def keys_in(kind: str, text: str, where: str = "") -> set[tuple[str, str]]:
+    """The (kind, key) pairs a unit list names (`where`: its file, for the error a malformed one gets)."""
+    where = where or LISTS.get(kind, f"the {kind} unit list")
+    allowed = ('a JSON list of records with a string "key"' if kind == "train" else
+               f'a JSON object {{"{kind}": [key strings]}}')
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as e:  # RecursionError: nested deeper than the parser's stack
+        raise StoreCliError(f"{where} is not valid JSON ({type(e).__name__}); expected {allowed}") from None
     if kind == "train":
-        return {("train", r["key"]) for r in data if isinstance(r, dict) and r.get("key")}
-    return {(kind, k) for k in data.get(kind, [])}
+        listed = [r.get("key") for r in data if isinstance(r, dict) and r.get("key")] \
+            if isinstance(data, list) else None
+    else:
+        listed = data.get(kind, []) if isinstance(data, dict) else None
+    if not isinstance(listed, list) or not all(isinstance(k, str) for k in listed):
+        raise StoreCliError(f"{where} is not a unit list: expected {allowed}")
+    return {(kind, k) for k in listed}
 
 
 def workspace_keys(root: Path) -> tuple[set[tuple[str, str]], list[str]]:
@@ -50,7 +64,7 @@ def workspace_keys(root: Path) -> tuple[set[tuple[str, str]], list[str]]:
     for kind, rel in LISTS.items():
         path = root / rel
         if path.is_file():
-            keys |= keys_in(kind, path.read_text())
+            keys |= keys_in(kind, path.read_text(errors="replace"), str(path))
         else:
             notes.append(f"no {rel} in the workspace (run `dvc pull` or `dvc repro` first)")
     return keys, notes
@@ -167,7 +181,8 @@ def gc_main(argv: list[str]) -> int:
     ap.add_argument("--delete", action="store_true", help="delete what is listed (default: only list)")
     ap.add_argument("--force", action="store_true", help="delete even if a kept commit's unit lists are unreadable")
     ap.add_argument("--all-users", action="store_true",
-                    help="also entries and folders other users made (a shared store: they may need them)")
+                    help="also list entries and folders other users made (a shared store); only their owner may "
+                         "delete them, so they are listed as skipped")
     a = ap.parse_args(argv)
     if a.keep_commits < 0 or a.older_than_days < 0:
         raise StoreCliError("gc: --keep-commits and --older-than-days must be >= 0")
@@ -180,12 +195,13 @@ def gc_main(argv: list[str]) -> int:
     items = [i for i in items if not (i.what == "entry" and i.kind in unlisted)]
     for kind in sorted(unlisted):
         print(f"gc: a kept commit predates the unit lists of {kind!r} units: every {kind} entry is kept")
-    total = sum(i.bytes for i in items)
+    mine = [i for i in items if not i.skip]  # the rest: another member's, or holding their files (listed, kept)
     for i in items:
         name = f"{i.kind}/{i.key}" if i.key else i.path.relative_to(store.root).as_posix()
-        print(f"{_human(i.bytes):>10}  {i.what:<12}  {name}  ({i.why})")
-    print(f"gc: {len(items)} items, {_human(total)} in {store.root} (keeping {len(used)} units of the current params "
-          f"and the last {a.keep_commits} commits)")
+        print(f"{_human(i.bytes):>10}  {i.what:<12}  {name}  ({i.why}{f'; {i.skip}' if i.skip else ''})")
+    skipped = f"; {len(items) - len(mine)} more listed as skipped (not yours to delete)" if len(mine) < len(items) else ""
+    print(f"gc: {len(mine)} items, {_human(sum(i.bytes for i in mine))} in {store.root} (keeping {len(used)} units of "
+          f"the current params and the last {a.keep_commits} commits){skipped}")
     for u in unreadable:
         print(f"gc: cannot read {u}", file=sys.stderr)
     if not a.delete:
@@ -195,7 +211,7 @@ def gc_main(argv: list[str]) -> int:
         print("gc: refusing to delete: the unit lists of a kept commit could not be read (its entries might be "
               "deleted); `dvc pull` them, lower --keep-commits, or pass --force", file=sys.stderr)
         return 1
-    freed = delete(store, items)
+    freed = delete(store, mine)
     print(f"gc: deleted, {_human(freed)} freed")
     return 0
 

@@ -88,8 +88,60 @@ def test_delete_rechecks_liveness(store):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to hand an entry to another uid")
-def test_another_users_entries_are_left_alone_unless_asked(store):
+def test_another_users_entries_are_listed_on_request_and_never_deleted(store):
     wd = done(store, ORPHAN)
     os.chown(wd, 4242, 4242)  # a collaborator computed it in the shared store
     assert plan(store, set(), max_age_s=86400) == []
-    assert [i.key for i in plan(store, set(), max_age_s=86400, all_users=True)] == [ORPHAN]
+    (item,) = plan(store, set(), max_age_s=86400, all_users=True)  # listed, but theirs to delete
+    assert item.key == ORPHAN and item.skip.startswith("owned by ") and "(uid 4242)" in item.skip
+    said = []
+    assert delete(store, [item], say=said.append) == 0
+    assert store.is_done("train", ORPHAN, verify=True) and "owned by" in said[0]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to hand a file to another uid")
+def test_an_entry_of_ours_holding_another_users_file_is_kept(store):
+    wd = done(store, ORPHAN)
+    (wd / "extra.bin").write_bytes(b"x")
+    os.chown(wd / "extra.bin", 4242, 4242)  # a collaborator wrote into it
+    (item,) = plan(store, set(), max_age_s=86400)
+    assert item.skip.startswith("holds files of")
+    assert delete(store, [item], say=lambda s: None) == 0 and (wd / "extra.bin").exists()
+
+
+def test_links_are_listed_and_deleted_as_links_never_followed(store, tmp_path):
+    outside = tmp_path / "home"
+    (outside / "project").mkdir(parents=True)
+    (outside / "project" / "notes.txt").write_text("work")
+    done(store, USED)
+    past = time.time() - 100 * 86400
+    links = {"_quarantine/train": outside, "_logs/someone": outside, "_logs/me/train": outside / "project",
+             "train/a1/x": outside, f"train/a1/{ORPHAN}": outside, "train/b2": outside, "prune": outside}
+    for rel, target in links.items():
+        (store.root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (store.root / rel).symlink_to(target)
+        os.utime(store.root / rel, (past, past), follow_symlinks=False)
+    items = plan(store, {("train", USED)}, max_age_s=0)
+    assert sorted(i.rel for i in items) == sorted(links) and {i.what for i in items} == {"symlink"}
+    assert all(i.skip == "" and i.bytes == 0 for i in items)  # ours: deletable, as links
+    delete(store, items, say=lambda s: None)
+    assert not any(os.path.lexists(store.root / rel) for rel in links)
+    assert (outside / "project" / "notes.txt").read_text() == "work"
+    assert store.is_done("train", USED, verify=True)
+
+
+def test_names_that_are_not_keys_are_listed_not_a_crash(store):
+    done(store, USED)
+    prefix = store.root / "train" / "a1"
+    (prefix / "not-a-key").mkdir()
+    (prefix / "README").write_text("x")
+    (prefix / ORPHAN).mkdir()  # a key under the wrong prefix
+    (store.root / "train" / "zz").mkdir()
+    (store.root / "train" / ".b2").mkdir()  # dot-names are the store's temporaries: not listed
+    items = plan(store, {("train", USED)}, max_age_s=86400)
+    assert sorted((i.what, i.rel) for i in items) == [
+        ("stray", "train/a1/README"), ("stray", f"train/a1/{ORPHAN}"), ("stray", "train/a1/not-a-key"),
+        ("stray", "train/zz")]
+    assert store.pending_jobs() == []  # the other readers of the layout pass over them too
+    delete(store, items, say=lambda s: None)
+    assert sorted(p.name for p in prefix.iterdir()) == [USED]

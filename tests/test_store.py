@@ -119,10 +119,10 @@ def test_failed_manifest_write_leaves_no_half_entry(store, monkeypatch):
     wd = _fill(store)
     real_replace = os.replace
 
-    def full_disk(src, dst):
+    def full_disk(src, dst, **fds):  # the store renames through directory fds (jobs.safefs.write_atomic)
         if str(dst).endswith("manifest.json"):
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real_replace(src, dst)
+        return real_replace(src, dst, **fds)
 
     monkeypatch.setattr(store_mod.os, "replace", full_disk)
     with pytest.raises(OSError, match="No space left"):
@@ -152,7 +152,7 @@ def test_failed_result_write_leaves_nothing(store, monkeypatch):
 def test_recommit_of_a_done_entry_is_not_done_midway(store, monkeypatch):
     _fill(store)
     store.commit("train", KEY, {"acc": 1.0})
-    monkeypatch.setattr(store_mod, "_sha256", lambda p: (_ for _ in ()).throw(OSError("read failed")))
+    monkeypatch.setattr(store_mod, "_sha256", lambda *a: (_ for _ in ()).throw(OSError("read failed")))
     with pytest.raises(OSError):
         store.commit("train", KEY, {"acc": 2.0})
     monkeypatch.undo()
@@ -232,3 +232,73 @@ def test_status_and_dry_run_leave_a_damaged_entry_in_place(store, capsys):
     assert dry_run([unit], store) == [unit]
     assert (wd / "weights.bin").stat().st_size == 10 and (wd / "manifest.json").exists()
     assert not (store.root / "_quarantine").exists()
+
+
+@pytest.mark.parametrize("content, why", [
+    (b"[" * 200_000, "nested too deeply"),
+    (b'{"files": "\xff"}', "not UTF-8"),
+    (b"[]", "a JSON list, not a dict"),
+    (b'{"files": {"result.json": []}}', "record of 'result.json' is not an object"),
+    (b'{"files": {"result.json": {"size": 1}, "../../etc/passwd": {"size": 1}}}', "not a normalised relative name"),
+    (b'{"files": {"result.json": {"size": "big"}}}', "result.json has"),
+])
+def test_any_manifest_content_is_damage_never_a_crash(store, content, why):
+    wd = _fill(store)
+    store.commit("train", KEY, {"acc": 1.0})
+    (wd / "manifest.json").write_bytes(content)
+    assert not store.is_done("train", KEY, verify=True)
+    assert why in store.damage("train", KEY)
+    with pytest.raises(StoreError, match="is damaged"):
+        store.result("train", KEY)
+    assert list(store.quarantine_damaged([("train", KEY)])) == [("train", KEY)]
+
+
+def test_links_in_an_entry_are_never_followed(store, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"\x01" * 1000)
+    wd = _fill(store)
+    (wd / "planted").symlink_to(outside / "secret")  # a member's link: hashed and pushed, it would leak the target
+    store.commit("train", KEY, {"acc": 1.0})
+    assert "planted" not in json.loads((wd / "manifest.json").read_text())["files"]
+    (wd / "weights.bin").unlink()
+    (wd / "weights.bin").symlink_to(outside / "secret")  # same size, same bytes: still not the committed file
+    assert store.damage("train", KEY) == "weights.bin is not a regular file"
+    os.mkfifo(wd / "error.txt")  # read, it would block the driver
+    assert store.error("train", KEY) is None
+    other = "cd" + "1" * 62
+    (store.root / "train" / "cd").symlink_to(outside)
+    with pytest.raises(OSError, match="symbolic link"):
+        store.workdir("train", other)  # a job's files never go to the link's target
+    with pytest.raises(OSError, match="symbolic link"):
+        store.record_error("train", other, "x")
+    assert sorted(p.name for p in outside.iterdir()) == ["secret"]
+
+
+def test_hostile_bookkeeping_records_count_as_absent(store):
+    wd = store.workdir("train", KEY)
+    for name, data in (("job.json", b"[" * 200_000), ("attempts.json", b'{"not": "a list"}'),
+                       (".heartbeat", b'{"t": "soon"}')):
+        (wd / name).write_bytes(data)
+    assert store.job_record("train", KEY) is None and store.pending_jobs() == []
+    assert store.attempts("train", KEY) == [] and store.heartbeat("train", KEY) is None
+    assert store.record_attempt("train", KEY, "preempted")[0]["cause"] == "preempted"  # replaced, not appended to
+
+
+def test_quarantine_is_sticky(store):
+    wd = _fill(store)
+    store.commit("train", KEY, {"acc": 1.0})
+    (wd / "weights.bin").write_bytes(b"")
+    store.quarantine_damaged([("train", KEY)])
+    for path in (store.root / "_quarantine", store.root / "_quarantine" / "train"):
+        assert path.stat().st_mode & 0o1000  # members move entries in, never another member's out
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to hand an entry to another uid")
+def test_a_damaged_entry_of_another_user_is_left_in_place(store, caplog):
+    wd = _fill(store)
+    store.commit("train", KEY, {"acc": 1.0})
+    (wd / "weights.bin").write_bytes(b"")
+    os.chown(wd, 4242, 4242)
+    assert store.quarantine_damaged([("train", KEY)]) == {}
+    assert wd.exists() and "belongs to uid4242: left in place" in caplog.text

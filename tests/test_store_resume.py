@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import pytest
 
@@ -51,14 +52,14 @@ def test_an_entry_without_resume_state_commits_as_before(store):
 
 def test_killed_before_the_manifest_lands_keeps_the_unit_resumable(store, monkeypatch):
     wd = _running_unit(store)
-    real = store_mod.atomic_write_bytes
+    real = store_mod.safefs.write_atomic
 
-    def die_at_manifest(path, data):
-        if str(path).endswith("manifest.json"):
+    def die_at_manifest(root, rel, data, **kw):
+        if str(rel).endswith("manifest.json"):
             raise Killed()
-        return real(path, data)
+        return real(root, rel, data, **kw)
 
-    monkeypatch.setattr(store_mod, "atomic_write_bytes", die_at_manifest)
+    monkeypatch.setattr(store_mod.safefs, "write_atomic", die_at_manifest)
     with pytest.raises(Killed):
         store.commit("train", KEY, {"acc": 1.0})
     monkeypatch.undo()
@@ -72,7 +73,7 @@ def test_killed_after_the_manifest_leaves_a_valid_entry_and_garbage_that_is_clea
     if point == "before_rename":
         monkeypatch.setattr(store_mod, "drop_resume_state", lambda entry: (_ for _ in ()).throw(Killed()))
     else:
-        monkeypatch.setattr(store_mod.shutil, "rmtree", lambda *a, **k: (_ for _ in ()).throw(Killed()))
+        monkeypatch.setattr(shutil, "rmtree", lambda *a, **k: (_ for _ in ()).throw(Killed()))
     with pytest.raises(Killed):
         store.commit("train", KEY, {"acc": 1.0})
     monkeypatch.undo()
