@@ -107,11 +107,22 @@ def _split(rel: str) -> tuple[str, str]:
     return "/".join(parts[:-1]), parts[-1]
 
 
+@contextlib.contextmanager
+def _parent(root: Root, parent: str, create: bool = False) -> tp.Iterator[int]:
+    """dir_fd(root, parent), or the caller's fd itself when that is the parent (no dup: the hot path of readers
+    that hold an entry's fd)."""
+    if isinstance(root, int) and not parent:
+        yield root
+    else:
+        with dir_fd(root, parent, create=create) as fd:
+            yield fd
+
+
 def lstat(root: Root, rel: str) -> os.stat_result | None:
     """The lstat of root/rel (a link's own), None when it or a directory on the way is missing."""
     parent, name = _split(rel)
     try:
-        with dir_fd(root, parent) as fd:
+        with _parent(root, parent) as fd:
             return os.stat(name, dir_fd=fd, follow_symlinks=False)
     except (FileNotFoundError, NotADirectoryError):
         return None
@@ -130,7 +141,7 @@ def scan(root: Root, rel: str = "") -> list[tuple[str, os.stat_result]]:
 def open_file(root: Root, rel: str, flags: int = os.O_RDONLY) -> int:
     """An fd of the regular file root/rel; a link, FIFO, device or directory there raises UnsafePath."""
     parent, name = _split(rel)
-    with dir_fd(root, parent) as d:
+    with _parent(root, parent) as d:
         try:
             fd = os.open(name, flags | FILE_FLAGS, dir_fd=d)
         except OSError as e:
@@ -336,7 +347,7 @@ def rename(root: Root, src: str, dest: str) -> None:
 def write_new(root: Root, rel: str, data: bytes, *, mode: int = 0o666) -> None:
     """Creates root/rel with `data`; an existing file or link there raises FileExistsError (never opened)."""
     parent, name = _split(rel)
-    with dir_fd(root, parent) as d:
+    with _parent(root, parent) as d:
         _write_fd(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode,
                           dir_fd=d), data)
 
@@ -346,7 +357,7 @@ def write_atomic(root: Root, rel: str, data: bytes, *, mode: int = 0o666, create
     over the target, fsync the directory): readers see the old content or the new, and a link planted at the
     target is replaced, never written through. `create` makes missing parent directories."""
     parent, name = _split(rel)
-    with dir_fd(root, parent, create=create) as d:
+    with _parent(root, parent, create) as d:
         tmp = f".{name}.{uuid.uuid4().hex[:12]}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=d)
         try:

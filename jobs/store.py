@@ -47,7 +47,7 @@ from jobs.store_files import (
     RESUME,
     SMALL_FILE,
     StoreError,
-    _check_file,
+    _check_files,
     _payload_files,
     _sha256,
     _skip_note,
@@ -132,30 +132,29 @@ class RunStore(EntryAccess):
         return committed and not problem
 
     def _state(self, kind: str, key: str, verify: bool | str) -> tuple[bool, str]:
-        """(has a manifest, why it does not match its files or "")."""
+        """(has a manifest, why it does not match its files or ""). The manifest and the files are read through one
+        fd of the entry: what is checked is what the manifest lies in."""
         if verify not in (False, True, "changed"):
             raise ValueError(f"store: verify must be False, True or 'changed', got {verify!r}")
+        rel = self._rel(kind, key)
         try:
-            manifest = self._read_manifest(kind, key)
-        except (ValueError, OSError) as e:
-            return True, f"unreadable {MANIFEST}: {e}"
-        if manifest is None:
+            entry = safefs.open_dir(self.root, rel)
+        except (FileNotFoundError, NotADirectoryError):
             return False, ""
-        return True, self._check(kind, key, manifest, verify)
-
-    def _check(self, kind: str, key: str, manifest: tp.Any, verify: bool | str) -> str:
-        files = manifest.get("files") if isinstance(manifest, dict) else None
-        if not isinstance(files, dict) or RESULT not in files:
-            return f"{MANIFEST} has no file list including {RESULT}"
+        except OSError as e:  # a link, or a folder we may not enter, where the entry belongs
+            return True, f"unreadable {MANIFEST}: {e}"
         try:
-            with safefs.dir_fd(self.root, self._rel(kind, key)) as fd:
-                for rel, info in sorted(files.items()):
-                    problem = _check_file(fd, rel, info, verify)
-                    if problem:
-                        return problem
+            manifest = safefs.read_json(entry, MANIFEST, limit=RECORD_LIMIT[MANIFEST], expect=dict)
+        except FileNotFoundError:
+            return False, ""
+        except safefs.CorruptRecord as e:
+            return True, f"unreadable {e}"
         except OSError as e:
-            return f"its files cannot be read ({e})"
-        return ""
+            return True, f"unreadable {MANIFEST}: {e}"
+        else:
+            return True, _check_files(entry, manifest, verify)
+        finally:
+            os.close(entry)
 
     def quarantine_damaged(self, entries: tp.Iterable[tuple[str, str]],
                            verify: bool | str = "changed") -> dict[tuple[str, str], str]:

@@ -72,6 +72,21 @@ def _sha256(path: str | Path, root: safefs.Root | None = None) -> str:
     return _sha256_fd(safefs.open_file(root, str(path)))
 
 
+def _check_files(entry: int, manifest: dict, verify: bool | str) -> str:
+    """Why the files of the entry (its fd) do not match `manifest` ("" when they do)."""
+    files = manifest.get("files")
+    if not isinstance(files, dict) or RESULT not in files:
+        return f"{MANIFEST} has no file list including {RESULT}"
+    try:
+        for rel, info in sorted(files.items()):
+            problem = _check_file(entry, rel, info, verify)
+            if problem:
+                return problem
+    except OSError as e:
+        return f"its files cannot be read ({e})"
+    return ""
+
+
 def _check_file(entry: int, rel: tp.Any, info: tp.Any, verify: bool | str) -> str:
     """Why one file of a manifest does not match (""), its name and record being whatever the manifest holds."""
     if not isinstance(info, dict):
