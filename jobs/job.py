@@ -141,7 +141,7 @@ def _report(store: RunStore, unit: Unit, text: str) -> None:
     log.error("unit %s (%s) failed:\n%s", unit.name, unit.key, text)
     try:
         store.record_error(unit.kind, unit.key, text)
-    except OSError as e:
+    except PermissionError as e:  # a member's umask: the log says why; a full disk instead fails the job loudly
         log.error("unit %s (%s): %s", unit.name, unit.key, _unwritable(store, unit, e))
 
 
