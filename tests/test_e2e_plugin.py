@@ -88,7 +88,7 @@ def test_naming_the_plugin_in_params_trains_exactly_its_units_and_shows_its_rows
     readme = (repo / "results" / "README.md").read_text()
     assert "AWD vs sgdw: higher AutoAttack accuracy" in readme and "λ_SGDW" in readme
     # the job imported the plugin from its code snapshot
-    snap = [p for p in (repo / "runs" / "_code").glob("*/*/examples/sgdw.py")]
+    snap = [p for p in (repo / "runs" / "_code").glob("u*/*/*/examples/sgdw.py")]  # _code/u<uid>/<xx>/<digest>/
     assert len(snap) == 1 and snap[0].read_bytes() == (repo / "examples" / "sgdw.py").read_bytes()
 
 

@@ -67,7 +67,9 @@ def written(project, tmp_path):
 
 def test_snapshot_is_content_addressed_read_only_and_complete(project, written):
     store, digest, dest = written
-    assert dest == snapshot_path(store, digest) and dest.parent.parent.name == "_code"
+    # per user: the uid the driver (and so its jobs) runs as
+    assert dest == snapshot_path(store, digest) and dest.parent.parent.name == f"u{os.geteuid()}"
+    assert dest.parents[2].name == "_code" and dest.parent.name == digest[:2]
     manifest = verify_snapshot(store, digest)
     assert set(manifest["files"]) == {"awd", "awd.weight_decay", "awd.train_config", "awd.checks", "awd.methods",
                                      "awd.probe_value", "pipeline", "pipeline.units", "pipeline.units.probe"}
@@ -112,7 +114,7 @@ def test_a_tampered_snapshot_makes_the_job_refuse_with_a_clear_error(written, ta
     with pytest.raises(SnapshotError, match=message):
         verify_snapshot(store, digest)
     # the job: the unit is refused with the reason in its error.txt, nothing of the snapshot is imported
-    out = run_in(dest.parents[3] / "checkout", f"""
+    out = run_in(store.parent / "checkout", f"""
         import sys
         from jobs.job import Unit, UnitError, execute_units
         unit = Unit("probe", {probe_key(digest)!r}, {PROBE!r}, {{}}, code={digest!r})
@@ -257,3 +259,61 @@ def test_why_a_plugin_unit_is_pending_names_the_file_that_changed(project, tmp_p
         new = unit_code_digest(modules, root=project)
         unit = Unit("probe", unit_key("probe", config, new), fn, config, code=new, modules=("myplugin.method",))
         assert pending_reasons([unit], store.root, root=project) == {unit.key: expected}
+
+
+def test_the_job_runs_the_verified_bytes_even_if_the_file_changes_after_verification(written):
+    store, digest, dest = written
+    out = run_in(store.parent / "checkout", f"""
+        import os
+        from pathlib import Path
+        from jobs.snapshot import use_snapshot
+        use_snapshot({str(store)!r}, {digest!r})
+        file = Path({str(dest / "awd" / "probe_value.py")!r})
+        os.chmod(file.parent, 0o755)
+        os.chmod(file, 0o644)
+        file.write_text("VALUE = 'swapped'\\n")  # after the check, before the (lazy) import
+        os.utime(file, (1, 1))
+        import awd.probe_value
+        print(awd.probe_value.VALUE, awd.probe_value.__file__ == str(file))
+    """)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["before", "True"]
+
+
+def test_a_snapshot_anyone_else_may_write_is_refused(written):
+    store, digest, dest = written
+    os.chmod(dest / "awd" / "probe_value.py", 0o664)  # a member of the group could rewrite it
+    with pytest.raises(SnapshotError, match=r"awd/probe_value.py is writable by group or others \(mode 0664\)"):
+        verify_snapshot(store, digest)
+    os.chmod(dest / "awd" / "probe_value.py", 0o444)
+    os.chmod(dest / "awd", 0o775)
+    with pytest.raises(SnapshotError, match=r"awd/ is writable by group or others"):
+        verify_snapshot(store, digest)
+
+
+def test_a_symlink_in_a_snapshot_is_refused_never_followed(written, tmp_path):
+    store, digest, dest = written
+    os.chmod(dest / "awd", 0o755)
+    target = dest / "awd" / "probe_value.py"
+    (tmp_path / "elsewhere.py").write_bytes(target.read_bytes())
+    os.chmod(target, 0o644)
+    target.unlink()
+    target.symlink_to(tmp_path / "elsewhere.py")
+    with pytest.raises(SnapshotError, match=r"awd/probe_value.py is not a regular file"):
+        verify_snapshot(store, digest)
+
+
+def test_a_snapshot_of_the_layout_before_per_user_directories_is_still_run(project, written):
+    store, digest, dest = written
+    legacy = store / "_code" / digest[:2] / digest  # what earlier versions wrote, queued jobs may still name
+    legacy.parent.mkdir()
+    os.rename(dest, legacy)
+    assert verify_snapshot(store, digest)["digest"] == digest
+    out = run_in(project, f"""
+        from jobs.snapshot import use_snapshot
+        print(use_snapshot({str(store)!r}, {digest!r}))
+        import awd.probe_value
+        print(awd.probe_value.VALUE)
+    """)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [str(legacy), "before"]

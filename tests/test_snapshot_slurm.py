@@ -10,6 +10,7 @@ import textwrap
 import pytest
 
 from jobs.keys import code_digest
+from jobs.snapshot import snapshot_path
 from tests.slurm_util import slurm_cluster, wait_until  # noqa: F401  (the fixture)
 from tests.test_snapshot import make_project, probe_key, set_value
 
@@ -56,6 +57,6 @@ def test_held_job_released_after_a_checkout_edit_runs_the_submitted_code(slurm_c
                 subprocess.run(["scancel", job_id], timeout=10)
     assert driver.returncode == 0, err
     result = json.loads(out.strip().splitlines()[-1])
-    assert result == {"value": "before", "file": str(store / "_code" / digest[:2] / digest / "awd" / "probe_value.py")}
+    assert result == {"value": "before", "file": str(snapshot_path(store, digest) / "awd" / "probe_value.py")}
     # the checkout itself now says "after": a unit keyed on it gets another key, and would run that code
     assert code_digest("pipeline.units.probe", root=project) != digest
