@@ -1,8 +1,12 @@
 """Orchestration cost: what DVC and the job layer add around the computation.
 
 --part dvc    cold `dvc repro` of the embedded default (the full params.yaml) in a throwaway git + DVC copy with
-              the local executor and an empty run store, then a no-op `dvc repro` (median of --noop-repeats).
+              the local executor and an empty run store, then a no-op `dvc repro`, `python -m pipeline.repro` (what
+              `make repro` runs: the store check, then dvc repro) and `dvc status` (medians of --noop-repeats).
               Targets: no-op ≤ 2 s, cold ≤ 5 min on 2 cores.
+--part decide the per-unit cost of deciding "nothing to do" at paper scale: --entries done entries (default 2,000)
+              in a fresh store, then the store check of `make repro` (pipeline.pending.check over unit lists naming
+              them all) and a stage driver's pass over them (jobs.run_units_report with every unit done).
 --part local  --units trivial units (bench.noop_unit:noop, no work) through jobs.run_units with the local executor:
               wall seconds per unit (total / units), then the no-op rerun with every unit cached.
 --part slurm  the same through the local SLURM cluster (scripts/local-slurm.sh), one array task per unit unless
@@ -27,7 +31,7 @@ from bench.common import Meter, report, table, wait_for_quiet
 
 ROOT = Path(__file__).resolve().parent.parent
 
-PARTS = ("dvc", "local", "slurm")
+PARTS = ("dvc", "decide", "local", "slurm")
 NOOP_FN = "bench.noop_unit:noop"
 KIND = "bench-noop"
 
@@ -51,24 +55,87 @@ def bench_dvc(args) -> None:
         quiet["others"] = meter.others
         n_train = len(train_entries(repo))
         n_units = sum(1 for _ in (repo / "runs").glob("*/*/*/manifest.json"))
-        noops = []
-        for _ in range(args.noop_repeats):
-            seconds, proc = _timed(lambda: run(repo, "dvc", "repro"))
-            # train/attack/prune are always_changed (their drivers look into the store and rewrite identical
-            # artifacts): a no-op reruns them but neither prepare nor aggregate
-            out = proc.stdout + proc.stderr
-            if "Running stage 'prepare'" in out or "Running stage 'aggregate'" in out:
-                raise AssertionError(f"the rerun was not a no-op:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-            noops.append(seconds)
-        noop = statistics.median(noops)
-        rows = [["cold `dvc repro` (empty run store)", f"{cold:.1f}", "≤ 300", "yes" if cold <= 300 else "**no**"],
-                [f"no-op `dvc repro` (median of {len(noops)}: {', '.join(f'{s:.2f}' for s in noops)})",
-                 f"{noop:.2f}", "≤ 2", "yes" if noop <= 2 else "**no**"]]
+        status = run(repo, "dvc", "status").stdout
+        if status.strip() != "Data and pipelines are up to date.":
+            raise AssertionError(f"`dvc status` after the cold repro is not up to date:\n{status[-3000:]}")
+        rows = [["cold `dvc repro` (empty run store)", f"{cold:.1f}", "≤ 300", "yes" if cold <= 300 else "**no**"]]
+        for what, cmd in (("no-op `dvc repro`", ("dvc", "repro")),
+                          ("no-op `make repro` (`python -m pipeline.repro`: store check, then dvc repro)",
+                           ("python", "-m", "pipeline.repro")),
+                          ("`dvc status`", ("dvc", "status"))):
+            times = []
+            for _ in range(args.noop_repeats):
+                seconds, proc = _timed(lambda c=cmd: run(repo, *c))
+                # no stage runs: their deps (code, params, pending marks) and outs are those dvc.lock holds
+                if "Running stage" in proc.stdout + proc.stderr:
+                    raise AssertionError(f"not a no-op:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+                times.append(seconds)
+            med = statistics.median(times)
+            rows.append([f"{what} (median of {len(times)}: {', '.join(f'{s:.2f}' for s in times)})", f"{med:.2f}",
+                         "≤ 2", "yes" if med <= 2 else "**no**"])
         body = (f"Embedded default (the working tree's full `params.yaml`) in a throwaway git + DVC copy "
                 f"(`bench/scratch_repo.make_repo`), executor `local` ({os.cpu_count()} parallel jobs); the cold run "
                 f"trained {n_train} runs and committed {n_units} units in all.\n\n"
                 + table(["what", "seconds", "target", "met"], rows))
         report("Orchestration: cold and no-op dvc repro", body, quiet)
+    finally:
+        if args.keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+# -- deciding "nothing to do" at paper scale ---------------------------------------------------------------------------
+def bench_decide(args) -> None:
+    """A store of --entries done entries (one small result file each, as a committed unit), unit lists naming them
+    all: the store check `make repro` runs before DVC, and a driver's pass when a stage runs with nothing to do."""
+    import json
+
+    from jobs.driver import run_units_report
+    from jobs.executors import ExecutorConfig
+    from jobs.store import RunStore
+    from pipeline import pending
+
+    quiet = wait_for_quiet()
+    tmp = Path(tempfile.mkdtemp(prefix="awd-bench-decide-", dir=args.tmp))
+    try:
+        store = RunStore(tmp / "runs")
+        units = _units(args.entries, salt=f"{time.time_ns()}")
+        kinds = {"train": args.entries // 2, "autoattack": args.entries * 3 // 8}  # the rest: prune
+        for i, unit in enumerate(units):
+            unit.kind = "train" if i < kinds["train"] else "autoattack" if i < sum(kinds.values()) else "prune"
+            (store.workdir(unit.kind, unit.key) / "metrics.json").write_text(json.dumps({"i": i}))
+            store.commit(unit.kind, unit.key, {"i": i})
+        (tmp / "artifacts" / "train").mkdir(parents=True)
+        (tmp / "artifacts" / "attack").mkdir()
+        (tmp / "artifacts" / "prune").mkdir()
+        (tmp / "artifacts" / "train" / "runs.json").write_text(json.dumps(
+            [{"key": u.key, "status": "done"} for u in units if u.kind == "train"]))
+        for stage, kind in (("attack", "autoattack"), ("prune", "prune")):
+            (tmp / "artifacts" / stage / "units.json").write_text(json.dumps({kind: [u.key for u in units
+                                                                                     if u.kind == kind]}))
+        for stage in pending.STAGES:
+            pending.write_mark(stage, [], root=tmp)
+        cfg = ExecutorConfig(kind="local", poll_s=args.poll_s)
+        n = len(units)
+        with Meter() as meter:
+            checks = [_timed(lambda: pending.check(tmp, store, say=print))[0] for _ in range(args.noop_repeats)]
+            passes = [_timed(lambda: run_units_report(units, store, cfg, desc="bench", stream=io.StringIO()))[0]
+                      for _ in range(args.noop_repeats)]
+        quiet["others"] = meter.others
+        check, drive = statistics.median(checks), statistics.median(passes)
+        rows = [[f"store check of `make repro` ({n} listed entries, median of {len(checks)})", f"{check:.3f}",
+                 f"{check / n * 1e3:.3f}"],
+                [f"a stage driver's pass, all {n} units done (`run_units_report`, median of {len(passes)})",
+                 f"{drive:.3f}", f"{drive / n * 1e3:.3f}"]]
+        body = (f"{n} done entries ({kinds['train']} train, {kinds['autoattack']} autoattack, "
+                f"{n - sum(kinds.values())} prune; a result and one small file each) in a fresh run store on local "
+                "disk, unit lists naming every one. A no-op `dvc repro` reads none of them (DVC compares its hashes "
+                "alone); `make repro` checks each listed entry is still done (sizes against its manifest) before "
+                "calling DVC, and a stage that runs (code or params changed) passes every unit through the driver, "
+                "which finds it done and submits nothing.\n\n"
+                + table(["what", "seconds", "ms per unit"], rows))
+        report(f"Orchestration: deciding nothing to do, {n} entries", body, quiet)
     finally:
         if args.keep:
             print(f"kept {tmp}")
@@ -189,6 +256,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--part", action="append", choices=PARTS, help="repeatable; default: all three")
     ap.add_argument("--units", type=int, default=200)
+    ap.add_argument("--entries", type=int, default=2000, help="done entries for --part decide (default 2000)")
     ap.add_argument("--poll-s", type=float, default=0.2, help="driver poll interval for --part local/slurm")
     ap.add_argument("--slurm-units-per-job", type=lambda s: [int(v) for v in s.split(",")], default=[1, 25],
                     help="comma-separated, one measurement each (default 1,25)")
@@ -201,7 +269,7 @@ def main() -> None:
         if part == "slurm" and not args.part and shutil.which("sinfo") is None:
             print("--part slurm skipped: no SLURM here (`scripts/local-slurm.sh start` starts a local cluster)")
             continue
-        {"dvc": bench_dvc, "local": bench_local, "slurm": bench_slurm}[part](args)
+        {"dvc": bench_dvc, "decide": bench_decide, "local": bench_local, "slurm": bench_slurm}[part](args)
 
 
 if __name__ == "__main__":

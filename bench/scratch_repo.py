@@ -13,7 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
-COPIED = ("awd", "jobs", "pipeline", "dvc.yaml", "params.yaml", "pyproject.toml")
+COPIED = ("awd", "jobs", "pipeline", "pending", "dvc.yaml", "params.yaml", "pyproject.toml", ".dvcignore")
 
 
 def make_repo(tmp: Path, params_text: str | None = None, executor: str = "local") -> Path:

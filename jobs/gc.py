@@ -2,7 +2,10 @@
 
 `plan(store, used, max_age_s)` lists the candidates (kind, path, bytes, why); `delete(store, items)` removes them,
 each entry under its run lock and only after checking again that no job holds it. Which keys are used is the
-caller's business (pipeline/store_cli.py: the current params and the unit lists of recent commits).
+caller's business (pipeline/store_cli.py: the current params and the unit lists of recent commits). The code
+snapshots (`_code/`, jobs/snapshot.py) of the running user that no entry gc keeps names in its manifest
+(`meta.code`) go too, once untouched for `max_age_s`, and none at all while an unfinished entry of the store may
+still have a job (its snapshot is named only in the job's own pickle).
 
 On a group-shared store every member can write where entries, logs and quarantine live, so the store is walked
 with lstat and directory fds (jobs.safefs): a symbolic link is listed as one and, deleted, goes as the link itself,
@@ -26,6 +29,7 @@ from pathlib import Path
 
 from jobs import safefs
 from jobs.layout import Found, scan_store
+from jobs.snapshot import SNAPSHOTS
 from jobs.store import DROPPED_PREFIX, MANIFEST, QUARANTINE, RESUME, RunStore, _user, claim_alive, drop_resume_state
 
 LOGS = "_logs"
@@ -34,7 +38,7 @@ RUN_LOCK = ".run.lock"
 
 @dataclasses.dataclass
 class Item:
-    what: str  # "entry", "resume state", "logs", "quarantine", "symlink", "stray", "unreadable"
+    what: str  # "entry", "resume state", "logs", "quarantine", "code snapshot", "symlink", "stray", "unreadable"
     path: Path
     bytes: int
     why: str
@@ -155,7 +159,54 @@ def plan(store: RunStore, used: set[tuple[str, str]], max_age_s: float, now: flo
             items += _entry_items(store, f, used, watch, me)
     for top, what in ((LOGS, "logs"), (QUARANTINE, "quarantine")):
         items += _old_folders(store, top, what, now, max_age_s, me, all_users)
+    going = {(i.kind, i.key) for i in items if i.what == "entry"}
+    kept = [f for f in found if f.what == "entry" and (f.kind, f.key) not in going]
+    return items + _snapshot_items(store, kept, watch, now, max_age_s, me)
+
+
+def _snapshot_items(store: RunStore, kept: list[Found], watch: tp.Any, now: float, max_age_s: float,
+                    me: int) -> list[Item]:
+    """The running user's code snapshots (`_code/u<uid>/<xx>/<digest>/`, and `_code/<xx>/<digest>/` of earlier
+    versions when theirs) that no kept done entry names and that are untouched for `max_age_s`; none while a kept
+    unfinished entry may have a job, which names its snapshot only in its pickle."""
+    named = set()
+    for f in kept:
+        if safefs.lstat(store.root, f"{f.rel}/{MANIFEST}") is None:
+            if live_reason(store, f.kind, f.key, watch):
+                return []
+            continue
+        code = ((store.manifest(f.kind, f.key) or {}).get("meta") or {}).get("code")
+        if isinstance(code, str):
+            named.add(code)
+    items: list[Item] = []
+    for top in (f"{SNAPSHOTS}/u{me}", SNAPSHOTS):
+        st = safefs.lstat(store.root, top)
+        for prefix, pst in _children(store, top, st, me, items) if st is not None else []:
+            if len(prefix) != 2 or not all(c in "0123456789abcdef" for c in prefix):
+                continue  # u<uid> folders (and what is not a snapshot's) are not this level's
+            for digest, dst in _children(store, f"{top}/{prefix}", pst, me, items):
+                rel = f"{top}/{prefix}/{digest}"
+                if digest in named or digest.startswith(".") or dst.st_uid != me or not stat.S_ISDIR(dst.st_mode):
+                    continue
+                info = safefs.tree(store.root, rel)
+                age = now - info.newest_mtime
+                if age > max_age_s:
+                    items.append(Item("code snapshot", store.root / rel, info.bytes,
+                                      f"named by no kept entry, untouched for {age / 86400:.1f} days", rel=rel,
+                                      owner=me, skip=_skip(info, me, me)))
     return items
+
+
+def _writable(store: RunStore, rel: str, me: int) -> None:
+    """Gives the owner write access to every directory of a read-only tree (a code snapshot) before it is removed,
+    through directory fds that follow no link; what another uid owns is left as it is (and then kept)."""
+    with safefs.dir_fd(store.root, rel) as fd:
+        if os.fstat(fd).st_uid == me:
+            os.fchmod(fd, stat.S_IRWXU)
+        for sub, st in safefs.walk(store.root, rel):
+            if stat.S_ISDIR(st.st_mode) and st.st_uid == me:
+                with safefs.dir_fd(store.root, f"{rel}/{sub}") as child:
+                    os.fchmod(child, stat.S_IRWXU)
 
 
 def _entry_items(store: RunStore, f: Found, used: set[tuple[str, str]], watch: tp.Any, me: int) -> list[Item]:
@@ -253,6 +304,8 @@ def delete(store: RunStore, items: tp.Iterable[Item], say: tp.Callable[[str], No
         if item.what == "entry":
             freed += _delete_entry(store, item, watch, say, me)
             continue
+        if item.what == "code snapshot":
+            _writable(store, item.rel, me)
         removed = safefs.remove(store.root, item.rel, owner=me)
         freed += removed.bytes
         for kept in removed.kept:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import cache
 
 from jobs.driver import cancel_early, run_units_report
-from pipeline import outcomes
+from pipeline import outcomes, pending
 from pipeline.common import ARTIFACTS, executor_config, make_unit, open_store, stage_args, unit_env, write_json
 from pipeline.cost import check_budget, estimate_s
 from pipeline.params import load_params
@@ -91,6 +91,7 @@ def main() -> None:
     write_json(ARTIFACTS / "attack" / "units.json", {"autoattack": sorted({u.key for _, u in plan})})  # store gc/pull
     print(f"attack: {len(out)} models, {len(plan)} blocks")
     outcomes.report("attack", report.failures, len(plan))
+    pending.write_mark("attack", report.failures)  # a dependency: what `dvc status` compares (pipeline/pending.py)
 
 
 if __name__ == "__main__":

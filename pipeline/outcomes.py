@@ -1,10 +1,12 @@
 """Runs that did not finish normally: diverged (a result) or failed after their retries (retried by the next repro).
 
 A stage never stops on them. Each stage records them in its artifacts (`status` beside every record), prints what
-failed and how to retry, and exits 0 so that DVC commits what exists and the later stages render every table. The
-train / attack / prune stages are `always_changed` in dvc.yaml: what is pending lives in the run store, which DVC
-cannot hash, so each repro asks the store again; a unit that failed is then retried, and when everything is done
-the stages find it all in the store, rewrite identical artifacts, and nothing downstream reruns.
+failed and how to retry, and exits 0 so that DVC commits what exists and the later stages render every table. What
+is still to do lives in the run store, which DVC does not hash: each of the train / attack / prune stages also
+writes its `pending/<stage>.txt` (a dependency of the stage), and the `pending` stage notes the ones that list
+failed units, so `dvc status` shows those stages changed and the next `dvc repro` runs them again; a unit that
+failed is then retried, and when everything is done the marks are back to "nothing pending" and `dvc status` says
+the pipeline is up to date (pipeline/pending.py).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from jobs.driver import cancel_early, run_units_report
-from pipeline import outcomes
+from pipeline import outcomes, pending
 from pipeline.common import ARTIFACTS, executor_config, make_unit, open_store, stage_args, unit_env, write_json
 from pipeline.cost import check_budget, estimate_s
 from pipeline.params import load_params
@@ -50,6 +50,7 @@ def main() -> None:
     write_json(ARTIFACTS / "prune" / "units.json", {"prune": sorted({u.key for _, u in plan})})  # store gc/pull
     print(f"prune: {len(plan)} models x {len(params.prune.amounts)} amounts")
     outcomes.report("prune", report.failures, len(plan))
+    pending.write_mark("prune", report.failures)  # a dependency: what `dvc status` compares (pipeline/pending.py)
 
 
 if __name__ == "__main__":

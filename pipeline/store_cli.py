@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 from urllib.parse import urlparse
@@ -77,31 +76,30 @@ def params_keys(root: Path, params_file: str = "params.yaml") -> set[tuple[str, 
     from pipeline.train import unit_for
 
     params = load_params(str(root / params_file))
-    return {("train", unit_for(spec, params).key) for spec in independent_runs(params)}
+    return {("train", unit_for(spec, params, estimate=False).key) for spec in independent_runs(params)}
 
 
 def commit_keys(root: Path, n: int) -> tuple[set[tuple[str, str]], list[str], set[str]]:
-    """Keys in the unit lists of the last `n` commits; notes; kinds whose keys some commit does not list."""
-    import dvc.api
+    """Keys in the unit lists of the last `n` commits; what could not be read (one line per commit the DVC cache
+    lacks); kinds whose keys some commit does not list (pipeline/commit_lists.py)."""
+    from pipeline.commit_lists import read_commit_lists
 
-    shas = subprocess.run(["git", "rev-list", "-n", str(n), "HEAD"], cwd=root, capture_output=True,
-                          text=True).stdout.split()
-    keys, unreadable, unlisted = set(), [], set()
-    for sha in shas:
-        lock = subprocess.run(["git", "show", f"{sha}:dvc.lock"], cwd=root, capture_output=True, text=True)
-        if lock.returncode != 0:
-            continue  # nothing reproduced at that commit
+    got = read_commit_lists(root, n, list(LISTS.values()))
+    keys, unreadable = set(), list(got.unreadable)
+    for sha, texts in got.texts.items():
         for kind, rel in LISTS.items():
-            stage_out = str(Path(rel).parent)
-            if f"path: {stage_out}\n" not in lock.stdout:
-                continue
-            try:
-                keys |= keys_in(kind, dvc.api.read(rel, repo=str(root), rev=sha))
-            except Exception as e:  # noqa: BLE001 - DVC raises many kinds; each means "cannot read it"
-                if kind != "train" and "units.json" in rel and "does not exist" in str(e).lower():
-                    unlisted.add(kind)  # a commit from before the stages wrote unit lists
-                    continue
-                unreadable.append(f"{sha[:7]}:{rel} ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
+            if rel in texts:
+                try:
+                    keys |= keys_in(kind, texts[rel], f"{sha}:{rel}")
+                except StoreCliError as e:
+                    unreadable.append(str(e))
+    if got.uncached:
+        unreadable.append(f"the unit lists of {len(got.uncached)} kept commit(s) ({', '.join(got.uncached)}): not in "
+                          "this clone's DVC cache and no DVC remote is set (`dvc pull` or `dvc fetch` them, or lower "
+                          "--keep-commits)")
+    unreadable += [f"{rel} of {', '.join(sorted(shas))}: its stage ran but wrote no such list (an older layout)"
+                   for rel, shas in got.predating.items() if rel == LISTS["train"]]
+    unlisted = {kind for kind, rel in LISTS.items() if kind != "train" and rel in got.predating}
     return keys, unreadable, unlisted
 
 
@@ -187,9 +185,15 @@ def gc_main(argv: list[str]) -> int:
     if a.keep_commits < 0 or a.older_than_days < 0:
         raise StoreCliError("gc: --keep-commits and --older-than-days must be >= 0")
     root, store = PROJECT_ROOT, open_store()
-    used = needed_keys(root)
+    used, notes = workspace_keys(root)
+    try:
+        used |= params_keys(root)
+    except Exception as e:  # noqa: BLE001 - bad params are refused by the stages; here they only add no keys
+        print(f"gc: the params name no extra training runs ({type(e).__name__}: {e})", file=sys.stderr)
     kept, unreadable, unlisted = commit_keys(root, a.keep_commits)
-    unreadable += [f"the workspace: {note}" for note in workspace_keys(root)[1]]  # a fresh clone knows no keys
+    if notes:  # a fresh clone knows no keys of its own
+        unreadable.append(f"the workspace's unit lists ({', '.join(n.split()[1] for n in notes)}): not there (run "
+                          "`dvc pull` or `dvc repro` first)")
     used |= kept
     items = plan(store, used, a.older_than_days * 86400, all_users=a.all_users)
     items = [i for i in items if not (i.what == "entry" and i.kind in unlisted)]
@@ -204,6 +208,9 @@ def gc_main(argv: list[str]) -> int:
           f"the current params and the last {a.keep_commits} commits){skipped}")
     for u in unreadable:
         print(f"gc: cannot read {u}", file=sys.stderr)
+    if not mine:
+        print("gc: nothing to delete")
+        return 0
     if not a.delete:
         print("gc: nothing deleted; run again with --delete to delete the items above")
         return 0

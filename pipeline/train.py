@@ -13,10 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from awd.checkpoint import save_npz
 from awd.methods import plugin_modules
 from jobs.driver import run_units_report
-from pipeline import outcomes
+from pipeline import outcomes, pending
 from pipeline.common import ARTIFACTS, executor_config, make_unit, open_store, stage_args, unit_env, write_json
 from pipeline.cost import DEFAULT_TFLOPS, check_budget, gpu_hours, train_flops
 from pipeline.params import ParamsError, check_data, load_params
@@ -40,12 +39,13 @@ def describe(spec: RunSpec) -> str:
     return f"{spec.suite}[{spec.study}] {spec.dataset} {label}"
 
 
-def unit_for(spec: RunSpec, params, executor=None):
+def unit_for(spec: RunSpec, params, executor=None, estimate: bool = True):
+    """The run's unit; `estimate=False` for its key alone (gc, store push|pull): the estimate builds the model."""
     prepared = (ARTIFACTS / "prepare" / f"{spec.dataset}.npz").resolve()
     config = dict(spec.config, _prepared=str(prepared), _data_root=str(Path(params.data.root).resolve()))
     unit = make_unit("train", TRAIN_FN, config, describe(spec), plugin_modules(spec.config["wd_method"]))
-    # always: the driver submits the longest chains first (and with time_safety_factor set it also sizes --time)
-    unit.estimate_s = run_estimate_s(spec.config, executor)
+    if estimate:  # the driver submits the longest chains first (and with time_safety_factor set it also sizes --time)
+        unit.estimate_s = run_estimate_s(spec.config, executor)
     return unit
 
 
@@ -111,6 +111,7 @@ def record(spec: RunSpec, unit, metrics: dict | None, failure=None, env: dict | 
 
 
 def export_unfit(store, records: list[dict], params) -> None:
+    from awd.checkpoint import save_npz  # torch: imported by the stage, not by what only needs the unit keys (gc)
     from pipeline.units.data import load_prepared, load_sets, train_labels
 
     for rec in records:
@@ -306,8 +307,9 @@ def main() -> None:
     diverged = sum(r["status"] == outcomes.DIVERGED for r in records)
     print(f"train: {len(records)} runs ({len({r['key'] for r in records})} distinct) recorded in {OUT}/runs.json"
           + (f"; {diverged} diverged (a result: marked in the tables, never retried)" if diverged else ""))
-    outcomes.report("train", [failures[u.key] for u in units + phase2_units if u.key in failures],
-                    len(units) + len(phase2_units))
+    failed = [failures[u.key] for u in units + phase2_units if u.key in failures]
+    outcomes.report("train", failed, len(units) + len(phase2_units))
+    pending.write_mark("train", failed)  # a dependency: what `dvc status` compares (pipeline/pending.py)
 
 
 if __name__ == "__main__":

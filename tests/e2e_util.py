@@ -12,7 +12,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
-COPIED = ("awd", "jobs", "pipeline", "dvc.yaml", "params.yaml", "pyproject.toml")
+COPIED = ("awd", "jobs", "pipeline", "pending", "dvc.yaml", "params.yaml", "pyproject.toml", ".dvcignore")
 
 
 def reduced_params() -> dict:

@@ -145,3 +145,47 @@ def test_names_that_are_not_keys_are_listed_not_a_crash(store):
     assert store.pending_jobs() == []  # the other readers of the layout pass over them too
     delete(store, items, say=lambda s: None)
     assert sorted(p.name for p in prefix.iterdir()) == [USED]
+
+
+def snapshot(store, digest, days_old, user_dir=True):
+    """A read-only code snapshot directory as jobs/snapshot.py leaves it, untouched for `days_old` days."""
+    top = store.root / "_code" / (f"u{os.geteuid()}" if user_dir else "")
+    path = top / digest[:2] / digest
+    (path / "awd").mkdir(parents=True)
+    (path / "awd" / "x.py").write_text("x = 1\n")
+    (path / "snapshot.json").write_text("{}")
+    past = time.time() - days_old * 86400
+    for p in (path / "awd" / "x.py", path / "snapshot.json", path / "awd", path):
+        os.utime(p, (past, past))
+    for d in (path / "awd", path):
+        d.chmod(0o555)
+    return path
+
+
+def test_code_snapshots_no_kept_entry_names_go_once_old_and_never_while_a_job_may_run(store):
+    named, orphan, young, legacy = ("1a" * 32, "2b" * 32, "3c" * 32, "4d" * 32)
+    done(store, USED)
+    store.commit("train", USED, {"acc": 1.0}, meta={"code": named})
+    done(store, ORPHAN)
+    store.commit("train", ORPHAN, {"acc": 1.0}, meta={"code": orphan})  # the entry goes, so its code does
+    paths = {d: snapshot(store, d, 40) for d in (named, orphan)}
+    paths[young] = snapshot(store, young, 1)
+    paths[legacy] = snapshot(store, legacy, 40, user_dir=False)  # `_code/<xx>/<digest>/` of earlier versions
+
+    items = plan(store, {("train", USED)}, max_age_s=30 * 86400)
+    got = {(i.what, i.path.name) for i in items}
+    assert got == {("entry", ORPHAN), ("code snapshot", orphan), ("code snapshot", legacy)}, got
+    assert all(i.bytes > 0 and "named by no kept entry" in i.why for i in items if i.what == "code snapshot")
+    delete(store, items, say=lambda s: None)
+    assert not paths[orphan].exists() and not paths[legacy].exists()
+    assert paths[named].exists() and paths[young].exists()
+
+    for p in sorted(paths[young].rglob("*"), reverse=True) + [paths[young]]:
+        os.utime(p, (time.time() - 40 * 86400,) * 2)
+
+    def snapshots():
+        return [i.path.name for i in plan(store, {("train", USED)}, max_age_s=30 * 86400) if i.what == "code snapshot"]
+    assert snapshots() == [young]
+    store.workdir("train", BEATING)
+    store.beat("train", BEATING, "12345")  # a job computing a unit: its snapshot is named only in its pickle
+    assert snapshots() == []
