@@ -21,10 +21,11 @@ import time
 import typing as tp
 from pathlib import Path
 
+from jobs.cluster_check import preflight
 from jobs.executors import (
-    SUBMIT_LIMIT_RE,
     ElsewhereError,
     ExecutorConfig,
+    ExecutorConfigError,
     JobWatch,
     load_executor_config,
     make_executor,
@@ -37,6 +38,7 @@ from jobs.job import Unit, UnitBatch, execute_unit, heartbeat_every_s, resolve_f
 from jobs.progress import Progress
 from jobs.records import OWN, job_record, owned_record, unit_field
 from jobs.records import cancel_early as cancel_early  # the stages import it from here
+from jobs.sbatch_errors import FIX, WAIT, classify, fix_message
 from jobs.snapshot import SnapshotError, write_snapshot
 from jobs.store import CLAIM, ERROR, RunStore, StoreError, claim_alive, dump_json
 from jobs.why import pending_reasons, summary
@@ -159,6 +161,11 @@ def _log_tail(path: str | None) -> str:
         return ""
 
 
+class SubmitRejected(ExecutorConfigError):
+    """sbatch refused the request itself (invalid partition, account, QOS, GRES, time, ...): sending it again can
+    only fail again, so the stage stops at once, naming the executor.yaml keys to change."""
+
+
 class SubmitRefused(RuntimeError):
     """sbatch said the user's (or account's) submit limit is reached: wait for jobs to end, then submit again."""
 
@@ -183,13 +190,18 @@ def _submit(packs: tp.Sequence[list[Unit]], store: RunStore, cfg: ExecutorConfig
     for start in range(0, len(packs), chunk):
         group = packs[start:start + chunk]
         try:
-            gpus = (cfg.gpus_per_node or 0) if cfg.kind == "slurm" and cfg.check_gpus else 0
+            gpus = cfg.gpus_per_job() if cfg.kind == "slurm" and cfg.check_gpus else 0
             jobs = executor.submit_array([UnitBatch(str(store.root), pack, gpus) for pack in group])
-        except Exception as e:  # noqa: BLE001 -- the caller decides: wait (submit limit) or back off and retry
+        except Exception as e:  # noqa: BLE001 -- the caller decides: wait (submit limit), stop, or back off
             text = str(e) or repr(e.__cause__ or e)  # sbatch killed by its timeout has nothing on stderr
-            if SUBMIT_LIMIT_RE.search(text):
+            verdict = classify(text) if cfg.kind == "slurm" else None
+            if verdict is not None and verdict.action == WAIT:
                 return records, SubmitRefused(f"{desc}: the scheduler refused {len(group)} more jobs (submit "
                                               f"limit): {_last_line(text)}", size=len(group))
+            if verdict is not None and verdict.action == FIX:
+                profile = cfg.profiles.get(group[0][0].kind, {})
+                keys = tuple(f"profiles.{group[0][0].kind}.{k}" if k in profile else k for k in verdict.keys)
+                return records, SubmitRejected(f"{desc}: {fix_message(verdict, cfg.source, keys)}")
             return records, RuntimeError(f"{desc}: submitting {len(group)} {cfg.kind} jobs failed: "
                                          f"{_last_line(text)}")
         for job, pack in zip(jobs, group):
@@ -282,6 +294,8 @@ def run_units_report(units: tp.Iterable[Unit], store: RunStore | str | Path,
     stream = stream if stream is not None else sys.stderr
     # checksums of what changed since commit, once per call: a damaged entry is quarantined and recomputed, never used
     todo = [u for u in units if not store.is_done(u.kind, u.key, verify="changed")]
+    if cfg.kind == "slurm" and (todo or follow is not None):  # what the cluster refuses is named before any sbatch
+        preflight(cfg, say=lambda line: stream.write(f"{desc}: {line}\n"))
     _write_snapshots(todo, store)
     failures: list[Failure] = []
     peak = 0
@@ -595,6 +609,11 @@ class _Driver:
                     self.ceiling = max(self.ceiling, self.cap)
                 self.cap = grown if self.base_cap is None else min(self.base_cap, grown)
             return
+        if isinstance(error, SubmitRejected):
+            running = self.jobs()
+            raise SubmitRejected(f"{error}; nothing more was submitted" + (
+                f" ({running} jobs submitted before keep running: the next run re-attaches to them)" if running
+                else ""))
         now = time.time()
         if isinstance(error, SubmitRefused):
             # the limit counts every job of ours on the cluster, not only this driver's: queue no more than what
@@ -641,7 +660,7 @@ class _Driver:
                 changes["timeout_min"] = unit_time_min(cfg, unit.estimate_s * (cfg.units_per_job or 1), limit)
             if cfg.kind == "slurm" and nice is not None and "nice" not in cfg.extra:
                 changes["extra"] = {**cfg.extra, "nice": nice}
-            self.cfgs[ident] = dataclasses.replace(cfg, **changes) if changes else cfg
+            self.cfgs[ident] = cfg.replace(**changes) if changes else cfg
         return self.cfgs[ident]
 
     def _still_ours(self, unit: Unit) -> bool:

@@ -7,239 +7,38 @@ machine, at most `max_parallel` at once), `slurm` (job arrays through sbatch; st
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import difflib
 import math
 import os
-import pwd
-import re
 import shlex
-import signal
-import socket
 import stat
 import subprocess
 import sys
-import time
 import typing as tp
 from pathlib import Path
 
 import submitit
-import yaml
 from submitit.local import local as submitit_local
 from submitit.slurm import slurm as submitit_slurm
 
-from jobs import bounded_yaml
-from jobs.checks import brief, is_a, is_int
-from jobs.keys import KIND_RE
-
-KINDS = ("debug", "local", "slurm")
-ENV_KIND = "AWD_EXECUTOR"
-ENV_FILE = "AWD_EXECUTOR_CONFIG"
-DEFAULT_FILE = "executor.yaml"
-DEFAULT_SLURM_TIMEOUT_MIN = 24 * 60  # submitit's own default is 5 minutes, too short for any training run
-NO_LOCAL_TIMEOUT_MIN = 365 * 24 * 60
-DEFAULT_SLURM_BUDGET_GPU_HOURS = 100.0  # the embedded default needs ~0; one paper suite needs more than this
-
-
-class ExecutorConfigError(ValueError):
-    pass
-
-
-@dataclasses.dataclass(frozen=True)
-class ExecutorConfig:
-    kind: str = "local"
-    # local
-    max_parallel: int | None = None  # default: os.cpu_count()
-    local_gpus: list[int] | None = None  # job i sees GPU local_gpus[i % len]; None: inherit the env
-    # slurm
-    partition: str | None = None
-    gpus_per_node: int | None = None
-    check_gpus: bool = True  # a job that asked for GPUs and sees none fails at once instead of running on its CPUs
-    cpus_per_task: int | None = None
-    mem_gb: float | None = None
-    timeout_min: int | None = None  # slurm default 24 h; local: no limit unless set
-    account: str | None = None
-    qos: str | None = None
-    constraint: str | None = None
-    array_parallelism: int | None = None
-    max_array_size: int = 1000  # SLURM's MaxArraySize is 1001 by default: larger submissions are split
-    extra: dict[str, tp.Any] = dataclasses.field(default_factory=dict)  # -> sbatch additional parameters
-    setup: list[str] = dataclasses.field(default_factory=list)  # shell lines run before each job
-    max_num_timeout: int = 3  # requeues after a time-out (preemptions do not count)
-    max_queued: int | None = None  # jobs (array tasks) this driver keeps queued or running; more as they end
-    # slurm: `--nice` by how much shorter a unit's chain is than the longest one (jobs.driver.chain_nice), so that
-    # among our own pending jobs the scheduler starts the heads of the longest chains first
-    chain_priority: bool = True
-    # all
-    units_per_job: int | None = None  # pack units into one job; local default: <= max_parallel jobs
-    poll_s: float | None = None  # driver poll interval; default local 1 s, slurm 15 s
-    budget_gpu_hours: float | None = None  # slurm: refuse larger new work unless confirmed (see gpu_budget)
-    max_retries: int = 2  # resubmissions of a unit whose job failed (crash, OOM, node failure, lost), per run
-    oom_mem_factor: float = 1.5  # an out-of-memory retry asks for mem_gb x this (when mem_gb is set) ...
-    max_mem_gb: float | None = None  # ... up to this many GB
-    # per-unit --time: the unit's estimated seconds x this, rounded up to a step of TIME_STEPS_MIN, at most
-    # timeout_min and the partition's MaxTime (None: every job asks for timeout_min)
-    time_safety_factor: float | None = None
-    tflops: float = 100.0  # sustained TFLOP/s per GPU, for the estimate (as `python -m pipeline.dry_run --tflops`)
-    # per kind of unit (train, autoattack, prune, ...): settings that replace the ones above for that kind
-    profiles: dict[str, dict[str, tp.Any]] = dataclasses.field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        validate_fields(dataclasses.asdict(self), source="ExecutorConfig")
-
-    def for_kind(self, kind: str) -> ExecutorConfig:
-        """These settings with the profile of `kind` (if any) applied."""
-        profile = self.profiles.get(kind)
-        return dataclasses.replace(self, **profile) if profile else self
-
-    @property
-    def parallel(self) -> int:
-        return self.max_parallel or os.cpu_count() or 1
-
-    def gpu_budget(self) -> float | None:
-        """GPU-hours of new work a stage may submit without confirmation; None (no guard) on local and debug."""
-        if self.kind != "slurm":
-            return None
-        return DEFAULT_SLURM_BUDGET_GPU_HOURS if self.budget_gpu_hours is None else float(self.budget_gpu_hours)
-
-    def poll_interval(self) -> float:
-        if self.poll_s is not None:
-            return self.poll_s
-        return 15.0 if self.kind == "slurm" else 1.0
-
-
-_INT = (int,)
-_NUM = (int, float)
-_FIELD_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
-    "kind": ((str,), "one of " + ", ".join(KINDS)),
-    "max_parallel": (_INT, "a positive integer"),
-    "local_gpus": ((list,), "a list of GPU indices"),
-    "partition": ((str,), "a string"),
-    "gpus_per_node": (_INT, "an integer >= 0"),
-    "check_gpus": ((bool,), "true or false"),
-    "cpus_per_task": (_INT, "a positive integer"),
-    "mem_gb": (_NUM, "a positive number"),
-    "timeout_min": (_INT, "a positive integer (minutes)"),
-    "account": ((str,), "a string"),
-    "qos": ((str,), "a string"),
-    "constraint": ((str,), "a string"),
-    "array_parallelism": (_INT, "a positive integer"),
-    "max_array_size": (_INT, "a positive integer"),
-    "extra": ((dict,), "a mapping of sbatch option -> value"),
-    "setup": ((list,), "a list of shell lines"),
-    "max_num_timeout": (_INT, "an integer >= 0"),
-    "units_per_job": (_INT, "a positive integer"),
-    "poll_s": (_NUM, "a positive number (seconds)"),
-    "budget_gpu_hours": (_NUM, "a positive number (GPU-hours)"),
-    "max_queued": (_INT, "a positive integer (jobs)"),
-    "chain_priority": ((bool,), "true or false"),
-    "max_retries": (_INT, "an integer >= 0"),
-    "oom_mem_factor": (_NUM, "a number >= 1"),
-    "max_mem_gb": (_NUM, "a positive number"),
-    "time_safety_factor": (_NUM, "a number >= 1"),
-    "tflops": (_NUM, "a positive number (TFLOP/s)"),
-    "profiles": ((dict,), "a mapping of unit kind -> settings for that kind"),
-}
-NOT_IN_PROFILES = {"kind", "profiles", "poll_s", "max_queued", "local_gpus", "max_parallel", "budget_gpu_hours",
-                   "chain_priority"}  # driver-wide
-_MIN = {"max_parallel": 1, "gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 0, "timeout_min": 1,
-        "array_parallelism": 1, "max_array_size": 1, "max_num_timeout": 0, "units_per_job": 1, "poll_s": 0,
-        "max_queued": 1, "max_retries": 0, "oom_mem_factor": 1, "max_mem_gb": 0, "time_safety_factor": 1,
-        "tflops": 0, "budget_gpu_hours": 0}
-_STRICT_MIN = {"mem_gb", "poll_s", "max_mem_gb", "tflops", "budget_gpu_hours"}
-_REQUIRED = ("kind", "extra", "setup", "max_array_size", "max_num_timeout", "max_retries", "oom_mem_factor",
-             "tflops", "profiles", "check_gpus", "chain_priority")
-
-
-def _did_you_mean(word: str, options: tp.Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def validate_fields(values: tp.Mapping[str, tp.Any], source: str) -> None:
-    """Raises ExecutorConfigError naming `source`, the key, the bad value and what is allowed."""
-    for key in values:
-        if key not in _FIELD_TYPES:
-            raise ExecutorConfigError(
-                f"{source}: unknown key {brief(key)}{_did_you_mean(str(key), _FIELD_TYPES)}; "
-                f"allowed keys: {', '.join(sorted(_FIELD_TYPES))}")
-    for key, value in values.items():
-        if value is None and key not in _REQUIRED:
-            continue
-        types, allowed = _FIELD_TYPES[key]
-        if not is_a(value, types):
-            raise ExecutorConfigError(
-                f"{source}: key {key!r} must be {allowed}, got {brief(value)} ({type(value).__name__})")
-        if key in _MIN and (value < _MIN[key] or (key in _STRICT_MIN and value == _MIN[key])):
-            raise ExecutorConfigError(f"{source}: key {key!r} must be {allowed}, got {brief(value)}")
-    kind = values.get("kind", "local")
-    if kind not in KINDS:
-        raise ExecutorConfigError(
-            f"{source}: unknown executor kind {brief(kind)}{_did_you_mean(str(kind), KINDS)}; allowed: "
-            f"{', '.join(KINDS)}")
-    for line in values.get("setup") or []:
-        if not isinstance(line, str):
-            raise ExecutorConfigError(f"{source}: key 'setup' must be a list of shell lines, got item {brief(line)}")
-    for gpu in values.get("local_gpus") or []:
-        if not is_int(gpu) or gpu < 0:
-            raise ExecutorConfigError(f"{source}: key 'local_gpus' must list GPU indices >= 0, got item "
-                                      f"{brief(gpu)}")
-    for kind, profile in (values.get("profiles") or {}).items():
-        where = f"{source}: profiles.{kind}"
-        if not isinstance(kind, str) or not KIND_RE.match(kind):
-            raise ExecutorConfigError(f"{source}: key 'profiles' maps unit kinds (train, autoattack, prune, ...) to "
-                                      f"settings, got kind {brief(kind)}")
-        if not isinstance(profile, dict):
-            raise ExecutorConfigError(f"{where} must be a mapping of settings, got {brief(profile)}")
-        driver_wide = sorted(NOT_IN_PROFILES & set(profile))
-        if driver_wide:
-            raise ExecutorConfigError(f"{where}: {', '.join(map(repr, driver_wide))} can only be set at the top "
-                                      "level (they apply to the whole driver)")
-        validate_fields(profile, where)
-    for opt, value in (values.get("extra") or {}).items():
-        if not isinstance(opt, str) or not isinstance(value, (str, int, float, bool)):
-            raise ExecutorConfigError(
-                f"{source}: key 'extra' maps sbatch options to str/number/bool values, got {brief(opt)}: "
-                f"{brief(value)}")
-
-
-def load_executor_config(path: str | Path | None = None) -> ExecutorConfig:
-    """Settings from a YAML file (`path`, else $AWD_EXECUTOR_CONFIG, else ./executor.yaml if present); the kind
-    can be overridden with $AWD_EXECUTOR. Without either: local."""
-    values: dict[str, tp.Any] = {}
-    if path is None and os.environ.get(ENV_FILE):
-        path = os.environ[ENV_FILE]
-        if not Path(path).is_file():
-            raise ExecutorConfigError(f"${ENV_FILE}={path!r}: no such file")
-    elif path is None and Path(DEFAULT_FILE).is_file():
-        path = DEFAULT_FILE
-    source = "defaults"
-    if path is not None:
-        source = str(path)
-        try:
-            loaded = bounded_yaml.load(path, yaml_version="1.1")  # caps: an alias bomb or 100k `[` is refused
-        except FileNotFoundError:
-            raise ExecutorConfigError(f"executor config {source!r}: no such file") from None
-        except bounded_yaml.SettingsFileError as e:
-            raise ExecutorConfigError(f"executor config {e}") from None
-        except yaml.YAMLError as e:
-            raise ExecutorConfigError(f"executor config {source}: not valid YAML: {e}") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ExecutorConfigError(f"executor config {source}: must be a mapping of settings, got "
-                                      f"{type(loaded).__name__}")
-        validate_fields(loaded, source)
-        values.update(loaded)
-    env_kind = os.environ.get(ENV_KIND)
-    if env_kind:
-        env_kind = env_kind.strip().lower()
-        if env_kind not in KINDS:
-            raise ExecutorConfigError(f"${ENV_KIND}: unknown executor kind {env_kind!r}"
-                                      f"{_did_you_mean(env_kind, KINDS)}; allowed: {', '.join(KINDS)}")
-        values["kind"] = env_kind
-    return ExecutorConfig(**values)
-
+# re-exported: the project imports these from here, as before the settings (jobs/executor_config.py), the cluster's
+# answers (jobs/slurm_info.py), sbatch's errors (jobs/sbatch_errors.py) and job liveness (jobs/liveness.py) moved out
+from jobs.executor_config import (  # noqa: F401
+    DEFAULT_FILE,
+    DEFAULT_SLURM_TIMEOUT_MIN,
+    ENV_FILE,
+    ENV_KIND,
+    KINDS,
+    NO_LOCAL_TIMEOUT_MIN,
+    NOT_IN_PROFILES,
+    ExecutorConfig,
+    ExecutorConfigError,
+    load_executor_config,
+    validate_fields,
+)
+from jobs.liveness import ElsewhereError, JobWatch, _proc_alive, cancel_jobs, timed  # noqa: F401
+from jobs.sbatch_errors import SUBMIT_LIMIT_RE  # noqa: F401
+from jobs.slurm_info import SCHEDULER_TIMEOUT_S, partition_time_limit_min, submit_limit  # noqa: F401
+from jobs.slurm_info import slurm_minutes as _slurm_minutes  # noqa: F401
 
 # -- submission files only their owner can write (a shared store is group-writable) --------------------------------
 OWNED_ENTRY = "jobs.owned_submission"  # the job's entry point: checks the submission file's owner, then submitit's
@@ -362,16 +161,6 @@ def _outside_allocation() -> tp.Iterator[None]:
         os.environ.update(hidden)
 
 
-SCHEDULER_TIMEOUT_S = 60  # sbatch / sacct / squeue / scancel: a controller that does not answer is retried later
-# sbatch's refusals that mean "too many of your jobs are queued": wait for some to end, never a crash
-SUBMIT_LIMIT_RE = re.compile(r"QOSMaxSubmitJob\w*|AssocMaxSubmitJob\w*|MaxSubmitJobs\w*|job submit limit", re.I)
-
-
-def timed(command: tp.Sequence[str], seconds: float = SCHEDULER_TIMEOUT_S) -> list[str]:
-    """`command` killed after `seconds` (exit status 124): for calls made by submitit, which sets no timeout."""
-    return ["timeout", "-k", "5", str(int(seconds)), *command]
-
-
 @contextlib.contextmanager
 def _timed_sbatch() -> tp.Iterator[None]:
     # submitit submits an array through a fresh plain SlurmExecutor, so the class's method is what must be wrapped
@@ -416,69 +205,6 @@ def unit_time_min(cfg: ExecutorConfig, estimate_s: float | None,
     return min([step, *caps])
 
 
-_partition_limits: dict[str | None, int | None] = {}
-
-
-def partition_time_limit_min(partition: str | None) -> int | None:
-    """The partition's MaxTime in minutes (sinfo; the default partition when None); None when unlimited/unknown."""
-    if partition not in _partition_limits:
-        cmd = ["sinfo", "-h", "-o", "%P|%l"]
-        try:
-            out = subprocess.run(cmd, capture_output=True, text=True, timeout=SCHEDULER_TIMEOUT_S).stdout
-        except (OSError, subprocess.SubprocessError):
-            return None  # not cached: asked again at the next submission
-        rows = [line.split("|", 1) for line in out.splitlines() if "|" in line]
-        row = next((r for r in rows if (r[0].rstrip("*") == partition if partition else r[0].endswith("*"))), None)
-        _partition_limits[partition] = _slurm_minutes(row[1]) if row else None
-    return _partition_limits[partition]
-
-
-_submit_limits: dict[str | None, int | None] = {}
-
-
-def _sacctmgr_rows(*args: str) -> list[list[str]]:
-    out = subprocess.run(["sacctmgr", "-n", "-P", "show", *args], capture_output=True, text=True, check=True,
-                         timeout=SCHEDULER_TIMEOUT_S).stdout
-    return [line.split("|") for line in out.splitlines() if line.strip()]
-
-
-def submit_limit(qos: str | None) -> int | None:
-    """How many jobs (array tasks) of this user the scheduler accepts at once: the smaller of the association's
-    MaxSubmitJobs and the QOS's MaxSubmitJobsPerUser (`qos`, else the association's default QOS), from sacctmgr.
-    None when neither is set or sacctmgr cannot tell (no accounting, several associations that disagree): the
-    driver then learns the limit from sbatch's refusals instead of being refused first."""
-    if qos not in _submit_limits:
-        user = pwd.getpwuid(os.getuid()).pw_name
-        try:
-            assoc = [r for r in _sacctmgr_rows("assoc", "where", f"user={user}", "format=MaxSubmit,DefaultQOS,QOS")
-                     if len(r) == 3]
-            # with no DefaultQOS an association's jobs run under its only QOS
-            defaults = {r[1] or (r[2] if "," not in r[2] else "") for r in assoc}
-            name = qos if qos is not None else (defaults.pop() if len(defaults) == 1 else "")
-            assoc_limits = {r[0] for r in assoc}
-            found = [int(v) for v in assoc_limits if v.isdigit()] if len(assoc_limits) == 1 else []
-            if name:
-                found += [int(r[0]) for r in _sacctmgr_rows("qos", name, "format=MaxSubmitPU") if r[0].isdigit()]
-        except (OSError, subprocess.SubprocessError, ValueError):
-            return None  # not cached: asked again by the next driver
-        _submit_limits[qos] = min(found) if found else None
-    return _submit_limits[qos]
-
-
-def _slurm_minutes(text: str) -> int | None:
-    """'1-00:00:00', '12:00:00', '30:00', '45' -> minutes; 'infinite' / 'UNLIMITED' -> None."""
-    text = text.strip()
-    if not text or not text[0].isdigit():
-        return None
-    days, _, rest = text.rpartition("-")
-    parts = [int(p) for p in rest.split(":")]
-    if days:  # days-hours[:minutes[:seconds]]
-        h, m, sec = (parts + [0, 0])[:3]
-    else:  # minutes, minutes:seconds or hours:minutes:seconds
-        h, m, sec = [0] * (3 - len(parts)) + parts if len(parts) == 3 else (0, parts[0], parts[1] if len(parts) > 1 else 0)
-    return int(days or 0) * 1440 + h * 60 + m + (1 if sec else 0)
-
-
 def make_executor(cfg: ExecutorConfig, log_dir: str | Path) -> submitit.Executor:
     """The submitit executor for `cfg`, writing submission files and job logs under `log_dir`.
 
@@ -503,11 +229,18 @@ def make_executor(cfg: ExecutorConfig, log_dir: str | Path) -> submitit.Executor
             "executor kind 'slurm' but `srun` is not on PATH: run the pipeline on a SLURM login node, or set "
             f"${ENV_KIND}=local (or kind: local in {DEFAULT_FILE})")
     ex = CleanEnvSlurmExecutor(folder=log_dir, max_num_timeout=cfg.max_num_timeout)
+    ex.update_parameters(**slurm_parameters(cfg, f"awd-{log_dir.name}"))
+    return ex
+
+
+def slurm_parameters(cfg: ExecutorConfig, job_name: str) -> dict[str, tp.Any]:
+    """submitit's SLURM parameters for `cfg`: what every job's sbatch script asks (and what the cluster check
+    shows `sbatch --test-only`)."""
     params: dict[str, tp.Any] = {"time": cfg.timeout_min or DEFAULT_SLURM_TIMEOUT_MIN}
     if not {"job-name", "job_name"} & set(cfg.extra):
         # squeue/sacct name the stage (awd-train, awd-attack, ...) rather than submitit's "submitit"
-        params["job_name"] = f"awd-{log_dir.name}"
-    for name in ("partition", "gpus_per_node", "cpus_per_task", "account", "qos", "constraint",
+        params["job_name"] = job_name
+    for name in ("partition", "gpus_per_node", "gres", "cpus_per_task", "account", "qos", "constraint",
                  "array_parallelism"):
         value = getattr(cfg, name)
         if value is not None:
@@ -519,161 +252,4 @@ def make_executor(cfg: ExecutorConfig, log_dir: str | Path) -> submitit.Executor
     if cfg.extra:
         # `option: true` becomes a bare `--option`; `false` leaves the option out (sbatch has no `--option=False`)
         params["additional_parameters"] = {k: v for k, v in cfg.extra.items() if v is not False}
-    ex.update_parameters(**params)
-    return ex
-
-
-# -- liveness and cancellation of recorded jobs (any driver process, any time) ---------------------------------------
-SLURM_ACTIVE = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "COMPLETING", "CONFIGURING",
-                "RESIZING", "SUSPENDED", "STAGE_OUT", "SIGNALING", "READY", "UNKNOWN"}
-SQUEUE_FALLBACK_AFTER_S = 300.0  # sacct may not list a job for a while (or at all without accounting)
-
-
-class ElsewhereError(RuntimeError):
-    """A local job recorded by a driver on another host: this host cannot see whether it still runs."""
-
-
-def _proc_alive(pid: int) -> bool:
-    stat = Path(f"/proc/{pid}/stat")
-    if Path("/proc/self/stat").exists():
-        try:
-            state = stat.read_text().rsplit(")", 1)[1].split()[0]
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (OSError, IndexError):
-            return False  # gone, or another user's process reusing the pid: not our job either way
-        # a zombie has exited; a live pid without "submitit" in its command line is a reused pid
-        return state not in ("Z", "X") and b"submitit" in cmdline
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _proc_owner(pid: int) -> int | None:
-    try:
-        return os.stat(f"/proc/{pid}").st_uid
-    except OSError:
-        return None if Path("/proc/self").exists() else os.geteuid()  # no /proc: os.killpg's EPERM decides
-
-
-class JobWatch:
-    """Answers "is this recorded job still queued or running?" for jobs submitted by this or an earlier driver."""
-
-    def __init__(self, sacct_every_s: float = 30.0):
-        _time_sacct()
-        self._children: dict[str, tp.Any] = {}  # job id -> Popen of local jobs this process started
-        self._sacct_every_s = sacct_every_s
-        self._last_sacct = float("-inf")
-        self._squeue: dict[str, str] = {}
-
-    def track(self, job: tp.Any) -> None:
-        process = getattr(job, "_process", None)
-        if process is not None:
-            self._children[str(job.job_id)] = process
-
-    def refresh(self, records: tp.Iterable[tp.Mapping[str, tp.Any]], force: bool = False) -> None:
-        """One sacct call for every recorded slurm job, at most every `sacct_every_s` unless forced."""
-        slurm = sorted({str(r["job_id"]) for r in records if r.get("executor") == "slurm"})
-        if not slurm:
-            return
-        now = time.time()
-        if not force and now - self._last_sacct < self._sacct_every_s:
-            return
-        watcher = submitit.SlurmJob.watcher
-        for job_id in slurm:
-            watcher.register_job(job_id)  # idempotent; we poll with update() ourselves
-        watcher.update()
-        self._last_sacct = now
-        stale = [j for j, r in ((str(r["job_id"]), r) for r in records if r.get("executor") == "slurm")
-                 if watcher.get_state(j, mode="cache") == "UNKNOWN"
-                 and now - float(r.get("submitted_at", now)) > SQUEUE_FALLBACK_AFTER_S]
-        self._squeue = _squeue_states(stale) if stale else {}
-
-    def state(self, record: tp.Mapping[str, tp.Any]) -> tuple[bool, str]:
-        """(alive, state in words)."""
-        job_id = str(record["job_id"])
-        kind = record.get("executor")
-        if kind == "local":
-            if job_id in self._children:
-                alive = self._children[job_id].poll() is None  # also reaps our own finished children
-                return alive, "RUNNING" if alive else "ENDED"
-            host = record.get("host")
-            if host and host != _hostname():
-                raise ElsewhereError(
-                    f"local job {job_id} was started on host {host!r} and this is {_hostname()!r}; run the "
-                    "pipeline there, cancel the job there (python -m jobs cancel), or delete the entry's job.json "
-                    "to resubmit")
-            alive = _proc_alive(int(job_id))
-            return alive, "RUNNING" if alive else "ENDED"
-        if kind == "slurm":
-            folder = record.get("folder")
-            if folder and submitit.core.utils.JobPaths(folder, job_id=job_id).result_pickle.exists():
-                return False, "ENDED"
-            state = submitit.SlurmJob.watcher.get_state(job_id, mode="cache").split(" ")[0].upper()
-            if state == "UNKNOWN" and job_id in self._squeue:
-                state = self._squeue[job_id] or "GONE (not in squeue)"
-            return state in SLURM_ACTIVE, state
-        # debug units run inside the driver: a record left behind means that driver is gone
-        return False, "ENDED"
-
-
-def _time_sacct() -> None:
-    """submitit's shared sacct watcher calls sacct without a timeout (and survives a failed call): add one."""
-    watcher = submitit.SlurmJob.watcher
-    if getattr(watcher, "_awd_timed", False):
-        return
-    make = watcher._make_command
-    watcher._make_command = lambda: None if (cmd := make()) is None else timed(cmd)  # type: ignore[method-assign]
-    setattr(watcher, "_awd_timed", True)  # noqa: B010 -- a marker on submitit's object, not one of its attributes
-
-
-def _hostname() -> str:
-    return socket.gethostname()
-
-
-def _squeue_states(job_ids: tp.Sequence[str]) -> dict[str, str]:
-    try:
-        out = subprocess.run(["squeue", "-h", "-o", "%i|%T", "-j", ",".join(job_ids)], capture_output=True,
-                             text=True, timeout=SCHEDULER_TIMEOUT_S).stdout
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    states = {j: "" for j in job_ids}
-    for line in out.splitlines():
-        if "|" in line:
-            jid, state = line.strip().split("|", 1)
-            states[jid] = state.upper()
-    return states
-
-
-def cancel_jobs(records: tp.Sequence[tp.Mapping[str, tp.Any]], say: tp.Callable[[str], None] = print) -> int:
-    """Cancels recorded jobs: scancel for slurm, SIGINT to the process group for local. Returns how many."""
-    slurm = sorted({str(r["job_id"]) for r in records if r.get("executor") == "slurm"})
-    n = 0
-    if slurm:
-        subprocess.run(["scancel", *slurm], check=True, timeout=SCHEDULER_TIMEOUT_S)
-        say(f"scancel {' '.join(slurm)}")
-        n += len(slurm)
-    for job_id in sorted({str(r["job_id"]) for r in records if r.get("executor") == "local"}):
-        rec = next(r for r in records if str(r["job_id"]) == job_id)
-        if rec.get("host") and rec["host"] != _hostname():
-            say(f"local job {job_id} runs on host {rec['host']}; cancel it there")
-            continue
-        if not _proc_alive(int(job_id)):
-            continue
-        owner = _proc_owner(int(job_id))
-        if owner != os.geteuid():  # a record only names a pid: the process itself says whose it is
-            say(f"local job {job_id} is a process of uid {owner}, not yours: not cancelled")
-            continue
-        try:
-            os.killpg(int(job_id), signal.SIGINT)  # the controller and its task: they share the job's session
-        except ProcessLookupError:
-            continue
-        except PermissionError as e:
-            say(f"local job {job_id}: not cancelled ({e.strerror})")
-            continue
-        say(f"interrupted local job {job_id}")
-        n += 1
-    return n
+    return params

@@ -13,6 +13,8 @@ import sys
 # name -> (module, leading arguments, one line of help)
 COMMANDS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "check": ("pipeline.params", (), "validate params files (default params.yaml); --data also checks CIFAR files"),
+    "init": ("jobs.init_cluster", (), "write executor.yaml for the SLURM cluster this runs on (sinfo/sacctmgr), "
+             "checked against it"),
     "dry-run": ("pipeline.dry_run", (), "what would be trained/evaluated, why, and the GPU-hour estimate"),
     "repro": ("pipeline.repro", (), "dvc repro, clearing a lock left by a killed earlier run of it"),
     "status": ("jobs.__main__", ("status",), "the jobs of the run store's unfinished entries and their state"),

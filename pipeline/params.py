@@ -751,10 +751,12 @@ def to_dict(params) -> dict:
 
 
 def main(argv=None) -> int:
-    """`python -m pipeline.params [file] [--data]`: validate a config (and with --data, the CIFAR files)."""
+    """`python -m pipeline.params [file] [--data]`: validate a config (and with --data, the CIFAR files), then the
+    executor settings the stages would use (executor.yaml: the file, then what the cluster has for it)."""
     args = list(sys.argv[1:] if argv is None else argv)
     with_data = "--data" in args
     paths = [a for a in args if a != "--data"] or ["params.yaml"]
+    status = 0
     try:
         for path in paths:
             params = load_params(path)
@@ -764,8 +766,11 @@ def main(argv=None) -> int:
             print(f"{path}: ok ({counts} studies; datasets {', '.join(params.datasets()) or 'none'})")
     except ParamsError as e:
         print(e, file=sys.stderr)
-        return 2
-    return 0
+        status = 2
+    from jobs.cluster_check import check_command
+    from pipeline.common import executor_config
+
+    return max(status, check_command(executor_config, err=lambda line: print(line, file=sys.stderr)))
 
 
 if __name__ == "__main__":

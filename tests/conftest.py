@@ -13,8 +13,11 @@ from tests.slurm_util import slurm_cluster  # noqa: F401,E402  (the SLURM fixtur
 @pytest.fixture(autouse=True)
 def _no_site_submit_limit(request, monkeypatch):
     """Fake-scheduler tests run with kind slurm but no cluster: the driver's sacctmgr lookup of the submit limit
-    answers None there, as on a site without accounting. Tests on the local cluster (marked slurm) ask it."""
+    answers None there, as on a site without accounting, and its check of the settings against the cluster is
+    skipped. Tests on the local cluster (marked slurm) ask both."""
     if request.node.get_closest_marker("slurm") is None:
         import jobs.driver
 
         monkeypatch.setattr(jobs.driver, "submit_limit", lambda qos: None)
+        # nor do they ask it whether it has what the settings name (jobs/cluster_check.py's start-up check)
+        monkeypatch.setattr(jobs.driver, "preflight", lambda cfg, say=None: None)

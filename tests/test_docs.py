@@ -94,7 +94,7 @@ def test_reference_pages_match_the_code_and_every_named_test_exists():
     for model in (Params, TrainSection):
         for key in model.model_fields:
             assert f"`{key}`" in config, key
-    for key in ExecutorConfig.__dataclass_fields__:
+    for key in ExecutorConfig.model_fields:
         assert f"| `{key}` |" in config, key
 
 

@@ -40,11 +40,11 @@ def test_profiles_replace_the_shared_settings_for_their_kind_only(tmp_path):
 
 
 @pytest.mark.parametrize("profiles, message", [
-    ({"train": {"mem_gp": 3}}, "profiles.train: unknown key 'mem_gp' (did you mean 'mem_gb'?)"),
-    ({"train": {"max_queued": 3}}, "profiles.train: 'max_queued' can only be set at the top level"),
-    ({"train": {"mem_gb": -1}}, "profiles.train: key 'mem_gb' must be a positive number, got -1"),
-    ({"train": 5}, "profiles.train must be a mapping of settings, got 5"),
-    ({"Train!": {}}, "key 'profiles' maps unit kinds"),
+    ({"train": {"mem_gp": 3}}, "profiles.train.mem_gp: unknown key 'mem_gp' (did you mean 'mem_gb'?)"),
+    ({"train": {"max_queued": 3}}, "profiles.train.max_queued: can only be set at the top level"),
+    ({"train": {"mem_gb": -1}}, "profiles.train.mem_gb: must be a positive number, got -1"),
+    ({"train": 5}, "profiles.train: must be a mapping of settings, got 5"),
+    ({"Train!": {}}, "profiles: maps unit kinds (train, autoattack, prune, ...) to settings, got kind 'Train!'"),
 ])
 def test_bad_profiles_are_refused_naming_the_key(tmp_path, profiles, message):
     with pytest.raises(ExecutorConfigError, match=re.escape(message)):

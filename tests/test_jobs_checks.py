@@ -17,9 +17,9 @@ def test_bool_passes_only_where_bool_is_allowed():
     assert is_a(True, (bool,)) and is_a(True, (int, bool)) and not is_a(True, (int, float)) and is_a(1, (int,))
 
 
-@pytest.mark.parametrize("values, match", [({"mem_gb": True}, "'mem_gb' must be a positive number, got True"),
-                                           ({"local_gpus": [0, False]}, "'local_gpus' must list GPU indices"),
-                                           ({"cpus_per_task": 2.0}, "'cpus_per_task' must be a positive integer")])
+@pytest.mark.parametrize("values, match", [({"mem_gb": True}, "mem_gb: must be a positive number, got True"),
+                                           ({"local_gpus": [0, False]}, "local_gpus: must be a list of GPU indices"),
+                                           ({"cpus_per_task": 2.0}, "cpus_per_task: must be a positive integer")])
 def test_executor_settings_refuse_bools_for_numbers(values, match):
     with pytest.raises(ExecutorConfigError, match=match):
         validate_fields(values, "executor.yaml")
@@ -43,7 +43,7 @@ def test_brief_is_repr_when_short_and_cut_before_it_is_built_when_long():
 def test_executor_errors_name_a_cut_value():
     with pytest.raises(ExecutorConfigError) as exc:
         validate_fields({"setup": {"lines": _shared_bomb()}}, "executor.yaml")
-    assert str(exc.value).startswith("executor.yaml: key 'setup' must be a list of shell lines, got {'lines': [[")
+    assert str(exc.value).startswith("executor.yaml: setup: must be a list of shell lines, got {'lines': [[")
     assert len(str(exc.value)) < 200
 
 

@@ -112,7 +112,7 @@ def test_budget_guard_refuses_with_the_breakdown_and_how_to_confirm(tmp_path, mo
 def test_budget_setting_is_validated(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     Path("executor.yaml").write_text("kind: slurm\nbudget_gpu_hours: 0\n")
-    with pytest.raises(ExecutorConfigError, match=r"executor.yaml: key 'budget_gpu_hours' must be a positive number"):
+    with pytest.raises(ExecutorConfigError, match=r"executor.yaml: budget_gpu_hours: must be a positive number"):
         load_executor_config()
     Path("executor.yaml").write_text("kind: slurm\nbudget_gpu_hours: 2500\n")
     assert load_executor_config().gpu_budget() == 2500

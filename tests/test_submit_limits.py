@@ -6,7 +6,6 @@ jobs it accepts and runs one each time the driver waits, so what the driver keep
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 from pathlib import Path
@@ -119,8 +118,7 @@ def test_longest_chains_start_first_and_shorter_ones_are_niced(tmp_path, fake):
     run_units(units, RunStore(tmp_path / "runs"), SLURM, desc="toy", stream=io.StringIO())
     assert slurm.order == [("x=2", 0), ("x=1", 90), ("x=0", 210), ("x=3", 255)]  # minutes shorter, in 15-min steps
     # a user's own `extra: {nice: ...}` wins; chain_priority: false asks for none
-    for cfg, nice in ((dataclasses.replace(SLURM, extra={"nice": 7}), 7),
-                      (dataclasses.replace(SLURM, chain_priority=False), None)):
+    for cfg, nice in ((SLURM.replace(extra={"nice": 7}), 7), (SLURM.replace(chain_priority=False), None)):
         slurm = fake()
         more = make_units(tmp_path, range(10, 12))
         more[0].tail_s = 3600.0
@@ -139,13 +137,14 @@ def test_transient_sbatch_errors_are_retried_with_backoff(tmp_path, fake):
 
 
 def test_sbatch_failing_past_the_give_up_time_fails_the_units_not_the_driver(tmp_path, fake, monkeypatch):
-    fake(errors=["sbatch: error: invalid partition specified: nope"] * 1000)
+    fake(errors=["sbatch: error: Batch job submission failed: Unexpected message received"] * 1000)
     monkeypatch.setattr(submit_mod, "SUBMIT_GIVE_UP_S", 0.0)
     store = RunStore(tmp_path / "runs")
     report = submit_mod.run_units_report(make_units(tmp_path, range(3)), store, SLURM, desc="toy",
                                          stream=io.StringIO())
     assert report.results == {} and len(report.failures) == 3
-    assert all("not submitted: toy: submitting 3 slurm jobs failed: sbatch: error: invalid partition" in f.error
+    assert all("not submitted: toy: submitting 3 slurm jobs failed: sbatch: error: Batch job submission failed: "
+               "Unexpected message received" in f.error
                for f in report.failures)
 
 

@@ -1,6 +1,5 @@
 """run_units with the debug and local executors, re-attaching, concurrent drivers, and executor settings."""
 
-import dataclasses
 import io
 import json
 import os
@@ -340,7 +339,7 @@ def test_job_killed_without_result_is_reported_with_its_log(tmp_path, monkeypatc
     driver_wait, killed = kill_first_attempt(store, unit, started)
     monkeypatch.setattr(submit_mod, "_sleep", driver_wait)
     with pytest.raises(UnitsFailed) as info:
-        run_units([unit], store, dataclasses.replace(LOCAL, max_retries=0), desc="toy", stream=io.StringIO())
+        run_units([unit], store, LOCAL.replace(max_retries=0), desc="toy", stream=io.StringIO())
     (failure,) = info.value.failures
     assert failure.error.startswith(f"job {killed[0]} ended (ENDED) without committing a result")
     assert failure.log == str(store.log_dir("toy") / f"{killed[0]}_0_log.err")
@@ -418,12 +417,12 @@ def test_executor_defaults_and_sources(no_env, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("text,match", [
-    ("kind: slurm\npartiton: gpu\n", r"executor.yaml: unknown key 'partiton' \(did you mean 'partition'\?\)"),
-    ("kind: slrum\n", r"executor.yaml: unknown executor kind 'slrum' \(did you mean 'slurm'\?\); allowed: debug, "),
-    ("mem_gb: lots\n", r"executor.yaml: key 'mem_gb' must be a positive number, got 'lots' \(str\)"),
-    ("max_parallel: 0\n", r"key 'max_parallel' must be a positive integer, got 0"),
-    ("max_parallel: true\n", r"key 'max_parallel' must be a positive integer, got True \(bool\)"),
-    ("setup: [1]\n", r"key 'setup' must be a list of shell lines"),
+    ("kind: slurm\npartiton: gpu\n", r"executor.yaml: partiton: unknown key 'partiton' \(did you mean 'partition'\?\)"),
+    ("kind: slrum\n", r"executor.yaml: kind: unknown executor kind 'slrum' \(did you mean 'slurm'\?\); allowed: debug"),
+    ("mem_gb: lots\n", r"executor.yaml: mem_gb: must be a positive number, got 'lots' \(str\)"),
+    ("max_parallel: 0\n", r"max_parallel: must be a positive integer, got 0"),
+    ("max_parallel: true\n", r"max_parallel: must be a positive integer, got True \(bool\)"),
+    ("setup: [1]\n", r"setup: must be a list of shell lines"),
     ("- kind: local\n", r"must be a mapping of settings, got list"),
     ("kind: [\n", r"not valid YAML"),
 ])

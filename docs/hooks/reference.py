@@ -4,7 +4,7 @@
     python docs/hooks/reference.py --check   # exit 1, naming the page, when one differs from the code
 
 - `reference/configuration.md`: every key of params.yaml and executor.yaml, read from the models that validate
-  them (pipeline/params.py, awd/train_config.py, jobs/executors.py): type, range, default and the source comment.
+  them (pipeline/params.py, awd/train_config.py, jobs/executor_config.py): type, range, default and the source comment.
 - `reference/tests.md`: every test the other pages name (`tests/<file>.py::<test>`), with its docstring; a name
   that is not a test fails the build, and each page links to its entry here.
 
@@ -217,21 +217,19 @@ def _shorthands(study) -> list[str]:
 
 
 def executor_reference() -> list[str]:
-    from jobs import executors as E
+    from jobs import executor_config as E
 
-    comments = field_comments(ROOT / "jobs" / "executors.py", "ExecutorConfig")
-    types = getattr(E, "_FIELD_TYPES", {})
+    comments = field_comments(ROOT / "jobs" / "executor_config.py", "ExecutorConfig")
     out = ["## executor.yaml", "", "Where jobs run; not a DVC param and never part of a cache key. Read from "
            "`executor.yaml` in the working directory, or the file `$AWD_EXECUTOR_CONFIG` names; `$AWD_EXECUTOR` "
-           "overrides `kind`. Unknown keys and wrong types are refused before anything is submitted.", "",
+           "overrides `kind`. Every unknown key and wrong value is reported at once, naming the key, before anything "
+           "is submitted; with the slurm kind the values are then checked against the cluster "
+           "([cluster guide](../cluster.md#3-executoryaml)).", "",
            "| key | allowed | default | notes |", "|---|---|---|---|"]
-    for f in dataclasses.fields(E.ExecutorConfig):
-        if f.default is not dataclasses.MISSING:
-            default = f"`{_yaml(f.default)}`" if f.default is not None else "unset"
-        else:
-            default = "empty"
-        allowed = types.get(f.name, ((), ""))[1]
-        out.append(f"| `{f.name}` | {_cell(allowed)} | {default} | {_cell(comments.get(f.name, ''))} |")
+    for name, info in E.ExecutorConfig.model_fields.items():
+        value = info.get_default(call_default_factory=True)
+        default = "unset" if value is None else "empty" if value in ({}, []) else f"`{_yaml(value)}`"
+        out.append(f"| `{name}` | {_cell(E.allowed(name))} | {default} | {_cell(comments.get(name, ''))} |")
     driver_wide = sorted(getattr(E, "NOT_IN_PROFILES", ()))
     if driver_wide:
         out += ["", "`profiles: {<kind>: {…}}` takes any key above except the driver-wide ones: "
