@@ -1,5 +1,5 @@
 """DVC stage `aggregate`: stage artifacts -> results/ (paper-shaped tables, the long tables behind them, figures +
-plot data, metrics.json, README.md).
+plot data, metrics.json and headline.json (pipeline/report/metric_keys.py), README.md).
 
     python -m pipeline.aggregate [--params params.yaml] [--artifacts artifacts] [--out results]
 
@@ -10,18 +10,17 @@ without software metadata), so committed results only change when the numbers do
 from __future__ import annotations
 
 import argparse
-import re
 import sys
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from jobs.store import atomic_write_json, atomic_write_text
+from jobs.store import atomic_write_text
 from pipeline import outcomes
 from pipeline.report import inputs
 from pipeline.report.claims import all_claims
 from pipeline.report.curves import figure2, figure3, lr_figure, noisy_bars
 from pipeline.report.figure_io import FigureResult, drop_duplicates, remove_stale
 from pipeline.report.heatmaps import figure7, heatmaps
+from pipeline.report.metric_keys import dvc_metrics, write
 from pipeline.report.paper_tables import paper_tables
 from pipeline.report.readme import metrics, readme
 from pipeline.report.tables import all_tables
@@ -80,60 +79,6 @@ def unfinished_section(marks: list[outcomes.Mark]) -> str:
             + "\n".join(f"- {m.line}" for m in marks) + "\n")
 
 
-# `name=value` key parts (`lr=0.01,wd=5e-05`, `rate=0.2`, `DoG=0.08 ASAM`) and bare numbers (F12's lr level)
-_NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?(?![\w.])")
-_NAMED_VALUE = re.compile(r"^([^=,]+)=([^=,]+)$")
-NUMERIC_KEY_NAME = {"F12": "lr"}  # what a bare-number key means, by top-level section
-
-
-def dotless_number(text: str) -> str:
-    """0.01 -> 1e-2, 5e-05 -> 5e-5, 0.015 -> 15e-3, 1 -> 1: the same value, written without a '.'."""
-    try:
-        sign, digits, exponent = Decimal(text).normalize().as_tuple()
-    except InvalidOperation:
-        return text
-    if not isinstance(exponent, int):
-        return text  # nan / inf
-    mantissa = ("-" if sign else "") + "".join(map(str, digits))
-    if exponent >= 0:
-        return mantissa + "0" * exponent
-    return f"{mantissa}e{exponent}"
-
-
-def _key_levels(key: str, section: str) -> list[str]:
-    if _NUMBER.fullmatch(key):
-        return [f"{NUMERIC_KEY_NAME.get(section, 'v')}_{dotless_number(key)}"]
-    parts = key.split(",")
-    named = [_NAMED_VALUE.match(part) for part in parts]
-    if all(named):
-        return [f"{m.group(1).strip()}_{_dotless(m.group(2).strip())}" for m in named if m]
-    return [_dotless(key)]
-
-
-def _dotless(text: str) -> str:
-    return _NUMBER.sub(lambda m: dotless_number(m.group(0)), text).replace(".", "_")
-
-
-def dvc_metrics(m: dict, section: str = "") -> dict:
-    """metrics.json as DVC reads it: DVC joins nested keys with '.', so no key may hold one.
-
-    `grid/digits/tiny/fixed/lr=0.01,wd=5e-05/val_acc` becomes `grid.digits.tiny.fixed.lr_1e-2.wd_5e-5.val_acc` in
-    `dvc metrics diff`: each `name=value` part a level of its own, numbers written without a dot.
-    """
-    out: dict = {}
-    for key, value in m.items():
-        levels = _key_levels(str(key), section or str(key))
-        node = out
-        for level in levels[:-1]:
-            node = node.setdefault(level, {})
-        leaf = dvc_metrics(value, section or str(key)) if isinstance(value, dict) else value
-        if isinstance(leaf, dict) and isinstance(node.get(levels[-1]), dict):
-            node[levels[-1]].update(leaf)
-        else:
-            node[levels[-1]] = leaf
-    return out
-
-
 def aggregate(params: Path, artifacts: Path, out: Path) -> dict:
     out = Path(out)
     inp = inputs.load(Path(artifacts), Path(params))
@@ -151,7 +96,7 @@ def aggregate(params: Path, artifacts: Path, out: Path) -> dict:
     m["runs_diverged"] = sum(mark.status == outcomes.DIVERGED for mark in marks)
     m["units_failed"] = sum(mark.status == outcomes.FAILED for mark in marks)
     written = dvc_metrics(m)
-    atomic_write_json(out / "metrics.json", written, finite=True)
+    write(out, written)
     text = readme(inp, shaped, figs, Path(params).as_posix(), m, claims) + unfinished_section(marks)
     atomic_write_text(out / "README.md", text)
     failed = [mark.line for mark in marks if mark.status == outcomes.FAILED]
@@ -169,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default="results")
     a = ap.parse_args(argv)
     aggregate(Path(a.params), Path(a.artifacts), Path(a.out))
-    print(f"aggregate: wrote {a.out}/README.md, paper/, tables/, plots/, metrics.json")
+    print(f"aggregate: wrote {a.out}/README.md, paper/, tables/, plots/, metrics.json, headline.json")
 
 
 if __name__ == "__main__":

@@ -76,10 +76,10 @@ def test_diff_between_two_commits_shows_the_changed_cells(repo, tmp_path):
 
 def test_dvc_metrics_and_plots_read_the_nested_metrics_and_every_axis(repo, tmp_path):
     repo, _ = repo
-    diff = run(repo, "dvc", "metrics", "diff", "HEAD~1", "HEAD").stdout
-    assert "lr_sensitivity.digits.fixed.lr_5e-2.test_acc" in diff, diff
+    diff = run(repo, "dvc", "metrics", "diff", "HEAD~1", "HEAD", "--targets", "results/metrics.json").stdout
+    assert "lr_sensitivity.digits.fixed.lr_0p05.test_acc" in diff, diff
     metrics = json.loads((repo / "results" / "metrics.json").read_text())
-    assert metrics["grid"]["digits"]["tiny"]["fixed"]["lr_1e-1"]["wd_5e-4"]["val_acc"] > 0
+    assert metrics["grid"]["digits"]["tiny"]["fixed"]["lr_0p1"]["wd_0p0005"]["val_acc"] > 0
     run(repo, "dvc", "plots", "diff", "HEAD~1", "HEAD", "-o", str(tmp_path / "plots"))
     html = (tmp_path / "plots" / "index.html").read_text()
     assert '"rect"' in html and "wd_or_dog" in html  # F1/F9 are heat maps over lr x λ

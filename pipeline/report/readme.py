@@ -1,4 +1,5 @@
-"""results/README.md (the report, in the paper's order) and results/metrics.json (DVC metrics)."""
+"""results/README.md (the report, in the paper's order) and the nested metrics behind results/metrics.json (its keys:
+pipeline/report/metric_keys.py)."""
 
 from __future__ import annotations
 
@@ -208,7 +209,8 @@ def readme(inp: Inputs, tables: dict[str, PaperTable], figures: dict[str, Figure
         "Tables are in the paper's shape (its methods as rows): our mean ± std over runs beside the paper's value; "
         "accuracies in %. Each is also in `paper/` as Markdown, CSV and LaTeX (booktabs); every statistic per row "
         "(95 % interval, n, Δ = ours − paper) is in `tables/*.csv`. Figures are `plots/*.pdf` (vector) and "
-        "`plots/*.png`, their data `plots/*.csv`; headline numbers are in `metrics.json`.", "",
+        "`plots/*.png`, their data `plots/*.csv`. Each claim's verdict and estimate are in `headline.json` (what `dvc "
+        "metrics show` prints), every number in `metrics.json`.", "",
     ] + _environment_lines(inp)
     body = []
     for sid, kind, caption, ref in SECTIONS:
