@@ -1,10 +1,11 @@
-"""Copying done run-store entries by key between two stores (the local one and one on a shared path).
+"""Copying done run-store entries by key between two stores (the local one and one on a shared path, or a remote
+one: jobs.remote_fs).
 
 Only the files an entry's manifest lists travel, with the manifest. Either store may be group-writable, so nothing
 read from it is trusted as a path: the manifest must name the requested kind and key, and every file name in it
-must be a normalised relative name inside the entry (no `..`, no absolute, hidden or bookkeeping name, none twice);
-both trees are reached through directory fds that follow no symlink, and only regular files are copied
-(jobs.safefs). Each file is hashed while it is copied into a temporary directory that only the copier can enter,
+must be a normalised relative name inside the entry (no `..`, no absolute, hidden or bookkeeping name, none twice;
+jobs.share_names); both trees are reached through directory fds that follow no symlink, and only regular files are
+copied (jobs.safefs). Each file is hashed while it is copied into a temporary directory that only the copier can enter,
 next to its destination: a source whose bytes do not match its manifest's sha256 is refused. Files, manifest and
 directories are fsynced and given the manifest's mtimes (so later cheap checks pass), then the copy is renamed
 into place under the entry's run lock: a reader never sees half an entry, and a job that took the lock first keeps
@@ -22,22 +23,24 @@ import contextlib
 import dataclasses
 import errno
 import fcntl
+import functools
 import hashlib
 import json
 import os
-import re
 import stat
 import typing as tp
 import uuid
 
 from jobs import safefs
 from jobs.safefs import UnsafePath
-from jobs.store import BOOKKEEPING, MANIFEST, SMALL_FILE, RunStore
+from jobs.share_names import MANIFEST_LIMIT, Refused, check_manifest, check_names
+from jobs.store import MANIFEST, SMALL_FILE, RunStore
 
-MANIFEST_LIMIT = 16 << 20  # a real manifest lists a few files in a few KB
-MAX_FILES = 10_000
-MAX_PARTS = 32  # directory levels of a listed name
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+__all__ = ["MANIFEST_LIMIT", "Missing", "Refused", "Transfer", "check_manifest", "check_names", "copy_entries"]
+
+if tp.TYPE_CHECKING:
+    from jobs.remote_fs import RemoteStore
+
 RUN_LOCK = ".run.lock"  # RunStore.run_lock's file: jobs flock() it, as _locked does
 
 
@@ -50,86 +53,60 @@ class Transfer:
     bytes: int = 0
 
 
-class Refused(Exception):
-    pass
+class Missing(Exception):
+    """The source has no committed entry of the key."""
 
 
-class _Missing(Exception):
-    pass
+Listed = tuple[dict, bytes, dict[str, tuple[str, ...]]]  # a checked manifest, its bytes, its names split in parts
 
 
-def _no_twice(pairs: list[tuple[str, tp.Any]]) -> dict[str, tp.Any]:
-    out: dict[str, tp.Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"key {k[:200]!r} appears twice")
-        out[k] = v
-    return out
-
-
-def check_names(names: tp.Iterable[tp.Any], what: str) -> dict[str, tuple[str, ...]]:
-    """{name: parts} of an entry's payload names, each a normalised relative POSIX name that is neither hidden nor
-    bookkeeping, and never both a file and another file's directory; Refused naming the first bad one."""
-    allowed = ("allowed: a normalised relative POSIX name inside the entry (parts separated by single '/'; no '.', "
-               f"'..' or empty part, no leading '/' or '.', no backslash or NUL, at most {MAX_PARTS} parts)")
-    out = {}
-    for name in names:
-        try:
-            parts = safefs.check_relpath(name, f"{what}: file name")
-        except UnsafePath:
-            raise Refused(f"{what}: file name {str(name)[:200]!r} is refused; {allowed}") from None
-        if "\\" in name or len(parts) > MAX_PARTS or any(p.startswith(".") for p in parts):
-            raise Refused(f"{what}: file name {name[:200]!r} is refused; {allowed}")
-        if name in BOOKKEEPING:
-            raise Refused(f"{what}: {name!r} is a bookkeeping file of the store, never a result file of an entry")
-        out[name] = parts
-    dirs = {"/".join(parts[:i]) for parts in out.values() for i in range(1, len(parts))}
-    clash = sorted(dirs & set(out))
-    if clash:
-        raise Refused(f"{what}: {clash[0][:200]!r} is listed both as a file and as the directory of other files")
-    return out
-
-
-def check_manifest(data: bytes, kind: str, key: str, where: str) -> tuple[dict, dict[str, tuple[str, ...]]]:
-    """The manifest of entry `kind`/`key` and its payload names split into parts; Refused says what is wrong."""
-    what = f"{MANIFEST} in {where}"
-    try:
-        manifest = json.loads(data.decode("utf-8"), object_pairs_hook=_no_twice)
-    except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
-        raise Refused(f"{what} is not valid JSON ({type(e).__name__}: {str(e)[:200]})") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
-        raise Refused(f"{what} has no file list")
-    if manifest.get("kind") != kind or manifest.get("key") != key:
-        raise Refused(f"{what} is the manifest of {str(manifest.get('kind'))[:40]}/{str(manifest.get('key'))[:80]}, "
-                      f"not of the requested {kind}/{key}: not copied")
-    files = manifest["files"]
-    if len(files) > MAX_FILES:
-        raise Refused(f"{what} lists {len(files)} files, more than the {MAX_FILES} allowed")
-    names = check_names(files, what)
-    for rel, info in files.items():
-        ok = isinstance(info, dict) and type(info.get("size")) is int and info["size"] >= 0 \
-            and isinstance(info.get("sha256"), str) and SHA256_RE.match(info["sha256"]) \
-            and type(info.get("mtime_ns", 0)) is int
-        if not ok:
-            raise Refused(f"{what}: the record of {rel!r} needs an integer size >= 0, a sha256 of 64 lowercase hex "
-                          "digits and an optional integer mtime_ns")
-    return manifest, names
-
-
-def _hash_fd(fd: int, size: int, out: int | None = None) -> str:
-    """sha256 of what `fd` holds (written to `out` too), or '' when it does not hold exactly `size` bytes."""
+def hash_stream(read: tp.Callable[[int], bytes], size: int, write: tp.Callable[[bytes], tp.Any] | None = None) -> str:
+    """sha256 of what `read` returns (passed to `write` too), or '' when it returns other than exactly `size` bytes
+    (reading stops a chunk past `size`: a source that grows without end is not read to its end)."""
     h, total = hashlib.sha256(), 0
     while total <= size:
-        chunk = os.read(fd, 1 << 20)
+        chunk = read(1 << 20)
         if not chunk:
             break
         h.update(chunk)
         total += len(chunk)
-        if out is not None:
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(out, view):]
+        if write is not None:
+            write(chunk)
     return h.hexdigest() if total == size else ""
+
+
+def _hash_fd(fd: int, size: int, out: int | None = None) -> str:
+    return hash_stream(lambda n: os.read(fd, n), size, None if out is None else lambda b: _write_all(out, b))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+class Source(tp.NamedTuple):
+    """One listed file of a source entry, open for reading."""
+    read: tp.Callable[[int], bytes]
+    size: int  # what the source says it holds (its stat or listing), checked before hashing
+    mtime_ns: int | None  # None where the source has none to give (a remote)
+
+
+OpenSource = tp.Callable[[str], tp.ContextManager[Source]]
+
+
+@contextlib.contextmanager
+def local_source(entry_fd: int, where: str, rel: str) -> tp.Iterator[Source]:
+    """`rel` of the entry `entry_fd`, reached without following a link; Refused when it is missing."""
+    try:
+        fd = safefs.open_file(entry_fd, rel)
+    except (FileNotFoundError, NotADirectoryError):
+        raise Refused(f"source {where}: {rel} is missing") from None
+    try:
+        st = os.fstat(fd)
+        yield Source(lambda n: os.read(fd, n), st.st_size, st.st_mtime_ns)
+    finally:
+        os.close(fd)
 
 
 def _problem(entry_fd: int, files: dict) -> str:
@@ -159,36 +136,29 @@ def _new_file(dir_fd: int, name: str) -> int:
     return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
 
 
-def _copy_into(src_fd: int, tmp_fd: int, names: dict[str, tuple[str, ...]], manifest: dict, manifest_bytes: bytes,
-               where: str, umask: int) -> int:
+def _copy_into(open_src: OpenSource, tmp_fd: int, names: dict[str, tuple[str, ...]], manifest: dict,
+               manifest_bytes: bytes, where: str, umask: int) -> int:
     """Copies and hashes every listed file into the private directory `tmp_fd`; returns the bytes copied."""
     files, total = manifest["files"], 0
     made: set[tuple[str, ...]] = {()}
     for rel, parts in sorted(names.items()):
         info = files[rel]
         made.update(parts[:i] for i in range(1, len(parts)))
-        try:
-            sfd = safefs.open_file(src_fd, rel)
-        except (FileNotFoundError, NotADirectoryError):
-            raise Refused(f"source {where}: {rel} is missing") from None
-        with contextlib.ExitStack() as stack:
-            stack.callback(os.close, sfd)
-            st = os.fstat(sfd)
+        with open_src(rel) as src, contextlib.ExitStack() as stack:
             with safefs.dir_fd(tmp_fd, "/".join(parts[:-1]), create=True, mode=0o700) as ddir:
                 dfd = _new_file(ddir, parts[-1])
             stack.callback(os.close, dfd)
-            if st.st_size != info["size"] or _hash_fd(sfd, info["size"], dfd) != info["sha256"]:
+            if src.size != info["size"] or _hash_to(src, info["size"], dfd) != info["sha256"]:
                 raise Refused(f"source {where}: {rel} does not match its sha256 in {MANIFEST}")
             os.fsync(dfd)
-            mtime = info.get("mtime_ns") or st.st_mtime_ns
-            os.utime(dfd, ns=(mtime, mtime))
+            mtime = info.get("mtime_ns") or src.mtime_ns
+            if mtime:
+                os.utime(dfd, ns=(mtime, mtime))
             os.fchmod(dfd, 0o666 & ~umask)
         total += info["size"]
     fd = _new_file(tmp_fd, MANIFEST)
     try:
-        view = memoryview(manifest_bytes)
-        while view:
-            view = view[os.write(fd, view):]
+        _write_all(fd, manifest_bytes)
         os.fsync(fd)
         os.fchmod(fd, 0o666 & ~umask)
     finally:
@@ -199,6 +169,10 @@ def _copy_into(src_fd: int, tmp_fd: int, names: dict[str, tuple[str, ...]], mani
                 os.fsync(d)
             os.fchmod(d, 0o777 & ~umask)  # an entry's usual mode (the lab's umask), now that it is complete
     return total
+
+
+def _hash_to(src: Source, size: int, out: int) -> str:
+    return hash_stream(src.read, size, lambda b: _write_all(out, b))
 
 
 def _locked(entry_fd: int, where: str) -> int:
@@ -263,32 +237,42 @@ def _install(parent_fd: int, key: str, tmp: str, where: str, umask: int) -> None
         os.close(entry)
 
 
-def _copy_one(src: RunStore, dest: RunStore, kind: str, key: str,
-              is_live: tp.Callable[[RunStore, str, str], str]) -> int | None:
-    """Bytes copied, None when `dest` has the entry already; _Missing when the source has no committed entry;
-    Refused with why."""
+@contextlib.contextmanager
+def source_entry(src: RunStore, kind: str, key: str) -> tp.Iterator[tuple[int, str, Listed]]:
+    """The fd of a local store's committed entry, where it is, and its checked manifest; Missing when the store has
+    no committed entry; Refused with why."""
     where = str(src.path(kind, key))
     try:
         entry = safefs.open_dir(src.root, f"{kind}/{key[:2]}/{key}")
     except (FileNotFoundError, NotADirectoryError):
-        raise _Missing() from None
+        raise Missing() from None
     try:
         try:
             data = safefs.read_bytes(entry, MANIFEST, MANIFEST_LIMIT)
         except (FileNotFoundError, NotADirectoryError):
-            raise _Missing() from None
+            raise Missing() from None
         except (UnsafePath, safefs.CorruptRecord) as e:
             raise Refused(f"source {where}: {e}") from None
         manifest, names = check_manifest(data, kind, key, where)
-        # the source is hashed once, while it is copied: _copy_into refuses it there if it does not match
-        return _to_dest(entry, where, dest, kind, key, (manifest, data, names), is_live)
+        yield entry, where, (manifest, data, names)
     finally:
         os.close(entry)
 
 
-def _to_dest(src_entry: int, src_where: str, dest: RunStore, kind: str, key: str,
-             listed: tuple[dict, bytes, dict[str, tuple[str, ...]]],
-             is_live: tp.Callable[[RunStore, str, str], str]) -> int | None:
+def _copy_one(src: RunStore, dest: RunStore, kind: str, key: str,
+              is_live: tp.Callable[[RunStore, str, str], str]) -> int | None:
+    """Bytes copied, None when `dest` has the entry already; Missing when the source has no committed entry;
+    Refused with why."""
+    with source_entry(src, kind, key) as (entry, where, listed):
+        # the source is hashed once, while it is copied: _copy_into refuses it there if it does not match
+        return to_dest(functools.partial(local_source, entry, where), where, dest, kind, key, listed, is_live)
+
+
+def to_dest(open_src: OpenSource, src_where: str, dest: RunStore, kind: str, key: str, listed: Listed,
+            is_live: tp.Callable[[RunStore, str, str], str]) -> int | None:
+    """Puts the entry whose checked manifest is `listed` into the local store `dest`, each file read through
+    `open_src` into a private directory beside its destination, verified, then renamed in under the run lock;
+    None when `dest` has it already."""
     manifest, data, names = listed
     where, umask = str(dest.path(kind, key)), _umask()
     dest.root.mkdir(parents=True, exist_ok=True)
@@ -309,7 +293,7 @@ def _to_dest(src_entry: int, src_where: str, dest: RunStore, kind: str, key: str
         tmp_fd = safefs.open_dir(parent, tmp)
         try:
             try:
-                total = _copy_into(src_entry, tmp_fd, names, manifest, data, src_where, umask)
+                total = _copy_into(open_src, tmp_fd, names, manifest, data, src_where, umask)
                 _install(parent, key, tmp, where, umask)
             except BaseException:
                 _remove_held(parent, tmp, tmp_fd)
@@ -342,17 +326,23 @@ def _umask() -> int:
     return mask
 
 
-def copy_entries(src: RunStore, dest: RunStore, keys: tp.Iterable[tuple[str, str]],
+def copy_entries(src: RunStore | RemoteStore, dest: RunStore | RemoteStore, keys: tp.Iterable[tuple[str, str]],
                  is_live: tp.Callable[[RunStore, str, str], str] = lambda s, k, key: "") -> Transfer:
     """Copies every done (kind, key) of `src` that `dest` lacks; `is_live(dest, kind, key)` says why a job holds a
-    destination entry ('' when none does). Nothing read from either store is followed or trusted as a path; what
+    local destination entry ('' when none does). Either store may be a remote one (jobs.remote_fs: any filesystem
+    DVC reaches), the other then local. Nothing read from either store is followed or trusted as a path; what
     cannot be copied safely is in `refused`, with why."""
     out = Transfer()
     for kind, key in sorted({(str(k), str(v)) for k, v in keys}):
         try:
             src.path(kind, key)  # a kind or key that is no store name: ValueError, which says what is allowed
-            copied = _copy_one(src, dest, kind, key, is_live)
-        except _Missing:
+            if isinstance(src, RunStore) and isinstance(dest, RunStore):
+                copied = _copy_one(src, dest, kind, key, is_live)
+            else:
+                from jobs import remote_fs  # it builds on this module
+
+                copied = remote_fs.copy_one(src, dest, kind, key, is_live)
+        except Missing:
             out.missing.append((kind, key))
         except (Refused, ValueError) as e:
             out.refused.append((kind, key, str(e)))

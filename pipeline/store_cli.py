@@ -6,9 +6,12 @@
 
 Which entries: the keys in the unit lists the stages write (`artifacts/train/runs.json`,
 `artifacts/attack/units.json`, `artifacts/prune/units.json`) plus the training runs the current params name. They
-go to `<remote>/awd-store/<kind>/<key[:2]>/<key>/` of the DVC remote (`dvc remote add -d NAME URL`): a directory or
-a mounted path (`file://` too); other remotes are refused, naming what is supported. Every copy is verified
-against its manifest's sha256 before it counts.
+go to `<remote>/awd-store/<kind>/<key[:2]>/<key>/` of the DVC remote (`dvc remote add -d NAME URL`), reached
+through DVC's own filesystem for it with the options and credentials `dvc remote modify [--local]` gave it: any
+remote type DVC supports that can list (a path, ssh, s3, gs, azure, webdav, ...; its plugin, e.g. `dvc-s3`,
+installed; http(s) cannot list, and is refused saying so). A path remote is copied through directory fds
+(jobs.share), any other through jobs.remote_fs. Every copy is verified against its manifest's sha256 before it
+counts.
 
 `gc` keeps the entries of the current unit lists and params and of the unit lists of the last N commits (read
 through DVC from its cache or remote), lists the rest with their sizes (plus `_logs` and `_quarantine` folders
@@ -25,12 +28,11 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from urllib.parse import urlparse
 
+from jobs.remote_fs import REMOTE_DIR, RemoteStore
 from jobs.store import RunStore
 from pipeline.common import PROJECT_ROOT, open_store
 
-REMOTE_DIR = "awd-store"
 LISTS = {"train": "artifacts/train/runs.json", "autoattack": "artifacts/attack/units.json",
          "prune": "artifacts/prune/units.json"}
 
@@ -103,25 +105,44 @@ def commit_keys(root: Path, n: int) -> tuple[set[tuple[str, str]], list[str], se
     return keys, unreadable, unlisted
 
 
-def remote_store(root: Path, name: str | None) -> RunStore:
-    from dvc.config import Config
+def remote_store(root: Path, name: str | None) -> RunStore | RemoteStore:
+    """The run store under the DVC remote `name` (default: the default remote), as `dvc push` would reach it."""
+    from dvc.exceptions import DvcException
+    from dvc.fs import get_cloud_fs
+    from dvc.repo import Repo
 
-    conf = Config(str(root / ".dvc"))  # relative remote urls come back resolved
-    remote = name or conf["core"].get("remote")
-    if not remote:
-        raise StoreCliError("no DVC remote is set: add one with `dvc remote add -d NAME URL` (README, "
-                            "'Sharing a campaign'), or pass --remote NAME")
-    if remote not in conf["remote"]:
-        raise StoreCliError(f"no DVC remote named {remote!r}; known: {', '.join(sorted(conf['remote'])) or 'none'}")
-    url = str(conf["remote"][remote]["url"])
-    parsed = urlparse(url)
-    if parsed.scheme not in ("", "file") and len(parsed.scheme) > 1:  # (a Windows drive letter is no scheme)
-        raise StoreCliError(
-            f"DVC remote {remote!r} is {url}: `awd-bench store push|pull` copies run-store entries to a local or "
-            "mounted directory only (a remote whose url is a path or file://); mount that storage and add it as a "
-            "path remote, or copy $AWD_STORE/<kind>/<key[:2]>/<key>/ yourself")
-    path = Path(parsed.path if parsed.scheme == "file" else url).expanduser()
-    return RunStore((root / path).resolve() / REMOTE_DIR)
+    with Repo(str(root)) as repo:  # every config level: system, global, .dvc/config, .dvc/config.local
+        conf = repo.config
+        remote = name or conf["core"].get("remote")
+        if not remote:
+            raise StoreCliError("no DVC remote is set: add one with `dvc remote add -d NAME URL` (README, "
+                                "'Sharing a campaign'), or pass --remote NAME")
+        if remote not in conf["remote"]:
+            raise StoreCliError(f"no DVC remote named {remote!r}; known: "
+                                f"{', '.join(sorted(conf['remote'])) or 'none'}")
+        url = str(conf["remote"][remote]["url"])
+        try:
+            cls, fs_conf, fs_path = get_cloud_fs(conf, name=remote)
+            if cls.protocol == "local":  # relative urls come back resolved against the config's directory
+                return RunStore((root / fs_path).resolve() / REMOTE_DIR)
+            if cls.protocol in ("http", "https"):
+                raise StoreCliError(
+                    f"DVC remote {remote!r} is {url}: an http(s) remote cannot list what it holds (DVC cannot "
+                    "either), and `awd-bench store` checks an entry's listing before it takes a byte of it; share "
+                    "the run store through another remote type (a path, ssh, s3, gs, azure, webdav, ...)")
+            fs = cls(**fs_conf)
+            store = RemoteStore(fs.fs, fs.join(fs_path, REMOTE_DIR), f"{url.rstrip('/')}/{REMOTE_DIR}")
+        except StoreCliError:
+            raise
+        except (DvcException, ImportError) as e:  # a remote type whose plugin is missing says which to install
+            raise StoreCliError(f"DVC remote {remote!r} ({url}) cannot be used: {e}") from None
+        except Exception as e:  # noqa: BLE001 - connecting (an ssh login) happens here: any failure says why
+            raise StoreCliError(f"DVC remote {remote!r} ({url}) does not answer: {type(e).__name__}: {e}") from None
+    return store
+
+
+def _where(store: RunStore | RemoteStore) -> str:
+    return str(store.root) if isinstance(store, RunStore) else store.url
 
 
 def _human(n: float) -> str:
@@ -153,11 +174,16 @@ def store_main(argv: list[str]) -> int:
     a = ap.parse_args(argv)
     root = PROJECT_ROOT
     remote, local = remote_store(root, a.remote), open_store()
+    if isinstance(remote, RemoteStore):
+        try:
+            remote.prepare(push=a.direction == "push")
+        except Exception as e:  # noqa: BLE001 - credentials, a missing bucket, a refused login: said once
+            raise StoreCliError(f"DVC remote {remote.url}: {type(e).__name__}: {str(e)[:300]}") from None
     keys = needed_keys(root)
     src, dest = (local, remote) if a.direction == "push" else (remote, local)
     out = copy_entries(src, dest, keys, is_live=lambda s, kind, key: live_reason(s, kind, key))
     print(f"store {a.direction}: {len(out.copied)} entries copied ({_human(out.bytes)}), {len(out.present)} already "
-          f"there, {len(out.missing)} not in {src.root}; {dest.root}")
+          f"there, {len(out.missing)} not in {_where(src)}; {_where(dest)}")
     for kind, key, why in out.refused:
         print(f"  refused {kind}/{key}: {why}", file=sys.stderr)
     if out.missing:

@@ -1,6 +1,6 @@
 """Results that travel, end to end on the reduced embedded default: `awd-bench diff` between two commits, a campaign
-shared through a DVC remote (fresh clone + `dvc pull` + `awd-bench store pull` + `dvc repro` computes nothing and
-rebuilds results/ byte for byte), and `awd-bench gc`."""
+shared through a DVC remote, a path, ssh or s3 one (fresh clone + `dvc pull` + `awd-bench store pull` + `dvc repro`
+computes nothing and rebuilds results/ byte for byte), and `awd-bench gc`."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 
 from jobs.store import RunStore
 from tests.e2e_util import ROOT, make_repo, reduced_params, run, write_params
+from tests.services_util import services  # noqa: F401  (the fixture, for the ssh and s3 remotes)
 
 pytestmark = pytest.mark.e2e
 
@@ -85,21 +86,42 @@ def test_dvc_metrics_and_plots_read_the_nested_metrics_and_every_axis(repo, tmp_
     assert '"rect"' in html and "wd_or_dog" in html  # F1/F9 are heat maps over lr x λ
 
 
-def test_fresh_clone_pull_and_repro_computes_nothing_and_rebuilds_results_byte_for_byte(repo, tmp_path):
+@pytest.mark.parametrize("kind", ["path", pytest.param("ssh", marks=pytest.mark.services),
+                                  pytest.param("s3", marks=pytest.mark.services)])
+def test_fresh_clone_pull_and_repro_computes_nothing_and_rebuilds_results_byte_for_byte(repo, tmp_path, request, kind):
+    """Through a path remote (committed as the default), and through an ssh and an S3 remote on the test servers
+    (tests/services_util.py), added with `--local` on both sides with their credentials: the same pushed campaign,
+    and no commit more for the gc test to count."""
     repo, _ = repo
-    remote = tmp_path / "remote"
-    run(repo, "dvc", "remote", "add", "-d", "shared", str(remote))
-    run(repo, "git", "commit", "-qam", "remote")
-    run(repo, "dvc", "push")
-    pushed = cli(repo, "store", "push").stdout
-    assert "entries copied" in pushed and (remote / "awd-store").is_dir(), pushed
-    assert "0 entries copied" in cli(repo, "store", "push").stdout  # the second push finds them there
+    if kind == "path":
+        name, setup = "shared", []
+        run(repo, "dvc", "remote", "add", "-d", name, str(tmp_path / "remote"))
+        run(repo, "git", "commit", "-qam", "remote")
+    else:
+        services = request.getfixturevalue("services")
+        where = f"{services.ssh_home}/campaign-{tmp_path.name}" if kind == "ssh" else f"{services.new_bucket()}/c"
+        url, options = services.remote_config(kind, where)
+        if kind == "ssh":
+            request.addfinalizer(lambda: services.ssh(f"rm -rf {where}"))
+        name = f"lab{kind}"
+        setup = [("remote", "add", "--local", name, url),
+                 *(("remote", "modify", "--local", name, option, value) for option, value in options.items())]
+    for args in setup:
+        run(repo, "dvc", *args)
+    dvc_remote, store_remote = (("-r", name), ("--remote", name)) if setup else ((), ())
+    run(repo, "dvc", "push", *dvc_remote)
+    pushed = cli(repo, "store", "push", *store_remote).stdout
+    assert "entries copied" in pushed and "/awd-store" in pushed, pushed
+    assert "push: 0 entries copied" not in pushed, pushed
+    assert "push: 0 entries copied" in cli(repo, "store", "push", *store_remote).stdout  # the second finds them
 
     clone = tmp_path / "clone"
     run(tmp_path, "git", "clone", "-q", str(repo), str(clone))
     (clone / "executor.yaml").write_text("kind: local\n")
-    run(clone, "dvc", "pull")
-    pulled = cli(clone, "store", "pull").stdout
+    for args in setup:  # a collaborator's own credentials
+        run(clone, "dvc", *args)
+    run(clone, "dvc", "pull", *dvc_remote)
+    pulled = cli(clone, "store", "pull", *store_remote).stdout
     assert entries(clone) == needed(repo), pulled  # exactly the units the current lists name
     # a damaged copy on the remote would be refused: every pulled entry verifies by sha256
     store = RunStore(clone / "runs")
@@ -118,12 +140,12 @@ def needed(repo):
     return keys
 
 
-def test_store_pull_refuses_a_remote_it_cannot_copy_to(repo):
+def test_store_pull_refuses_a_remote_whose_dvc_plugin_is_missing(repo):
     repo, _ = repo
-    run(repo, "dvc", "remote", "add", "s3r", "s3://bucket/path")
-    out = cli(repo, "store", "pull", "--remote", "s3r", check=False)
-    run(repo, "dvc", "remote", "remove", "s3r")
-    assert out.returncode == 2 and "local or mounted directory only" in out.stderr, out.stderr
+    run(repo, "dvc", "remote", "add", "gsr", "gs://bucket/path")
+    out = cli(repo, "store", "pull", "--remote", "gsr", check=False)
+    run(repo, "dvc", "remote", "remove", "gsr")
+    assert out.returncode == 2 and "requires 'dvc-gs' to be installed" in out.stderr, out.stderr
 
 
 def test_gc_lists_then_deletes_only_what_no_kept_commit_uses_and_never_a_live_entry(repo):
