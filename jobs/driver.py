@@ -35,12 +35,14 @@ from jobs.executors import (
     unit_time_min,
 )
 from jobs.job import Unit, UnitBatch, execute_unit, heartbeat_every_s, resolve_fn
+from jobs.placement import lines as placement_lines
 from jobs.progress import Progress
 from jobs.records import OWN, job_record, owned_record, unit_field
 from jobs.records import cancel_early as cancel_early  # the stages import it from here
 from jobs.sbatch_errors import FIX, WAIT, classify, fix_message
 from jobs.snapshot import SnapshotError, write_snapshot
 from jobs.store import CLAIM, ERROR, RunStore, StoreError, claim_alive, dump_json
+from jobs.throughput import Estimator, kind_etas
 from jobs.why import pending_reasons, summary
 
 log = logging.getLogger(__name__)
@@ -300,12 +302,17 @@ def run_units_report(units: tp.Iterable[Unit], store: RunStore | str | Path,
     failures: list[Failure] = []
     peak = 0
     if todo or follow is not None:
+        rates = Estimator(store.root, cfg)  # measured throughput where the store has it, the cost model otherwise
+        rates.apply(todo)
         if todo:
             for line in summary(todo, pending_reasons(todo, store.root), "units"):
                 stream.write(f"{desc}: {line}\n")
+            for line in placement_lines(todo, cfg, rates):  # where they go, before anything is submitted
+                stream.write(f"{desc}: {line}\n")
         progress = Progress(total=len(units), done=0, desc=desc, stream=stream)
         try:
-            driver = _Driver(store, cfg, desc, progress, poll_s, follow=follow, awaited=awaited, desc_of=desc_of)
+            driver = _Driver(store, cfg, desc, progress, poll_s, follow=follow, awaited=awaited, desc_of=desc_of,
+                             rates=rates)
             failures, peak = driver.run(units, pending={u.key for u in todo}), driver.peak_jobs
             units = units + driver.followed
         finally:
@@ -329,9 +336,12 @@ class _Tracked:
     record: dict
     dead_since: float | None = None
     state: str = ""  # the scheduler's word at the last poll (RUNNING, PENDING, ...)
+    running_since: float | None = None  # first poll that saw it RUNNING (what the ETA subtracts)
+    progress_at: float = 0.0  # when its checkpoint was last read for a throughput sample
 
 
 SUBMIT_BACKOFF_S = (5.0, 600.0)  # first and longest wait after a failed or refused sbatch
+PROGRESS_EVERY_S = 300.0  # a running unit's checkpoint is read for its throughput at most this often
 SUBMIT_GIVE_UP_S = 3600.0  # sbatch failing (not refusing: that is a limit, waited out) this long fails the units
 OOM_MARKERS = ("OUT_OF_MEMORY", "OutOfMemoryError", "CUDA out of memory", "MemoryError", "oom-kill")
 SCHEDULER_ENDED = {"ENDED", "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED",
@@ -346,8 +356,12 @@ class _Driver:
 
     def __init__(self, store: RunStore, cfg: ExecutorConfig, desc: str, progress: Progress,
                  poll_s: float | None, *, follow: Follow | None = None, awaited: tp.Collection[str] | None = None,
-                 desc_of: tp.Callable[[Unit], str] | None = None):
+                 desc_of: tp.Callable[[Unit], str] | None = None, rates: Estimator | None = None):
         self.store, self.cfg, self.desc, self.progress = store, cfg, desc, progress
+        self.rates = rates or Estimator(store.root, cfg)  # sets estimate_s: --time, submission order, ETA
+        self.computed: set[str] = set()  # units that were not done when this driver got them: each one that
+        # ends done adds its measured throughput to the store's samples
+        self.groups: dict[str, list[Unit]] = collections.defaultdict(list)  # units that run in one job together
         self.poll = poll_s if poll_s is not None else cfg.poll_interval()
         self.watch = JobWatch()
         self.active: dict[str, _Tracked] = {}
@@ -437,10 +451,15 @@ class _Driver:
             new.append(unit)
         if not new:
             return
+        self.rates.apply(new)
+        for unit in new:
+            if unit.group:
+                self.groups[unit.group].append(unit)
         done = [u for u in new if (u.key not in pending if pending is not None
                                    else self.store.is_done(u.kind, u.key, verify="changed"))]
         finished = {u.key for u in done}
         todo = [u for u in new if u.key not in finished]
+        self.computed.update(u.key for u in todo)
         if not given:
             fresh = [u for u in todo if (u.fn, u.code) not in self.snapshots]
             _write_snapshots(fresh, self.store)
@@ -456,6 +475,9 @@ class _Driver:
             return
         self.final.add(unit.key)
         self.outcomes[unit.kind]["failed" if failure else "done"] += 1
+        if failure is None and unit.key in self.computed and self.rates.observe(unit, self.store):
+            # a new measurement of this shape: the next units' --time and the ETA follow it
+            self.rates.apply([*self.waiting, *(t.unit for t in self.active.values())])
         if failure is None and unit.key not in self.early:
             self.done += 1
         if failure is not None:
@@ -509,7 +531,16 @@ class _Driver:
             rows[kind] = {"total": self.totals[kind], "done": self.outcomes[kind]["done"], "running": running,
                           "queued": in_jobs - running + sum(1 for u in self.waiting if u.kind == kind),
                           "failed": self.outcomes[kind]["failed"]}
-        self.progress.update_kinds(self.done, rows, self.durations, max(1, self.jobs()), sum(self.retries.values()))
+        self.progress.update_kinds(self.done, rows, self.durations, max(1, self.jobs()), sum(self.retries.values()),
+                                   etas=self.etas())
+
+    def etas(self) -> dict[str, tuple[float, str]]:
+        """Per kind, (seconds, measured/assumed) until its awaited units are done, from their estimates, spread over
+        the jobs running (all queued ones while none runs): jobs.throughput.kind_etas."""
+        pending = [(u, None) for u in self.waiting if u.key not in self.early] + [
+            (t.unit, t.running_since) for k, t in self.active.items() if k not in self.early]
+        running = len({t.record["job_id"] for t in self.active.values() if t.running_since is not None})
+        return kind_etas(pending, self.rates.sources, running or self.jobs() or (self.cap or 1), self.durations)
 
     def adopt(self, todo: tp.Sequence[Unit]) -> None:
         store = self.store
@@ -649,19 +680,28 @@ class _Driver:
         the --nice its chain asks. Memoized: a validated config per distinct request (thousands of waiting units
         share a handful, and the driver asks at every submission)."""
         nice = chain_nice(unit.chain_s, self.longest_chain_s) if self.cfg.chain_priority else None
-        ident = (unit.kind, self.mem.get(unit.key), unit.estimate_s, nice)
+        job_s = self.job_estimate_s(unit)
+        ident = (unit.kind, self.mem.get(unit.key), job_s, nice)
         if ident not in self.cfgs:
             cfg = self.cfg.for_kind(unit.kind)
             changes: dict[str, tp.Any] = {}
             if unit.key in self.mem:
                 changes["mem_gb"] = self.mem[unit.key]
-            if cfg.kind == "slurm" and cfg.time_safety_factor is not None and unit.estimate_s is not None:
-                limit = partition_time_limit_min(cfg.partition)
-                changes["timeout_min"] = unit_time_min(cfg, unit.estimate_s * (cfg.units_per_job or 1), limit)
+            if cfg.kind == "slurm" and cfg.time_safety_factor is not None and job_s is not None:
+                changes["timeout_min"] = unit_time_min(cfg, job_s, partition_time_limit_min(cfg.partition))
             if cfg.kind == "slurm" and nice is not None and "nice" not in cfg.extra:
                 changes["extra"] = {**cfg.extra, "nice": nice}
             self.cfgs[ident] = cfg.replace(**changes) if changes else cfg
         return self.cfgs[ident]
+
+    def job_estimate_s(self, unit: Unit) -> float | None:
+        """Seconds of the job the unit runs in, what its --time must cover: its group's unfinished units one after
+        another (an AutoAttack shard's blocks), else units_per_job units like it."""
+        if unit.estimate_s is None:
+            return None
+        if unit.group:
+            return sum(u.estimate_s or 0.0 for u in self.groups.get(unit.group, [unit]) if u.key not in self.final)
+        return unit.estimate_s * (self.cfg.for_kind(unit.kind).units_per_job or 1)
 
     def _still_ours(self, unit: Unit) -> bool:
         """Under the submit lock: false if the unit got done, or another driver submitted it, since we decided."""
@@ -686,6 +726,13 @@ class _Driver:
             unit, record = tracked.unit, tracked.record
             alive, state = self._alive(unit, record)  # sampled before is_done: a job that ended after committing
             tracked.state = state
+            if state.startswith("RUNNING"):
+                now = time.time()
+                tracked.running_since = tracked.running_since or now
+                if now - tracked.progress_at >= PROGRESS_EVERY_S:
+                    tracked.progress_at = now
+                    if self.rates.observe_running(unit, self.store):  # its checkpoint: the first measurement
+                        self.rates.apply([*self.waiting, *(t.unit for t in self.active.values())])
             if self.store.is_done(unit.kind, unit.key):  # is seen as done, never as lost
                 seconds = ((self.store.manifest(unit.kind, unit.key) or {}).get("meta") or {}).get("seconds")
                 if isinstance(seconds, (int, float)):

@@ -60,10 +60,15 @@ class Progress:
         self.bar.refresh()
 
     def update_kinds(self, done: int, rows: tp.Mapping[str, tp.Mapping[str, int]],
-                     durations: tp.Mapping[str, tp.Sequence[float]], parallel: int, retried: int = 0) -> None:
+                     durations: tp.Mapping[str, tp.Sequence[float]], parallel: int, retried: int = 0,
+                     etas: tp.Mapping[str, tuple[float, str]] | None = None) -> None:
         """One line for every kind: `rows[kind]` holds total, done, running, queued and failed; the ETA of a kind
-        extrapolates the median duration of its finished units over what remains, `parallel` at a time."""
-        counts = (done, retried, tuple((k, tuple(sorted(r.items()))) for k, r in sorted(rows.items())))
+        is `etas[kind]` (seconds, and whether the estimates behind it are measured or assumed) when the driver has
+        one, else the median duration of its finished units extrapolated over what remains, `parallel` at a time."""
+        etas = etas or {}
+        shown = {k: (format_duration(v[0]), v[1]) for k, v in etas.items()}  # the line changes when these do
+        counts = (done, retried, tuple((k, tuple(sorted(r.items()))) for k, r in sorted(rows.items())),
+                  tuple(sorted(shown.items())))
         now = time.monotonic()
         if counts == self._last and now - self._last_t < self._every_s:
             return
@@ -72,9 +77,12 @@ class Progress:
         parts = []
         for kind, r in rows.items():
             left = r["total"] - r["done"] - r["failed"]
-            eta = estimate_eta_s(left, durations.get(kind, ()), parallel)
+            if kind in shown and left > 0:
+                eta = f"{shown[kind][0]} ({shown[kind][1]})"
+            else:
+                eta = format_duration(estimate_eta_s(left, durations.get(kind, ()), parallel))
             parts.append(f"{kind} {r['done']}/{r['total']} running={r['running']} queued={r['queued']} "
-                         f"failed={r['failed']} eta={format_duration(eta)}")
+                         f"failed={r['failed']} eta={eta}")
         retries = f" | retried={retried}" if retried else ""
         self.bar.set_postfix_str(" | ".join(parts) + retries, refresh=False)
         self.bar.refresh()
