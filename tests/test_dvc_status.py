@@ -110,12 +110,15 @@ def test_status_is_up_to_date_after_a_repro_and_changed_exactly_while_something_
     assert run(repo, "git", "status", "--porcelain", "--", "pending").stdout == ""
 
 
-def test_dvcignore_keeps_bytecode_and_tool_caches_out_of_the_source_deps():
+def test_dvcignore_keeps_bytecode_and_tool_caches_out_of_the_source_deps(tmp_path):
     paths = ["jobs/__pycache__/store.cpython-311.pyc", "awd/models/__pycache__/tiny.cpython-311.pyc",
              "awd/data.pyc", "pipeline/units/.mypy_cache/x.json", ".pytest_cache/v/x", "awd/.data.py.swp",
              "jobs/store.py~"]
+    for cmd in (["git", "init", "-q"], [str(VENV_BIN / "dvc"), "init", "-q"]):
+        subprocess.run(cmd, cwd=tmp_path, check=True, capture_output=True, timeout=120)
+    shutil.copy2(ROOT / ".dvcignore", tmp_path / ".dvcignore")
     out = subprocess.run([str(VENV_BIN / "dvc"), "check-ignore", *paths, "jobs/store.py", "awd/models/tiny.py"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert sorted(out.stdout.split()) == sorted(paths), out.stdout + out.stderr
 
 
