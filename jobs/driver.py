@@ -537,9 +537,14 @@ class _Driver:
     def etas(self) -> dict[str, tuple[float, str]]:
         """Per kind, (seconds, measured/assumed) until its awaited units are done, from their estimates, spread over
         the jobs running (all queued ones while none runs): jobs.throughput.kind_etas."""
-        pending = [(u, None) for u in self.waiting if u.key not in self.early] + [
-            (t.unit, t.running_since) for k, t in self.active.items() if k not in self.early]
+        tracked = [(t.unit, t.running_since) for k, t in self.active.items() if k not in self.early]
         running = len({t.record["job_id"] for t in self.active.values() if t.running_since is not None})
+        if self.cfg.kind == "local" and self.cap:
+            # every task of a local array looks alive while only `parallel` of them compute: count those alone
+            first = sorted(range(len(tracked)), key=lambda i: tracked[i][1] or math.inf)[: self.cap]
+            tracked = [(u, since if i in first else None) for i, (u, since) in enumerate(tracked)]
+            running = min(running, self.cap)
+        pending = [(u, None) for u in self.waiting if u.key not in self.early] + tracked
         return kind_etas(pending, self.rates.sources, running or self.jobs() or (self.cap or 1), self.durations)
 
     def adopt(self, todo: tp.Sequence[Unit]) -> None:
