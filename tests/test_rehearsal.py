@@ -117,6 +117,15 @@ def test_sweep_splits_idle_time_exactly():
     assert s["idle_ready"] + s["idle_dependency"] == s["idle_nothing_pending"] == 18
 
 
+def test_sweep_counts_a_handover_in_one_second_once():
+    # sacct's whole seconds: a job that ends in the second the next one starts on its GPU is not running beside it
+    jobs = [{"Submit": 0.0, "Start": 7.0, "End": 9.0}, {"Submit": 0.0, "Start": 0.0, "End": 7.0},
+            {"Submit": 3.0, "Start": 3.0, "End": 9.0}]
+    s = timeline.sweep(jobs, 0.0, 10.0, gpus=2)
+    assert s["peak_running"] == 2
+    assert s["running"] == 7 + 2 + 6 and s["idle_pending"] == 3  # the first job waited: 0-3 one GPU idle
+
+
 def test_kind_of_job_names():
     assert [timeline.kind_of(n) for n in ("awd-train", "awd-train-awd-with-estimated-dog", "awd-attack")] == \
         ["train", "train (phase 2: AWD)", "attack"]

@@ -26,5 +26,5 @@ def plot_gpus(path: Path, hours: list[float], series: dict, gpus: int, label: st
     ax.set_ylim(0, gpus * 1.1)
     ax.legend(loc="upper center", fontsize=8, ncol=3)
     fig.tight_layout()
-    save_figure(fig, path, dpi=110)
+    save_figure(fig, path, "png", dpi=110)
     plt.close(fig)

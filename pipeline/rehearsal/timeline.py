@@ -56,7 +56,9 @@ def sweep(jobs: list[dict], t0: float, t1: float, gpus: int,
         st_eff = min(st if st is not None else en, en)
         events += [(sub, "q", 1), (en, "q", -1), (sub, "p", 1), (st_eff, "p", -1), (st_eff, "r", 1), (en, "r", -1)]
     events += [e for ready, submit in waiting if submit > ready for e in ((ready, "w", 1), (submit, "w", -1))]
-    events.sort(key=lambda e: e[0])
+    # sacct times are whole seconds: a job that ends in the second another starts must leave before it arrives, or
+    # the handover counts both (peak running above the GPUs). Ends (-1) sort before starts (+1) at one time.
+    events.sort(key=lambda e: (e[0], e[2]))
     queued = pending = running = ready = 0
     last = t0
     acc = {"running": 0.0, "idle_pending": 0.0, "idle_ready": 0.0, "idle_dependency": 0.0}
