@@ -26,7 +26,7 @@ from pipeline.common import ARTIFACTS, open_store
 
 MARKS = Path("pending")
 STAGES = ("train", "attack", "prune")
-# the unit lists each stage writes: (kind, path, reader of its keys)
+# the unit list each stage writes: (the kind of its units, its path)
 LISTS: dict[str, tuple[str, Path]] = {"train": ("train", ARTIFACTS / "train" / "runs.json"),
                                       "attack": ("autoattack", ARTIFACTS / "attack" / "units.json"),
                                       "prune": ("prune", ARTIFACTS / "prune" / "units.json")}
