@@ -149,7 +149,7 @@ def test_3_bad_executor_yaml_is_refused_before_any_job_and_changes_nothing(repo)
         res = repro(repo)
         out = res.stdout + res.stderr
         assert res.returncode != 0
-        assert "ERROR: executor.yaml: unknown executor kind 'slrum' (did you mean 'slurm'?)" in out, out[-3000:]
+        assert "ERROR: executor.yaml: kind: unknown executor kind 'slrum' (did you mean 'slurm'?)" in out, out[-3000:]
         assert "Traceback" not in out
         assert snapshot(repo) == before
     finally:
