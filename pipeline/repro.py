@@ -12,7 +12,7 @@ start time). A lock held by a live process, written by another host, or by a dvc
 never touched.
 
 Before DVC runs, the run store is checked against the unit lists of the last repro (`pipeline.pending.check`,
-about 0.1 ms an entry): DVC hashes no file of the store, so an entry deleted, quarantined or never pulled since is
+0.07 ms an entry): DVC hashes no file of the store, so an entry deleted, quarantined or never pulled since is
 noted on its stage's `pending/<stage>.txt`, which DVC then sees as a changed dependency and runs again.
 """
 
