@@ -18,8 +18,7 @@ from pathlib import Path
 
 from jobs import safefs
 from jobs.atomic import dump_json
-from jobs.keys import KIND_RE
-from jobs.layout import KEY_MIN_LEN, is_key
+from jobs.layout import entry_parts
 from jobs.store_files import (
     ATTEMPTS,
     CLAIM,
@@ -62,13 +61,7 @@ class EntryAccess:
 
     # -- paths ---------------------------------------------------------------------------------------------------
     def path(self, kind: str, key: str) -> Path:
-        if not isinstance(kind, str) or not KIND_RE.match(kind):
-            raise ValueError(f"store: kind {kind!r} is not allowed; lowercase letters, digits, '_' or '-', "
-                             "starting with a letter")
-        if not is_key(key):
-            raise ValueError(f"store: key {key!r} is not a lowercase hex digest of at least {KEY_MIN_LEN} "
-                             "characters (see jobs.keys.unit_key)")
-        return self.root / kind / key[:2] / key
+        return self.root.joinpath(*entry_parts(kind, key))
 
     def _rel(self, kind: str, key: str) -> str:
         """The entry's path under the root (kind and key validated): what the fd-based operations walk."""

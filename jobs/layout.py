@@ -26,6 +26,18 @@ def is_key(name: str) -> bool:
     return isinstance(name, str) and len(name) >= KEY_MIN_LEN and all(c in "0123456789abcdef" for c in name)
 
 
+def entry_parts(kind: str, key: str) -> tuple[str, str, str]:
+    """(kind, key[:2], key): an entry's place under any store root, local or remote; ValueError for a kind or key
+    that could leave it."""
+    if not isinstance(kind, str) or not KIND_RE.match(kind):
+        raise ValueError(f"store: kind {kind!r} is not allowed; lowercase letters, digits, '_' or '-', "
+                         "starting with a letter")
+    if not is_key(key):
+        raise ValueError(f"store: key {key!r} is not a lowercase hex digest of at least {KEY_MIN_LEN} "
+                         "characters (see jobs.keys.unit_key)")
+    return kind, key[:2], key
+
+
 @dataclasses.dataclass
 class Found:
     what: str  # "entry", "symlink", "stray" (not a key name, or not a directory), "unreadable"

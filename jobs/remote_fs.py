@@ -31,8 +31,7 @@ import posixpath
 import typing as tp
 import uuid
 
-from jobs.keys import KIND_RE
-from jobs.layout import KEY_MIN_LEN, is_key
+from jobs.layout import entry_parts
 from jobs.share import Missing, Source, hash_stream, local_source, source_entry, to_dest
 from jobs.share_names import MANIFEST_LIMIT, Refused, check_manifest
 from jobs.store import MANIFEST, RunStore
@@ -55,13 +54,7 @@ class RemoteStore:
         return f"RemoteStore({self.url!r})"
 
     def path(self, kind: str, key: str) -> str:
-        if not isinstance(kind, str) or not KIND_RE.match(kind):
-            raise ValueError(f"store: kind {kind!r} is not allowed; lowercase letters, digits, '_' or '-', "
-                             "starting with a letter")
-        if not is_key(key):
-            raise ValueError(f"store: key {key!r} is not a lowercase hex digest of at least {KEY_MIN_LEN} "
-                             "characters (see jobs.keys.unit_key)")
-        return f"{self.root}/{kind}/{key[:2]}/{key}"
+        return "/".join((self.root, *entry_parts(kind, key)))
 
     def where(self, kind: str, key: str) -> str:
         return f"{self.url}/{kind}/{key[:2]}/{key}"
