@@ -22,9 +22,10 @@ from pathlib import Path
 
 from submitit.slurm import slurm as submitit_slurm
 
+from jobs import backends
 from jobs import slurm_info as info
+from jobs.backends.slurm import _outside_allocation, slurm_parameters
 from jobs.executor_config import DEFAULT_FILE, DEFAULT_SLURM_TIMEOUT_MIN, ExecutorConfig, ExecutorConfigError
-from jobs.executors import _outside_allocation, slurm_parameters
 from jobs.rules import did_you_mean
 from jobs.sbatch_errors import FIX, classify
 
@@ -69,7 +70,7 @@ UNCHECKED = {"partitions": "partition, timeout_min (MaxTime)", "nodes": "gpus_pe
 def check_cluster(cfg: ExecutorConfig) -> ClusterReport:
     """Every problem the cluster shows with `cfg` (its kinds' profiles included); no job is created."""
     report = ClusterReport()
-    if cfg.kind != "slurm":
+    if not backends.of(cfg).is_cluster:
         report.facts.append(f"kind {cfg.kind}: units run on this machine; nothing to check against a cluster")
         return report
     answers = _Answers()
@@ -362,7 +363,7 @@ _checked: dict[str, ClusterReport] = {}
 def preflight(cfg: ExecutorConfig, say: tp.Callable[[str], object] = print) -> None:
     """A stage's start-up check, before it submits anything: raises ExecutorConfigError naming every key the cluster
     refuses; says what could not be checked. Once per settings per process (a stage's drivers share the answer)."""
-    if cfg.kind != "slurm":
+    if not backends.of(cfg).is_cluster:
         return
     ident = cfg.model_dump_json()
     if ident not in _checked:
@@ -390,8 +391,9 @@ def check_command(load: tp.Callable[[], ExecutorConfig], say: tp.Callable[[str],
     if cfg.source == "ExecutorConfig":  # no file: the defaults (or $AWD_EXECUTOR's kind)
         say(f"executor: no {DEFAULT_FILE} here, kind {cfg.kind}: units run on this machine (docs/cluster.md: SLURM)")
     else:
-        say(f"{cfg.source}: ok (kind {cfg.kind})" + (", checked against the cluster:" if cfg.kind == "slurm" else ""))
-    for line in dict.fromkeys(report.facts) if cfg.kind == "slurm" else ():
+        cluster = backends.of(cfg).is_cluster
+        say(f"{cfg.source}: ok (kind {cfg.kind})" + (", checked against the cluster:" if cluster else ""))
+    for line in dict.fromkeys(report.facts) if backends.of(cfg).is_cluster else ():
         say(f"  {line}")
     for line in report.warnings:
         err(f"warning: {line}")

@@ -16,12 +16,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, WrapValidator, create_model, model_validator
 from pydantic._internal._model_construction import ModelMetaclass
 
-from jobs import bounded_yaml
+from jobs import backends, bounded_yaml
+from jobs.backends import KINDS
 from jobs.checks import brief, is_int, is_real
 from jobs.keys import KIND_RE
 from jobs.rules import checked, did_you_mean, fail, got, list_rule, number, rule
 
-KINDS = ("debug", "local", "slurm")
 ENV_KIND = "AWD_EXECUTOR"
 ENV_FILE = "AWD_EXECUTOR_CONFIG"
 DEFAULT_FILE = "executor.yaml"
@@ -232,7 +232,7 @@ class ExecutorConfig(BaseModel, metaclass=_Construct):
 
     def gpu_budget(self) -> float | None:
         """GPU-hours of new work a stage may submit without confirmation; None (no guard) on local and debug."""
-        if self.kind != "slurm":
+        if not backends.of(self).is_cluster:
             return None
         return DEFAULT_SLURM_BUDGET_GPU_HOURS if self.budget_gpu_hours is None else float(self.budget_gpu_hours)
 
@@ -243,7 +243,7 @@ class ExecutorConfig(BaseModel, metaclass=_Construct):
     def poll_interval(self) -> float:
         if self.poll_s is not None:
             return self.poll_s
-        return 15.0 if self.kind == "slurm" else 1.0
+        return backends.of(self).poll_s
 
 
 def _cross_problems(v: tp.Mapping[str, tp.Any]) -> list[tuple[str, str]]:

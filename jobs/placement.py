@@ -5,9 +5,9 @@ estimates behind it are measured or assumed)."""
 from __future__ import annotations
 
 import math
-import socket
 import typing as tp
 
+from jobs import backends
 from jobs.executors import (
     DEFAULT_SLURM_TIMEOUT_MIN,
     ExecutorConfig,
@@ -15,7 +15,7 @@ from jobs.executors import (
     unit_time_min,
 )
 from jobs.job import Unit
-from jobs.throughput import MEASURED, Estimate, Estimator, job_cpus
+from jobs.throughput import MEASURED, Estimate, Estimator
 
 
 def minutes(m: float) -> str:
@@ -72,19 +72,7 @@ def time_range(units: tp.Sequence[Unit], cfg: ExecutorConfig) -> str:
 
 def where(cfg: ExecutorConfig) -> str:
     """The machines and resources of one kind's jobs, in words."""
-    if cfg.kind == "slurm":
-        extra = "".join(f", {name} {value}" for name, value in (("account", cfg.account), ("qos", cfg.qos),
-                                                                ("constraint", cfg.constraint)) if value)
-        n = cfg.gpus_per_job()
-        gpus = (f"{n} GPU{'s' if n != 1 else ''} per job" + (f" (gres {cfg.gres})" if cfg.gres else "")
-                if n else "no GPU requested (gpus_per_node and gres unset)")
-        return f"slurm, partition {cfg.partition or '(the cluster default)'}{extra}, {gpus}"
-    if cfg.kind == "debug":
-        return f"debug: in this process on {socket.gethostname()}, one unit at a time"
-    gpus = f", GPUs {','.join(map(str, cfg.local_gpus))} in turn" if cfg.local_gpus else ""
-    threads = job_cpus(cfg)
-    return (f"local: this machine ({socket.gethostname()}), {cfg.parallel} jobs at once, {threads} CPU "
-            f"thread{'s' if threads != 1 else ''} each{gpus}")
+    return backends.of(cfg).describe(cfg)
 
 
 def estimates_word(estimates: tp.Sequence[Estimate | None]) -> str:
@@ -110,9 +98,10 @@ def lines(units: tp.Sequence[Unit], cfg: ExecutorConfig, rates: Estimator) -> li
     for kind, group in kinds.items():
         k = cfg.for_kind(kind)
         parts = [f"{len(group)} {kind} unit{'s' if len(group) != 1 else ''} run on {where(k)}"]
-        if k.kind != "debug":
+        place = backends.of(k)
+        if not place.in_process:
             parts.append(jobs_word(group, k))
-        if k.kind == "slurm":
+        if place.is_cluster:
             parts.append(time_range(group, k))
         out.append(", ".join(parts) + "; " + estimates_word([rates.sources.get(u.key) for u in group]))
     return out

@@ -27,14 +27,13 @@ import logging
 import math
 import os
 import re
-import socket
 import stat
 import statistics
 import time
 import typing as tp
 from pathlib import Path
 
-from jobs import safefs
+from jobs import backends, safefs
 from jobs.executors import ExecutorConfig, owner_only_files
 from jobs.job import Unit
 from jobs.store import MANIFEST, RunStore
@@ -98,15 +97,12 @@ def registered(kind: str) -> CostModel | None:
 
 def place(cfg: ExecutorConfig) -> str:
     """Where a unit kind's jobs run, as far as their speed goes: a partition (and constraint), or this host."""
-    if cfg.kind == "slurm":
-        return f"slurm:{cfg.partition or '(default partition)'}" + (f":{cfg.constraint}" if cfg.constraint else "")
-    return f"{cfg.kind}:{socket.gethostname()}"
+    return backends.of(cfg).place(cfg)
 
 
 def job_cpus(cfg: ExecutorConfig) -> int:
-    """CPU threads one local job gets (jobs.executors.make_executor), all of them in the debug kind (in-process)."""
-    cpus = os.cpu_count() or 1
-    return cpus if cfg.kind == "debug" else max(1, cpus // cfg.parallel)
+    """CPU threads one job gets (its backend's executor), all of them in the debug kind (in-process)."""
+    return backends.of(cfg).job_cpus(cfg)
 
 
 @dataclasses.dataclass(frozen=True)
