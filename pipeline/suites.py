@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from awd.train_config import TrainConfig, value_key
-from pipeline.params import SUITE_NAMES, base_run_config, method_path, plugin_param, sweep_match
+from pipeline.params import SUITE_NAMES, method_path, plugin_param, sweep_match
+from pipeline.run_config import base_run_config
 
 # Suites whose runs are adversarially trained and therefore AutoAttacked on the test set.
 ATTACKED_SUITES = ("adversarial", "variants")

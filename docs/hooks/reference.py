@@ -4,7 +4,7 @@
     python docs/hooks/reference.py --check   # exit 1, naming the page, when one differs from the code
 
 - `reference/configuration.md`: every key of params.yaml and executor.yaml, read from the models that validate
-  them (pipeline/params.py, awd/train_config.py, jobs/executor_config.py): type, range, default and the source comment.
+  them (pipeline/params/, awd/train_config.py, jobs/executor_config.py): type, range, default and the source comment.
 - `reference/tests.md`: every test the other pages name (`tests/<file>.py::<test>`), with its docstring; a name
   that is not a test fails the build, and each page links to its entry here.
 
@@ -24,6 +24,7 @@ import typing as tp
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+PARAMS_DIR = ROOT / "pipeline" / "params"
 DOCS = ROOT / "docs"
 PAGES = ("reference/configuration.md", "reference/tests.md")
 INTERNAL = re.compile(r"\b(pydantic|mypy|noqa)\b")  # comments about the implementation, not the setting
@@ -169,8 +170,8 @@ def params_reference() -> list[str]:
            "given. Sections: `train` and `suites` are required, the others take the defaults below.", ""]
     sections = [("data", P.DataParams, {}), ("train", P.TrainSection, train_comments),
                 ("adversarial", P.AdversarialParams, train_comments),
-                ("autoattack", P.AutoAttackParams, field_comments(ROOT / "pipeline" / "params.py", "AutoAttackParams")),
-                ("prune", P.PruneParams, field_comments(ROOT / "pipeline" / "params.py", "PruneParams"))]
+                ("autoattack", P.AutoAttackParams, field_comments(PARAMS_DIR / "sections.py", "AutoAttackParams")),
+                ("prune", P.PruneParams, field_comments(PARAMS_DIR / "sections.py", "PruneParams"))]
     for name, model, comments in sections:
         required = getattr(P, "TRAIN_REQUIRED", ()) if name == "train" else ()
         intro = ["A study's own `train:` block overrides any of these keys for that study.", ""] \
@@ -180,7 +181,7 @@ def params_reference() -> list[str]:
             "plugin by its name beside the built-ins (" + ", ".join(f"`{m}`" for m in P.METHODS) + "). See "
             "[Adding a method](../adding-a-method.md).", "",
             "### `suites`", "", "Each suite is a list of studies; an absent, empty or null suite is not run.", ""]
-    suite_comments = field_comments(ROOT / "pipeline" / "params.py", "Suites")
+    suite_comments = field_comments(PARAMS_DIR / "studies.py", "Suites")
     for suite, info in P.Suites.model_fields.items():
         ann = tp.get_args(info.annotation)[0] if tp.get_origin(info.annotation) is tp.Annotated else info.annotation
         study = tp.get_args(ann)[0] if tp.get_origin(ann) is tuple else None
@@ -198,11 +199,12 @@ def params_reference() -> list[str]:
     return out
 
 
-def _comments_of(model, module) -> dict[str, str]:
+def _comments_of(model, package) -> dict[str, str]:
+    """The field comments of `model` and its bases that `package` (pipeline.params, split into modules) defines."""
     comments: dict[str, str] = {}
     for klass in reversed(model.__mro__):
-        if klass.__module__ == module.__name__:
-            comments.update(field_comments(Path(module.__file__), klass.__name__))
+        if klass.__module__.startswith(package.__name__):
+            comments.update(field_comments(Path(sys.modules[klass.__module__].__file__), klass.__name__))
     return comments
 
 
@@ -295,11 +297,17 @@ def test_refs(docs: Path = DOCS) -> dict[str, list[str]]:
         if page.relative_to(docs).as_posix() in PAGES:
             continue
         for m in TEST_REF.finditer(page.read_text(encoding="utf-8")):
-            file, name = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+            file, name = (m.group(1), m.group(2)) if m.group(1) else (_tier_path(m.group(3)), m.group(4))
             names = refs.setdefault(f"tests/{file}.py", [])
             if name not in names:
                 names.append(name)
     return refs
+
+
+def _tier_path(stem: str) -> str:
+    """A link names a test file by its stem (`tests.md#test_store--…`); the file lives in its tier's folder."""
+    found = sorted((ROOT / "tests").rglob(f"{stem}.py"))
+    return found[0].relative_to(ROOT / "tests").with_suffix("").as_posix() if len(found) == 1 else stem
 
 
 def anchor(path: str, name: str) -> str:

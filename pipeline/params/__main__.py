@@ -1,0 +1,5 @@
+import sys
+
+from pipeline.params.cli import main
+
+sys.exit(main())
