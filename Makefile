@@ -35,11 +35,16 @@ lint: $(STAMP)
 	.venv/bin/ruff check .
 	.venv/bin/mypy
 
+# Every tier: the independent ones on two workers (a file's tests stay on one worker: they share its module fixtures),
+# then the SLURM tier alone (its tests share one cluster and count its jobs). --durations: the slowest tests, in CI's log.
+XDIST := -n 2 --dist loadfile
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(XDIST) --durations=15 -m "not slurm"
+	$(PY) -m pytest -q --durations=10 -m slurm
 
+# The inner loop: tests/unit (no process, no dvc, no job; a test that starts a process fails there).
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not e2e and not slurm"
+	$(PY) -m pytest -q $(XDIST) tests/unit
 
 # The documentation site (mkdocs.yml): regenerate the reference pages from the code, then build into build/site/.
 # --strict: a broken link or anchor, a stale reference page or a test the pages name that does not exist fails it.

@@ -101,7 +101,7 @@ def private_dump(obj: object, filename: str | Path) -> None:
 def private_pickles() -> None:
     """Every pickle submitit writes in this process from now on (submission files by the driver, the checkpoint a
     requeued job reloads, result pickles by the job) goes through `private_dump`. submitit 1.5.4 routes all of them
-    through `submitit.core.utils.cloudpickle_dump`, looked up at call time (pinned in tests/test_owned_submission.py).
+    through `submitit.core.utils.cloudpickle_dump`, looked up at call time (pinned in tests/integration/test_owned_submission.py).
     """
     from submitit.core import utils
 

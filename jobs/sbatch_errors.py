@@ -8,7 +8,7 @@
   stops at once with sbatch's own words and the executor.yaml keys that decide it.
 
 The patterns are SLURM's messages (slurm_errno.c and sbatch's option parser, 20.x to 24.x); the local cluster's
-words are checked by tests/test_cluster_check_slurm.py.
+words are checked by tests/slurm/test_cluster_check_slurm.py.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Real remote-storage servers on loopback for the `services` tests (tests/test_share_remotes.py): DVC ssh and s3
+# Real remote-storage servers on loopback for the `services` tests (tests/integration/test_share_remotes.py): DVC ssh and s3
 # remotes that `awd-bench store push|pull` and `dvc push|pull` talk to, started WITHOUT systemd.
 #
 #   scripts/test-services.sh start    install what is missing (root only), start sshd on 127.0.0.1:2222 (key login

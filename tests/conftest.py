@@ -21,3 +21,16 @@ def _no_site_submit_limit(request, monkeypatch):
         monkeypatch.setattr(jobs.driver, "submit_limit", lambda qos: None)
         # nor do they ask it whether it has what the settings name (jobs/cluster_check.py's start-up check)
         monkeypatch.setattr(jobs.driver, "preflight", lambda cfg, say=None: None)
+
+
+# The tier of a test is the folder it lives in (tests/unit, integration, e2e, slurm, security): `make test-fast` runs
+# tests/unit alone, and `-m` selects tiers across the tree.
+TIERS = ("unit", "integration", "e2e", "slurm", "security")
+_TESTS = os.path.dirname(os.path.abspath(__file__))
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        tier = os.path.relpath(str(item.path), _TESTS).split(os.sep)[0]
+        if tier in TIERS:
+            item.add_marker(tier)

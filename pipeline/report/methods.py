@@ -1,6 +1,6 @@
 """How the report shows each weight-decay method: one mapping name -> label, hyper-parameter label, colour, marker.
 
-The built-ins' entries are fixed (the committed figures depend on them; `tests/test_report_methods.py` checks that
+The built-ins' entries are fixed (the committed figures depend on them; `tests/unit/test_report_methods.py` checks that
 their labels agree with the classes in awd/weight_decay.py). A plugin method (a run whose `wd_method` is
 `package.module:Class`) gets its `param_label` and `sweep` from its class attributes, read from the source with
 `ast` (the renderer imports no torch, and importing a plugin usually would), and the next free colour and marker

@@ -15,7 +15,7 @@ import yaml
 
 from pipeline import cli
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 AWD_BENCH = Path(sys.executable).parent / "awd-bench"  # the console script of this environment
 DOCS_EXIT = ROOT / "docs" / "getting-started.md"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 DOCS = ROOT / "docs"
 RUN_MARK = "<!-- run-in-tests -->"
@@ -100,7 +100,7 @@ def test_reference_pages_match_the_code_and_every_named_test_exists():
 
 def test_a_test_the_docs_name_must_exist(tmp_path):
     ref = reference_module()
-    (tmp_path / "page.md").write_text("Checked by `tests/test_store.py::test_no_such_test`.\n")
+    (tmp_path / "page.md").write_text("Checked by `tests/unit/test_store.py::test_no_such_test`.\n")
     with pytest.raises(ValueError, match="test_no_such_test"):
         ref.tests_page(tmp_path)
 

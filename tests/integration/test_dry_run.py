@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_dry_run_lists_pending_runs_with_an_estimate_and_submits_nothing(tmp_path):
@@ -23,7 +23,7 @@ def test_dry_run_lists_pending_runs_with_an_estimate_and_submits_nothing(tmp_pat
 
 def test_dry_run_leaves_a_damaged_store_entry_in_place(tmp_path, monkeypatch, capsys):
     """A dry run reads the store: a damaged training entry is reported pending, and stays where it is (the train
-    stage quarantines and recomputes it: tests/test_reliability_pipeline.py)."""
+    stage quarantines and recomputes it: tests/e2e/test_reliability_pipeline.py)."""
     from jobs.store import RunStore
     from pipeline import dry_run
     from pipeline.params import load_params

@@ -13,7 +13,7 @@ import yaml
 
 from jobs.keys import PROJECT_PACKAGES, code_closure
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FN = re.compile(r"^((?:{})(?:\.\w+)*):\w+$".format("|".join(PROJECT_PACKAGES)))
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 

@@ -65,7 +65,7 @@ def test_library_messages_reach_stderr_as_bare_lines_once(capsys, monkeypatch, r
 
 
 def test_make_clean_keeps_the_run_store_and_says_how_to_remove_it(tmp_path):
-    shutil.copy(Path(__file__).resolve().parent.parent / "Makefile", tmp_path / "Makefile")
+    shutil.copy(Path(__file__).resolve().parents[2] / "Makefile", tmp_path / "Makefile")
     (tmp_path / "artifacts" / "train").mkdir(parents=True)
     entry = tmp_path / "runs" / "train" / "ab" / ("ab" * 32)
     entry.mkdir(parents=True)

@@ -94,7 +94,7 @@ def test_a_job_that_asked_for_a_gpu_and_sees_none_fails_clearly():
     code = ("import os; os.environ['CUDA_VISIBLE_DEVICES'] = ''; from jobs.job import check_gpus_visible; "
             "check_gpus_visible(0); print('no GPU asked: fine'); check_gpus_visible(1)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          cwd=Path(__file__).resolve().parents[1])
+                          cwd=Path(__file__).resolve().parents[2])
     assert proc.returncode != 0 and "no GPU asked: fine" in proc.stdout
     assert "RuntimeError: this job asked for 1 GPU(s) but torch sees none (CUDA_VISIBLE_DEVICES=''" in proc.stderr
 

@@ -17,7 +17,7 @@ import pytest
 import jobs.driver as driver_mod
 from jobs import ExecutorConfig, RunStore, Unit, run_units_report, unit_key
 from jobs.executors import _proc_alive
-from tests.test_submit_local import ReleaseOnReattach, importable_jobfns, no_submission, runs, wait_for
+from tests.integration.test_submit_local import ReleaseOnReattach, importable_jobfns, no_submission, runs, wait_for
 
 LOCAL = ExecutorConfig(kind="local", max_parallel=4, poll_s=0.1)
 DEBUG = ExecutorConfig(kind="debug")
@@ -185,7 +185,7 @@ def test_driver_killed_while_downstream_units_run_reattaches_and_submits_nothing
     queued); the next driver (as the next `dvc repro` would) re-attaches to all of them and submits nothing."""
     script = tmp_path / "driver.py"
     script.write_text(DRIVER)
-    tests_dir = str(Path(__file__).resolve().parent)
+    tests_dir = str(Path(__file__).resolve().parents[1])
     log = open(tmp_path / "driver.log", "w")
     driver = subprocess.Popen([sys.executable, str(script), str(tmp_path), str(tmp_path / "out.json"), tests_dir,
                                json.dumps(executor)], stdout=log, stderr=subprocess.STDOUT)

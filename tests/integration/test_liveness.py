@@ -16,7 +16,7 @@ from jobs import ExecutorConfig, RunStore, Unit, unit_key
 from jobs.job import execute_unit
 from jobs.progress import Progress
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 
 
 def sees_its_heartbeat(config, workdir, store):

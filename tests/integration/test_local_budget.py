@@ -17,7 +17,7 @@ from jobs.store import RunStore
 from pipeline.params import load_params
 from pipeline.suites import independent_runs
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def clean_env(**extra: str) -> dict[str, str]:

@@ -24,7 +24,7 @@ from pipeline.report.metric_keys import (
     number_key,
 )
 from tests.e2e_util import ROOT, run
-from tests.test_aggregate import build_full
+from tests.unit.test_aggregate import build_full
 
 
 def joined(d: dict, prefix: str = "") -> dict:

@@ -18,9 +18,9 @@ from jobs.keys import code_digest, config_digest, unit_key
 from jobs.snapshot import write_snapshot
 from jobs.store import RunStore
 from jobs.why import NEW_CONFIG, pending_reasons, summary
-from tests.test_snapshot import PROBE, make_project, set_value
+from tests.integration.test_snapshot import PROBE, make_project, set_value
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def commit_as_if_computed(store: RunStore, unit: Unit, code: str) -> None:
@@ -105,7 +105,7 @@ def test_budget_guard_refuses_with_the_breakdown_and_how_to_confirm(tmp_path, mo
         check_budget(units, store, ExecutorConfig(kind="slurm"), "train")  # confirming less is not enough
     monkeypatch.delenv(CONFIRM_ENV)
     check_budget(units, store, ExecutorConfig(kind="slurm", budget_gpu_hours=hours + 1), "train")
-    # local and debug on CPUs have their own guard, in CPU-hours: tests/test_local_budget.py
+    # local and debug on CPUs have their own guard, in CPU-hours: tests/integration/test_local_budget.py
 
 
 def test_budget_setting_is_validated(tmp_path, monkeypatch):

@@ -12,7 +12,7 @@ from pipeline.params import load_params
 from pipeline.suites import independent_runs
 from pipeline.train import TRAIN_FN, unit_for
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _specs():

@@ -16,7 +16,7 @@ from pipeline.rehearsal.cifar import write_datasets
 from pipeline.rehearsal.run import check_args, parse_args
 from pipeline.rehearsal.standin import run_steps, train_unit
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _plan(steps=5, seconds=0.05, fault=None, fault_step=None):

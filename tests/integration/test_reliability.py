@@ -43,7 +43,7 @@ from tests.log_util import awd_log
 
 pytestmark = pytest.mark.reliability
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TESTS = ROOT / "tests"
 TRAIN_FN = "pipeline.units.train:train_unit"
 

@@ -1,7 +1,7 @@
 """sbatch's errors classified (jobs/sbatch_errors.py) and what the driver does with each: a submit limit is waited
 out, a slow controller backed off, a refused request fails the stage at once with sbatch's words and the key to change.
-The driver runs against a scheduler stand-in that answers as sbatch does (tests/test_submit_limits.py's FakeSlurm);
-tests/test_cluster_check_slurm.py checks the words of the real one."""
+The driver runs against a scheduler stand-in that answers as sbatch does (tests/integration/test_submit_limits.py's FakeSlurm);
+tests/slurm/test_cluster_check_slurm.py checks the words of the real one."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import jobs.driver as submit_mod
 from jobs import ExecutorConfig, RunStore
 from jobs.records import job_record
 from jobs.sbatch_errors import FIX, RETRY, WAIT, classify
-from tests.test_submit_limits import fake  # noqa: F401  (the fixture)
-from tests.test_submit_local import make_units, runs
+from tests.integration.test_submit_limits import fake  # noqa: F401  (the fixture)
+from tests.integration.test_submit_local import make_units, runs
 
 FAILED = "sbatch: error: Batch job submission failed: "
 

@@ -16,7 +16,7 @@ import pytest
 from jobs.keys import PROJECT_PACKAGES, code_digest, unit_key
 from jobs.snapshot import SnapshotError, snapshot_path, verify_snapshot, write_snapshot
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROBE = "pipeline.units.probe:probe_unit"
 
 PROBE_UNIT = '''

@@ -1,6 +1,6 @@
 """Submission a scheduler accepts: the queued-jobs cap, submit-limit refusals waited out, sbatch errors backed off.
 
-A fake SLURM executor stands in for sbatch (the real cluster's QOS limits: tests/test_slurm_qos.py): it queues the
+A fake SLURM executor stands in for sbatch (the real cluster's QOS limits: tests/slurm/test_slurm_qos.py): it queues the
 jobs it accepts and runs one each time the driver waits, so what the driver keeps queued can be counted exactly.
 """
 
@@ -15,9 +15,9 @@ import pytest
 import jobs.driver as submit_mod
 import jobs.job as job_mod
 from jobs import ExecutorConfig, RunStore, Unit, run_units, unit_key
-from tests.test_submit_local import make_units, runs
+from tests.integration.test_submit_local import make_units, runs
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 
 
 class FakeJob:

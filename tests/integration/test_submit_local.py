@@ -19,7 +19,7 @@ from jobs.driver import _packs
 from jobs.executors import ExecutorConfigError, load_executor_config, make_executor
 from jobs.progress import estimate_eta_s
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 REPO = TESTS.parent
 LOCAL = ExecutorConfig(kind="local", max_parallel=2, poll_s=0.2)
 DEBUG = ExecutorConfig(kind="debug")

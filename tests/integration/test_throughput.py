@@ -23,8 +23,8 @@ from pipeline.cost import TrainModel, train_flops
 from pipeline.params import load_params
 from pipeline.suites import independent_runs
 
-ROOT = Path(__file__).resolve().parent.parent
-FAKE_FN = "tests.test_throughput:fake_train"
+ROOT = Path(__file__).resolve().parents[2]
+FAKE_FN = "tests.integration.test_throughput:fake_train"
 
 
 def fake_train(config: dict, workdir: Path, store) -> dict:

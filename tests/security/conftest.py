@@ -7,6 +7,7 @@ unless AWD_REQUIRE_ROOT=1 (CI sets it), in which case the absence is a failure.
 
 from __future__ import annotations
 
+import fcntl
 import grp
 import os
 import pwd
@@ -67,6 +68,13 @@ class Lab:
 
 
 def _ensure_users() -> Lab:
+    # pytest-xdist workers run this at once on a fresh machine: one creates the group and users, the others wait
+    with open("/tmp/awd-security-users.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _ensure_users_locked()
+
+
+def _ensure_users_locked() -> Lab:
     name, gid = LAB
     try:
         grp.getgrgid(gid)

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from jobs.keys import code_digest, unit_key
+from tests.integration.test_snapshot import make_project
 from tests.security.conftest import Lab, User
 from tests.security.test_share_attacks import Background, wait_for
-from tests.test_snapshot import make_project
 
 MODULE = "pipeline.units.probe"
 

@@ -23,9 +23,9 @@ from jobs.cluster_check import check_cluster
 from jobs.executor_config import load_executor_config
 from jobs.sbatch_errors import FIX, classify
 from tests.e2e_util import VENV_BIN, env, make_repo, run
+from tests.integration.test_submit_local import make_units
+from tests.slurm.test_slurm_pipeline import cancel_jobs_under, tiny_params
 from tests.slurm_util import SlurmCluster
-from tests.test_slurm_pipeline import cancel_jobs_under, tiny_params
-from tests.test_submit_local import make_units
 
 pytestmark = pytest.mark.slurm
 BASE = "kind: slurm\ngpus_per_node: 1\ncheck_gpus: false\ncpus_per_task: 1\ntimeout_min: 15\npoll_s: 1\n"
@@ -103,7 +103,7 @@ def test_when_the_check_cannot_run_sbatch_s_refusal_still_ends_the_stage_at_once
     """With the start-up check unanswered (scheduler commands failing), the first sbatch refusal is final: the
     driver stops at once with sbatch's words and the key, instead of retrying for an hour."""
     monkeypatch.setattr(driver, "preflight", lambda cfg, say=None: None)
-    monkeypatch.syspath_prepend(str(Path(__file__).parent))  # the units' functions: tests/jobfns.py
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))  # the units' functions: tests/jobfns.py
     monkeypatch.chdir(tmp_path)
     since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 1))
     cfg = ExecutorConfig(kind="slurm", partition="gpuu", cpus_per_task=1, timeout_min=5, poll_s=0.5)
@@ -115,7 +115,7 @@ def test_when_the_check_cannot_run_sbatch_s_refusal_still_ends_the_stage_at_once
 
 
 def test_awd_bench_init_writes_a_file_that_check_passes_unchanged(tmp_path, slurm_cluster: SlurmCluster):
-    (tmp_path / "params.yaml").write_text((Path(__file__).parents[1] / "params.yaml").read_text())
+    (tmp_path / "params.yaml").write_text((Path(__file__).parents[2] / "params.yaml").read_text())
     awd = str(VENV_BIN / "awd-bench")
     init = subprocess.run([awd, "init"], cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=120)
     assert init.returncode == 0, init.stderr

@@ -19,7 +19,7 @@ import pytest
 
 from tests.slurm_util import require_slurm
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slurm
 
 

@@ -11,8 +11,8 @@ import pytest
 
 from jobs.keys import code_digest
 from jobs.snapshot import snapshot_path
+from tests.integration.test_snapshot import make_project, probe_key, set_value
 from tests.slurm_util import slurm_cluster, wait_until  # noqa: F401  (the fixture)
-from tests.test_snapshot import make_project, probe_key, set_value
 
 pytestmark = [pytest.mark.slurm]
 

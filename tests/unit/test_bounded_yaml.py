@@ -10,7 +10,7 @@ from ruamel.yaml import YAML
 
 from jobs.bounded_yaml import LIMITS, Limits, SettingsFileError, check_data, load
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 VERSIONS = ("1.1", "1.2")
 
 

@@ -1,7 +1,7 @@
 """The parts of the cluster check and of `awd-bench init` that read the scheduler's words: GRES strings, constraint
 expressions, and the executor.yaml `init` writes for a cluster it surveyed (here a survey written out by hand: a
 site with a CPU-only default partition, two GPU partitions, typed GPUs, a QOS limit and JobRequeue=0). Against the
-live cluster: tests/test_cluster_check_slurm.py."""
+live cluster: tests/slurm/test_cluster_check_slurm.py."""
 
 from __future__ import annotations
 

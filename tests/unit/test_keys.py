@@ -18,7 +18,7 @@ from jobs.keys import (
     unit_key,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 CODE = "0" * 64
 

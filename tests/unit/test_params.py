@@ -5,8 +5,6 @@ from __future__ import annotations
 import copy
 import math
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,7 +21,7 @@ from pipeline.params import (
     validate,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EMBEDDED = ROOT / "params.yaml"
 PAPER = ROOT / "configs" / "paper.yaml"
 
@@ -91,11 +89,6 @@ def test_paper_config_loads_with_appendix_a_settings():
     assert epochs["DoG=0.022 ASAM 100ep"] == 100 and epochs["DoG=0.022 SGD 200ep"] == 200
     assert resolve_train(p, variants, variants.runs[-1].overrides())["asam_rho"] == 1.0
     assert [s.dog for s in p.suites.lr_sensitivity] == [0.018, 0.016]
-
-
-def test_pipeline_params_does_not_import_torch():
-    code = "import sys, pipeline.params; sys.exit('torch' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 
 
 def test_names_match_the_library():
@@ -520,18 +513,6 @@ def test_check_data_relative_root_uses_base(raw, tmp_path):
         check_data(p, base=tmp_path)
 
 
-@pytest.mark.reliability
-def test_cli_reports_ok_and_errors(tmp_path):
-    ok = subprocess.run([sys.executable, "-m", "pipeline.params", str(PAPER)], cwd=ROOT, capture_output=True,
-                        text=True)
-    assert ok.returncode == 0 and "ok" in ok.stdout
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(EMBEDDED.read_text().replace("lr: 0.1", "lr: -0.1", 1))
-    res = subprocess.run([sys.executable, "-m", "pipeline.params", str(bad)], cwd=ROOT, capture_output=True,
-                         text=True)
-    assert res.returncode == 2 and "train.lr: must be > 0, got -0.1" in res.stderr
-
-
 # --- one definition of a run config -----------------------------------------------------------------------------
 
 
@@ -591,11 +572,3 @@ def test_train_config_reports_every_bad_key_at_once():
                          ", ".join(TrainConfig.model_fields)], lines
 
 
-@pytest.mark.reliability
-def test_a_stage_ends_with_exit_2_and_the_message_on_bad_params(tmp_path):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(EMBEDDED.read_text().replace("lr: 0.1", "lr: -0.1", 1).replace("epochs: 40", "epochs: 0"))
-    res = subprocess.run([sys.executable, "-m", "pipeline.prepare", "--params", str(bad)], cwd=ROOT,
-                         capture_output=True, text=True)
-    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
-    assert f"ERROR: {bad}: train.epochs: must be >= 1, got 0\n{bad}: train.lr: must be > 0, got -0.1" in res.stderr

@@ -25,7 +25,7 @@ from pipeline.limits import (
 from pipeline.params import ParamsError, load_params, validate
 from pipeline.suites import independent_runs
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BASE = {"train": {"model": "tiny", "epochs": 1, "batch_size": 8, "lr": 0.1}}
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.aggregate import aggregate
 from pipeline.report import methods as report_methods
-from tests.test_aggregate import build_full, correct_string
+from tests.unit.test_aggregate import build_full, correct_string
 
 SGDW = {"wd_method": "examples.sgdw:SGDW"}
 

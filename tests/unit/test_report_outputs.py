@@ -15,7 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from pipeline.aggregate import aggregate
 from pipeline.report import curves, heatmaps, unfit_images
 from pipeline.report.paper_tables import SHAPES
-from tests.test_aggregate import Artifacts, build_full
+from tests.unit.test_aggregate import Artifacts, build_full
 
 TABLES = ("T2", "T3", "T4", "T5", "T6", "F12")
 

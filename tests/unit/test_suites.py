@@ -13,7 +13,7 @@ from pipeline.params import ParamsError, load_params, validate
 from pipeline.suites import adversarial_replicates, best_by_val, independent_runs
 from pipeline.train import pooled_dog, unit_for
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def raw(name="configs/paper.yaml") -> dict:
