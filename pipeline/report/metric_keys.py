@@ -29,7 +29,9 @@ KEY = re.compile(r"^[a-z0-9_.]+$")  # a joined DVC key
 LEVEL = re.compile(r"^[a-z0-9_]+$")
 HEADLINE_MAX_KEYS = 30
 COUNTERS = ("runs_diverged", "units_failed")
-CLAIM_ORDER = ("smaller_norm", "higher_autoattack", "lr_sensitivity", "label_noise", "pruning", "fits_fewer")
+CLAIM_ORDER = ("smaller_norm", "similar_accuracy", "smaller_total_loss", "higher_autoattack", "higher_clean_accuracy",
+               "smaller_norm_adversarial", "label_noise_20", "lr_sensitivity", "pruning", "fits_fewer",
+               "diagonal_optimum", "one_d_search_misses", "label_noise")  # the claims table's, headline first
 CLAIM_LEAVES = ("verdict", "estimate")
 NOT_SHOWN = "claims_not_in_headline"
 NUMERIC_KEY_NAME = {"f12": "lr"}  # what a bare-number key means, by top-level section

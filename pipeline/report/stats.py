@@ -1,8 +1,8 @@
-"""Uncertainty for the results: intervals over runs, paired differences over seeds, paired per-example tests, and
-the verdict rule of the claims table.
+"""Uncertainty for the results: intervals over runs, paired differences over seeds, paired per-example tests, the
+Holm adjustment of a family of tests, and the pieces of the claims table's rule (ceiling, grid edge).
 
 All intervals are two-sided 95 % unless told otherwise. Accuracies may be fractions or percent: nothing here
-rescales.
+rescales; `bounds` says what range a quantity can take.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import numpy as np
 from scipy import stats as sps
 
 CONF = 0.95
-HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
+ALPHA = 0.05  # the family-wise error rate the Holm adjustment holds
+HOLDS, FAILS, INCONCLUSIVE, NOT_TESTABLE = "holds", "does not hold", "inconclusive", "not testable here"
 
 
 def _finite(values) -> np.ndarray:
@@ -41,8 +42,22 @@ class Interval:
         return f"{fmt.format(self.estimate)} [{fmt.format(self.low)}, {fmt.format(self.high)}] ({self.method}, n={self.n})"
 
 
-def t_interval(values, conf: float = CONF) -> Interval:
-    """Student-t interval of the mean; NaN bounds for n < 2 (one run says nothing about its spread)."""
+def clip(interval: Interval, bounds: tuple[float, float] | None) -> Interval:
+    """The interval cut to the range its quantity can take (an accuracy in [0, 100], a difference of two in
+    [-100, 100]): the t interval is symmetric and would otherwise claim values no run can have."""
+    if bounds is None:
+        return interval
+    lo, hi = bounds
+    if lo > hi:
+        raise ValueError(f"bounds must be (low, high) with low <= high, got {bounds}")
+    low = interval.low if math.isnan(interval.low) else min(max(interval.low, lo), hi)
+    high = interval.high if math.isnan(interval.high) else min(max(interval.high, lo), hi)
+    return Interval(interval.estimate, low, high, interval.n, interval.method)
+
+
+def t_interval(values, conf: float = CONF, bounds: tuple[float, float] | None = None) -> Interval:
+    """Student-t interval of the mean, cut to `bounds` when given; NaN bounds for n < 2 (one run says nothing
+    about its spread)."""
     v = _finite(values)
     if v.size == 0:
         return Interval(math.nan, math.nan, math.nan, 0, "t")
@@ -50,7 +65,42 @@ def t_interval(values, conf: float = CONF) -> Interval:
     if v.size < 2:
         return Interval(mean, math.nan, math.nan, 1, "t")
     half = float(sps.t.ppf(0.5 + conf / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
-    return Interval(mean, mean - half, mean + half, int(v.size), "t")
+    return clip(Interval(mean, mean - half, mean + half, int(v.size), "t"), bounds)
+
+
+def t_pvalue(values, null: float = 0.0) -> float:
+    """Two-sided one-sample t test of mean = `null`. Identical values (no spread) give 0 when they differ from
+    the null and 1 when they equal it: the limit of the t test, where the t interval is the point itself.
+    NaN for n < 2."""
+    v = _finite(values)
+    if v.size < 2:
+        return math.nan
+    sd = float(v.std(ddof=1))
+    if sd == 0.0:
+        return 1.0 if math.isclose(float(v.mean()), null, abs_tol=1e-12) else 0.0
+    t = (float(v.mean()) - null) / (sd / math.sqrt(v.size))
+    return float(2 * sps.t.sf(abs(t), v.size - 1))
+
+
+def holm(pvalues: list[float], alpha: float = ALPHA) -> tuple[list[float], list[float]]:
+    """Holm's step-down adjustment of a family of p-values (NaN entries are outside the family).
+
+    Returns (adjusted p-values, confidence level per entry). Adjusted p: max over the steps up to its rank of
+    (m - step + 1) * p, capped at 1; a hypothesis is rejected when it is < alpha. Level: 1 - alpha / (m - k + 1)
+    at rank k (1 = smallest p); entries at or after the first step Holm does not reject take that step's level, so
+    an entry's interval at its level excludes the null exactly when Holm rejects it."""
+    idx = [i for i, p in enumerate(pvalues) if p is not None and math.isfinite(p)]
+    m = len(idx)
+    adjusted = [math.nan] * len(pvalues)
+    levels = [math.nan] * len(pvalues)
+    running, stopped_at = 0.0, None
+    for k, i in enumerate(sorted(idx, key=lambda j: (pvalues[j], j)), start=1):
+        running = max(running, min(1.0, (m - k + 1) * pvalues[i]))
+        adjusted[i] = running
+        if stopped_at is None and pvalues[i] >= alpha / (m - k + 1):
+            stopped_at = k
+        levels[i] = 1 - alpha / (m - (stopped_at or k) + 1)
+    return adjusted, levels
 
 
 def bootstrap_interval(values, conf: float = CONF, n_boot: int = 10_000, seed: int = 0) -> Interval:
@@ -64,10 +114,36 @@ def bootstrap_interval(values, conf: float = CONF, n_boot: int = 10_000, seed: i
     return Interval(float(v.mean()), float(lo), float(hi), int(v.size), "bootstrap")
 
 
-def paired_difference(a: dict, b: dict, conf: float = CONF) -> Interval:
-    """t interval of a[s] − b[s] over the pairing keys s (seeds) both have."""
+def paired_values(a: dict, b: dict) -> list[float]:
+    """a[s] − b[s] for every pairing key s (seed) both have a finite value for, in key order."""
     common = sorted(set(a) & set(b), key=str)
-    return t_interval([a[s] - b[s] for s in common if a[s] is not None and b[s] is not None], conf)
+    return [float(a[s]) - float(b[s]) for s in common
+            if a[s] is not None and b[s] is not None and math.isfinite(a[s]) and math.isfinite(b[s])]
+
+
+def paired_difference(a: dict, b: dict, conf: float = CONF, bounds: tuple[float, float] | None = None) -> Interval:
+    """t interval of a[s] − b[s] over the pairing keys s (seeds) both have."""
+    return t_interval(paired_values(a, b), conf, bounds)
+
+
+def saturated(values, ceiling: float = 99.0) -> bool:
+    """Every accuracy (percent) at or above `ceiling`: the methods have at most 100 - ceiling points to differ by,
+    fewer than a test set of this size resolves between seeds."""
+    v = _finite(values)
+    return bool(v.size) and bool((v >= ceiling).all())
+
+
+def grid_edge(selected: float, grid) -> str | None:
+    """'lower' / 'upper' when `selected` is the smallest / largest value of a grid of >= 2 values (the optimum
+    may lie beyond it), else None."""
+    g = _finite(grid)
+    if g.size < 2 or not math.isfinite(float(selected)):
+        return None
+    if math.isclose(float(selected), float(g.min()), rel_tol=1e-9):
+        return "lower"
+    if math.isclose(float(selected), float(g.max()), rel_tol=1e-9):
+        return "upper"
+    return None
 
 
 @dataclass(frozen=True)

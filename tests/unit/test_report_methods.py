@@ -80,7 +80,7 @@ def test_plugin_curves_share_one_style_across_figures(with_plugin):
 def test_claims_compare_awd_with_each_baseline(with_plugin):
     out, m = with_plugin
     claims = m["claims"]
-    for base in ("higher_autoattack", "label_noise", "lr_sensitivity", "pruning", "fits_fewer"):
+    for base in ("higher_autoattack", "label_noise_20", "lr_sensitivity", "pruning", "fits_fewer"):
         assert base in claims and f"{base}_vs_sgdw" in claims, base
     assert "smaller_norm_vs_sgdw" not in claims  # the natural suite compares fixed and AWD only
     readme = (out / "README.md").read_text()
