@@ -16,12 +16,19 @@ VENV_BIN = Path(sys.executable).parent
 COPIED = ("awd", "jobs", "pipeline", "pending", "dvc.yaml", "params.yaml", "pyproject.toml", ".dvcignore")
 
 
-def make_repo(tmp: Path, params_text: str | None = None, executor: str = "local") -> Path:
-    """`tmp/repo`: the project's code and DAG, `params_text` as params.yaml (default: the working tree's)."""
+def make_repo(tmp: Path, params_text: str | None = None, executor: str = "local", rev: str | None = None) -> Path:
+    """`tmp/repo`: the project's code and DAG, `params_text` as params.yaml (default: the working tree's).
+    With `rev`, the files come from that commit instead of the working tree (others' half-done edits stay out)."""
     repo = tmp / "repo"
     repo.mkdir()
+    root = ROOT
+    if rev is not None:
+        root = tmp / "src"
+        root.mkdir()
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, *COPIED], capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(root)], input=archive.stdout, check=True)
     for name in COPIED:
-        src = ROOT / name
+        src = root / name
         if src.is_dir():
             shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
