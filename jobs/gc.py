@@ -101,8 +101,8 @@ def _try_lock(entry: int) -> int | None:
 def live_reason(store: RunStore, kind: str, key: str, watch: tp.Any = None, check_lock: bool = True) -> str:
     """Why a job may hold this entry now ('' when none does): a run lock held, a fresh heartbeat, a submission
     claim alive, or a recorded job the scheduler (or ps) still shows. What cannot be judged counts as held."""
-    from jobs.driver import HEARTBEAT_STALE_AFTER
     from jobs.job import heartbeat_every_s
+    from jobs.outcome import HEARTBEAT_STALE_AFTER
 
     rel = store.path(kind, key).relative_to(store.root).as_posix()
     if check_lock:

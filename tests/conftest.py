@@ -7,20 +7,24 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+from tests.backend_util import use_backend  # noqa: F401,E402  (fake backends: jobs.backends.use, put back after)
 from tests.slurm_util import slurm_cluster  # noqa: F401,E402  (the SLURM fixture, for every test file)
 
 
 @pytest.fixture(autouse=True)
-def _no_site_submit_limit(request, monkeypatch):
-    """Fake-scheduler tests run with kind slurm but no cluster: the driver's sacctmgr lookup of the submit limit
-    answers None there, as on a site without accounting, and its check of the settings against the cluster is
-    skipped. Tests on the local cluster (marked slurm) ask both."""
-    if request.node.get_closest_marker("slurm") is None:
-        import jobs.driver
+def _no_site_submit_limit(request):
+    """Fake-scheduler tests run with kind slurm but no cluster: the slurm backend stands before a site that answers
+    no submit limit and no partition time limit (as one without accounting) and checks nothing at start-up
+    (jobs/cluster_check.py's preflight). Tests on the local cluster (marked slurm) ask the cluster itself."""
+    if request.node.get_closest_marker("slurm") is not None:
+        yield
+        return
+    from jobs import backends
+    from jobs.backends.slurm import SlurmBackend, UnaskedSite
 
-        monkeypatch.setattr(jobs.driver, "submit_limit", lambda qos: None)
-        # nor do they ask it whether it has what the settings name (jobs/cluster_check.py's start-up check)
-        monkeypatch.setattr(jobs.driver, "preflight", lambda cfg, say=None: None)
+    previous = backends.use("slurm", SlurmBackend(site=UnaskedSite()))
+    yield
+    backends.use("slurm", previous)
 
 
 # The tier of a test is the folder it lives in (tests/unit, integration, e2e, slurm, security): `make test-fast` runs

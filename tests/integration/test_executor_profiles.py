@@ -71,8 +71,8 @@ def test_slurm_time_limits_parse(text, minutes):
     assert ex._slurm_minutes(text) == minutes
 
 
-def test_units_are_submitted_in_one_array_per_resource_request(tmp_path, monkeypatch):
-    monkeypatch.setattr(submit_mod, "partition_time_limit_min", lambda partition: 600)
+def test_units_are_submitted_in_one_array_per_resource_request(tmp_path, use_backend):
+    use_backend("slurm", partition_limit_min=600)
     cfg = ExecutorConfig(kind="slurm", timeout_min=720, time_safety_factor=2, mem_gb=8,
                          profiles={"prune": {"mem_gb": 4}})
     d = submit_mod._Driver(RunStore(tmp_path / "runs"), cfg, "x", Progress(1, 0, "x", io.StringIO()), None)
@@ -86,7 +86,7 @@ def test_units_are_submitted_in_one_array_per_resource_request(tmp_path, monkeyp
     assert d.unit_cfg(long_).timeout_min == 600  # the partition's limit
     assert d.unit_cfg(none).timeout_min == 720
     assert (d.unit_cfg(pruned).timeout_min, d.unit_cfg(pruned).mem_gb) == (15, 4)
-    d.mem[short.key] = 12.0  # after an out-of-memory end
+    d.retry.mem[short.key] = 12.0  # after an out-of-memory end
     assert d.unit_cfg(short).mem_gb == 12.0
 
 
@@ -99,7 +99,7 @@ def test_a_job_that_asked_for_a_gpu_and_sees_none_fails_clearly():
     assert "RuntimeError: this job asked for 1 GPU(s) but torch sees none (CUDA_VISIBLE_DEVICES=''" in proc.stderr
 
 
-def test_batches_carry_the_gpu_request_unless_checks_are_off(tmp_path, monkeypatch):
+def test_batches_carry_the_gpu_request_unless_checks_are_off(tmp_path, use_backend):
     batches = []
 
     class Executor:
@@ -107,7 +107,7 @@ def test_batches_carry_the_gpu_request_unless_checks_are_off(tmp_path, monkeypat
             batches.extend(group)
             raise RuntimeError("stop here")
 
-    monkeypatch.setattr(submit_mod, "make_executor", lambda cfg, log_dir: Executor())
+    use_backend("slurm", lambda cfg, log_dir: Executor())
     store = RunStore(tmp_path / "runs")
     pack = [[Unit("toy", unit_key("toy", {"x": 1}, "c0de"), "jobfns:record", {"x": 1})]]
     submit_mod._submit(pack, store, ExecutorConfig(kind="slurm", gpus_per_node=2), "x", ex.JobWatch())

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import jobs.driver as driver_mod
+import jobs.unit_driver as loop
 from jobs import ExecutorConfig, RunStore, Unit, run_units_report, unit_key
 from jobs.executors import _proc_alive
 from tests.integration.test_submit_local import ReleaseOnReattach, importable_jobfns, no_submission, runs, wait_for
@@ -53,7 +54,7 @@ class Follow:
         return out
 
 
-def test_follow_runs_phase2_awaited_and_leaves_early_units_running(tmp_path, monkeypatch):
+def test_follow_runs_phase2_awaited_and_leaves_early_units_running(tmp_path, monkeypatch, use_backend):
     store = RunStore(tmp_path / "runs")
     trains = [toy(tmp_path, "train", "t1"), toy(tmp_path, "train", "t2")]
     phase2 = toy(tmp_path, "train", "p2")
@@ -76,7 +77,7 @@ def test_follow_runs_phase2_awaited_and_leaves_early_units_running(tmp_path, mon
     # the later stage adopts them (re-attach), submits nothing, and collects exactly these
     wait_for(lambda: all((tmp_path / f"started-aa-{n}").exists() for n in ("t1", "t2", "p2")), "the early units")
     stream = ReleaseOnReattach(tmp_path / "release-aa")
-    monkeypatch.setattr(driver_mod, "make_executor", no_submission)
+    use_backend("local", no_submission)
     report = run_units_report(early, store, LOCAL, desc="attack", stream=stream)
     assert "re-attached to 3 units" in stream.getvalue()
     assert not report.failures and set(report.results) == {u.key for u in early}
@@ -104,13 +105,13 @@ def test_longest_estimated_units_are_submitted_first(tmp_path, monkeypatch):
     units = [toy(tmp_path, "train", name, estimate_s=est) for name, est in
              (("short", 10.0), ("long", 1000.0), ("none", None), ("mid", 100.0))]
     submitted: list[list[str]] = []
-    real = driver_mod._submit
+    real = loop._submit
 
     def spy(packs, *args, **kwargs):
         submitted.append([u.label for pack in packs for u in pack])
         return real(packs, *args, **kwargs)
 
-    monkeypatch.setattr(driver_mod, "_submit", spy)
+    monkeypatch.setattr(loop, "_submit", spy)
     one_at_a_time = ExecutorConfig(kind="local", max_parallel=1, poll_s=0.1)
     report = run_units_report(units, store, one_at_a_time, desc="train", stream=io.StringIO())
     assert not report.failures
@@ -159,7 +160,7 @@ DRIVER = textwrap.dedent("""
     from pathlib import Path
     sys.path[:0] = [sys.argv[3], str(Path(sys.argv[3]).parent)]
     from jobs import ExecutorConfig, RunStore, run_units_report
-    from test_flow import Follow, toy
+    from integration.test_flow import Follow, toy
     tmp = Path(sys.argv[1])
     follow = Follow(tmp, aa_seed=0)
     trains = [toy(tmp, "train", "t1"), toy(tmp, "train", "t2")]
@@ -205,13 +206,13 @@ def test_driver_killed_while_downstream_units_run_reattaches_and_submits_nothing
     driver.wait()
 
     submitted: list[str] = []
-    real = driver_mod._submit
+    real = loop._submit
 
     def spy(packs, *args, **kwargs):
         submitted.extend(u.label for pack in packs for u in pack)
         return real(packs, *args, **kwargs)
 
-    monkeypatch.setattr(driver_mod, "_submit", spy)
+    monkeypatch.setattr(loop, "_submit", spy)
     stream = ReleaseOnReattach(tmp_path / "release")
     trains = [toy(tmp_path, "train", "t1"), toy(tmp_path, "train", "t2")]
     report = run_units_report(trains, store, ExecutorConfig(**executor), desc="train", stream=stream, follow=follow,

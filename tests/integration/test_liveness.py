@@ -37,7 +37,7 @@ def test_a_running_unit_keeps_a_heartbeat_in_its_entry_and_clears_it_when_done(t
     monkeypatch.syspath_prepend(str(TESTS))
     monkeypatch.setenv("SLURM_JOB_ID", "777")
     store = RunStore(tmp_path / "runs")
-    u = unit(fn="test_liveness:sees_its_heartbeat", tmp_path=tmp_path)
+    u = unit(fn="integration.test_liveness:sees_its_heartbeat", tmp_path=tmp_path)
     assert execute_unit(store, u) == "done"
     assert store.result("toy", u.key) == {"beat": "777"} and store.heartbeat("toy", u.key) is None
 

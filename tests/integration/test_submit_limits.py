@@ -14,6 +14,7 @@ import pytest
 
 import jobs.driver as submit_mod
 import jobs.job as job_mod
+import jobs.unit_driver as loop
 from jobs import ExecutorConfig, RunStore, Unit, run_units, unit_key
 from tests.integration.test_submit_local import make_units, runs
 
@@ -63,14 +64,14 @@ class FakeSlurm:
 
 
 @pytest.fixture
-def fake(monkeypatch):
+def fake(monkeypatch, use_backend):
     monkeypatch.syspath_prepend(str(TESTS))
 
-    def install(**kwargs):
+    def install(submit_limit=None, **kwargs):
         slurm = FakeSlurm(**kwargs)
-        monkeypatch.setattr(submit_mod, "make_executor", slurm.make_executor)
-        monkeypatch.setattr(submit_mod, "_sleep", slurm.run_one)
-        monkeypatch.setattr(submit_mod, "SUBMIT_BACKOFF_S", (0.0, 0.0))
+        use_backend("slurm", slurm.make_executor, submit_limit=submit_limit)
+        monkeypatch.setattr(loop, "_sleep", slurm.run_one)
+        monkeypatch.setattr(loop, "SUBMIT_BACKOFF_S", (0.0, 0.0))
         return slurm
 
     return install
@@ -100,8 +101,7 @@ def test_submit_limit_refusal_means_wait_and_submit_later(tmp_path, fake):
 
 
 def test_a_submit_limit_read_from_sacctmgr_is_never_crossed_nor_probed(tmp_path, fake, monkeypatch):
-    slurm = fake(limit=2)
-    monkeypatch.setattr(submit_mod, "submit_limit", lambda qos: 2)
+    slurm = fake(limit=2, submit_limit=2)
     stream = io.StringIO()
     out = run_units(make_units(tmp_path, range(6)), RunStore(tmp_path / "runs"), SLURM, desc="toy", stream=stream)
     assert len(out) == 6 and slurm.accepted == 6 and slurm.peak == 2 and slurm.refused == 0
@@ -138,7 +138,7 @@ def test_transient_sbatch_errors_are_retried_with_backoff(tmp_path, fake):
 
 def test_sbatch_failing_past_the_give_up_time_fails_the_units_not_the_driver(tmp_path, fake, monkeypatch):
     fake(errors=["sbatch: error: Batch job submission failed: Unexpected message received"] * 1000)
-    monkeypatch.setattr(submit_mod, "SUBMIT_GIVE_UP_S", 0.0)
+    monkeypatch.setattr(loop, "SUBMIT_GIVE_UP_S", 0.0)
     store = RunStore(tmp_path / "runs")
     report = submit_mod.run_units_report(make_units(tmp_path, range(3)), store, SLURM, desc="toy",
                                          stream=io.StringIO())
@@ -157,7 +157,7 @@ def test_scheduler_calls_have_a_timeout():
     with _timed_sbatch():
         cmd = submitit.slurm.slurm.SlurmExecutor._make_submission_command(None, Path("x.sh"))
     assert cmd[:4] == ["timeout", "-k", "5", "60"] and cmd[4] == "sbatch"
-    submit_mod.JobWatch()  # installs the sacct timeout on submitit's shared watcher
+    loop.JobWatch()  # installs the sacct timeout on submitit's shared watcher
     watcher = submitit.SlurmJob.watcher
     watcher.register_job("424242")
     try:
@@ -178,7 +178,7 @@ def test_out_of_memory_retry_asks_for_more_memory_capped(tmp_path, fake):
     slurm = fake()
     marker = tmp_path / "oom"
     marker.touch()
-    unit = Unit("toy", unit_key("toy", {"x": 1}, "c0de"), "test_submit_limits:out_of_memory_once",
+    unit = Unit("toy", unit_key("toy", {"x": 1}, "c0de"), "integration.test_submit_limits:out_of_memory_once",
                 {"x": 1, "marker": str(marker)}, label="x=1")
     cfg = ExecutorConfig(kind="slurm", poll_s=0.01, mem_gb=32, oom_mem_factor=1.5, max_mem_gb=40)
     stream = io.StringIO()
@@ -234,7 +234,7 @@ def test_a_claim_by_a_live_driver_is_waited_for_and_an_abandoned_one_resubmitted
             if store.job_record(live.kind, live.key)["executor"] == "claim":
                 job_mod.execute_unit(store, live)
 
-        monkeypatch.setattr(submit_mod, "_sleep", wait)
+        monkeypatch.setattr(loop, "_sleep", wait)
         out = run_units([live, dead], store, SLURM, desc="toy", stream=io.StringIO())
     finally:
         other.kill()

@@ -14,10 +14,12 @@ import pytest
 import submitit
 
 import jobs.driver as submit_mod
+import jobs.unit_driver as loop
 from jobs import ExecutorConfig, RunStore, Unit, UnitsFailed, dry_run, run_units, unit_key
 from jobs.driver import _packs
 from jobs.executors import ExecutorConfigError, load_executor_config, make_executor
 from jobs.progress import estimate_eta_s
+from jobs.submission import sigint_deferred
 
 TESTS = Path(__file__).resolve().parents[1]
 REPO = TESTS.parent
@@ -60,7 +62,7 @@ def no_submission(*args, **kwargs):
 
 
 # -- debug -----------------------------------------------------------------------------------------------------------
-def test_debug_runs_in_process_and_rerun_is_a_no_op(tmp_path, monkeypatch):
+def test_debug_runs_in_process_and_rerun_is_a_no_op(tmp_path, monkeypatch, use_backend):
     store = RunStore(tmp_path / "runs")
     units = make_units(tmp_path, [1, 2, 3])
     stream = io.StringIO()
@@ -69,7 +71,7 @@ def test_debug_runs_in_process_and_rerun_is_a_no_op(tmp_path, monkeypatch):
     assert [runs(tmp_path, x) for x in (1, 2, 3)] == [1, 1, 1]
     assert "3/3" in stream.getvalue()
     # another executor later reuses the same entries: keys never include executor settings
-    monkeypatch.setattr(submit_mod, "make_executor", no_submission)
+    use_backend(LOCAL.kind, no_submission)
     assert run_units(units, store, LOCAL, desc="toy") == out
     assert [runs(tmp_path, x) for x in (1, 2, 3)] == [1, 1, 1]
     assert dry_run(units, store) == []
@@ -110,8 +112,8 @@ def test_result_must_be_a_dict(tmp_path):
 @pytest.mark.parametrize("fn,match", [("jobfns.record", "must be 'module:function'"),
                                       ("jobfns:nope", "has no function 'nope'"),
                                       ("no_such_module_xyz:f", "No module named 'no_such_module_xyz'")])
-def test_bad_fn_is_refused_before_submitting(tmp_path, monkeypatch, fn, match):
-    monkeypatch.setattr(submit_mod, "make_executor", no_submission)
+def test_bad_fn_is_refused_before_submitting(tmp_path, monkeypatch, fn, match, use_backend):
+    use_backend(LOCAL.kind, no_submission)
     unit = Unit("toy", "ee" * 32, fn, {"x": 1})
     with pytest.raises(ValueError, match=match):
         run_units([unit], RunStore(tmp_path / "runs"), LOCAL)
@@ -130,7 +132,7 @@ def test_conflicting_duplicates_and_missing_deps_are_refused(tmp_path):
 
 
 # -- local -----------------------------------------------------------------------------------------------------------
-def test_local_failure_others_finish_and_rerun_retries_only_it(tmp_path, monkeypatch):
+def test_local_failure_others_finish_and_rerun_retries_only_it(tmp_path, monkeypatch, use_backend):
     store = RunStore(tmp_path / "runs")
     marker = tmp_path / "fail"
     marker.touch()
@@ -163,7 +165,7 @@ def test_local_failure_others_finish_and_rerun_retries_only_it(tmp_path, monkeyp
     assert len(store.manifest("toy", failed_key)["meta"]["failed_attempts"]) == 3
     assert store.error("toy", failed_key) is None
 
-    monkeypatch.setattr(submit_mod, "make_executor", no_submission)
+    use_backend(LOCAL.kind, no_submission)
     job_files = sorted(store.root.glob("toy/*/*/job.json"))
     before = [p.stat().st_mtime_ns for p in job_files]
     assert run_units(marker_units, store, LOCAL, desc="toy") == out
@@ -205,7 +207,7 @@ class ReleaseOnReattach(io.StringIO):
         return super().write(s)
 
 
-def test_killed_driver_is_reattached_without_rerunning(tmp_path, monkeypatch):
+def test_killed_driver_is_reattached_without_rerunning(tmp_path, monkeypatch, use_backend):
     started, release = tmp_path / "started", tmp_path / "release"
     (unit,) = make_units(tmp_path, [7], started=str(started), release=str(release))
     driver = start_driver(tmp_path, [unit], "first")
@@ -217,7 +219,7 @@ def test_killed_driver_is_reattached_without_rerunning(tmp_path, monkeypatch):
     record = store.job_record("toy", unit.key)
     assert record["executor"] == "local" and record["driver_pid"] == driver.pid
 
-    monkeypatch.setattr(submit_mod, "make_executor", no_submission)
+    use_backend(LOCAL.kind, no_submission)
     stream = ReleaseOnReattach(release)
     out = run_units([unit], store, LOCAL, desc="toy", stream=stream)
     assert "re-attached to 1 units in 1 running jobs" in stream.getvalue()
@@ -244,7 +246,7 @@ def test_ctrl_c_leaves_jobs_running_and_prints_how_to_cancel(tmp_path, monkeypat
         wait_for(started.exists, "the unit to start")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(submit_mod, "_sleep", interrupt)
+    monkeypatch.setattr(loop, "_sleep", interrupt)
     stream = io.StringIO()
     with pytest.raises(KeyboardInterrupt):
         run_units([unit], store, LOCAL, desc="toy", stream=stream)
@@ -260,7 +262,7 @@ def test_ctrl_c_leaves_jobs_running_and_prints_how_to_cancel(tmp_path, monkeypat
     wait_for(lambda: not Path(f"/proc/{pid}").exists() or " Z " in Path(f"/proc/{pid}/stat").read_text(),
              "the cancelled job to exit")
     assert not store.is_done("toy", unit.key)
-    monkeypatch.setattr(submit_mod, "_sleep", time.sleep)
+    monkeypatch.setattr(loop, "_sleep", time.sleep)
     release.touch()
     assert run_units([unit], store, LOCAL, desc="toy", stream=io.StringIO()) == {unit.key: {"double": 8}}
     assert runs(tmp_path, 4) == 2  # the cancelled attempt, then the rerun
@@ -308,7 +310,7 @@ def test_preempted_job_is_requeued_and_the_unit_resumes(tmp_path, monkeypatch):
             release.touch()
         time.sleep(seconds)
 
-    monkeypatch.setattr(submit_mod, "_sleep", driver_wait)
+    monkeypatch.setattr(loop, "_sleep", driver_wait)
     out = run_units([unit], RunStore(tmp_path / "runs"), LOCAL, desc="toy", stream=io.StringIO())
     assert out == {unit.key: {"double": 6, "resumed": True}}
     pids = run_pids(tmp_path, 3)
@@ -337,7 +339,7 @@ def test_job_killed_without_result_is_reported_with_its_log(tmp_path, monkeypatc
     (unit,) = make_units(tmp_path, [9], started=str(started), release=str(tmp_path / "never"))
     store = RunStore(tmp_path / "runs")
     driver_wait, killed = kill_first_attempt(store, unit, started)
-    monkeypatch.setattr(submit_mod, "_sleep", driver_wait)
+    monkeypatch.setattr(loop, "_sleep", driver_wait)
     with pytest.raises(UnitsFailed) as info:
         run_units([unit], store, LOCAL.replace(max_retries=0), desc="toy", stream=io.StringIO())
     (failure,) = info.value.failures
@@ -351,7 +353,7 @@ def test_job_killed_is_retried_and_resumes(tmp_path, monkeypatch):
     (unit,) = make_units(tmp_path, [10], started=str(started), release=str(release), report_resume=True)
     store = RunStore(tmp_path / "runs")
     driver_wait, killed = kill_first_attempt(store, unit, started, release)
-    monkeypatch.setattr(submit_mod, "_sleep", driver_wait)
+    monkeypatch.setattr(loop, "_sleep", driver_wait)
     stream = io.StringIO()
     # the retry found the killed attempt's checkpoint in the entry's workdir
     assert run_units([unit], store, LOCAL, desc="toy", stream=stream) == {unit.key: {"double": 20, "resumed": True}}
@@ -364,7 +366,7 @@ def test_job_killed_is_retried_and_resumes(tmp_path, monkeypatch):
 
 
 def test_ctrl_c_during_submission_is_held_until_jobs_are_recorded():
-    with submit_mod._sigint_deferred() as caught:
+    with sigint_deferred() as caught:
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.01)  # let the handler run
     assert caught == [signal.SIGINT]

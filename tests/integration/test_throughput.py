@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-import jobs.driver as driver_mod
 from jobs.driver import _Driver, run_units_report
 from jobs.executors import ExecutorConfig
 from jobs.job import Unit
@@ -38,10 +37,9 @@ def train_unit(seed: int, claim_s: float = 1.0) -> Unit:
 
 
 @pytest.fixture()
-def quiet_scheduler(monkeypatch):
+def quiet_scheduler(monkeypatch, use_backend):
     """The driver asks sacctmgr and sinfo about the cluster: not this test's question."""
-    monkeypatch.setattr(driver_mod, "submit_limit", lambda qos: None)
-    monkeypatch.setattr(driver_mod, "partition_time_limit_min", lambda partition: None)
+    use_backend("slurm")
     monkeypatch.setattr("jobs.placement.partition_time_limit_min", lambda partition: None)
 
 

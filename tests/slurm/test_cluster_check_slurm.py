@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 import jobs.driver as driver
-from jobs import ExecutorConfig, RunStore
+from jobs import ExecutorConfig, RunStore, backends
+from jobs.backends.slurm import Site, SlurmBackend
 from jobs.cluster_check import check_cluster
 from jobs.executor_config import load_executor_config
 from jobs.sbatch_errors import FIX, classify
@@ -99,17 +100,27 @@ def test_sbatch_s_own_refusals_are_classified_with_the_key_to_change(tmp_path, o
     assert jobs_from(tmp_path, since) == []
 
 
+class UncheckedSite(Site):
+    """The cluster itself, but with the start-up check unanswered."""
+
+    def preflight(self, cfg, say):
+        return None
+
+
 def test_when_the_check_cannot_run_sbatch_s_refusal_still_ends_the_stage_at_once(tmp_path, monkeypatch):
     """With the start-up check unanswered (scheduler commands failing), the first sbatch refusal is final: the
     driver stops at once with sbatch's words and the key, instead of retrying for an hour."""
-    monkeypatch.setattr(driver, "preflight", lambda cfg, say=None: None)
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))  # the units' functions: tests/jobfns.py
     monkeypatch.chdir(tmp_path)
     since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 1))
     cfg = ExecutorConfig(kind="slurm", partition="gpuu", cpus_per_task=1, timeout_min=5, poll_s=0.5)
-    with pytest.raises(driver.SubmitRejected) as info:
-        driver.run_units_report(make_units(tmp_path, [1]), RunStore(tmp_path / "runs"), cfg, desc="toy",
-                                stream=io.StringIO())
+    previous = backends.use("slurm", SlurmBackend(site=UncheckedSite()))
+    try:
+        with pytest.raises(driver.SubmitRejected) as info:
+            driver.run_units_report(make_units(tmp_path, [1]), RunStore(tmp_path / "runs"), cfg, desc="toy",
+                                    stream=io.StringIO())
+    finally:
+        backends.use("slurm", previous)
     assert "Invalid partition name specified; change `partition` in ExecutorConfig" in str(info.value)
     assert jobs_from(tmp_path, since) == []
 
