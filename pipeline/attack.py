@@ -7,45 +7,21 @@ Blocks are merged in index order, so neither the result nor what is cached depen
 
 from __future__ import annotations
 
-from functools import cache
-
 from jobs.driver import cancel_early, run_units_report
 from pipeline import outcomes, pending
-from pipeline.common import ARTIFACTS, executor_config, make_unit, open_store, stage_args, unit_env, write_json
-from pipeline.cost import check_budget, estimate_s
+from pipeline.common import ARTIFACTS, executor_config, open_store, stage_args, unit_env, write_json
+from pipeline.cost import check_budget
 from pipeline.params import load_params
+from pipeline.plan import AA_FN, Planner, for_stage, test_size
 from pipeline.suites import ATTACKED_SUITES
-from pipeline.trained_runs import base_eval_config, check_trained, trained_runs
+from pipeline.trained_runs import check_trained, trained_runs
 
-AA_FN = "pipeline.units.autoattack:autoattack_unit"
-
-
-@cache
-def test_size(dataset: str, data_root: str, n_test) -> int:
-    from awd.data import load_dataset
-
-    total = int(load_dataset(dataset, data_root, download=False, train=False).y.numel())
-    return total if n_test is None else min(int(n_test), total)
+__all__ = ["AA_FN", "main", "units_for"]
 
 
 def units_for(rec: dict, params, executor=None) -> list:
-    """The AutoAttack blocks of one trained model (a runs.json record, or the train stage's record of a model it has
-    just trained: the one definition both stages use, so that early units have the keys this stage collects)."""
-    from awd.autoattack import block_bounds, shard_bounds
-
-    aa, adv = params.autoattack, params.adversarial
-    n = test_size(rec["dataset"], params.data.root, aa.n_test)
-    shards = shard_bounds(n, aa.shards, aa.block_size)
-    units = []
-    for start, stop in block_bounds(n, aa.block_size):
-        config = dict(base_eval_config(rec, params.data.root), eps=adv.eps, version=aa.version, seed=aa.seed,
-                      batch_size=aa.batch_size, block_size=aa.block_size, start=start, stop=stop)
-        s0, s1 = next(b for b in shards if b[0] <= start < b[1])
-        unit = make_unit("autoattack", AA_FN, config, f"AA {rec['suite']} {rec['label']} [{start},{stop})")
-        unit.group = f"{rec['key']}[{s0},{s1})"  # one job per shard; a scheduling choice, not in the key
-        unit.estimate_s = estimate_s(unit, executor)
-        units.append(unit)
-    return units
+    """The AutoAttack blocks of one trained model (built by pipeline/plan.py, as the train stage's early ones are)."""
+    return Planner(params, executor).attack_units(rec)
 
 
 def main() -> None:
@@ -55,11 +31,12 @@ def main() -> None:
     params = load_params(args.params)
     aa = params.autoattack
     executor = executor_config()
+    planner = for_stage(params, executor)
     store = open_store()
     runs = trained_runs(ATTACKED_SUITES)
     plan, out = [], [outcomes.skipped_record(rec) for rec in runs if not outcomes.usable(rec)]
     for rec in filter(outcomes.usable, runs):
-        plan += [(rec, unit) for unit in units_for(rec, params, executor)]
+        plan += [(rec, unit) for unit in planner.attack_units(rec)]
     cancel_early(store, "autoattack", {u.key for _, u in plan}, say=print)
     check_trained(store, plan, "attack")
     check_budget([u for _, u in plan], store, executor, "attack")

@@ -110,11 +110,8 @@ def _digest(modules: tuple[str, ...]) -> str:
 
 def make_unit(kind: str, fn: str, config: dict, label: str = "", modules: tuple[str, ...] = ()) -> Unit:
     """A unit keyed by what it computes: its config without input locations, plus the code it runs (fn's module
-    and the plugin `modules` its config names)."""
-    if os.environ.get("AWD_REHEARSAL"):  # a dress rehearsal runs timed stand-ins instead (pipeline/rehearsal)
-        from pipeline.rehearsal.swap import stand_in
-
-        fn, config = stand_in(kind, fn, config)
+    and the plugin `modules` its config names). Units are built by pipeline/plan.py, which applies a rehearsal's
+    stand-ins before this."""
     code = _digest((fn.split(":")[0], *modules))
     return Unit(kind=kind, key=unit_key(kind, keyed_config(config), code), fn=fn, config=config, label=label,
                 code=code, modules=tuple(modules))

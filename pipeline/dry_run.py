@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import argparse
 
-from jobs.job import Unit
-from pipeline.cost import DEFAULT_TFLOPS, TEST_SIZE, device_hours, device_word, on_cpus
+from pipeline.cost import DEFAULT_TFLOPS, device_hours, device_word, on_cpus
 from pipeline.params import check_data, load_params
+from pipeline.plan import Planner, longest_job_s
 from pipeline.suites import ATTACKED_SUITES, PRUNED_SUITES, independent_runs, natural_fixed
 
 
@@ -30,37 +30,6 @@ def _parser() -> argparse.ArgumentParser:
                              "the scheduler's submit limit allow)")
     parser.add_argument("--list", action="store_true", help="list every pending unit, grouped by why it is pending")
     return parser
-
-
-def _eval_units(spec, unit, params) -> list[Unit]:
-    """Stand-ins for a model's evaluations (its AutoAttack blocks, grouped by shard, and its pruning sweep), only to
-    be estimated: the real units need the test set on disk (pipeline.attack.units_for), the cost model its size."""
-    from awd.autoattack import block_bounds, shard_bounds
-    from pipeline.attack import AA_FN
-    from pipeline.prune import PRUNE_FN
-
-    out = []
-    run = spec.config
-    if spec.suite in ATTACKED_SUITES:
-        aa = params.autoattack
-        n = TEST_SIZE[spec.dataset] if aa.n_test is None else min(aa.n_test, TEST_SIZE[spec.dataset])
-        shards = shard_bounds(n, aa.shards, aa.block_size)
-        for start, stop in block_bounds(n, aa.block_size):
-            config = {"train_config": run, "eps": params.adversarial.eps, "version": aa.version,
-                      "batch_size": aa.batch_size, "block_size": aa.block_size, "start": start, "stop": stop}
-            shard = next(i for i, b in enumerate(shards) if b[0] <= start < b[1])
-            out.append(Unit("autoattack", f"{unit.key}-aa{start}", AA_FN, config, group=f"{unit.key}-{shard}"))
-    if spec.suite in PRUNED_SUITES:
-        out.append(Unit("prune", f"{unit.key}-prune", PRUNE_FN,
-                        {"train_config": run, "amounts": list(params.prune.amounts)}))
-    return out
-
-
-def _longest_job_s(units: list[Unit]) -> float:
-    jobs: dict[str, float] = {}
-    for unit in units:
-        jobs[unit.group or unit.key] = jobs.get(unit.group or unit.key, 0.0) + (unit.estimate_s or 0.0)
-    return max(jobs.values(), default=0.0)
 
 
 def _gpus(cfg, given: int | None) -> tuple[list[int], str]:
@@ -90,7 +59,6 @@ def main() -> None:
     from jobs.why import pending_reasons, summary
     from pipeline.common import PROJECT_ROOT, executor_config, open_store
     from pipeline.cost import _budget
-    from pipeline.train import TRAIN_FN, unit_for
 
     params = load_params(args.params)
     check_data(params)
@@ -99,9 +67,10 @@ def main() -> None:
         cfg = cfg.replace(tflops=args.tflops, profiles={
             kind: {k: v for k, v in p.items() if k != "tflops"} for kind, p in cfg.profiles.items()})
     store = open_store()
+    planner = Planner(params)  # the real units' keys; the estimates come from the executor below
     pending, cached, seen = [], 0, set()
     for spec in independent_runs(params):
-        unit = unit_for(spec, params)
+        unit = planner.train_unit(spec)
         if unit.key in seen:
             continue
         seen.add(unit.key)
@@ -109,13 +78,8 @@ def main() -> None:
             cached += 1
         else:
             pending.append((spec, unit))
-    later = [(s, Unit("train", f"awd-after-{i}", TRAIN_FN, dict(s.config, wd_method="awd")))
-             for i, s in enumerate(natural_fixed(params))]  # their DoG is not known yet: same cost
-    sweeps = {(s.study, s.label["method"]): s for s, _ in pending if s.suite == "adversarial" and "seed" not in s.label}
-    later += [(s, Unit("train", f"seed-after-{study}-{method}-{seed}", TRAIN_FN, dict(s.config, seed=int(seed))))
-              for (study, method), s in sweeps.items()
-              for seed in params.suites.adversarial[study].best_seeds]  # the val-selected best's extra seeds
-    evals = {u.key: _eval_units(s, u, params) for s, u in pending + later}
+    later = planner.estimated_phase2([s for s, _ in pending])
+    evals = {u.key: planner.estimated_evaluations(s, u) for s, u in pending + later}
     attacked = [u for s, u in pending if s.suite in ATTACKED_SUITES]
     pruned = [u for s, u in pending if s.suite in PRUNED_SUITES]
 
@@ -158,7 +122,7 @@ def main() -> None:
     def chain(s, u) -> float:
         """This run, then its longest evaluation job; what its result starts (a natural fixed-λ run's AWD run, an
         adversarial sweep's extra seeds) as long again."""
-        own = (u.estimate_s or 0.0) + _longest_job_s(evals[u.key])
+        own = (u.estimate_s or 0.0) + longest_job_s(evals[u.key])
         extra = s.suite == "natural" or (s.suite == "adversarial" and params.suites.adversarial[s.study].best_seeds)
         return own + (u.estimate_s or 0.0 if extra else 0.0)
 

@@ -4,34 +4,33 @@ from __future__ import annotations
 
 from jobs.driver import cancel_early, run_units_report
 from pipeline import outcomes, pending
-from pipeline.common import ARTIFACTS, executor_config, make_unit, open_store, stage_args, unit_env, write_json
-from pipeline.cost import check_budget, estimate_s
+from pipeline.common import ARTIFACTS, executor_config, open_store, stage_args, unit_env, write_json
+from pipeline.cost import check_budget
 from pipeline.params import load_params
+from pipeline.plan import PRUNE_FN, Planner, for_stage
 from pipeline.suites import PRUNED_SUITES
-from pipeline.trained_runs import base_eval_config, check_trained, trained_runs
+from pipeline.trained_runs import check_trained, trained_runs
 
-PRUNE_FN = "pipeline.units.prune:prune_unit"
+__all__ = ["PRUNE_FN", "main", "unit_for"]
 
 
 def unit_for(rec: dict, params, executor=None):
-    """The pruning unit of one trained model (the one definition the train stage's early submission uses too)."""
-    config = dict(base_eval_config(rec, params.data.root), amounts=list(params.prune.amounts))
-    unit = make_unit("prune", PRUNE_FN, config, f"prune {rec['suite']} {rec['label']}")
-    unit.estimate_s = estimate_s(unit, executor)
-    return unit
+    """The pruning unit of one trained model (built by pipeline/plan.py, as the train stage's early one is)."""
+    return Planner(params, executor).prune_unit(rec)
 
 
 def main() -> None:
     args = stage_args(__doc__)
     params = load_params(args.params)
     executor = executor_config()
+    planner = for_stage(params, executor)
     store = open_store()
     plan, out = [], []
     for rec in trained_runs(PRUNED_SUITES):
         if not outcomes.usable(rec):
             out.append(outcomes.skipped_record(rec))
             continue
-        plan.append((rec, unit_for(rec, params, executor)))
+        plan.append((rec, planner.prune_unit(rec)))
     cancel_early(store, "prune", {u.key for _, u in plan}, say=print)
     check_trained(store, plan, "prune")
     check_budget([u for _, u in plan], store, executor, "prune")

@@ -75,7 +75,7 @@ def params_keys(root: Path, params_file: str = "params.yaml") -> set[tuple[str, 
     """Training runs the params name outright (as `awd-bench dry-run` counts them)."""
     from pipeline.params import load_params
     from pipeline.suites import independent_runs
-    from pipeline.train import unit_for
+    from pipeline.plan import unit_for
 
     params = load_params(str(root / params_file))
     return {("train", unit_for(spec, params, estimate=False).key) for spec in independent_runs(params)}

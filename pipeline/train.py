@@ -9,57 +9,22 @@ seeds (`best_seeds`) of each adversarial method's val-selected best value.
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 
-from awd.methods import plugin_modules
 from jobs.driver import run_units_report
 from pipeline import outcomes, pending
-from pipeline.common import ARTIFACTS, executor_config, make_unit, open_store, stage_args, unit_env, write_json
-from pipeline.cost import DEFAULT_TFLOPS, check_budget, gpu_hours, train_flops
+from pipeline.common import ARTIFACTS, executor_config, open_store, stage_args, unit_env, write_json
+from pipeline.cost import check_budget, gpu_hours, train_flops
 from pipeline.params import ParamsError, check_data, load_params
-from pipeline.suites import (
-    ATTACKED_SUITES,
-    PRUNED_SUITES,
-    RunSpec,
-    adversarial_replicates,
-    independent_runs,
-    natural_awd,
-)
+from pipeline.plan import TRAIN_FN, Planner, describe, for_stage, longest_job_s, run_estimate_s, unit_for
+from pipeline.suites import RunSpec, adversarial_replicates, independent_runs, natural_awd
 
-TRAIN_FN = "pipeline.units.train:train_unit"
+__all__ = ["TRAIN_FN", "Flow", "describe", "longest_job_s", "main", "phase2", "pooled_dog", "run_estimate_s",
+           "unit_for"]  # unit_for and the estimates live in pipeline/plan.py; named here for their callers
 OUT = ARTIFACTS / "train"
 PHASE2_DESC = "train (AWD with estimated DoG)"  # the phase's job name: SLURM tests and users match it
 EVAL_STAGE = {"autoattack": "attack", "prune": "prune"}  # early units' jobs are named for their stage
-
-
-def describe(spec: RunSpec) -> str:
-    label = ",".join(f"{k}={v}" for k, v in spec.label.items())
-    return f"{spec.suite}[{spec.study}] {spec.dataset} {label}"
-
-
-def unit_for(spec: RunSpec, params, executor=None, estimate: bool = True):
-    """The run's unit; `estimate=False` for its key alone (gc, store push|pull): the estimate builds the model."""
-    prepared = (ARTIFACTS / "prepare" / f"{spec.dataset}.npz").resolve()
-    config = dict(spec.config, _prepared=str(prepared), _data_root=str(Path(params.data.root).resolve()))
-    unit = make_unit("train", TRAIN_FN, config, describe(spec), plugin_modules(spec.config["wd_method"]))
-    if estimate:  # the driver submits the longest chains first (and with time_safety_factor set it also sizes --time)
-        unit.estimate_s = run_estimate_s(spec.config, executor)
-    return unit
-
-
-def run_estimate_s(config: dict, executor=None) -> float:
-    tflops = executor.for_kind("train").tflops if executor is not None else DEFAULT_TFLOPS
-    return train_flops(config) / (tflops * 1e12)
-
-
-def longest_job_s(units: list) -> float:
-    """The longest job among a model's evaluation units (a group's units run one after another in one job)."""
-    jobs: dict = {}
-    for i, unit in enumerate(units):
-        jobs[unit.group or i] = jobs.get(unit.group or i, 0.0) + (unit.estimate_s or 0.0)
-    return max(jobs.values(), default=0.0)
 
 
 def read_dog_trace(store, unit, study) -> dict:
@@ -142,8 +107,9 @@ class Flow:
     sooner, never differently.
     """
 
-    def __init__(self, params, store, executor, specs: list[RunSpec], units: list):
+    def __init__(self, params, store, executor, specs: list[RunSpec], units: list, planner: Planner | None = None):
         self.params, self.store, self.executor = params, store, executor
+        self.plan = planner or Planner(params, executor)
         self.by_key: dict[str, list[RunSpec]] = {}
         self.results: dict[str, dict | None] = {}
         self.natural: dict[int, list[tuple[RunSpec, object]]] = {}
@@ -173,12 +139,7 @@ class Flow:
         return tail
 
     def evaluations(self, spec: RunSpec, unit) -> list:
-        from pipeline import attack, prune
-
-        rec = {"key": unit.key, "suite": spec.suite, "dataset": spec.dataset, "label": spec.label,
-               "config": spec.config}
-        out = attack.units_for(rec, self.params, self.executor) if spec.suite in ATTACKED_SUITES else []
-        return out + ([prune.unit_for(rec, self.params, self.executor)] if spec.suite in PRUNED_SUITES else [])
+        return self.plan.evaluations(spec, unit)
 
     def early_gpu_hours(self) -> float:
         """GPU-hours of the evaluations of this stage's phase-1 runs that are not done (the spending guard)."""
@@ -226,7 +187,7 @@ class Flow:
         return self.phase2_units(adversarial_replicates(self.params, specs, metrics))
 
     def phase2_units(self, specs: list[RunSpec]) -> list:
-        units = [unit_for(s, self.params, self.executor) for s in specs]
+        units = [self.plan.train_unit(s) for s in specs]
         for spec, unit in zip(specs, units):
             self.by_key.setdefault(unit.key, []).append(spec)
             self.evals[unit.key] = self.evaluations(spec, unit)
@@ -270,10 +231,11 @@ def main() -> None:
     executor = executor_config()
     store = open_store()
 
+    planner = for_stage(params, executor)
     specs = independent_runs(params)
     check_configs(specs)
-    units = [unit_for(s, params, executor) for s in specs]
-    flow = Flow(params, store, executor, specs, units)
+    units = [planner.train_unit(s) for s in specs]
+    flow = Flow(params, store, executor, specs, units, planner)
     check_budget(units, store, executor, "train", extra_gpu_hours=gpu_hours(sum(
         train_flops(dict(s.config, wd_method="awd")) for s, u in zip(specs, units)
         if s.suite == "natural" and not store.is_done("train", u.key)))  # their AWD runs follow (phase 2)
@@ -287,7 +249,7 @@ def main() -> None:
     (OUT / "traces").mkdir(parents=True)
     (OUT / "unfit").mkdir(parents=True)
     phase2_specs, estimates = phase2(params, store, specs, units, results)
-    phase2_units = [unit_for(s, params, executor) for s in phase2_specs]
+    phase2_units = [planner.train_unit(s) for s in phase2_specs]
     missing = [u for u in phase2_units if u.key not in results and u.key not in failures]
     if missing:  # a safety net: the flow hands on every phase-2 run; this finds them all done (or failed) already
         check_budget(missing, store, executor, PHASE2_DESC)

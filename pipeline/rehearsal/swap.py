@@ -1,5 +1,8 @@
-"""The one hook between the pipeline and a rehearsal: with $AWD_REHEARSAL set, `pipeline.common.make_unit` hands
-every unit to `stand_in`, which swaps its function for the matching stand-in and adds the stand-in's plan.
+"""The one hook between the pipeline and a rehearsal: `stand_ins(settings)` is the `stand_in` a
+`pipeline.plan.Planner` applies to every unit it builds, swapping the unit's function for the matching stand-in and
+adding the stand-in's plan. `from_environment` gives it to the stage drivers (`pipeline.plan.for_stage`) when
+$AWD_REHEARSAL names a rehearsal's settings: dvc repro starts each stage as its own process, so the environment is
+how the rehearsal reaches them; nothing else reads it.
 
 The plan (`_rehearsal` in the unit config) enters the unit key along with the stand-in module's code digest, so a
 stand-in's key never equals a real unit's key; the rehearsal also runs on its own store in a throwaway copy.
@@ -11,6 +14,7 @@ import json
 import math
 import os
 import zlib
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -71,9 +75,21 @@ def plan(kind: str, config: dict, values: dict) -> dict:
     return {"seconds": seconds, "sim_seconds": sim, "steps": steps, "fault": fault, "fault_step": fault_step}
 
 
-def stand_in(kind: str, fn: str, config: dict) -> tuple[str, dict]:
-    """(stand-in fn, config with its `_rehearsal` plan) for a real unit's (kind, fn, config)."""
-    values = settings(str(Path(os.environ[ENV]).resolve()))
+def stand_in(kind: str, fn: str, config: dict, values: dict) -> tuple[str, dict]:
+    """(stand-in fn, config with its `_rehearsal` plan) for a real unit's (kind, fn, config), under `values` (the
+    rehearsal's settings)."""
     if kind not in FNS:
         raise ValueError(f"rehearsal: no stand-in for unit kind {kind!r} (fn {fn}); known: {sorted(FNS)}")
     return f"{STANDIN}:{FNS[kind]}", dict(config, _rehearsal=plan(kind, config, values))
+
+
+def stand_ins(path: str | Path) -> Callable[[str, str, dict], tuple[str, dict]]:
+    """The stand-in swap of the rehearsal whose settings.json is at `path` (read now: a bad file fails at once)."""
+    values = settings(str(Path(path).resolve()))
+    return lambda kind, fn, config: stand_in(kind, fn, config, values)
+
+
+def from_environment() -> Callable[[str, str, dict], tuple[str, dict]] | None:
+    """The swap of the rehearsal that started this process (its $AWD_REHEARSAL), or None outside a rehearsal."""
+    path = os.environ.get(ENV)
+    return stand_ins(path) if path else None

@@ -49,5 +49,7 @@ def test_stage_deps_cover_the_code_its_command_runs(stage):
 
 def test_the_check_sees_unit_functions_and_lazy_imports():
     files = {str(f) for f in stage_closure("pipeline.attack")}
-    assert {"pipeline/units/autoattack.py", "awd/autoattack.py", "pipeline/suites.py"} <= files
-    assert "awd/prune.py" not in files
+    # the unit function named in pipeline/plan.py ("pkg.mod:fn"), and what it imports lazily
+    assert {"pipeline/plan.py", "pipeline/units/autoattack.py", "awd/autoattack.py", "pipeline/suites.py"} <= files
+    prepare = {str(f) for f in stage_closure("pipeline.prepare")}  # builds no units: no unit function is followed
+    assert "pipeline/units/data.py" in prepare and not {"pipeline/units/autoattack.py", "awd/prune.py"} & prepare

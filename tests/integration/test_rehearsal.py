@@ -1,4 +1,4 @@
-"""The rehearsal's parts without a cluster: stand-ins (no torch, resume by step, faults), the make_unit hook,
+"""The rehearsal's parts without a cluster: stand-ins (no torch, resume by step, faults), the planner's hook,
 seeded fault draws, the scheduler sweep, lost-work accounting, CIFAR files, bad options."""
 
 from __future__ import annotations
@@ -75,21 +75,25 @@ def rehearsal_env(tmp_path, monkeypatch):
 
 
 def test_hook_swaps_fn_and_key(rehearsal_env, monkeypatch):
-    from pipeline.common import make_unit
     from pipeline.params import load_params
+    from pipeline.plan import Planner, for_stage
     from pipeline.suites import independent_runs
-    from pipeline.train import TRAIN_FN
 
-    spec = independent_runs(load_params(str(REPO / "params.yaml")))[0]
-    real = make_unit("train", TRAIN_FN, dict(spec.config))
-    monkeypatch.setenv(swap.ENV, str(rehearsal_env[0]))
-    stand = make_unit("train", TRAIN_FN, dict(spec.config))
+    params = load_params(str(REPO / "params.yaml"))
+    spec = independent_runs(params)[0]
+    monkeypatch.delenv(swap.ENV, raising=False)
+    real = for_stage(params).train_unit(spec)  # outside a rehearsal a stage builds the real unit
+    assert real.fn == "pipeline.units.train:train_unit" and real.key == Planner(params).train_unit(spec).key
+    stand = Planner(params, stand_in=swap.stand_ins(rehearsal_env[0])).train_unit(spec)
     assert stand.fn == "pipeline.rehearsal.standin:train_unit" and stand.key != real.key
     plan = stand.config["_rehearsal"]
     assert plan["steps"] == spec.config["epochs"] and plan["sim_seconds"] > 0
     assert plan["seconds"] == pytest.approx(plan["sim_seconds"] / 3600 * 60)  # 1 wall minute per GPU-hour
+    # a stage started by the rehearsal's dvc repro gets the same stand-ins from the settings it names
+    monkeypatch.setenv(swap.ENV, str(rehearsal_env[0]))
+    assert for_stage(params).train_unit(spec).key == stand.key
     with pytest.raises(ValueError, match="no stand-in for unit kind 'bogus'"):
-        swap.stand_in("bogus", "x:y", {})
+        swap.stand_ins(rehearsal_env[0])("bogus", "x:y", {})
 
 
 def test_fault_draws_are_seeded_and_near_their_rate():
