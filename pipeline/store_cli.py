@@ -74,8 +74,8 @@ def workspace_keys(root: Path) -> tuple[set[tuple[str, str]], list[str]]:
 def params_keys(root: Path, params_file: str = "params.yaml") -> set[tuple[str, str]]:
     """Training runs the params name outright (as `awd-bench dry-run` counts them)."""
     from pipeline.params import load_params
-    from pipeline.suites import independent_runs
     from pipeline.plan import unit_for
+    from pipeline.suites import independent_runs
 
     params = load_params(str(root / params_file))
     return {("train", unit_for(spec, params, estimate=False).key) for spec in independent_runs(params)}
