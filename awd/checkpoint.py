@@ -5,8 +5,10 @@ resumed run after a crash) sees either the old file or the new one, never a torn
 permission denied) leaves the old file and no temporary. Checkpoints hold only tensors and primitive containers,
 which is what `torch.load(weights_only=True)` accepts: a file carrying pickled code is refused, never executed.
 
-Durability: the file is fsynced before the rename and its directory after it (the policy of ``jobs/store.py``), so a
-file that was written survives a node crash.
+Durability: the file is fsynced before the rename and its directory after it, so a file that was written survives a
+node crash. This is the policy of ``jobs/atomic.py``, kept here as a minimal twin because `awd` imports nothing of
+`jobs` (the library stays usable without the cluster layer); tests/unit/test_atomic_twins.py pins that both behave
+the same.
 
 `save_checkpoint(..., integrity=True)` seals the file with the sha256 of its bytes (kept as the zip archive's
 comment, invisible to `torch.load`); `load_checkpoint(..., require_integrity=True)` checks it before unpickling, so
