@@ -37,6 +37,18 @@ METRICS = {  # id -> (Markdown label, format)
 }
 
 
+PERCENT = {"val_acc", "val_robust_acc", "test_acc", "train_acc", "unfit", "nat_acc", "autoattack", "acc",
+           "best_val_test_acc"}
+
+
+def bounds_of(metric: str, keys: dict) -> tuple[float, float] | None:
+    """The range a row's quantity can take: an accuracy in [0, 100], a difference of two (an `a − b` row) in
+    [-100, 100]; None when unbounded. Its interval is cut to it (no [99.03, 100.41])."""
+    if metric not in PERCENT:
+        return None
+    return (-100.0, 100.0) if any("−" in str(v) for v in keys.values()) else (0.0, 100.0)
+
+
 def stats(values) -> tuple[float, float, int]:
     """Mean, sample std (ddof=1; NaN for a single run) and count of the finite values."""
     v = pd.to_numeric(pd.Series(list(values), dtype=object), errors="coerce").to_numpy(float)
@@ -64,7 +76,7 @@ class Table:
     def add(self, keys: dict, metric: str, values, paper_row: dict | None = None, paper_field: str | None = None,
             comparable: bool = True, note: str = "", paper_std_field: str | None = None) -> None:
         mean, std, n = stats(values)
-        ci = t_interval(list(values))
+        ci = t_interval(list(values), bounds=bounds_of(metric, keys))
         paper = paper_row.get(paper_field or metric) if paper_row else None
         paper_std = paper_row.get(paper_std_field) if (paper_row and paper_std_field) else None
         diff = mean - paper if (comparable and paper is not None and n) else math.nan
@@ -85,14 +97,17 @@ class Table:
         if self.missing:  # the notes still say which runs diverged or failed
             return f"_{self.missing}_\n" + "".join(f"\n{n}\n" for n in self.notes)
         common = common_note_parts(self.rows)  # said once under the table, not on every row
-        head = self.keys + ["metric", "ours (mean ± std [95% CI])", "n", "paper", "Δ (ours − paper)", "note"]
+        # a Δ column with no number in any row (no dataset is the paper's) says nothing: left out (the CSV keeps it)
+        has_diff = any(isinstance(r["diff"], float) and math.isfinite(r["diff"]) for r in self.rows)
+        head = self.keys + ["metric", "ours (mean ± std [95% CI])", "n", "paper"] \
+            + (["Δ (ours − paper)"] if has_diff else []) + ["note"]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in self.rows:
             label, f = METRICS.get(r["metric"], (r["metric"], "{:.4g}"))
             cells = [str(r[k]) for k in self.keys] + [
                 label, _pm(r["ours"], r["ours_std"], f) + _ci(r["ci_low"], r["ci_high"], f),
                 str(r["n"]) if r["n"] else "—",
-                _pm(r["paper"], r["paper_std"], f), _signed(r["diff"], f),
+                _pm(r["paper"], r["paper_std"], f)] + ([_signed(r["diff"], f)] if has_diff else []) + [
                 "; ".join(p for p in note_parts(r["note"]) if p not in common)]
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
         notes = "".join(f"\n{n}\n" for n in ([f"For every row: {'; '.join(common)}."] if common else []) + self.notes)

@@ -60,11 +60,11 @@ def test_readme_numbers_come_from_the_files_the_pipeline_writes():
         assert stated and set(stated) == {minutes}, (stated, minutes)
     # the claims rows: each claim's verdict is the one the report the pipeline wrote gives it
     report = (ROOT / "results" / "README.md").read_text().splitlines()
-    rows = re.findall(r"^\| (AWD: [^|]+?) \| (\w+) \| \*\*([\w ]+)\*\* \|$", text, re.M)
+    rows = re.findall(r"^\| ([^|]+?) \| (\w+) \| \*\*([\w ]+)\*\* \|$", text, re.M)
     assert len(rows) >= 3, rows
-    for claim, dataset, verdict in rows:
-        line = next((r for r in report if r.startswith(f"| {claim} | {dataset} |")), None)
-        assert line is not None and line.endswith(f"| **{verdict}** |"), (claim, verdict, line)
+    for claim, dataset, verdict in rows:  # the report's dataset cell adds the scale, its verdict cell the reason
+        line = next((r for r in report if r.startswith(f"| {claim} | {dataset} (")), None)
+        assert line is not None and f"| **{verdict}**" in line, (claim, verdict, line)
     figure = re.search(r"!\[[^\]]*\]\((results/plots/F\d+\.png)\)", text)
     assert figure and (ROOT / figure.group(1)).is_file()
 

@@ -165,8 +165,8 @@ def test_headline_keeps_to_its_budget_in_the_papers_order_and_counts_what_it_lef
     assert len(keys) == 29 <= HEADLINE_MAX_KEYS
     assert head["runs_diverged"] == 1 and "grid" not in head and "pruning_vs_sgdw" not in head["claims"]
     assert head[NOT_SHOWN] == 24 - 13
-    assert list(head["claims"]) == ["smaller_norm", "higher_autoattack", "lr_sensitivity", "label_noise"]
-    assert list(head["claims"]["label_noise"]) == ["ds0"]
+    assert list(head["claims"]) == ["smaller_norm", "higher_autoattack", "lr_sensitivity", "pruning"]
+    assert list(head["claims"]["pruning"]) == ["ds0"]
     small = headline({"claims": {"pruning": claims["pruning"]}, "runs_diverged": 0, "units_failed": 0})
     assert NOT_SHOWN not in small and count_keys(small) == 2 + 2 * len(datasets)
 
