@@ -1,4 +1,7 @@
-"""The numeric checks every argument and config field shares (no torch: `pipeline` imports this too)."""
+"""The numeric checks every argument and config field shares (no torch: `pipeline` imports this too).
+
+`is_real`/`is_int` have a twin in jobs/checks.py (awd and jobs import nothing of each other);
+tests/unit/test_check_twins.py pins that both answer alike."""
 
 from __future__ import annotations
 

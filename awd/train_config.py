@@ -32,6 +32,7 @@ PLUGIN_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 
 
 def did_you_mean(word, options) -> str:
+    # twin of jobs/rules.py's (awd and jobs import nothing of each other): tests/unit/test_check_twins.py pins both
     close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

@@ -1,7 +1,8 @@
 """The type check every validator of `jobs` uses for numbers: a bool is not a number here.
 
 Python counts `True` as the integer 1; in a settings file, `true` where a number belongs is a mistake to report,
-not a 1 to use.
+not a 1 to use. `is_int`/`is_real` have a twin in awd/checks.py (awd and jobs import nothing of each other);
+tests/unit/test_check_twins.py pins that both answer alike.
 """
 
 from __future__ import annotations

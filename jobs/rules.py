@@ -17,6 +17,7 @@ from jobs.checks import brief, is_int, is_real
 
 
 def did_you_mean(word: str, options: tp.Iterable[str]) -> str:
+    # twin of awd/train_config.py's (awd and jobs import nothing of each other): tests/unit/test_check_twins.py
     close = difflib.get_close_matches(str(word), list(options), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
