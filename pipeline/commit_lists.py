@@ -34,7 +34,8 @@ def _git(root: Path, *args: str) -> subprocess.CompletedProcess:
 
 def _lock_hashes(lock: dict) -> tuple[dict[str, str], dict[str, str]]:
     """(file path -> md5, directory path -> md5 of its listing) of every dep and out a dvc.lock records."""
-    files, dirs = {}, {}
+    files: dict[str, str] = {}
+    dirs: dict[str, str] = {}
     for stage in (lock.get("stages") or {}).values():
         for entry in (stage.get("deps") or []) + (stage.get("outs") or []):
             md5, path = entry.get("md5"), entry.get("path")

@@ -16,6 +16,7 @@ import collections
 import json
 import os
 from functools import cache
+from typing import TypeGuard
 
 TRAIN_SIZE = {"digits": 1437, "cifar10": 50000, "cifar100": 50000}
 TEST_SIZE = {"digits": 360, "cifar10": 10000, "cifar100": 10000}
@@ -176,7 +177,7 @@ class _Model:
         return None
 
 
-def _number(x) -> bool:
+def _number(x) -> TypeGuard[int | float]:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0
 
 

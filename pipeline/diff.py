@@ -235,7 +235,7 @@ def draw_figures(old: Revision, new: Revision, out_dir: Path) -> list[Path]:
             both[col] = pd.to_numeric(both[col], errors="coerce")
         groups = list(both.groupby(list(panels), sort=True))
         fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.4), squeeze=False)
-        colours = {}
+        colours: dict = {}
         for ax, (panel, frame) in zip(axes[0], groups):
             for (rev, *sid), curve in frame.groupby(["_rev", *series], sort=True):
                 name = " ".join(map(str, sid))

@@ -13,6 +13,7 @@ import shutil
 import numpy as np
 
 from jobs.driver import run_units_report
+from jobs.job import Unit
 from pipeline import outcomes, pending
 from pipeline.common import ARTIFACTS, executor_config, open_store, stage_args, unit_env, write_json
 from pipeline.cost import check_budget, gpu_hours, train_flops
@@ -112,8 +113,8 @@ class Flow:
         self.plan = planner or Planner(params, executor)
         self.by_key: dict[str, list[RunSpec]] = {}
         self.results: dict[str, dict | None] = {}
-        self.natural: dict[int, list[tuple[RunSpec, object]]] = {}
-        self.sweeps: dict[tuple[int, str], list[tuple[RunSpec, object]]] = {}
+        self.natural: dict[int, list[tuple[RunSpec, Unit]]] = {}
+        self.sweeps: dict[tuple[int, str], list[tuple[RunSpec, Unit]]] = {}
         for spec, unit in zip(specs, units):
             self.by_key.setdefault(unit.key, []).append(spec)
             if spec.suite == "natural":
@@ -163,7 +164,7 @@ class Flow:
                 out += self.replicates_ready(spec.study, spec.label["method"])
         return out
 
-    def _final(self, runs: list[tuple[RunSpec, object]]) -> bool:
+    def _final(self, runs: list[tuple[RunSpec, Unit]]) -> bool:
         return all(u.key in self.results for _, u in runs)
 
     def natural_ready(self, study: int) -> list:
@@ -182,8 +183,8 @@ class Flow:
             return []
         self.fired.add(("adversarial", study, method))
         specs = [s for s, _ in runs]
-        metrics = {i: self.results[u.key] for i, (_, u) in enumerate(runs)
-                   if outcomes.train_status(self.results[u.key]) == outcomes.DONE}
+        metrics = {i: m for i, (_, u) in enumerate(runs)
+                   if (m := self.results[u.key]) is not None and outcomes.train_status(m) == outcomes.DONE}
         return self.phase2_units(adversarial_replicates(self.params, specs, metrics))
 
     def phase2_units(self, specs: list[RunSpec]) -> list:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
+from jobs.job import Unit
 from pipeline.common import ARTIFACTS, read_json
 
 
@@ -20,7 +22,7 @@ def trained_runs(suites: tuple[str, ...]) -> list[dict]:
     return runs
 
 
-def check_trained(store, plan: list[tuple[dict, object]], stage: str) -> None:
+def check_trained(store, plan: Sequence[tuple[dict, Unit]], stage: str) -> None:
     """Every trained model an evaluation stage is about to load (for a (record, unit) whose unit is not done) must
     be a done, undamaged store entry (checksums of what changed since commit); otherwise the stage stops before
     submitting anything, naming each run and what is wrong with it. Nothing is moved here: the train stage, which

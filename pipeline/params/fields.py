@@ -6,7 +6,7 @@ so a range or default is written once.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import WrapValidator, create_model
 
@@ -50,9 +50,10 @@ def checked(problems_of):
     return WrapValidator(check)
 
 
-def section_model(name: str, keys, *, required=(), partial=False, hints=None, **extra):
-    """A pydantic model of TrainConfig's `keys` (their types, ranges and defaults), plus `extra` fields."""
-    fields = {}
+def section_model(name: str, keys, *, required=(), partial=False, hints=None, **extra) -> Any:
+    """A pydantic model of TrainConfig's `keys` (their types, ranges and defaults), plus `extra` fields. Made at
+    import time, so Any to mypy: its users' attribute access is checked by pydantic and the tests."""
+    fields: dict[str, Any] = {}
     for key in keys:
         info = TrainConfig.model_fields[key]
         default = ... if key in required else None if partial else info.get_default(call_default_factory=True)

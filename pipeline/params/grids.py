@@ -31,8 +31,10 @@ def expand_grid(value, bounds: dict, context=None):
         problems = [(f".{kind}[{i}]", p) for i, p in enumerate((
             number_problem(spec[0], **ends), number_problem(spec[1], **ends),
             number_problem(spec[2], integer=True, ge=1))) if p]
-        if problems or (problems := limits.grid_points_problem(kind, int(spec[2]), context)):
-            return None, [(f".{kind}[2]", problems)] if isinstance(problems, str) else problems
+        if problems:
+            return None, problems
+        if too_many := limits.grid_points_problem(kind, int(spec[2]), context):
+            return None, [(f".{kind}[2]", too_many)]
         start, stop, num = float(spec[0]), float(spec[1]), int(spec[2])
         at = (lambda t: start + (stop - start) * t) if kind == "linspace" else (lambda t: start * (stop / start) ** t)
         values = [start] if num == 1 else [at(i / (num - 1)) for i in range(num - 1)] + [stop]  # exact endpoint

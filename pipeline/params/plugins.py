@@ -53,8 +53,8 @@ def plugin_param(path: str) -> str:
     """The run-config field a plugin's value goes into (its class's `param`: "wd" or "dog")."""
     cls, problem = _plugin_class(path)
     if cls is None:
-        raise ParamsError(problem)
-    return cls.param
+        raise ParamsError([problem or f"method {path}: cannot be loaded"])  # one line, not one per character
+    return cls.param  # type: ignore[attr-defined]  # the method interface (awd/methods.py) requires it
 
 
 def method_path(name: str, plugins: dict) -> str:

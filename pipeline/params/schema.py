@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import PrivateAttr
 
 from awd.train_config import Model
 from pipeline.params.plugins import Plugins
-from pipeline.params.sections import (
-    EXECUTOR_HINT,
-    AdversarialParams,
-    AutoAttackParams,
-    DataParams,
-    FullTrain,
-    PruneParams,
-)
+from pipeline.params.sections import EXECUTOR_HINT, AutoAttackParams, FullTrain, PruneParams
 from pipeline.params.studies import SUITE_NAMES, Suites
+
+if TYPE_CHECKING:  # made by pydantic's create_model at import time, so opaque to mypy: Any to their users
+    DataParams = Any
+    AdversarialParams = Any
+else:
+    from pipeline.params.sections import AdversarialParams, DataParams
 
 
 class Params(Model):

@@ -69,7 +69,7 @@ def waiting_intervals(units: list[dict], jobs: list[dict], t0: float) -> list[tu
                 inputs = groups.get(("adversarial", head, fields.get("method")), [])
             else:
                 inputs = [t0]
-            ready = None if None in inputs or not inputs else max(inputs)
+            ready = None if None in inputs or not inputs else max(t for t in inputs if t is not None)
         if ready is not None:
             out.append((ready, jobs_of[0]))
     return out

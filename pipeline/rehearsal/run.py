@@ -225,7 +225,8 @@ def _done_units(store: Path, kind: str) -> int:
 def run_campaign(copy: Path, work: Path, env: dict, n_train: int, faults: dict, kill_at: float) -> dict:
     """`dvc repro` until it succeeds, is broken by a failure (recorded, not retried: a person would have to act),
     or was killed by the injected driver kill (then restarted, as a person or a supervisor would)."""
-    runs, killed, t0 = [], None, time.time()
+    runs: list[dict] = []
+    killed, t0 = None, time.time()
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     while True:
         n = len(runs) + 1

@@ -7,6 +7,8 @@ import os
 import pwd
 import subprocess
 import time
+from collections.abc import Sequence
+from typing import Any
 
 FIELDS = ("JobID", "JobIDRaw", "JobName", "State", "Submit", "Start", "End")
 
@@ -24,7 +26,7 @@ def sacct_jobs(env: dict, since: float, until: float) -> list[dict]:
         parts = line.split("|")
         if len(parts) != len(FIELDS):
             continue
-        row = dict(zip(FIELDS, parts))
+        row: dict[str, Any] = dict(zip(FIELDS, parts))
         for f in ("Submit", "Start", "End"):
             row[f] = float(row[f]) if row[f].isdigit() else None
         if "[" in row["JobID"]:  # a pending array's remaining tasks in one row, e.g. 123_[5-99]
@@ -42,7 +44,7 @@ def kind_of(job_name: str) -> str:
 
 
 def sweep(jobs: list[dict], t0: float, t1: float, gpus: int,
-          waiting: list[tuple[float, float]] = ()) -> dict:
+          waiting: Sequence[tuple[float, float]] = ()) -> dict:
     """Integrals over [t0, t1] (GPU-seconds): running; idle while some job was pending (the scheduler, QOS or
     dispatch); idle while nothing was pending but units were ready and not yet submitted (`waiting`: per unit, from
     when its inputs existed to its job's submission: a stage barrier, a driver starting or restarting); idle with
