@@ -13,7 +13,10 @@ from pathlib import Path
 from ruamel.yaml import YAML
 
 PAPER_EPS = 8 / 255
-PAPER_MODEL = "preact_wrn"
+PAPER_MODELS = ("preact_wrn", "resnet32", "resnet34", "resnet50")  # WRN-28-10; ResNets in Figs. 1c, 4, 9
+# awd.train_config.TrainConfig's defaults for the keys read here (a params file that leaves one out gets these);
+# written out rather than imported so the report stage does not load the training library
+DEFAULTS = {"augment": True, "bf16": False, "deterministic": True}
 PAPER_DATASETS = ("cifar10", "cifar100")
 PAPER_EPOCHS = 200
 PAPER_TRAIN_STEPS = 7
@@ -26,7 +29,7 @@ def load_params(path: Path) -> dict:
 
 def _values(params: dict, key: str) -> list:
     """Every value `train.<key>` takes: the global one and each study's override, distinct, in order."""
-    out = [(params.get("train") or {}).get(key)]
+    out = [(params.get("train") or {}).get(key, DEFAULTS.get(key))]
     for studies in (params.get("suites") or {}).values():
         for s in studies or []:
             if isinstance(s, dict) and key in (s.get("train") or {}):
@@ -52,7 +55,7 @@ def departures(params: dict) -> list[tuple[str, str, str, str]]:
                     "a run that fits on a laptop's CPU cores",
                     "absolute numbers are not comparable with the paper's; verdicts are about this scale"))
     models = _values(params, "model")
-    if any(m != PAPER_MODEL for m in models):
+    if any(m not in PAPER_MODELS for m in models):
         out.append(("train.model", f"{', '.join(map(str, models))} (paper: pre-activation WRN-28-10; ResNet-32/50/34 "
                     "in some figures)", "cost", "capacity differs: fitting, ‖W‖₂ and the DoG scale differ"))
     epochs = _values(params, "epochs")

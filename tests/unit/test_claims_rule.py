@@ -159,3 +159,12 @@ def test_departures_are_read_from_the_params_keys():
     # a study's own train: block counts: one bf16 study is a departure
     mixed = {**fp32, "suites": {"grid": [{"dataset": "cifar10", "train": {"bf16": True}}]}}
     assert "train.bf16" in [d[0] for d in departures(mixed)]
+
+
+def test_departures_defaults_are_the_training_configs():
+    from awd.train_config import TrainConfig
+    from pipeline.report.departures import DEFAULTS
+
+    assert DEFAULTS == {k: TrainConfig.model_fields[k].default for k in DEFAULTS}
+    # a params file that leaves augment out trains with flips on CIFAR: a departure, said
+    assert "train.augment" in [d[0] for d in departures({"suites": {"grid": [{"dataset": "cifar10"}]}})]
