@@ -1,4 +1,5 @@
-"""DVC stage `attack`: AutoAttack (standard, L∞) on the test set for every adversarially trained run.
+"""DVC stage `attack`: AutoAttack (L∞; `autoattack.version`, or `custom` with its `attacks`: the robust estimate
+each result names in `robust_estimate`) on the test set for every adversarially trained run.
 
 The stored unit is one block of `autoattack.block_size` test examples of one model (its key does not depend on
 `autoattack.shards`); the blocks of each of a model's `autoattack.shards` contiguous shards run as one array task.
@@ -62,7 +63,7 @@ def main() -> None:
         except ValueError as e:
             raise RuntimeError(f"AutoAttack blocks of {rec['key']}: {e}") from e
         out.append({"key": rec["key"], "suite": rec["suite"], "dataset": rec["dataset"], "label": rec["label"],
-                    **aa_result, "env": m["env"]})
+                    **aa_result, "robust_estimate": aa.estimate(), "env": m["env"]})
     out.sort(key=lambda r: (r["suite"], r["dataset"], r["key"]))
     write_json(ARTIFACTS / "attack" / "results.json", out)
     write_json(ARTIFACTS / "attack" / "units.json", {"autoattack": sorted({u.key for _, u in plan})})  # store gc/pull

@@ -55,6 +55,12 @@ def test_size(dataset: str, data_root: str, n_test) -> int:
     return total if n_test is None else min(int(n_test), total)
 
 
+def aa_version(aa) -> dict:
+    """The AutoAttack version of a block's config, with the attack list only for `custom` (so that the other
+    versions' keys stay those of before the option)."""
+    return {"version": aa.version, **({"attacks": list(aa.attacks or ())} if aa.version == "custom" else {})}
+
+
 def _blocks(params, n: int) -> list[tuple[int, int, int, tuple[int, int]]]:
     """(start, stop, its shard's index, the shard's bounds) of every AutoAttack block of `n` test examples."""
     from awd.autoattack import block_bounds, shard_bounds
@@ -91,7 +97,7 @@ class Planner:
         aa, adv, root = self.params.autoattack, self.params.adversarial, self.params.data.root
         units = []
         for start, stop, _, (s0, s1) in _blocks(self.params, test_size(rec["dataset"], root, aa.n_test)):
-            config = dict(base_eval_config(rec, root), eps=adv.eps, version=aa.version, seed=aa.seed,
+            config = dict(base_eval_config(rec, root), eps=adv.eps, **aa_version(aa), seed=aa.seed,
                           batch_size=aa.batch_size, block_size=aa.block_size, start=start, stop=stop)
             unit = self.unit("autoattack", AA_FN, config, f"AA {rec['suite']} {rec['label']} [{start},{stop})")
             unit.group = f"{rec['key']}[{s0},{s1})"
@@ -121,7 +127,7 @@ class Planner:
             aa = params.autoattack
             n = TEST_SIZE[spec.dataset] if aa.n_test is None else min(aa.n_test, TEST_SIZE[spec.dataset])
             for start, stop, shard, _ in _blocks(params, n):
-                config = {"train_config": run, "eps": params.adversarial.eps, "version": aa.version,
+                config = {"train_config": run, "eps": params.adversarial.eps, **aa_version(aa),
                           "batch_size": aa.batch_size, "block_size": aa.block_size, "start": start, "stop": stop}
                 out.append(Unit("autoattack", f"{unit.key}-aa{start}", AA_FN, config, group=f"{unit.key}-{shard}"))
         if spec.suite in PRUNED_SUITES:

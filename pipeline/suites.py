@@ -109,10 +109,12 @@ def independent_runs(params) -> list[RunSpec]:
     for i, study in _studies(params, "noisy"):
         base = base_run_config(params, study, adversarial=False)
         for rate in study.rates:
-            for method, value in _methods(study):
-                config = _with_method(params, base, method, value, noise_rate=float(rate),
-                                      noise_seed=int(study.noise_seed) if rate > 0 else 0)
-                specs.append(RunSpec("noisy", i, study.dataset, {"rate": rate, "method": method, "value": value}, config))
+            for seed in _seeds(study):
+                for method, value in _methods(study):
+                    config = _with_method(params, base, method, value, noise_rate=float(rate),
+                                          noise_seed=int(study.noise_seed) if rate > 0 else 0, **seed)
+                    specs.append(RunSpec("noisy", i, study.dataset,
+                                         {"rate": rate, "method": method, "value": value, **seed}, config))
     for i, study in _studies(params, "lr_sensitivity"):
         base = base_run_config(params, study, adversarial=False)
         for lr in study.lrs:
@@ -123,10 +125,19 @@ def independent_runs(params) -> list[RunSpec]:
                     specs.append(RunSpec("lr_sensitivity", i, study.dataset, label, config))
     for i, study in _studies(params, "underfit"):
         base = base_run_config(params, study, adversarial=False)
-        for method, value in _methods(study):
-            specs.append(RunSpec("underfit", i, study.dataset, {"method": method, "value": value},
-                                 _with_method(params, base, method, value)))
+        for seed in _seeds(study):
+            for method, value in _methods(study):
+                specs.append(RunSpec("underfit", i, study.dataset, {"method": method, "value": value, **seed},
+                                     _with_method(params, base, method, value, **seed)))
     return specs
+
+
+def _seeds(study) -> list[dict]:
+    """The seed override (and label entry) of each run of a study with an optional `seeds:`; unset, one run with
+    the train section's seed and no seed in its label or config (so the keys stay those of before the field)."""
+    if "seeds" not in study.model_fields_set:
+        return [{}]
+    return [{"seed": int(s)} for s in study.seeds]
 
 
 def best_by_val(specs: list[RunSpec], metrics: dict[int, dict]) -> dict[tuple, RunSpec]:

@@ -12,7 +12,9 @@ from pipeline.params.fields import field_bounds, section_model
 from pipeline.params.grids import Grid
 from pipeline.run_config import RUN_CONFIG_KEYS
 
-AUTOATTACK_VERSIONS = ("standard", "plus", "rand")
+AUTOATTACK_VERSIONS = ("standard", "plus", "rand", "custom")
+# awd.autoattack.AA_ATTACKS, written out so that loading params does not import torch (a unit test checks they match)
+AUTOATTACK_ATTACKS = ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t")
 
 EXECUTOR_HINT = ("executor settings are not params: put them in executor.yaml (or the file $AWD_EXECUTOR names), "
                  "read by jobs/executors.py; they never enter a run's cache key")
@@ -49,13 +51,31 @@ class AutoAttackParams(Model):
     batch_size: Int(ge=1) = 500
     block_size: Int(ge=1) = 500  # examples attacked together with one seed; part of the result, so of the key
     seed: Int(ge=0) = 0
+    # version: custom runs only these attacks (a cheaper robust estimate than the standard four; the report names
+    # it); part of the key only then, so the standard version's keys do not change
+    attacks: tuple[Choice(AUTOATTACK_ATTACKS, "autoattack attack"), ...] | None = None
 
     @model_validator(mode="after")
     def _shards_fit(self):
+        p = []
         if self.n_test is not None and self.shards > self.n_test:
-            raise problems_error([(".shards", f"{self.shards} shards for n_test={self.n_test} examples would "
-                                              "leave empty shards; must be <= n_test")])
+            p.append((".shards", f"{self.shards} shards for n_test={self.n_test} examples would leave empty shards; "
+                                 "must be <= n_test"))
+        if self.version == "custom" and not self.attacks:
+            p.append((".attacks", f"version: custom needs attacks: a non-empty list from {list(AUTOATTACK_ATTACKS)}"))
+        elif self.version != "custom" and self.attacks is not None:
+            p.append((".attacks", f"attacks is only read with version: custom (version is {self.version!r}, whose "
+                                  "attacks are fixed); remove it or set version: custom"))
+        elif self.attacks and len(set(self.attacks)) != len(self.attacks):
+            p.append((".attacks", f"duplicate attacks in {list(self.attacks)}; list each once"))
+        if p:
+            raise problems_error(p)
         return self
+
+    def estimate(self) -> str:
+        """The robust estimate's name, as results and the report state it."""
+        return "AutoAttack " + (f"custom ({' + '.join(self.attacks or ())})" if self.version == "custom"
+                                else self.version)
 
 
 class PruneParams(Model):

@@ -123,6 +123,7 @@ class AdversarialStudy(_Grids):
 class NoisyStudy(_Grids):
     rates: Grid(**field_bounds("noise_rate"))
     noise_seed: NoiseSeed = 0
+    seeds: Seeds = (0,)  # training seeds of every (rate, value): the seed-paired drop from clean needs >= 2
 
 
 class LrSensitivityStudy(_Values):
@@ -132,6 +133,7 @@ class LrSensitivityStudy(_Values):
 
 class UnderfitStudy(_Values):
     n_images: Int(ge=1)
+    seeds: Seeds = (0,)  # training seeds of each method's run: a seed-paired comparison needs >= 2
 
 
 class VariantRun(Model):

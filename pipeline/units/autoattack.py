@@ -25,7 +25,8 @@ def autoattack_unit(config: dict, workdir: Path, store) -> dict:
     x, y = to_float(test.x[:stop]), test.y[:stop]
     device = "cuda" if torch.cuda.is_available() else "cpu"
     shard = autoattack(
-        model.to(device), x, y, eps=config["eps"], version=config["version"], seed=config["seed"],
+        model.to(device), x, y, eps=config["eps"], version=config["version"], attacks=config.get("attacks"),
+        seed=config["seed"],
         batch_size=config["batch_size"], block_size=config["block_size"],
         state_path=Path(workdir) / "autoattack_state.json", start=start, stop=stop, device=device,
     )
