@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.e2e_util import make_repo, reduced_params, run, write_params
+from tests.e2e_util import reduced_params, run, write_params
 
 pytestmark = pytest.mark.e2e
 
@@ -31,9 +31,8 @@ def commit(repo, message):
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    repo = make_repo(tmp_path_factory.mktemp("e2e-keys"))
-    run(repo, "dvc", "repro")
+def repo(warm_repo):
+    repo = warm_repo  # the session's cold repro (tests/e2e/conftest.py), copied
     commit(repo, "results")
     return repo
 

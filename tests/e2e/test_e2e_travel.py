@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 
 import pytest
 
 from jobs.store import RunStore
-from tests.e2e_util import ROOT, make_repo, reduced_params, run, write_params
+from tests.e2e_util import reduced_params, run, write_params
 from tests.services_util import services  # noqa: F401  (the fixture, for the ssh and s3 remotes)
 
 pytestmark = pytest.mark.e2e
@@ -33,11 +32,9 @@ def files_under(root):
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory):
+def repo(warm_repo):
     """Commit A (reduced default), then commit B: one more lr in the lr-sensitivity study, other pruning amounts."""
-    repo = make_repo(tmp_path_factory.mktemp("travel"))
-    shutil.copytree(ROOT / ".dvc" / "plots", repo / ".dvc" / "plots")
-    run(repo, "dvc", "repro")
+    repo = warm_repo  # the session's cold repro (tests/e2e/conftest.py), copied
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-qm", "A")
     a_entries = entries(repo)

@@ -405,7 +405,11 @@ def no_env(monkeypatch, tmp_path):
 
 def test_executor_defaults_and_sources(no_env, tmp_path, monkeypatch):
     assert load_executor_config() == ExecutorConfig(kind="local")
-    assert ExecutorConfig().parallel == (os.cpu_count() or 1)
+    with monkeypatch.context() as m:  # the default: one local job per core, 1 when the count is unknown
+        m.setattr(os, "cpu_count", lambda: 6)
+        assert (ExecutorConfig().parallel, ExecutorConfig(max_parallel=2).parallel) == (6, 2)
+        m.setattr(os, "cpu_count", lambda: None)
+        assert ExecutorConfig().parallel == 1
     Path("executor.yaml").write_text("kind: slurm\npartition: gpu\nmem_gb: 32\nextra: {exclusive: true}\n")
     cfg = load_executor_config()
     assert (cfg.kind, cfg.partition, cfg.mem_gb, cfg.extra) == ("slurm", "gpu", 32, {"exclusive": True})

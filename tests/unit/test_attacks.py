@@ -69,8 +69,9 @@ def test_pgd_stays_in_ball_and_box_and_raises_loss(model, digits):
     assert x_adv.shape == x.shape and not x_adv.requires_grad
     assert (x_adv - x).abs().max().item() <= EPS + 1e-6
     assert x_adv.min().item() >= 0.0 and x_adv.max().item() <= 1.0
-    # digits have many exact-0 pixels: the box must bind there, i.e. no pixel may go negative
-    assert ((x == 0) & (x_adv > 0)).any()
+    # digits have many exact-0 pixels: PGD raises some of them into the box, and the box binds on others (a signed
+    # step would take them below 0; they stay exactly at 0)
+    assert ((x == 0) & (x_adv > 0)).any() and ((x == 0) & (x_adv == 0)).any()
     assert _xent(model, x_adv, y) > 2 * _xent(model, x, y)
 
 
