@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One command for a lent GPU machine (at most 8 minutes in all: the limits below sum to 425 s, plus 10 s grace each before a kill):
+# One command for a lent GPU machine (at most 10 minutes in all: the limits below sum to 545 s, plus 10 s grace each before a kill):
 # WRN-28-10, batch 128, PGD-7 on synthetic CIFAR-shaped data (no download).
 #   bash bench/gpu.sh            (from anywhere; appends to results/bench.md)
 # Uses .venv/bin/python when it exists, else $PY or python3 (the repository goes on PYTHONPATH, so an interpreter
@@ -33,6 +33,9 @@ step 140 "$PY" -m bench.adv_step --model preact_wrn --model-kw "$WRN" --batch 12
 step 90 "$PY" -m bench.awd_overhead --model preact_wrn --model-kw "$WRN" --batch 128 --steps 20 --target 1.01
 # 4. would torch.compile pay for the fast path? (compile time, speed-up, break-even in epochs)
 step 150 "$PY" -m bench.compile_probe --model preact_wrn --model-kw "$WRN" --batch 128 --steps 10 --bf16 --channels-last
+# 5. configs/paper.yaml's bf16 + non-deterministic kernels vs the paper's fp32 + deterministic (its one switch):
+#    a short PGD-7 run, time per step and the weight drift after 20 steps from the same start
+step 120 "$PY" -m bench.precision --model preact_wrn --model-kw "$WRN" --batch 128 --steps 10 --rounds 3 --drift-steps 20
 exit $status
 # CPU dry runs of the same code paths (no GPU needed), with `export BENCH_WAIT_S=0 BENCH_MD=/tmp/dry.md` so they
 # neither wait for a quiet machine nor write into results/bench.md:
@@ -40,3 +43,4 @@ exit $status
 #   .venv/bin/python -m bench.adv_step --model preact_wrn --model-kw '{"depth": 10, "width": 2}' --batch 4 --steps 2 --bf16 --channels-last
 #   .venv/bin/python -m bench.awd_overhead --model preact_wrn --model-kw '{"depth": 10, "width": 2}' --batch 4 --steps 2
 #   .venv/bin/python -m bench.compile_probe --model tiny --batch 4 --size 8 --steps 2 --bf16 --channels-last
+#   .venv/bin/python -m bench.precision --model tiny --batch 4 --size 8 --steps 2 --rounds 1 --drift-steps 3 --device cpu
