@@ -4,6 +4,7 @@ queued or running (sacct, squeue, /proc), and cancelling it (scancel, SIGINT to 
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -66,6 +67,8 @@ class JobWatch:
         self._sacct_every_s = sacct_every_s
         self._last_sacct = float("-inf")
         self._squeue: dict[str, str] = {}
+        self.accounting_down_since: float | None = None  # sacct has failed since then (slurmdbd unreachable)
+        self.controller_answered = True  # the last squeue asked answered (False: slurmctld unreachable too)
 
     def track(self, job: tp.Any) -> None:
         process = getattr(job, "_process", None)
@@ -83,12 +86,19 @@ class JobWatch:
         watcher = submitit.SlurmJob.watcher
         for job_id in slurm:
             watcher.register_job(job_id)  # idempotent; we poll with update() ourselves
-        watcher.update()
+        answered = _sacct_update(watcher)
         self._last_sacct = now
-        stale = [j for j, r in ((str(r["job_id"]), r) for r in records if r.get("executor") == "slurm")
-                 if watcher.get_state(j, mode="cache") == "UNKNOWN"
-                 and now - float(r.get("submitted_at", now)) > SQUEUE_FALLBACK_AFTER_S]
-        self._squeue = _squeue_states(stale) if stale else {}
+        if answered:
+            self.accounting_down_since = None
+            stale = [j for j, r in ((str(r["job_id"]), r) for r in records if r.get("executor") == "slurm")
+                     if watcher.get_state(j, mode="cache") == "UNKNOWN"
+                     and now - float(r.get("submitted_at", now)) > SQUEUE_FALLBACK_AFTER_S]
+        else:  # sacct's cache is frozen at its last answer: a job that ended since would look RUNNING forever
+            self.accounting_down_since = self.accounting_down_since or now
+            stale = slurm
+        squeue = _squeue_states(stale) if stale else {}
+        self.controller_answered = squeue is not None
+        self._squeue = squeue or {}
 
     def state(self, record: tp.Mapping[str, tp.Any]) -> tuple[bool, str]:
         """(alive, state in words)."""
@@ -111,7 +121,7 @@ class JobWatch:
             if folder and submitit.core.utils.JobPaths(folder, job_id=job_id).result_pickle.exists():
                 return False, "ENDED"
             state = submitit.SlurmJob.watcher.get_state(job_id, mode="cache").split(" ")[0].upper()
-            if state == "UNKNOWN" and job_id in self._squeue:
+            if job_id in self._squeue and (state == "UNKNOWN" or self.accounting_down_since is not None):
                 state = self._squeue[job_id] or "GONE (not in squeue)"
             return state in SLURM_ACTIVE, state
         # debug units run inside the driver: a record left behind means that driver is gone
@@ -126,18 +136,35 @@ def _time_sacct() -> None:
     make = watcher._make_command
     watcher._make_command = lambda: None if (cmd := make()) is None else timed(cmd)  # type: ignore[method-assign]
     setattr(watcher, "_awd_timed", True)  # noqa: B010 -- a marker on submitit's object, not one of its attributes
+    # a failed sacct is said once by the driver (jobs/outages.py), not as a warning every poll
+    logging.getLogger("submitit").addFilter(lambda record: "Bypassing sacct error" not in record.getMessage())
 
 
 def _hostname() -> str:
     return socket.gethostname()
 
 
-def _squeue_states(job_ids: tp.Sequence[str]) -> dict[str, str]:
+def _sacct_update(watcher: tp.Any) -> bool:
+    """submitit's `watcher.update()` (one sacct call for its registered jobs); False when sacct failed, which
+    submitit only logs, keeping the states it had (the liveness then asks squeue; the driver says it once)."""
+    if watcher._make_command() is None:
+        return True  # nothing left to ask about
+    watcher._output = None  # set again only by an sacct call that answered
+    watcher.update()
+    return watcher._output is not None
+
+
+def _squeue_states(job_ids: tp.Sequence[str]) -> dict[str, str] | None:
+    """job id -> squeue's state ("" when squeue does not list it: the job ended); None when squeue did not answer
+    (the controller is unreachable: then nothing can be said to have ended)."""
     try:
-        out = subprocess.run(["squeue", "-h", "-o", "%i|%T", "-j", ",".join(job_ids)], capture_output=True,
-                             text=True, timeout=SCHEDULER_TIMEOUT_S).stdout
+        proc = subprocess.run(["squeue", "-h", "-o", "%i|%T", "-j", ",".join(job_ids)], capture_output=True,
+                              text=True, timeout=SCHEDULER_TIMEOUT_S)
     except (OSError, subprocess.SubprocessError):
-        return {}
+        return None
+    if proc.returncode != 0 and "Invalid job id" not in proc.stderr:  # every job gone from the controller
+        return None
+    out = proc.stdout
     states = {j: "" for j in job_ids}
     for line in out.splitlines():
         if "|" in line:

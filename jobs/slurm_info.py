@@ -230,9 +230,12 @@ def partition_time_limit_min(partition: str | None) -> int | None:
     if partition not in _partition_limits:
         cmd = ["sinfo", "-h", "-o", "%P|%l"]
         try:
-            out = subprocess.run(cmd, capture_output=True, text=True, timeout=SCHEDULER_TIMEOUT_S).stdout
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=SCHEDULER_TIMEOUT_S)
         except (OSError, subprocess.SubprocessError):
             return None  # not cached: asked again at the next submission
+        if proc.returncode != 0:  # the controller did not answer: no answer is not "unlimited"
+            return None
+        out = proc.stdout
         rows = [line.split("|", 1) for line in out.splitlines() if "|" in line]
         row = next((r for r in rows if (r[0].rstrip("*") == partition if partition else r[0].endswith("*"))), None)
         _partition_limits[partition] = slurm_minutes(row[1]) if row else None
@@ -263,3 +266,15 @@ def submit_limit(qos: str | None) -> int | None:
             return None  # not cached: asked again by the next driver
         _submit_limits[qos] = min(found) if found else None
     return _submit_limits[qos]
+
+
+def controller_up(timeout: float = QUERY_TIMEOUT_S) -> bool:
+    """Whether slurmctld answers (`scontrol ping` says UP). True when scontrol is missing: nothing can tell it is
+    down, so a failing sbatch is backed off and given up on as any other failure."""
+    try:
+        proc = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=timeout)
+    except FileNotFoundError:
+        return True
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return proc.returncode == 0 and " is UP" in proc.stdout  # with a backup controller, either one UP will do

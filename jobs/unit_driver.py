@@ -15,8 +15,10 @@ import time
 import typing as tp
 
 from jobs import backends
+from jobs.driver_faults import FaultSteps
 from jobs.executors import ExecutorConfig, JobWatch, owner_only_files
 from jobs.job import Unit, execute_unit
+from jobs.outages import Faults, StoreSpace
 from jobs.outcome import Failure, Tracked, last_line, unit_alive
 from jobs.outcome import failure_of as _failure
 from jobs.policies import Clock
@@ -47,7 +49,7 @@ def _packs(units: tp.Sequence[Unit], cfg: ExecutorConfig, slots: int) -> list[li
     return packs(units, cfg.units_per_job or 1, slots, deal=backends.of(cfg).starts_all)
 
 
-class _Driver:
+class _Driver(FaultSteps):
     """Waits for units in jobs: adopts the live jobs an earlier driver recorded, submits the rest as the throttle
     allows, resubmits a unit whose job failed as the retry policy says, and reports what still failed. The store's
     submit lock is held only to decide and claim units, never across a scheduler call."""
@@ -89,6 +91,8 @@ class _Driver:
         self.totals: collections.Counter[str] = collections.Counter()
         self.outcomes: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
         self.durations: dict[str, list[float]] = collections.defaultdict(list)
+        self.space = StoreSpace(store.root)  # a full store stops submission (jobs/outages.py)
+        self.faults = Faults(self.backend.controller_up, progress.write, now)  # the scheduler's outages, said once
 
     @property
     def cap(self) -> int | None:
@@ -105,7 +109,7 @@ class _Driver:
         try:  # from the start: a Ctrl-C just after the held-back one is released must still print the hint
             self.add(todo, pending=pending)
             self.drain()
-            while self.awaiting():
+            while self.awaiting() and not (self.space.full and not self.active):
                 if self.backend.in_process:
                     self.run_one_in_process()
                 else:
@@ -115,6 +119,7 @@ class _Driver:
                 self.show()
                 if self.awaiting() and not self.backend.in_process:
                     _sleep(self.poll)
+            self.stop_if_full()
             self.leave_early()
         except KeyboardInterrupt:
             self.progress.close()
@@ -169,6 +174,8 @@ class _Driver:
             return
         self.final.add(unit.key)
         self.outcomes[unit.kind]["failed" if failure else "done"] += 1
+        if failure is None and unit.key in self.computed:
+            self.space.committed(unit, self.store)
         if failure is None and unit.key in self.computed and self.rates.observe(unit, self.store):
             # a new measurement of this shape: the next units' --time and the ETA follow it
             self.rates.apply([*self.waiting, *(t.unit for t in self.active.values())])
@@ -269,6 +276,8 @@ class _Driver:
         return unit_alive(self.store, self.watch, unit, record)
 
     def submit_some(self) -> None:
+        if self.space.full or not self.faults.controller_back():
+            return
         slots = self.throttle.slots(len(self.waiting), self.jobs())
         if slots <= 0:
             return
@@ -282,15 +291,17 @@ class _Driver:
             packs = _packs(units, cfg, slots)
             if not packs:
                 break
-            with self.store.submit_lock(say=self.progress.write):  # decide and claim; sbatch runs after release
-                packs = [[u for u in pack if self._still_ours(u)] for pack in packs]
-                packs = [p for p in packs if p]
-                for unit in (u for pack in packs for u in pack):
-                    with owner_only_files():
-                        self.known[unit.key] = self.store.claim(unit.kind, unit.key, desc=desc, **self.mark(unit),
-                                                                **unit_field(unit.kind, unit.key))
-            with sigint_deferred() as interrupted:
-                records, error = _submit(packs, self.store, cfg, desc, self.watch, self.mark)
+            try:  # a claim or a record the full store refuses stops submission (submit_full)
+                with self.store.submit_lock(say=self.progress.write):  # decide and claim; sbatch after release
+                    packs = [p for p in ([u for u in pack if self._still_ours(u)] for pack in packs) if p]
+                    for unit in (u for pack in packs for u in pack):
+                        with owner_only_files():
+                            self.known[unit.key] = self.store.claim(unit.kind, unit.key, desc=desc,
+                                                                    **self.mark(unit), **unit_field(unit.kind, unit.key))
+                with sigint_deferred() as interrupted:
+                    records, error = _submit(packs, self.store, cfg, desc, self.watch, self.mark)
+            except OSError as e:
+                return self.submit_full(packs, e)
             self.known.update(records)
             submitted = {u.key for pack in packs for u in pack if u.key in records}
             for unit in (u for pack in packs for u in pack if u.key not in submitted):
@@ -315,6 +326,8 @@ class _Driver:
         elif isinstance(error, SubmitRefused):
             self.throttle.refused(self.jobs(), error.size, tried)
             self.progress.write(f"{error}; waiting for running jobs to end (queued now: {self.jobs()})")
+        elif self.faults.controller_down(error, self.running_words()):
+            self.throttle.next_submit = self.now() + self.poll  # asked again each poll, never given up on
         elif (wait := self.throttle.failed()) is not None:
             self.progress.write(f"{error}; retrying in {wait:.0f}s")
         else:
@@ -329,27 +342,15 @@ class _Driver:
     def unit_cfg(self, unit: Unit) -> ExecutorConfig:
         return self.requests.cfg_of(unit)
 
-    def _still_ours(self, unit: Unit) -> bool:
-        """Under the submit lock: false if the unit got done, or another driver submitted it, since we decided."""
-        if self.store.is_done(unit.kind, unit.key):
-            self.waiting.remove(unit)
-            self.finish(unit)
-            return False
-        record = job_record(self.store, unit.kind, unit.key)
-        if record is not None and record != self.known.get(unit.key):  # another driver submitted it meanwhile
-            self.known[unit.key] = record
-            self.active[unit.key] = Tracked(unit, record)
-            self.waiting.remove(unit)
-            return False
-        return True
-
     def poll_active(self) -> None:
         self.watch.refresh([t.record for t in self.active.values()])
+        self.faults.accounting(self.watch.accounting_down_since)
         for key, tracked in list(self.active.items()):
             if tracked.record.get("executor") == CLAIM:  # another driver's submission: its record may have landed
                 tracked.record = job_record(self.store, tracked.unit.kind, tracked.unit.key) or tracked.record
             unit, record = tracked.unit, tracked.record
             alive, state = self._alive(unit, record)  # sampled before is_done: a job that ended after committing
+            self.requeued(tracked, state)  # a RUNNING job back in the queue: said, never retried by us
             tracked.state = state
             if state.startswith("RUNNING"):
                 now = self.now()
@@ -374,6 +375,8 @@ class _Driver:
 
     def retry_or_fail(self, failure: Failure, record: dict, state: str) -> None:
         unit, cfg = failure.unit, self.cfg.for_kind(failure.unit.kind)
+        if self.store_was_full(failure, record):  # retrying would fail the same way: no retry spent
+            return
         decision = self.retry.decide(unit.key, cfg, failure.error, state, self.store.error(unit.kind, unit.key))
         self.store.record_attempt(unit.kind, unit.key, decision.cause, job_id=str(record.get("job_id")),
                                   log=failure.log, retry=decision.retry)

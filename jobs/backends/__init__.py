@@ -71,6 +71,9 @@ class Backend(tp.Protocol):
     def place(self, cfg: ExecutorConfig) -> str:
         """Where the jobs run as far as their speed goes (the throughput samples' hardware key)."""
 
+    def controller_up(self) -> bool:
+        """Whether the scheduler answers now (False: wait for it, keep every job; True where there is none)."""
+
 
 _loaded: dict[str, Backend] = {}
 

@@ -121,6 +121,9 @@ class Site:
 
         preflight(cfg, say=say)
 
+    def controller_up(self) -> bool:
+        return slurm_info.controller_up()
+
 
 class UnaskedSite(Site):
     """A site without accounting, nothing checked before submitting: what a fake scheduler in a test stands in
@@ -134,6 +137,9 @@ class UnaskedSite(Site):
 
     def preflight(self, cfg: ExecutorConfig, say: tp.Callable[[str], object]) -> None:
         return None
+
+    def controller_up(self) -> bool:
+        return True  # asked nothing: a failing sbatch is backed off and given up on as any other failure
 
 
 class SlurmBackend:
@@ -196,3 +202,6 @@ class SlurmBackend:
 
     def place(self, cfg: ExecutorConfig) -> str:
         return f"slurm:{cfg.partition or '(default partition)'}" + (f":{cfg.constraint}" if cfg.constraint else "")
+
+    def controller_up(self) -> bool:
+        return self.site.controller_up()
