@@ -2,7 +2,8 @@
 
 One durability policy: temporary file in the same directory, fsync, rename over the target, fsync the directory.
 Readers see the old file or the whole new one, never a prefix, even after a crash; a failure leaves no temporary
-behind. `jobs.store` re-exports these names (the documented place to import them from).
+behind. Everything outside the run store (stage artifacts, the report's `results/`, the docs) imports them from
+here; `jobs.store` re-exports them for its own callers.
 """
 
 from __future__ import annotations

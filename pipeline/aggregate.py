@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from jobs.store import atomic_write_text
+from jobs.atomic import atomic_write_text
 from pipeline import outcomes
 from pipeline.report import inputs
 from pipeline.report.claims import all_claims

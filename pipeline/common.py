@@ -10,10 +10,11 @@ import typing as tp
 from functools import cache
 from pathlib import Path
 
+from jobs.atomic import atomic_write_json
 from jobs.console import configure_logging
 from jobs.job import Unit
 from jobs.keys import keyed_config, unit_code_digest, unit_key
-from jobs.store import RunStore, atomic_write_json
+from jobs.store import RunStore
 
 ARTIFACTS = Path("artifacts")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

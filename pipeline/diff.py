@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         text += "\nFigures (old dashed, new solid): " + ", ".join(p.as_posix() for p in figs) + "\n"
     sys.stdout.write(text)
     if a.out:
-        from jobs.store import atomic_write_text
+        from jobs.atomic import atomic_write_text
 
         atomic_write_text(a.out, text)
     return 0

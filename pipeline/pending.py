@@ -21,7 +21,8 @@ import json
 import typing as tp
 from pathlib import Path
 
-from jobs.store import RunStore, atomic_write_text
+from jobs.atomic import atomic_write_text
+from jobs.store import RunStore
 from pipeline.common import ARTIFACTS, open_store
 
 MARKS = Path("pending")

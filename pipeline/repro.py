@@ -81,7 +81,7 @@ def clear_stale_lock(root: Path = Path("."), say: tp.Callable[[str], None] = pri
 
 
 def _record(root: Path, process: psutil.Process, cmd: tp.Sequence[str]) -> None:
-    from jobs.store import atomic_write_json
+    from jobs.atomic import atomic_write_json
 
     atomic_write_json(root / OWNER, {
         "host": socket.gethostname(), "cmd": " ".join(cmd), "at": process.create_time(),

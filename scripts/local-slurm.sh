@@ -5,6 +5,8 @@
 #                                   slurmctld, slurmd; wait until the node is idle and sacct answers
 #   scripts/local-slurm.sh stop     cancel all jobs, stop every daemon this script started; nothing is left running
 #   scripts/local-slurm.sh status   daemon states + sinfo; exit 0 only when the cluster is healthy
+#   scripts/local-slurm.sh pause slurmctld|slurmdbd    stop one daemon (an outage; jobs keep running)
+#   scripts/local-slurm.sh resume slurmctld|slurmdbd   start it again on its saved state
 #
 # Layout (AWD_SLURM_DIR, default /var/lib/awd-slurm):
 #   log/      every daemon's log (printed on failure)        run/  pid files
@@ -703,12 +705,40 @@ cmd_status() {
     return $ok
 }
 
+# pause DAEMON / resume DAEMON: an outage of one daemon of a running cluster, as the fault tests
+# (tests/slurm/test_faults_*.py) make it: slurmctld or slurmdbd stopped (SIGTERM: it saves its state; jobs keep
+# running under slurmd), then started again on the same state. resume is a no-op for a daemon that runs.
+cmd_pause() {
+    case ${1:-} in
+        slurmctld | slurmdbd) stop_daemon "$1"; say "$1 stopped (resume: $0 resume $1)" ;;
+        *) err "pause: which daemon? slurmctld or slurmdbd, got '${1:-}'"; exit 2 ;;
+    esac
+}
+
+cmd_resume() {
+    case ${1:-} in
+        slurmctld)
+            daemon_pid slurmctld >/dev/null && return 0
+            slurmctld </dev/null >>"$LOG/slurmctld.log" 2>&1 || fail "slurmctld did not start"
+            wait_for 30 "slurmctld to answer (scontrol ping)" bash -c 'scontrol ping | grep -q UP'
+            wait_for "$TIMEOUT" "the nodes to become idle (sinfo)" node_ready
+            say "slurmctld running again" ;;
+        slurmdbd)
+            daemon_pid slurmdbd >/dev/null && return 0
+            start_slurmdbd
+            say "slurmdbd running again" ;;
+        *) err "resume: which daemon? slurmctld or slurmdbd, got '${1:-}'"; exit 2 ;;
+    esac
+}
+
 case ${1:-} in
     start) shift; cmd_start "$@" ;;
     stop) cmd_stop ;;
     status) cmd_status ;;
+    pause) cmd_pause "${2:-}" ;;
+    resume) cmd_resume "${2:-}" ;;
     *)
-        echo "usage: $0 start [--fresh] | stop | status" >&2
+        echo "usage: $0 start [--fresh] | stop | status | pause slurmctld|slurmdbd | resume slurmctld|slurmdbd" >&2
         exit 2
         ;;
 esac

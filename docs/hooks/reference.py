@@ -366,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args == ["--write"]:
         pages = generate()
-        from jobs.store import atomic_write_text
+        from jobs.atomic import atomic_write_text
 
         for rel, text in pages.items():
             atomic_write_text(DOCS / rel, text)

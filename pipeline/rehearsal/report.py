@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from jobs.store import atomic_write_text as write_text
+from jobs.atomic import atomic_write_text as write_text
 from pipeline.common import write_json
 from pipeline.rehearsal import store_facts, timeline
 

@@ -11,7 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
-from jobs.store import atomic_write_text as write_text
+from jobs.atomic import atomic_write_text as write_text
 from pipeline.common import write_json
 from pipeline.rehearsal.report import markdown
 

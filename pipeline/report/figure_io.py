@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator  # noqa: E402
 
-from jobs.store import atomic_write_bytes, atomic_write_text  # noqa: E402
+from jobs.atomic import atomic_write_bytes, atomic_write_text  # noqa: E402
 
 DPI = 200  # a raster copy sharp enough for slides and print previews; the PDF is the one for papers
 IMAGE_EXTS = ("pdf", "png")

@@ -22,7 +22,7 @@ import unicodedata
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from jobs.store import atomic_write_json
+from jobs.atomic import atomic_write_json
 from pipeline.report.tables import SELECTIONS
 
 KEY = re.compile(r"^[a-z0-9_.]+$")  # a joined DVC key

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from jobs.store import atomic_write_text
+from jobs.atomic import atomic_write_text
 from pipeline.report.methods import style
 from pipeline.report.table_format import METRICS, Table, common_note_parts, note_parts
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from jobs.store import atomic_write_text
+from jobs.atomic import atomic_write_text
 from pipeline.report.stats import t_interval
 
 VALUE_COLUMNS = ["metric", "ours", "ours_std", "ci_low", "ci_high", "n", "paper", "paper_std", "diff", "note"]
