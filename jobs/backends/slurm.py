@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import os
 import shlex
@@ -69,7 +70,9 @@ class CleanEnvSlurmExecutor(submitit.SlurmExecutor):
     def _internal_process_submissions(self, delayed_submissions: list[tp.Any]) -> list[submitit.Job]:
         # covers single jobs and arrays (submitit submits an array through a fresh plain SlurmExecutor, but with
         # this executor's command string)
-        with _outside_allocation(), _timed_sbatch(), owner_only_files():
+        # submitit also prints a failed sbatch's stderr, which the error the driver reports holds already: one line
+        # per fault, not one more per attempt
+        with _outside_allocation(), _timed_sbatch(), owner_only_files(), contextlib.redirect_stderr(io.StringIO()):
             return super()._internal_process_submissions(delayed_submissions)
 
 
