@@ -1,13 +1,14 @@
 """Settings files (params.yaml, executor.yaml) read under caps, so that no file content can exhaust memory, time or
-the stack of the process reading it.
+the stack of the process reading it. Both are YAML 1.2, read by ruamel.yaml (as DVC reads params.yaml): `yes`, `no`,
+`on` and `off` are strings, only `true`/`false` are booleans.
 
 A YAML alias repeats a whole subtree without repeating its text: nine levels of ten aliases each are a 1 KB file
 that expands to 10^9 nodes; loading it is cheap (the aliases share one object), but the first repr, JSON dump or
 pydantic walk of it runs out of memory. A file of 100,000 `[` overflows every recursive reader (the composer first).
-So before anything is built, one pass over the parser's events (a stream: the file is never composed into a tree)
-counts what the file would expand to and stops at the first cap exceeded. Each anchor's expanded size and height are
-remembered when it closes, so an alias costs one step however much it repeats: the count is linear in the text.
-Only a file within every cap is then loaded, by the same library and YAML version as before.
+So every parser event is counted before the composer sees it: what the file would expand to, how deep, how long a
+list; the read stops at the first cap exceeded, before the composer goes one level deeper or a value is built. Each
+anchor's expanded size and height are remembered when it closes, so an alias costs one step however much it
+repeats: the count is linear in the text.
 
 `check_data` applies the same caps to data already parsed (an API caller of `pipeline.params.validate`), following
 shared references (what YAML aliases become) the same way: memoised per object.
@@ -16,16 +17,18 @@ shared references (what YAML aliases become) the same way: memoised per object.
 from __future__ import annotations
 
 import dataclasses
+import io
 import re
 import typing as tp
 from pathlib import Path
 
-import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.parser import Parser
 
 from jobs.checks import brief
 
-__all__ = ["LIMITS", "Limits", "SettingsFileError", "check_data", "check_events", "error_line", "load", "load_text",
-           "read_text"]
+__all__ = ["LIMITS", "Limits", "SettingsFileError", "check_data", "check_events", "dumps", "error_line", "load",
+           "load_text", "read_text"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,116 +95,123 @@ def _path(frames: list[_Frame]) -> str:
     return "".join(f".{f.key}" if f.mapping else f"[{max(f.children - 1, 0)}]" for f in frames).lstrip(".")
 
 
-def check_events(events: tp.Iterable[tp.Any], source: str, limits: Limits = LIMITS) -> None:
-    """Raises SettingsFileError at the first cap a YAML event stream (PyYAML's or ruamel's) exceeds."""
-    sizes: dict[str, tuple[int, int]] = {}  # anchor -> (expanded nodes, height)
-    frames: list[_Frame] = []
-    total = 0
+class _Counter:
+    """The caps over a stream of parser events, one event at a time (`see`)."""
 
-    def fail(message: str, ev: tp.Any, of_parent: bool = False) -> tp.NoReturn:
-        mark = getattr(ev, "start_mark", None) or getattr(ev, "problem_mark", None)
+    def __init__(self, source: str, limits: Limits) -> None:
+        self.source, self.limits = source, limits
+        self.sizes: dict[str, tuple[int, int]] = {}  # anchor -> (expanded nodes, height)
+        self.frames: list[_Frame] = []
+        self.total = 0
+        self.too_deep = (f"nested more than {limits.depth} levels deep (aliases expanded); at most {limits.depth} "
+                         "allowed")
+
+    def fail(self, message: str, ev: tp.Any, of_parent: bool = False) -> tp.NoReturn:
+        mark = getattr(ev, "start_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise SettingsFileError(source, _path(frames[:-1] if of_parent else frames), message + where)
+        frames = self.frames[:-1] if of_parent else self.frames
+        raise SettingsFileError(self.source, _path(frames), message + where)
 
-    too_deep = f"nested more than {limits.depth} levels deep (aliases expanded); at most {limits.depth} allowed"
-    stream = iter(events)
-    while True:
-        try:
-            ev = next(stream)
-        except StopIteration:
-            return
-        except yaml.YAMLError as e:
-            # libyaml stops at 1000 levels while it reads ahead, before this sees the events of level 33
-            if limits.depth < 1000 and "maximum nesting depth" in str(getattr(e, "problem", "")):
-                fail(too_deep, e)
-            raise
+    def see(self, ev: tp.Any) -> None:
+        limits, frames = self.limits, self.frames
         kind = type(ev).__name__
         if kind in _ENDS:
             done = frames.pop()
-            size, height = total - done.start, done.height
+            size, height = self.total - done.start, done.height
             if done.anchor is not None:
-                sizes[done.anchor] = (size, height)
+                self.sizes[done.anchor] = (size, height)
             if frames:
                 frames[-1].height = max(frames[-1].height, height + 1)
-            continue
+            return
         if kind not in _NODES:
-            continue
-        is_key = False
+            return
         if frames:
             parent = frames[-1]
             parent.children += 1
-            is_key = parent.mapping and parent.children % 2 == 1
             entries = (parent.children + 1) // 2 if parent.mapping else parent.children
             if entries > limits.items:
                 what = "mapping of more than" if parent.mapping else "list of more than"
-                fail(f"a {what} {limits.items} entries; at most {limits.items} allowed", ev, of_parent=True)
-            if is_key:
+                self.fail(f"a {what} {limits.items} entries; at most {limits.items} allowed", ev, of_parent=True)
+            if parent.mapping and parent.children % 2 == 1:
                 parent.key = brief(ev.value, 40).strip("'") if kind == "ScalarEvent" else "?"
         if kind == "AliasEvent":
             if any(f.anchor == ev.anchor for f in frames):
-                fail(f"alias *{ev.anchor[:40]} refers to a node that contains it; a value cannot contain "
-                     "itself", ev)
-            size, height = sizes.get(ev.anchor, (1, 0))  # an undefined alias: the loader names it
+                self.fail(f"alias *{ev.anchor[:40]} refers to a node that contains it; a value cannot contain "
+                          "itself", ev)
+            size, height = self.sizes.get(ev.anchor, (1, 0))  # an undefined alias: the composer names it
         elif kind == "ScalarEvent":
             size, height = 1, 0
             if len(ev.value) > limits.text:
-                fail(f"a value of {len(ev.value)} characters; at most {limits.text} allowed", ev)
-            # plain (unquoted): style None from PyYAML and ruamel, '' from libyaml
-            if not ev.style and len(ev.value) > limits.int_digits and _DIGITS.fullmatch(ev.value):
-                fail(f"an integer of {len(ev.value)} digits; at most {limits.int_digits} allowed", ev)
+                self.fail(f"a value of {len(ev.value)} characters; at most {limits.text} allowed", ev)
+            if not ev.style and len(ev.value) > limits.int_digits and _DIGITS.fullmatch(ev.value):  # plain
+                self.fail(f"an integer of {len(ev.value)} digits; at most {limits.int_digits} allowed", ev)
         else:
             size, height = 1, 1
-        total += size
-        if total > limits.nodes:
-            fail(f"the file expands to more than {limits.nodes} values (YAML aliases counted at every use); at "
-                 f"most {limits.nodes} allowed", ev)
+        self.total += size
+        if self.total > limits.nodes:
+            self.fail(f"the file expands to more than {limits.nodes} values (YAML aliases counted at every use); "
+                      f"at most {limits.nodes} allowed", ev)
         if len(frames) + height > limits.depth:
-            fail(too_deep, ev)
+            self.fail(self.too_deep, ev)
         if kind in ("SequenceStartEvent", "MappingStartEvent"):
-            frames.append(_Frame(mapping=kind == "MappingStartEvent", anchor=ev.anchor, start=total - 1))
-            continue
+            frames.append(_Frame(mapping=kind == "MappingStartEvent", anchor=ev.anchor, start=self.total - 1))
+            return
         if kind == "ScalarEvent" and ev.anchor is not None:
-            sizes[ev.anchor] = (1, 0)
+            self.sizes[ev.anchor] = (1, 0)
         if frames:
             frames[-1].height = max(frames[-1].height, height + 1)
 
 
-def _fast_events(text: str) -> tp.Iterator[tp.Any]:
-    # libyaml's parser (C) when PyYAML has it: the event structure is the same in YAML 1.1 and 1.2
-    return yaml.parse(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+def check_events(events: tp.Iterable[tp.Any], source: str, limits: Limits = LIMITS) -> None:
+    """Raises SettingsFileError at the first cap a YAML event stream (ruamel's `YAML().parse`) exceeds."""
+    counter = _Counter(source, limits)
+    for ev in events:
+        counter.see(ev)
 
 
-def load(path: str | Path, *, yaml_version: str, source: str | None = None, limits: Limits = LIMITS) -> tp.Any:
-    """The file's data, parsed as before: `yaml_version` "1.2" by ruamel.yaml (as DVC reads params), "1.1" by
-    PyYAML's safe loader. Raises SettingsFileError past a cap; the library's own YAMLError on a syntax error."""
+class _CappedParser(Parser):
+    """ruamel's parser, each event counted as the composer takes it: one pass, and the composer never sees the
+    event that exceeds a cap (it would recurse one level deeper, or build one more node)."""
+
+    def get_event(self) -> tp.Any:
+        ev = super().get_event()
+        self.loader.caps.see(ev)
+        return ev
+
+
+def load(path: str | Path, *, source: str | None = None, limits: Limits = LIMITS) -> tp.Any:
+    """The file's data, YAML 1.2 by ruamel.yaml's safe loader (pure Python). Raises SettingsFileError past a cap;
+    ruamel's own YAMLError on a syntax error."""
     source = str(path) if source is None else source
-    return load_text(read_text(path, source, limits), source, yaml_version=yaml_version, limits=limits)
+    return load_text(read_text(path, source, limits), source, limits=limits)
 
 
-def load_text(text: str, source: str, *, yaml_version: str, limits: Limits = LIMITS) -> tp.Any:
+def load_text(text: str, source: str, *, limits: Limits = LIMITS) -> tp.Any:
     """`load` of text already read (by `read_text`, within its byte cap)."""
-    if yaml_version not in ("1.1", "1.2"):
-        raise ValueError(f"yaml_version must be '1.1' or '1.2', got {yaml_version!r}")
     if len(text) > limits.file_bytes:
         raise SettingsFileError(source, None, f"more than {limits.file_bytes} characters; a settings file may have "
                                               f"at most {limits.file_bytes} bytes")
-    if yaml_version == "1.2":
-        from ruamel.yaml import YAML
+    reader = YAML(typ="safe", pure=True)
+    reader.Parser = _CappedParser
+    reader.caps = _Counter(source, limits)  # type: ignore[attr-defined]  # what _CappedParser counts with
+    return reader.load(text)
 
-        try:
-            check_events(_fast_events(text), source, limits)
-        except yaml.YAMLError:  # libyaml knows YAML 1.1 only: ruamel's parser decides (and words the error)
-            check_events(YAML(typ="safe", pure=True).parse(text), source, limits)
-        return YAML(typ="safe", pure=True).load(text)
-    try:
-        check_events(_fast_events(text), source, limits)
-    except yaml.YAMLError:  # the error as the loader below words it
-        check_events(yaml.parse(text, Loader=yaml.SafeLoader), source, limits)
-    return yaml.safe_load(text)
+
+def dumps(value: tp.Any, *, flow: bool = False) -> str:
+    """YAML 1.2 text that `load` reads back as `value`, mappings in their own order; `flow`: on one line (a value
+    written into a commented file)."""
+    writer = YAML(typ="safe", pure=True)
+    writer.default_flow_style = flow
+    writer.sort_base_mapping_type_on_output = False  # type: ignore[assignment]
+    writer.width = 10_000
+    buf = io.StringIO()
+    writer.dump(value, buf)
+    text = buf.getvalue().removesuffix("...\n")  # a lone scalar's document end
+    return text.strip() if flow else text
 
 
 def error_line(e: Exception, source: str, text: str) -> str:
-    """`<file>:<line>:<col>: invalid YAML: <what> (line L, column C)` for a parser's error (ruamel's or PyYAML's);
+    """`<file>:<line>:<col>: invalid YAML: <what> (line L, column C)` for ruamel's error;
     a duplicate key also says where the key was first."""
     mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
     context, problem = getattr(e, "context", None), getattr(e, "problem", None)

@@ -12,9 +12,9 @@ import re
 import typing as tp
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, WrapValidator, create_model, model_validator
 from pydantic._internal._model_construction import ModelMetaclass
+from ruamel.yaml.error import YAMLError
 
 from jobs import backends, bounded_yaml
 from jobs.backends import KINDS
@@ -84,6 +84,19 @@ def _kind_problems(v: tp.Any) -> list[tuple[str, str]]:
     return [("", f"unknown executor kind {brief(v)}{hint}; allowed: {', '.join(KINDS)}")]
 
 
+# booleans in YAML 1.1 (PyYAML, which read executor.yaml until it became YAML 1.2 like params.yaml), text in 1.2
+_YAML11_BOOLS = {"yes": True, "y": True, "on": True, "no": False, "n": False, "off": False}
+
+
+def _flag_problems(v: tp.Any) -> list[tuple[str, str]]:
+    if isinstance(v, bool):
+        return []
+    if isinstance(v, str) and v.lower() in _YAML11_BOOLS:
+        return [("", f"must be true or false, got {brief(v)} (str): this file is YAML 1.2, where {v} is text, not "
+                     f"a boolean; write {str(_YAML11_BOOLS[v.lower()]).lower()}")]
+    return [("", f"must be true or false, got {got(v, True)}")]
+
+
 def _req(allowed: str, **rule: tp.Any) -> WrapValidator:
     return number(allowed, optional=False, **rule)
 
@@ -102,7 +115,7 @@ CpuHours = tp.Annotated[float | None, number("a positive number (CPU-hours)", mi
 Factor = tp.Annotated[float, _req("a number >= 1", minimum=1)]
 OptFactor = tp.Annotated[float | None, number("a number >= 1", minimum=1)]
 Tflops = tp.Annotated[float, _req("a positive number (TFLOP/s)", minimum=0, above=True)]
-Flag = tp.Annotated[bool, rule("true or false", lambda v: True, False, lambda v: isinstance(v, bool))]
+Flag = tp.Annotated[bool, checked("true or false", _flag_problems)]
 Name = tp.Annotated[str | None, rule("a SLURM name (letters, digits, . _ - + @)", lambda v: _names(v, False),
                                       type_ok=_is_str)]
 Partitions = tp.Annotated[str | None, rule("a partition name, or several separated by commas",
@@ -361,12 +374,12 @@ def load_executor_config(path: str | Path | None = None) -> ExecutorConfig:
     if path is not None:
         source = str(path)
         try:
-            loaded = bounded_yaml.load(path, yaml_version="1.1")  # caps: an alias bomb or 100k `[` is refused
+            loaded = bounded_yaml.load(path)  # YAML 1.2, under caps: an alias bomb or 100k `[` is refused
         except FileNotFoundError:
             raise ExecutorConfigError(f"executor config {source!r}: no such file") from None
         except bounded_yaml.SettingsFileError as e:
             raise ExecutorConfigError(f"executor config {e}") from None
-        except yaml.YAMLError as e:
+        except YAMLError as e:
             raise ExecutorConfigError(f"executor config {source}: not valid YAML: {e}") from None
         if loaded is None:
             loaded = {}

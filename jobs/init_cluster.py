@@ -18,8 +18,7 @@ import math
 import typing as tp
 from pathlib import Path
 
-import yaml
-
+from jobs import bounded_yaml
 from jobs import slurm_info as info
 from jobs.atomic import atomic_write_text
 from jobs.cluster_check import check_cluster
@@ -62,7 +61,7 @@ def survey() -> Survey:
 
 
 def _scalar(value: tp.Any) -> str:
-    return yaml.safe_dump(value, default_flow_style=True, width=10_000).removesuffix("\n...\n").strip()
+    return bounded_yaml.dumps(value, flow=True)
 
 
 def _gpu_partitions(s: Survey) -> dict[str, list[info.Node]]:
@@ -177,7 +176,7 @@ def main(argv: tp.Sequence[str] | None = None) -> int:
         raise ExecutorConfigError(f"{out} exists: not replaced (--force replaces it, --stdout prints the new one)")
     s = survey()
     text = render(s, args.partition, args.account)
-    cfg = ExecutorConfig.from_mapping(yaml.safe_load(text), str(out))
+    cfg = ExecutorConfig.from_mapping(bounded_yaml.load_text(text, str(out)), str(out))
     report = check_cluster(cfg)
     if report.problems:
         raise report.error(str(out), "(not written: the cluster refuses what was found; please report this)")

@@ -15,7 +15,8 @@ import json
 import subprocess
 from pathlib import Path
 
-import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 OBJECT_LIMIT = 256 << 20  # a unit list of paper scale is a few MB
 
@@ -86,8 +87,9 @@ def read_commit_lists(root: Path, n: int, rels: list[str]) -> CommitLists:
             if shown.returncode != 0:
                 continue  # nothing reproduced at that commit
             try:
-                files, dirs = _lock_hashes(yaml.safe_load(shown.stdout) or {})
-            except yaml.YAMLError as e:
+                # as DVC wrote it: YAML 1.2 by ruamel
+                files, dirs = _lock_hashes(YAML(typ="safe", pure=True).load(shown.stdout) or {})
+            except YAMLError as e:
                 out.unreadable.append(f"{sha[:7]}:dvc.lock ({str(e).splitlines()[0][:120]})")
                 continue
             cache = cache or _Cache(root)

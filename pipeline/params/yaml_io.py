@@ -16,7 +16,7 @@ def load_yaml(path) -> object:
     becomes a ParamsError naming `file:line:column` or the key."""
     try:
         text = bounded_yaml.read_text(path)
-        return bounded_yaml.load_text(text, str(path), yaml_version="1.2")
+        return bounded_yaml.load_text(text, str(path))
     except FileNotFoundError:
         raise ParamsError([f"{path}: no such file"]) from None
     except bounded_yaml.SettingsFileError as e:

@@ -7,7 +7,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-import yaml
+from ruamel.yaml import YAML
 
 from jobs.atomic import atomic_write_text as write_text
 from pipeline.common import write_json
@@ -112,7 +112,7 @@ def tables_complete(copy: Path, final_rc: int) -> bool:
     """Every table and figure the aggregate stage promises (dvc.yaml outs and plots) is in the copy's results/."""
     if final_rc != 0 or not (copy / "results" / "README.md").exists():
         return False
-    dvc = yaml.safe_load((copy / "dvc.yaml").read_text())
+    dvc = YAML(typ="safe", pure=True).load((copy / "dvc.yaml").read_text())
     pngs = [next(iter(p)) if isinstance(p, dict) else p for p in dvc.get("plots", [])]
     tables = list((copy / "results" / "tables").glob("T*.md"))
     return bool(tables) and all((copy / p).exists() for p in pngs)

@@ -24,8 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
+from jobs import bounded_yaml
 from pipeline.rehearsal.cifar import write_datasets
 from pipeline.rehearsal.swap import ENV
 
@@ -151,11 +150,10 @@ def write_inputs(args, faults: dict, copy: Path, work: Path) -> dict:
     from pipeline.params import load_params
     from pipeline.suites import datasets_used, independent_runs
 
-    with open(args.params) as f:
-        raw = yaml.safe_load(f)
+    raw = bounded_yaml.load(args.params)  # as DVC and load_params read it: YAML 1.2
     raw.setdefault("data", {})
     raw["data"].update(root="data/rehearsal", download=False)
-    (copy / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    (copy / "params.yaml").write_text(bounded_yaml.dumps(raw))
     params = load_params(str(copy / "params.yaml"))  # bad params stop the rehearsal here, named by the loader
     write_datasets(copy / "data" / "rehearsal", datasets_used(params))
     n_train = len({json.dumps(s.config, sort_keys=True) for s in independent_runs(params)})
@@ -163,7 +161,7 @@ def write_inputs(args, faults: dict, copy: Path, work: Path) -> dict:
         from jobs.executors import load_executor_config
 
         load_executor_config(args.executor)  # a bad file stops here, named by the loader
-        executor = yaml.safe_load(Path(args.executor).read_text()) or {}
+        executor = bounded_yaml.load(args.executor) or {}
         executor["kind"] = "slurm"
     else:
         executor = {"kind": "slurm", "partition": "rehearsal", "gpus_per_node": 1, "cpus_per_task": 1,
@@ -174,7 +172,7 @@ def write_inputs(args, faults: dict, copy: Path, work: Path) -> dict:
         executor["poll_s"] = args.poll_s
     executor["check_gpus"] = False  # a stand-in never touches a GPU (and must not import torch to look for one)
     executor["budget_gpu_hours"] = 1e9  # stand-ins spend no GPU-hours: the spending guard is for the real campaign
-    (copy / "executor.yaml").write_text(yaml.safe_dump(executor, sort_keys=False))
+    (copy / "executor.yaml").write_text(bounded_yaml.dumps(executor))
     settings = {"minutes_per_gpu_hour": args.minutes_per_gpu_hour, "tflops": args.tflops,
                 "seed": args.faults_seed, "rates": {k: faults[k] for k in ("diverge", "exit", "timeout")}}
     (work / "settings.json").write_text(json.dumps(settings, indent=1))

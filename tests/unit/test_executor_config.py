@@ -66,6 +66,22 @@ def test_values_are_taken_as_written_never_coerced(tmp_path, text, key):
     assert f": {key}: must be " in line
 
 
+def test_a_yaml_1_1_boolean_word_is_refused_naming_the_key_and_what_to_write(tmp_path):
+    # executor.yaml is YAML 1.2 (as params.yaml): `no` and `on` are text, so they cannot quietly mean false/true
+    lines = problems(tmp_path, "kind: slurm\ncheck_gpus: no\nchain_priority: On\n"
+                               "profiles: {train: {check_gpus: yes}}\n")
+    source = str(tmp_path / "executor.yaml")
+    assert lines == [
+        f"{source}: check_gpus: must be true or false, got 'no' (str): this file is YAML 1.2, where no is text, "
+        "not a boolean; write false",
+        f"{source}: chain_priority: must be true or false, got 'On' (str): this file is YAML 1.2, where On is text, "
+        "not a boolean; write true",
+        f"{source}: profiles.train.check_gpus: must be true or false, got 'yes' (str): this file is YAML 1.2, where "
+        "yes is text, not a boolean; write true"]
+    assert load_text(tmp_path, "kind: slurm\ncheck_gpus: false\n").check_gpus is False
+    assert load_text(tmp_path, "kind: slurm\nmem_gb: 5e1\n").mem_gb == 50.0  # YAML 1.2: a float, not text
+
+
 @pytest.mark.parametrize("text, key", [
     ("partition: \"gpu\\n#SBATCH --exclusive\"\n", "partition"),
     ("account: \"a b\"\n", "account"),
