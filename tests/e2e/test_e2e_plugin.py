@@ -14,7 +14,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from tests.e2e_util import ROOT, make_repo, reduced_params, run, write_params
+from tests.e2e_util import ROOT, reduced_params, run, write_params
 
 pytestmark = pytest.mark.e2e
 
@@ -54,8 +54,9 @@ def methods_in(repo, rel) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    repo = make_repo(tmp_path_factory.mktemp("e2e-plugin"), base_params())
+def repo(warm_repo):
+    repo = warm_repo  # the session's cold repro (tests/e2e/conftest.py), copied: base_params' units are all stored
+    write_params(repo, base_params())
     shutil.copytree(ROOT / "examples", repo / "examples", ignore=shutil.ignore_patterns("__pycache__"))
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-qm", "examples")
