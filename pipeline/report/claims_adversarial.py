@@ -108,7 +108,7 @@ def variant_arms(inp: Inputs) -> list[dict]:
     """Table 4's rows with every seed of each: a re-tuned row's value is its best by mean val PGD-20; a row taken
     from the sweep has the sweep's runs of that value (its extra seeds included)."""
     var = inp.suite_runs("variants")
-    arms = []
+    arms: list[dict] = []
     if var.empty:
         return arms
     for (ds, _, name), g in var.groupby(["dataset", "study", "name"], sort=True):

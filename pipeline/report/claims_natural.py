@@ -80,7 +80,7 @@ def lr_claims(inp: Inputs) -> list[Claim]:
 
 
 def prune_claims(inp: Inputs) -> list[Claim]:
-    out = []
+    out: list[Claim] = []
     pr = inp.prune[inp.prune["suite"] == "lr_sensitivity"] if len(inp.prune) else inp.prune
     if pr.empty:
         return out

@@ -43,7 +43,7 @@ def _best_wd_slope(cells: pd.DataFrame) -> float:
 
 
 def grid_claims(inp: Inputs) -> list[Claim]:
-    out = []
+    out: list[Claim] = []
     grid = inp.suite_runs("grid")
     if grid.empty:
         return out

@@ -38,8 +38,7 @@ def figure2(inp: Inputs, out_dir: Path) -> FigureResult:
     if reason:
         return FigureResult("F2", reason)
     ests = sorted(inp.dog_estimates, key=lambda e: (str(e["dataset"]), int(e.get("study", 0)), int(e.get("seed", 0))))
-    traced = [(e, inp.trace(e["from_key"])) for e in ests]
-    traced = [(e, tr) for e, tr in traced if tr is not None]
+    traced = [(e, tr) for e in ests if (tr := inp.trace(e["from_key"])) is not None]
     if not traced:
         return FigureResult("F2", "No DoG traces in artifacts/train/traces (natural suite's fixed-λ runs).")
     studies = sorted({(str(e["dataset"]), int(e.get("study", 0))) for e, _ in traced})

@@ -7,6 +7,7 @@ A figure that would repeat another one on this configuration (same plot data, sa
 from __future__ import annotations
 
 import io
+import typing as tp
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator  # noqa: E402
+from matplotlib.typing import RcKeyType  # noqa: E402
 
 from jobs.atomic import atomic_write_bytes, atomic_write_text  # noqa: E402
 
@@ -23,7 +25,7 @@ DPI = 200  # a raster copy sharp enough for slides and print previews; the PDF i
 IMAGE_EXTS = ("pdf", "png")
 # Readable at the size a two-column paper prints a figure; the library defaults (10 pt everywhere) are kept for
 # anything not named here, never the user's matplotlibrc.
-STYLE = {
+STYLE: dict[RcKeyType, tp.Any] = {
     "font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "xtick.labelsize": 8, "ytick.labelsize": 8,
     "legend.fontsize": 8, "legend.framealpha": 0.9, "figure.titlesize": 10, "axes.spines.top": False,
     "axes.spines.right": False,
@@ -49,7 +51,7 @@ def save_figure(fig, path: Path, fmt: str, dpi: int = DPI) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def new_figure(nrows: int, ncols: int, width: float = 4.0, height: float = 3.2, sharey: bool | str = False,
+def new_figure(nrows: int, ncols: int, width: float = 4.0, height: float = 3.2, sharey: bool | tp.Literal["none", "all", "row", "col"] = False,
                layout: str | None = None):
     # Library defaults plus STYLE, not the user's matplotlibrc: the committed files must not depend on who ran it.
     matplotlib.rc_file_defaults()

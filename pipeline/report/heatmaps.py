@@ -69,6 +69,8 @@ def _heat(ax, g: pd.DataFrame, metric: str, norm: Normalize, ylabel: str = "λ_w
     vals = piv.to_numpy(float)
     best = np.unravel_index(np.nanargmax(vals), vals.shape) if np.isfinite(vals).any() else None
     marks = g.pivot_table(index="wd", columns="lr", values="mark", aggfunc="first").reindex_like(piv)
+    if norm.vmin is None or norm.vmax is None:
+        raise ValueError("a heatmap's colour scale needs both ends (color_scale sets them)")
     middle = (norm.vmin + norm.vmax) / 2  # the colour scale's, so a cell's text colour means the same in every panel
     for (i, j), v in np.ndenumerate(vals):
         mark = marks.iat[i, j] if isinstance(marks.iat[i, j], str) else ""

@@ -8,13 +8,15 @@ every value is copied from the paper so a reader can check it against /work/shar
 from __future__ import annotations
 
 import math
+import typing as tp
 
 CIFAR10 = "cifar10"
 CIFAR100 = "cifar100"
+Row = dict[str, tp.Any]  # one row of a paper table: its columns by name
 
 # Table 2: WRN28-10, mean of 3 runs; the weight-decay column is 0.0005·‖W‖²/2 for both rows.
 TABLE2_WD = 5e-4
-T2 = [
+T2: list[Row] = [
     {"dataset": CIFAR100, "method": "fixed", "lr": 0.1, "value": 5e-4, "val_acc": 80.97, "test_acc": 80.53,
      "weight_norm": 24.3, "wd_term": 0.15, "xent": 0.00, "total_loss": 0.15},
     {"dataset": CIFAR100, "method": "awd", "lr": 0.1, "value": 0.016, "val_acc": 80.91, "test_acc": 80.75,
@@ -26,7 +28,7 @@ T2 = [
 ]
 
 # Table 3: WRN28-10, PGD-7 adversarial training, SGD; best hyper-parameter of each method per dataset.
-T3 = [
+T3: list[Row] = [
     {"dataset": CIFAR10, "method": "fixed", "value": 0.00089, "optimizer": "sgd",
      "weight_norm": 35.58, "nat_acc": 84.31, "autoattack": 45.19},
     {"dataset": CIFAR10, "method": "awd", "value": 0.022, "optimizer": "sgd",
@@ -38,7 +40,7 @@ T3 = [
 ]
 
 # Table 4: CIFAR-100 only, WRN28-10. `retuned` marks the paper's asterisk (another round of hyper-parameter search).
-T4 = [
+T4: list[Row] = [
     {"dataset": CIFAR100, "name": "λ_wd=0.0005", "method": "fixed", "value": 0.0005, "optimizer": "sgd",
      "aug": "P&C", "epochs": 200, "trades": False, "swa": False, "retuned": False, "nat_acc": 60.15, "autoattack": 22.53},
     {"dataset": CIFAR100, "name": "λ_wd=0.0005 ASAM", "method": "fixed", "value": 0.0005, "optimizer": "asam",
@@ -60,7 +62,7 @@ T4 = [
 ]
 
 # Table 5: CIFAR-100 only, ResNet50 + ASAM.
-T5 = [
+T5: list[Row] = [
     {"dataset": CIFAR100, "method": "awd", "value": 0.022, "lr": 0.01,
      "weight_norm": 14.39, "test_acc": 83.21, "train_acc": 95.29},
     {"dataset": CIFAR100, "method": "fixed", "value": 0.005, "lr": 0.01,
@@ -89,7 +91,7 @@ _T6_CELLS = {
     (CIFAR100, 0.001, "fixed"): [(62.1, 0.2), (52.7, 2.0), (41.7, 2.7), (25.6, 2.4), (11.0, 4.4), (3.1, 0.9), (1.2, 0.1)],
 }
 T6_HYPER = {(CIFAR10, "awd"): 0.018, (CIFAR100, "awd"): 0.016, (CIFAR10, "fixed"): 5e-4, (CIFAR100, "fixed"): 5e-4}
-T6 = [
+T6: list[Row] = [
     {"dataset": ds, "lr": lr, "method": m, "value": T6_HYPER[(ds, m)], "amount": amount, "acc": mean, "acc_std": std}
     for (ds, lr, m), cells in _T6_CELLS.items()
     for amount, (mean, std) in zip(T6_AMOUNTS, cells)
@@ -97,14 +99,14 @@ T6 = [
 
 # Figure 12 (a table in the paper). It does not name its dataset; its lr=0.1 entries (18.3, 24.06) match the
 # CIFAR-100 ‖W‖₂ of Table 2 (18.3, 24.3), so it is filed under CIFAR-100.
-F12 = [
+F12: list[Row] = [
     {"dataset": CIFAR100, "lr": lr, "method": m, "value": v, "weight_norm": n}
     for m, v, norms in (("awd", 0.016, (92.53, 16.22, 18.3, 26.65)), ("fixed", 5e-4, (116.98, 27.01, 24.06, 12.16)))
     for lr, n in zip((0.001, 0.01, 0.1, 1.0), norms)
 ]
 
 # Scalar facts stated in the text and captions.
-FACTS = {
+FACTS: dict[str, tp.Any] = {
     # Fig. 2 / Sec. 2.1: CIFAR-100, WRN28-10, lr=0.1, λ_wd=0.0005; running-mean DoG at the loss plateau.
     "fig2_dataset": CIFAR100,
     "fig2_dog": 0.016,

@@ -99,10 +99,10 @@ class PaperTable:
                 out[self.mark_at] += f"<sup>{mark}</sup>"
             if self.n_varies():
                 out.append(self.row_n(cells))
-            for j, (c, f) in enumerate(zip(cells, self.formats)):
-                out.append(pm(c.ours, c.ours_std, f))
+            for j, (cell, f) in enumerate(zip(cells, self.formats)):
+                out.append(pm(cell.ours, cell.ours_std, f))
                 if self.paper_in(j):
-                    out.append(pm(c.paper, c.paper_std, f))
+                    out.append(pm(cell.paper, cell.paper_std, f))
             lines.append("| " + " | ".join(x.replace("|", "\\|") for x in out) + " |")
         foot = [f"<sup>{FOOTNOTE_MARKS[i]}</sup> {text}" for i, text in enumerate(self.footnotes)]
         return head + "\n".join(lines) + "\n" + "".join(f"\n{n}\n" for n in foot + self.notes)

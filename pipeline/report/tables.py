@@ -200,7 +200,7 @@ def table3(inp: Inputs) -> Table:
 def variant_rows(inp: Inputs) -> list[tuple[pd.Series, str]]:
     """One (run, note) per Table 4 row: a re-tuned row (several values) is its best value by val PGD-20."""
     var = inp.suite_runs("variants")
-    out = []
+    out: list[tuple[pd.Series, str]] = []
     if var.empty:
         return out
     for (_, _, _name), g in var.groupby(["dataset", "study", "name"], sort=True):

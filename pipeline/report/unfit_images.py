@@ -41,8 +41,8 @@ def unfit_grid(inp: Inputs, out_dir: Path, fid: str, max_images: int) -> FigureR
     reason = missing_reason(inp, "underfit")
     if reason:
         return FigureResult(fid, reason)
-    shown = [(ds, m, k, inp.unfit(k)) for ds, m, k in _runs_to_show(inp)]
-    shown = [(ds, m, k, z) for ds, m, k, z in shown if z is not None and len(z.get("index", [])) > 0]
+    shown = [(ds, m, k, z) for ds, m, k in _runs_to_show(inp)
+             if (z := inp.unfit(k)) is not None and len(z.get("index", [])) > 0]
     if not shown:
         return FigureResult(fid, "No unfit examples in artifacts/train/unfit (every training example was fit, "
                                  "or the underfit stage has not run).")
