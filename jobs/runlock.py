@@ -43,10 +43,6 @@ class RunLock:
         self.root = root
         self._fd: int | None = None
 
-    @property
-    def is_locked(self) -> bool:
-        return self._fd is not None
-
     def _open(self) -> int:
         if self.root is None:
             return self._open_in(None, str(self.path))

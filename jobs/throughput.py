@@ -91,10 +91,6 @@ def register(kind: str, model: CostModel) -> None:
     _MODELS[kind] = model
 
 
-def registered(kind: str) -> CostModel | None:
-    return _MODELS.get(kind)
-
-
 def place(cfg: ExecutorConfig) -> str:
     """Where a unit kind's jobs run, as far as their speed goes: a partition (and constraint), or this host."""
     return backends.of(cfg).place(cfg)

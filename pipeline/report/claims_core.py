@@ -83,14 +83,6 @@ def _r(x):
     return None if x is None or not math.isfinite(float(x)) else float(f"{float(x):.6g}")
 
 
-def _side(iv: stats.Interval, favourable: str, margin: float) -> str:
-    lo, hi = iv.low, iv.high
-    above, below = lo > margin, hi < margin
-    if favourable == "below":
-        above, below = below, above
-    return stats.HOLDS if above else stats.FAILS if below else stats.INCONCLUSIVE
-
-
 def decide(claims: list[Claim]) -> dict:
     """Give every claim its verdict (module docstring); returns the family: its size and adjustment."""
     family = []
@@ -125,7 +117,7 @@ def decide(claims: list[Claim]) -> dict:
     for c, p_adj, level in zip(family, adjusted, levels):
         c.p_holm, c.level = p_adj, level
         c.interval = stats.t_interval(c.diffs(), level, c.bounds)
-        c.verdict = _side(c.interval, c.favourable, c.margin)
+        c.verdict = stats.verdict(c.interval, c.favourable, c.margin)
     return {"size": len(family), "adjustment": "holm", "alpha": stats.ALPHA}
 
 

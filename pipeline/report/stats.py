@@ -31,9 +31,6 @@ class Interval:
     n: int
     method: str
 
-    def excludes_zero(self) -> bool:
-        return self.low > 0 or self.high < 0
-
     def text(self, fmt: str = "{:+.2f}") -> str:
         if not math.isfinite(self.estimate):
             return "—"
@@ -103,27 +100,11 @@ def holm(pvalues: list[float], alpha: float = ALPHA) -> tuple[list[float], list[
     return adjusted, levels
 
 
-def bootstrap_interval(values, conf: float = CONF, n_boot: int = 10_000, seed: int = 0) -> Interval:
-    """Percentile bootstrap interval of the mean (seeded, so the same values give the same interval)."""
-    v = _finite(values)
-    if v.size < 2:
-        return Interval(float(v.mean()) if v.size else math.nan, math.nan, math.nan, int(v.size), "bootstrap")
-    rng = np.random.default_rng(seed)
-    means = v[rng.integers(0, v.size, size=(n_boot, v.size))].mean(axis=1)
-    lo, hi = np.quantile(means, [0.5 - conf / 2, 0.5 + conf / 2])
-    return Interval(float(v.mean()), float(lo), float(hi), int(v.size), "bootstrap")
-
-
 def paired_values(a: dict, b: dict) -> list[float]:
     """a[s] − b[s] for every pairing key s (seed) both have a finite value for, in key order."""
     common = sorted(set(a) & set(b), key=str)
     return [float(a[s]) - float(b[s]) for s in common
             if a[s] is not None and b[s] is not None and math.isfinite(a[s]) and math.isfinite(b[s])]
-
-
-def paired_difference(a: dict, b: dict, conf: float = CONF, bounds: tuple[float, float] | None = None) -> Interval:
-    """t interval of a[s] − b[s] over the pairing keys s (seeds) both have."""
-    return t_interval(paired_values(a, b), conf, bounds)
 
 
 def saturated(values, ceiling: float = 99.0) -> bool:
@@ -170,26 +151,6 @@ def mcnemar(a_correct, b_correct, conf: float = CONF) -> McNemar:
     return McNemar(n, n10, n01, p, Interval(d, d - z * se, d + z * se, n, "paired Wald"))
 
 
-def two_proportions(k_a: int, n_a: int, k_b: int, n_b: int, conf: float = CONF) -> Interval:
-    """k_a/n_a − k_b/n_b with a Newcombe (Wilson score) interval, for unpaired proportions."""
-    if min(n_a, n_b) <= 0:
-        return Interval(math.nan, math.nan, math.nan, 0, "Newcombe")
-    z = float(sps.norm.ppf(0.5 + conf / 2))
-
-    def wilson(k, n):
-        p = k / n
-        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-        half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-        return centre - half, centre + half
-
-    pa, pb = k_a / n_a, k_b / n_b
-    (la, ua), (lb, ub) = wilson(k_a, n_a), wilson(k_b, n_b)
-    d = pa - pb
-    low = d - math.sqrt((pa - la) ** 2 + (ub - pb) ** 2)
-    high = d + math.sqrt((ua - pa) ** 2 + (pb - lb) ** 2)
-    return Interval(d, low, high, n_a + n_b, "Newcombe")
-
-
 def verdict(interval: Interval, favourable: str, margin: float = 0.0) -> str:
     """The claims table's rule: `holds` when the whole interval lies on the claimed side of `margin`
     (favourable 'above' or 'below'), `does not hold` when it lies wholly on the other side, else `inconclusive`
@@ -203,10 +164,3 @@ def verdict(interval: Interval, favourable: str, margin: float = 0.0) -> str:
     if favourable == "below":
         above, below = below, above
     return HOLDS if above else FAILS if below else INCONCLUSIVE
-
-
-def combine(*verdicts: str) -> str:
-    """A claim with several parts holds when every part holds and fails when any part fails."""
-    if any(v == FAILS for v in verdicts):
-        return FAILS
-    return HOLDS if verdicts and all(v == HOLDS for v in verdicts) else INCONCLUSIVE
