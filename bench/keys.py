@@ -17,33 +17,25 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def all_keys(params) -> dict[str, int]:
-    from awd.autoattack import block_bounds
-    from pipeline.attack import AA_FN
-    from pipeline.common import make_unit
-    from pipeline.cost import TEST_SIZE
-    from pipeline.prune import PRUNE_FN
+    """Every unit the stages would build, through the one place that builds them (pipeline/plan.py's Planner); the
+    attacked test sets' sizes are the known ones, so that no dataset need be on disk."""
+    from pipeline.plan import Planner, known_test_size
     from pipeline.suites import ATTACKED_SUITES, PRUNED_SUITES, independent_runs, natural_awd
-    from pipeline.train import unit_for
-    from pipeline.trained_runs import base_eval_config
 
+    planner = Planner(params)
     specs = independent_runs(params)
     specs += [natural_awd(params, s, 0.02) for s in specs if s.suite == "natural"]
     counts = {"train": 0, "autoattack": 0, "prune": 0}
-    aa, adv = params.autoattack, params.adversarial
     for spec in specs:
-        unit = unit_for(spec, params)
+        unit = planner.train_unit(spec)
         counts["train"] += 1
-        rec = {"key": unit.key, "config": spec.config}
+        rec = {"key": unit.key, "suite": spec.suite, "dataset": spec.dataset, "label": spec.label,
+               "config": spec.config}
         if spec.suite in ATTACKED_SUITES:
-            n = TEST_SIZE[spec.dataset] if aa.n_test is None else min(aa.n_test, TEST_SIZE[spec.dataset])
-            for start, stop in block_bounds(n, aa.block_size):
-                make_unit("autoattack", AA_FN, dict(base_eval_config(rec, params.data.root), eps=adv.eps,
-                          version=aa.version, seed=aa.seed, batch_size=aa.batch_size, block_size=aa.block_size,
-                          start=start, stop=stop))
-                counts["autoattack"] += 1
+            n = known_test_size(spec.dataset, params.autoattack.n_test)
+            counts["autoattack"] += len(planner.attack_units(rec, n))
         if spec.suite in PRUNED_SUITES:
-            make_unit("prune", PRUNE_FN, dict(base_eval_config(rec, params.data.root),
-                                              amounts=list(params.prune.amounts)))
+            planner.prune_unit(rec)
             counts["prune"] += 1
     return counts
 

@@ -55,6 +55,11 @@ def test_size(dataset: str, data_root: str, n_test) -> int:
     return total if n_test is None else min(int(n_test), total)
 
 
+def known_test_size(dataset: str, n_test) -> int:
+    """`test_size` from the dataset's known size, before (or without) the test set on disk."""
+    return TEST_SIZE[dataset] if n_test is None else min(int(n_test), TEST_SIZE[dataset])
+
+
 def aa_version(aa) -> dict:
     """The AutoAttack version of a block's config, with the attack list only for `custom` (so that the other
     versions' keys stay those of before the option)."""
@@ -91,12 +96,14 @@ class Planner:
             unit.estimate_s = run_estimate_s(spec.config, self.executor)
         return unit
 
-    def attack_units(self, rec: dict) -> list[Unit]:
+    def attack_units(self, rec: dict, n: int | None = None) -> list[Unit]:
         """The AutoAttack blocks of one trained model (a runs.json record, or the train stage's record of a model it
-        has just trained). The stored unit is one block; a shard's blocks run as one job (`group`, not in the key)."""
+        has just trained). The stored unit is one block; a shard's blocks run as one job (`group`, not in the key).
+        `n`: the examples attacked, when known without reading the test set (`known_test_size`)."""
         aa, adv, root = self.params.autoattack, self.params.adversarial, self.params.data.root
+        n = test_size(rec["dataset"], root, aa.n_test) if n is None else n
         units = []
-        for start, stop, _, (s0, s1) in _blocks(self.params, test_size(rec["dataset"], root, aa.n_test)):
+        for start, stop, _, (s0, s1) in _blocks(self.params, n):
             config = dict(base_eval_config(rec, root), eps=adv.eps, **aa_version(aa), seed=aa.seed,
                           batch_size=aa.batch_size, block_size=aa.block_size, start=start, stop=stop)
             unit = self.unit("autoattack", AA_FN, config, f"AA {rec['suite']} {rec['label']} [{start},{stop})")
@@ -125,8 +132,7 @@ class Planner:
         params, run, out = self.params, spec.config, []
         if spec.suite in ATTACKED_SUITES:
             aa = params.autoattack
-            n = TEST_SIZE[spec.dataset] if aa.n_test is None else min(aa.n_test, TEST_SIZE[spec.dataset])
-            for start, stop, shard, _ in _blocks(params, n):
+            for start, stop, shard, _ in _blocks(params, known_test_size(spec.dataset, aa.n_test)):
                 config = {"train_config": run, "eps": params.adversarial.eps, **aa_version(aa),
                           "batch_size": aa.batch_size, "block_size": aa.block_size, "start": start, "stop": stop}
                 out.append(Unit("autoattack", f"{unit.key}-aa{start}", AA_FN, config, group=f"{unit.key}-{shard}"))
