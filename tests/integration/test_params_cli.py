@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,7 +34,8 @@ def test_cli_reports_ok_and_errors(tmp_path):
 @pytest.mark.reliability
 def test_a_stage_ends_with_exit_2_and_the_message_on_bad_params(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(EMBEDDED.read_text().replace("lr: 0.1", "lr: -0.1", 1).replace("epochs: 40", "epochs: 0"))
+    text = re.sub(r"^(  epochs: )\d+", r"\g<1>0", EMBEDDED.read_text(), count=1, flags=re.M)  # train.epochs
+    bad.write_text(text.replace("lr: 0.1", "lr: -0.1", 1))
     res = subprocess.run([sys.executable, "-m", "pipeline.prepare", "--params", str(bad)], cwd=ROOT,
                          capture_output=True, text=True)
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
