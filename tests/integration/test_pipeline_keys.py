@@ -55,9 +55,10 @@ def _key_in_copy(tmp_path: Path, edit=None) -> str:
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, copy / name)
     if edit:
         edit(copy)
+    # the key alone: no run-time estimate (that would import torch to count the model's operations)
     code = ("from pipeline.params import load_params; from pipeline.suites import independent_runs; "
-            "from pipeline.train import unit_for; p = load_params('params.yaml'); "
-            "print(unit_for(independent_runs(p)[0], p).key)")
+            "from pipeline.plan import unit_for; p = load_params('params.yaml'); "
+            "print(unit_for(independent_runs(p)[0], p, estimate=False).key)")
     out = subprocess.run([sys.executable, "-c", code], cwd=copy, capture_output=True, text=True, check=True,
                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(copy)})
     shutil.rmtree(copy)
