@@ -111,6 +111,8 @@ def describe(annotation) -> str:
         return describe(base)
     if origin is tuple and args and isinstance(args[0], type) and issubclass(args[0], BaseModel):
         return f"list of {args[0].__name__}"
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return f"list, each {describe(args[0])}"
     if origin is dict:
         return f"mapping of names to {describe(args[1])}"
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
