@@ -59,6 +59,8 @@ docs: $(DOCS_STAMP)
 
 # Dress rehearsal of configs/paper.yaml through a 64-GPU local SLURM cluster with stand-in units (root; ~15 min).
 # Options: make rehearse REHEARSE="--params configs/paper.yaml --minutes-per-gpu-hour 0.5 --gpus 64 --faults-seed 0"
+# Faults: --faults all (default: every unit, driver and cluster fault) | survivable | none | a comma list, e.g.
+# survivable,slurmctld,slurmdbd,store_full,node_down (docs/rehearsal.md). On a shared machine: flock /tmp/awd-heavy.lock
 rehearse: $(STAMP)
 	$(PY) -m pipeline.rehearsal $(REHEARSE)
 

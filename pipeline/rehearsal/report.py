@@ -11,7 +11,7 @@ from ruamel.yaml import YAML
 
 from jobs.atomic import atomic_write_text as write_text
 from pipeline.common import write_json
-from pipeline.rehearsal import store_facts, timeline
+from pipeline.rehearsal import cluster_faults, store_facts, timeline
 
 STAGES = ("prepare", "train", "attack", "prune", "aggregate")
 
@@ -144,14 +144,15 @@ def collect(args, faults: dict, inputs: dict, campaign: dict, copy: Path, work: 
     makespan = _sim_h(t1 - t0, mpg)
     lower = max(work_h / args.gpus, critical_path_h(units))
 
-    broke = [r for r in campaign["runs"] if r["rc"] != 0
+    broke = [r for r in campaign["runs"] if r["rc"] != 0 and not r.get("store_freed")
              and not (campaign["driver_kill"] and campaign["driver_kill"]["dvc_run"] == r["n"])]
     breaks = [{"dvc_run": r["n"], "exit_status": r["rc"], "stage": _failed_stage("\n".join(r["errors"])),
                "after_wall_s": round(r["end"] - t0, 1), "errors": r["errors"]} for r in broke]
 
     lost_units, repeated = [], 0
+    events = campaign.get("cluster_faults", [])
     for u in units:
-        lw = store_facts.lost_work(u)
+        lw = store_facts.lost_work(u, cluster_faults.windows(events))
         repeated += lw["repeated_steps"]
         if lw["repeated_steps"] > 0 or lw["extra_starts"] > 0 or (final_rc == 0 and not u["done"]):
             lost_units.append({"kind": u["kind"], "key": u["key"], "label": u["label"], **lw, "done": u["done"]})
@@ -170,9 +171,18 @@ def collect(args, faults: dict, inputs: dict, campaign: dict, copy: Path, work: 
     if sbatch_fault:
         injected["sbatch_socket_timeout"] = 1
         survived["sbatch_socket_timeout"] = int(final_rc == 0)
+    names = [k for k in cluster_faults.NAMES if faults.get(k)]
+    logs = [Path(r["log"]).read_text(errors="replace") for r in campaign["runs"] if Path(r["log"]).exists()]
+    c_injected, c_survived, c_missed, c_rows = cluster_faults.report(
+        events, names, logs, t0, mpg, final_rc == 0 and complete, len(lost_units))
+    injected.update(c_injected)
+    survived.update(c_survived)
+    for row in c_rows:
+        row["survived"] = bool(c_survived.get(row["name"]))
     survived = {k: v for k, v in survived.items() if k in injected}
     not_reached = [name for name, on in (("driver_kill", faults["kill_driver"] and not campaign["driver_kill"]),
                                          ("sbatch_socket_timeout", faults["sbatch_fail"] and not sbatch_fault)) if on]
+    not_reached += c_missed
     for fault, planned in Counter(u["plan"].get("fault") for u in units if u["plan"].get("fault")).items():
         if planned > injected.get(fault, 0):
             not_reached.append(f"{fault} x{planned - injected.get(fault, 0)}")
@@ -232,11 +242,13 @@ def collect(args, faults: dict, inputs: dict, campaign: dict, copy: Path, work: 
         "faults_survived": survived,
         "faults_not_reached": not_reached,
         "fault_rates": faults,
+        "cluster_faults": c_rows,
         "lost": len(lost_units),
         "lost_units": lost_units[:50],
         "repeated_steps": repeated,
         "tables_complete": complete,
-        "dvc_runs": [{"n": r["n"], "exit_status": r["rc"], "wall_s": round(r["end"] - r["start"], 1)}
+        "dvc_runs": [{"n": r["n"], "exit_status": r["rc"], "wall_s": round(r["end"] - r["start"], 1),
+                      "store_freed": bool(r.get("store_freed"))}
                      for r in campaign["runs"]],
         "breaks": breaks,
         "driver_kill": campaign["driver_kill"] and {k: v for k, v in campaign["driver_kill"].items() if k != "t"},
@@ -299,8 +311,11 @@ def markdown(r: dict) -> str:
                   + (f": ready units not yet submitted {share(r['boundary_idle_gpu_h'])}, nothing ready "
                      f"{share(r['dependency_idle_gpu_h'])}." if "dependency_idle_gpu_h" in r else
                      " (stage boundaries, drivers, the tail of a stage).")]
+    lines += cluster_faults.markdown(r.get("cluster_faults", []))
     lines += ["", "## dvc repro runs", ""]
-    lines += [f"- run {d['n']}: exit {d['exit_status']} after {d['wall_s']} s wall" for d in r["dvc_runs"]]
+    lines += [f"- run {d['n']}: exit {d['exit_status']} after {d['wall_s']} s wall" + (
+        "; stopped by the full store, whose space the rehearsal then freed, as a user would" if d.get("store_freed")
+        else "") for d in r["dvc_runs"]]
     if r["driver_kill"]:
         lines.append(f"- injected: SIGKILL of the train stage driver during run {r['driver_kill']['dvc_run']} at "
                      f"{r['driver_kill']['train_units_done']} training units done; the next run re-attached")

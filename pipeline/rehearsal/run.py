@@ -2,7 +2,7 @@
 on the rehearsal SLURM cluster, in a throwaway copy of this repository, with every unit a timed stand-in.
 
     python -m pipeline.rehearsal [--params configs/paper.yaml] [--minutes-per-gpu-hour 0.5] [--gpus 64]
-        [--units-per-job 1] [--faults all|survivable|none] [--faults-seed 0] [--out results]
+        [--units-per-job 1] [--faults all|survivable|none|NAME,...] [--faults-seed 0] [--out results]
 
 Writes <out>/rehearsal.json, rehearsal.md and rehearsal_gpus.png. Exits 0 only when no unit's work was lost and
 every table and figure was produced; 1 otherwise (the report says where the campaign broke); 2 on bad input.
@@ -25,7 +25,9 @@ import time
 from pathlib import Path
 
 from jobs import bounded_yaml
+from pipeline.rehearsal import cluster_faults
 from pipeline.rehearsal.cifar import write_datasets
+from pipeline.rehearsal.cluster_faults import NAMES as CLUSTER_FAULTS
 from pipeline.rehearsal.swap import ENV
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -34,11 +36,15 @@ SLURM_DIR = Path(os.environ.get("AWD_REHEARSAL_SLURM_DIR", "/var/lib/awd-slurm-r
 CLUSTER_LOCK = Path("/tmp/awd-rehearsal-cluster.lock")  # one rehearsal at a time on this machine
 GPUS_PER_NODE = 16
 ERROR_LINE = re.compile(r"ERROR|Error:|error:")  # dvc's and the stage's own error lines, a traceback's last line
-PRESETS = {  # fault rates per unit of the kinds they apply to; driver kill and sbatch failure are one-offs
-    "all": {"diverge": 0.008, "exit": 0.004, "timeout": 0.006, "kill_driver": True, "sbatch_fail": True},
-    "survivable": {"diverge": 0.0, "exit": 0.0, "timeout": 0.006, "kill_driver": True, "sbatch_fail": False},
-    "none": {"diverge": 0.0, "exit": 0.0, "timeout": 0.0, "kill_driver": False, "sbatch_fail": False},
+RATES = {"diverge": 0.008, "exit": 0.004, "timeout": 0.006}  # per unit of the kinds they apply to
+ONE_OFFS = ("kill_driver", "sbatch_fail", *CLUSTER_FAULTS)  # each fires once
+PRESETS = {  # `all` is every fault; `survivable` those the design survived before the cluster faults existed
+    "all": {**RATES, **{k: True for k in ONE_OFFS}},
+    "survivable": {"diverge": 0.0, "exit": 0.0, "timeout": 0.006, **{k: k == "kill_driver" for k in ONE_OFFS}},
+    "none": {**{k: 0.0 for k in RATES}, **{k: False for k in ONE_OFFS}},
 }
+SIM_MINUTES = {"slurmctld": 30, "slurmdbd": 60, "node_down": 30}  # how long each cluster fault lasts, simulated
+OPTION = {"slurmctld": "slurmctld-down-min", "slurmdbd": "slurmdbd-down-min", "node_down": "node-down-min"}
 SBATCH_SHIM = """#!/usr/bin/env bash
 # Rehearsal: counts sbatch calls, fails call number {fail_at} once as a busy slurmctld would, else runs sbatch.
 set -u
@@ -77,7 +83,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-submit", type=int, default=200, help="QOS MaxSubmitJobsPerUser")
     p.add_argument("--max-jobs", type=int, default=None, help="QOS MaxJobsPerUser (default: --gpus)")
     p.add_argument("--time-limit", type=int, default=60, help="partition MaxTime and job time limit, minutes")
-    p.add_argument("--faults", choices=sorted(PRESETS), default="all")
+    p.add_argument("--faults", default="all",
+                   help=f"a preset ({', '.join(PRESETS)}) or a comma list of presets and faults "
+                        f"({', '.join([*RATES, *ONE_OFFS])}); e.g. survivable,slurmctld,node_down")
+    for name, minutes in SIM_MINUTES.items():
+        p.add_argument(f"--{OPTION[name]}", dest=f"{name}_min", type=float, default=minutes,
+                       help=f"simulated minutes the {name} fault lasts (default {minutes})")
     p.add_argument("--faults-seed", type=int, default=0)
     for name in ("diverge", "exit", "timeout"):
         p.add_argument(f"--{name}-rate", type=float, default=None, help=f"override the preset's {name} rate")
@@ -112,7 +123,25 @@ def check_args(args) -> dict:
         bad("--poll-s must be > 0")
     if not 0 <= args.kill_driver_at < 1:
         bad("--kill-driver-at must be in [0, 1) (0: never)")
-    faults = dict(PRESETS[args.faults])
+    faults = dict(PRESETS["none"])
+    for word in (w.strip() for w in args.faults.split(",")):
+        if word in PRESETS:
+            faults.update({k: v for k, v in PRESETS[word].items() if v})
+        elif word in RATES:
+            faults[word] = RATES[word]
+        elif word in ONE_OFFS:
+            faults[word] = True
+        else:
+            bad(f"--faults {args.faults}: unknown {word!r}; allowed: presets {', '.join(PRESETS)} or faults "
+                f"{', '.join([*RATES, *ONE_OFFS])}, comma-separated")
+    if args.executor:  # your cluster: its daemons, nodes and filesystem are not the rehearsal's to stop
+        named = [w for w in CLUSTER_FAULTS if w in args.faults.split(",")]
+        if named:
+            bad(f"--faults {','.join(named)}: cluster faults need the local rehearsal cluster, not --executor")
+        faults.update({k: False for k in CLUSTER_FAULTS})
+    for name in SIM_MINUTES:
+        if getattr(args, f"{name}_min") <= 0:
+            bad(f"--{OPTION[name]} must be > 0")
     for name in ("diverge", "exit", "timeout"):
         value = getattr(args, f"{name}_rate")
         if value is not None:
@@ -189,15 +218,16 @@ def write_inputs(args, faults: dict, copy: Path, work: Path) -> dict:
     return {"params": params, "n_train": n_train, "executor": executor, "settings": settings}
 
 
-def cluster(command: str, args, env: dict) -> None:
+def cluster(command: str, args, env: dict, *more: str) -> None:
     cenv = dict(env, AWD_SLURM_PROFILE="rehearsal", AWD_SLURM_DIR=str(SLURM_DIR),
                 AWD_REHEARSAL_NODES=str(max(1, args.gpus // GPUS_PER_NODE)),
                 AWD_REHEARSAL_GPUS_PER_NODE=str(min(args.gpus, GPUS_PER_NODE)),
                 AWD_REHEARSAL_MAX_TIME=str(args.time_limit), AWD_REHEARSAL_MAX_SUBMIT=str(args.max_submit),
                 AWD_REHEARSAL_MAX_JOBS=str(args.max_jobs or args.gpus))
-    done = subprocess.run([str(CLUSTER_SCRIPT), command], env=cenv, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([str(CLUSTER_SCRIPT), command, *more], env=cenv, capture_output=True, text=True, timeout=300)
     if done.returncode != 0:
-        raise SystemExit(f"rehearsal: `AWD_SLURM_PROFILE=rehearsal {CLUSTER_SCRIPT} {command}` failed:\n"
+        raise SystemExit(f"rehearsal: `AWD_SLURM_PROFILE=rehearsal {CLUSTER_SCRIPT} {command} {' '.join(more)}` "
+                         "failed:\n"
                          f"{done.stdout}{done.stderr}")
 
 
@@ -220,9 +250,11 @@ def _done_units(store: Path, kind: str) -> int:
     return sum(1 for _ in (store / kind).glob("*/*/manifest.json")) if (store / kind).is_dir() else 0
 
 
-def run_campaign(copy: Path, work: Path, env: dict, n_train: int, faults: dict, kill_at: float) -> dict:
+def run_campaign(copy: Path, work: Path, env: dict, n_train: int, faults: dict, kill_at: float,
+                 injector: cluster_faults.Injector | None = None) -> dict:
     """`dvc repro` until it succeeds, is broken by a failure (recorded, not retried: a person would have to act),
-    or was killed by the injected driver kill (then restarted, as a person or a supervisor would)."""
+    or was killed by the injected driver kill or stopped by the injected full store (then rerun, as a person or a
+    supervisor would; for the full store, once the space is freed)."""
     runs: list[dict] = []
     killed, t0 = None, time.time()
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -235,6 +267,8 @@ def run_campaign(copy: Path, work: Path, env: dict, n_train: int, faults: dict, 
                                     stderr=subprocess.STDOUT, start_new_session=True)
             while proc.poll() is None:
                 time.sleep(1.0)
+                if injector is not None:
+                    injector.poll(_done_units(copy / "runs", "train") / max(1, n_train))
                 if faults["kill_driver"] and killed is None and _done_units(copy / "runs", "train") >= kill_at * n_train:
                     for pid in _stage_driver_pids(copy, "pipeline.train"):
                         os.kill(pid, signal.SIGKILL)
@@ -246,10 +280,15 @@ def run_campaign(copy: Path, work: Path, env: dict, n_train: int, faults: dict, 
         runs.append({"n": n, "start": start, "end": time.time(), "rc": proc.returncode, "log": str(log_path),
                      "errors": [line for line in text.splitlines() if ERROR_LINE.search(line)][-12:]})
         print(f"rehearsal: dvc repro #{n} exited {proc.returncode} after {time.time() - start:.0f} s", flush=True)
-        if proc.returncode == 0 or not (killed and killed["dvc_run"] == n):
+        freed = injector is not None and proc.returncode != 0 and injector.after_run(text)
+        runs[-1]["store_freed"] = freed  # stopped by the injected full store, rerun once freed: no break
+        if proc.returncode == 0 or not (freed or (killed and killed["dvc_run"] == n)):
             break
+    if injector is not None:
+        injector.close()
     cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"t0": t0, "t1": time.time(), "runs": runs, "driver_kill": killed,
+            "cluster_faults": injector.events if injector is not None else [],
             "driver_cpu_s": (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)}
 
 
@@ -300,6 +339,7 @@ def main(argv=None) -> int:
     copy = work / "repo"
     out = Path(args.out).resolve()
     with cluster_lock():
+        cluster_faults.unmount_store(copy / "runs", keep=False)  # a store_full rehearsal that was itself killed
         shutil.rmtree(work, ignore_errors=True)
         copy.mkdir(parents=True)
         make_copy(PROJECT_ROOT, copy)
@@ -316,9 +356,18 @@ def main(argv=None) -> int:
         if not args.executor:
             cluster("stop", args, env)
             cluster("start", args, env)
+        names = [k for k in CLUSTER_FAULTS if faults[k]]
+        if "store_full" in names:
+            cluster_faults.mount_store(copy / "runs")
+        injector = cluster_faults.Injector(
+            names, args.faults_seed, {k: getattr(args, f"{k}_min") * args.minutes_per_gpu_hour for k in SIM_MINUTES},
+            copy / "runs", env, lambda *cmd: cluster(cmd[0], args, env, *cmd[1:]),
+            lambda line: print(line, flush=True)) if names else None
         try:
-            campaign = run_campaign(copy, work, env, inputs["n_train"], faults, args.kill_driver_at)
+            campaign = run_campaign(copy, work, env, inputs["n_train"], faults, args.kill_driver_at, injector)
         finally:
+            if injector is not None:
+                injector.close()
             cancel_leftovers(copy / "runs", env)
         saved_inputs = {"n_train": inputs["n_train"], "executor": inputs["executor"], "settings": inputs["settings"]}
         kept_env = {k: env[k] for k in ("PATH", "SLURM_CONF", ENV) if k in env}
@@ -327,6 +376,8 @@ def main(argv=None) -> int:
         facts = collect(args, faults, saved_inputs, campaign, copy, work, env)
         if not args.executor and not args.keep_cluster:
             cluster("stop", args, env)
+        if "store_full" in names:  # the store's facts are in the report; the copy is throwaway
+            cluster_faults.unmount_store(copy / "runs")
     report = write_report(facts, out)
     print(f"rehearsal: report in {out}/rehearsal.md; exit {report['exit_status']}", flush=True)
     return report["exit_status"]

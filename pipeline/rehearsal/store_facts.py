@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.rehearsal.standin import ATTEMPTS
@@ -57,12 +58,17 @@ def units(store: Path) -> list[dict]:
     return found
 
 
-def lost_work(unit: dict) -> dict:
+def lost_work(unit: dict, windows: Sequence[tuple[float, float]] = ()) -> dict:
     """Steps computed more than once, and starts beyond those its faults forced (a duplicate job, a restart from
-    scratch). Work lost inside an interrupted step is what the fault forces, not counted here."""
+    scratch). Work lost inside an interrupted step is what the fault forces, not counted here. `windows`: wall
+    times a cluster fault killed jobs in (a node set down, a full store); an attempt that stopped inside one, its
+    next start after the window opened, was forced by it."""
     att = unit["attempts"]
     computed = sum(a["to_step"] - a["from_step"] for a in att)
     final = max((a["to_step"] for a in att), default=0)
     # a diverged attempt ends its unit as failed; the retry that follows is the driver's policy and resumes
     forced = sum(1 for a in att if a["fault"] in ("exit", "timeout", "diverge"))
-    return {"repeated_steps": computed - final, "extra_starts": max(0, len(att) - 1 - forced)}
+    forced += sum(1 for a, nxt in zip(att, att[1:]) if not a["fault"] and not a["ended"] and any(
+        a["last_t"] <= w1 and nxt["start"] >= w0 for w0, w1 in windows))
+    # a checkpoint written whose log line the full store refused: the next start is ahead of the last line, not behind
+    return {"repeated_steps": max(0, computed - final), "extra_starts": max(0, len(att) - 1 - forced)}
