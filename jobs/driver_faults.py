@@ -86,6 +86,17 @@ class FaultSteps:
             raise StoreFull(self.space.message([*self.space.blocked.values(),
                                                 *(u.kind for u in self.waiting if u.key not in self.early)]))
 
+    def adopt_full(self, error: OSError, adopt: tp.Callable[[], None]) -> None:
+        """Taking the submit lock to adopt units failed for want of space (any other OSError is raised): they are
+        adopted without it (no driver can claim in a full store), and those left to submit blocked."""
+        if not is_full_error(error):
+            raise error
+        before = len(self.waiting)
+        adopt()
+        for unit in self.waiting[before:]:
+            self.blocked(unit, f"the run store is full: {error}", "", "")
+        del self.waiting[before:]
+
     def submit_full(self, packs: tp.Sequence[list[Unit]], error: OSError) -> None:
         """Writing a claim or a record failed for want of space (any other OSError is raised): units whose job was
         submitted are tracked, the others released and blocked."""

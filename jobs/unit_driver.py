@@ -253,24 +253,29 @@ class _Driver(FaultSteps):
         self.watch.refresh([r for r in seen.values() if r], force=True)  # outside the lock: sacct may be slow
         adopted = len(self.active)
         done: list[Unit] = []
-        with store.submit_lock(say=self.progress.write):
-            for unit in todo:
-                if store.is_done(unit.kind, unit.key):  # a concurrent driver finished it while we waited
-                    done.append(unit)
-                    continue
-                record = self.known[unit.key] = job_record(store, unit.kind, unit.key)
-                failed_there = store.error(unit.kind, unit.key) is not None  # its job may still run other units
-                if record is not None and not failed_there and (record != seen[unit.key]
-                                                                or self._alive(unit, record)[0]):
-                    self.active[unit.key] = Tracked(unit, record)  # live, or just submitted by another driver
-                else:
-                    self.waiting.append(unit)
+        try:
+            with store.submit_lock(say=self.progress.write):
+                self._adopt_each(todo, seen, done)
+        except OSError as e:  # the full store refused the lock's owner file (adopt_full; any other is raised)
+            self.adopt_full(e, lambda: self._adopt_each(todo, seen, done))
         if len(self.active) > adopted:
             fresh = [self.active[u.key] for u in todo if u.key in self.active]
             self.progress.write(f"{self.desc}: re-attached to {len(fresh)} units in "
                                 f"{len({t.record['job_id'] for t in fresh})} running jobs")
         for unit in done:
             self.finish(unit)
+
+    def _adopt_each(self, todo: tp.Sequence[Unit], seen: dict, done: list[Unit]) -> None:
+        for unit in todo:
+            if self.store.is_done(unit.kind, unit.key):  # a concurrent driver finished it while we waited
+                done.append(unit)
+                continue
+            record = self.known[unit.key] = job_record(self.store, unit.kind, unit.key)
+            failed_there = self.store.error(unit.kind, unit.key) is not None  # its job may still run other units
+            if record is not None and not failed_there and (record != seen[unit.key] or self._alive(unit, record)[0]):
+                self.active[unit.key] = Tracked(unit, record)  # live, or just submitted by another driver
+            else:
+                self.waiting.append(unit)
 
     def _alive(self, unit: Unit, record: dict) -> tuple[bool, str]:
         return unit_alive(self.store, self.watch, unit, record)

@@ -92,3 +92,21 @@ def test_a_claim_the_full_store_refuses_stops_submission_and_releases_the_claims
         submit_mod.run_units(units, store, ExecutorConfig(kind="slurm", poll_s=0.01), desc="toy",
                              stream=io.StringIO())
     assert [runs(tmp_path, x) for x in range(2)] == [0, 0]
+
+
+def test_a_submit_lock_the_full_store_refuses_while_adopting_ends_in_store_full(tmp_path, fake, monkeypatch):
+    """Follow-up units handed on mid-run are adopted under the submit lock, whose owner file the full store refuses:
+    the driver blocks them and ends with StoreFull, not with the OSError's traceback (found by the rehearsal)."""
+    fake()
+    store = RunStore(tmp_path / "runs")
+    units = make_units(tmp_path, range(2))
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store, "submit_lock", no_space)
+    out = io.StringIO()
+    with pytest.raises(StoreFull, match="2 units need at least 1 MB more"):
+        submit_mod.run_units(units, store, ExecutorConfig(kind="slurm", poll_s=0.01), desc="toy", stream=out)
+    assert [runs(tmp_path, x) for x in range(2)] == [0, 0]
+    assert out.getvalue().count(f"the run store {store.root} is full") == 1
