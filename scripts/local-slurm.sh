@@ -27,6 +27,9 @@
 # MariaDB and accounting database; it reuses the running munged. Job ids start at 5,000,000 so that its job steps
 # are told apart from the test cluster's. Knobs: AWD_REHEARSAL_NODES (4), AWD_REHEARSAL_GPUS_PER_NODE (16),
 # AWD_REHEARSAL_MAX_TIME (partition limit, minutes, 60), AWD_REHEARSAL_MAX_SUBMIT (200), AWD_REHEARSAL_MAX_JOBS (64).
+# AWD_REHEARSAL_SHARED=1 (`--profile shared`): the multifactor priority with fair share as sites run it, and two
+# other accounts (lab_a, lab_b; local users awdlab1, awdlab2, created if missing) beside root's, equal shares;
+# AWD_REHEARSAL_HALF_LIFE: the fair-share usage half-life in wall minutes (10: the campaign is compressed).
 set -euo pipefail
 
 PROFILE=${AWD_SLURM_PROFILE:-}
@@ -49,6 +52,8 @@ case $PROFILE in
         MAX_TIME=${AWD_REHEARSAL_MAX_TIME:-60}
         MAX_SUBMIT=${AWD_REHEARSAL_MAX_SUBMIT:-200}
         MAX_JOBS=${AWD_REHEARSAL_MAX_JOBS:-64}
+        SHARED=${AWD_REHEARSAL_SHARED:-0}
+        HALF_LIFE=${AWD_REHEARSAL_HALF_LIFE:-10}
         DB_PORT=${AWD_SLURM_DB_PORT:-33062}
         CTLD_PORT=6917
         DBD_PORT=6919
@@ -386,6 +391,21 @@ GresTypes=gpu
 NodeName=rh[1-$last] NodeHostname=$host NodeAddr=127.0.0.1 Port=[$SLURMD_PORT0-$((SLURMD_PORT0 + NNODES - 1))] CPUs=16 RealMemory=4096 Gres=gpu:$NGPUS State=UNKNOWN
 PartitionName=$PARTITION Nodes=rh[1-$last] Default=YES MaxTime=$MAX_TIME State=UP
 EOF
+    if [[ $SHARED == 1 ]]; then
+        # a site's multifactor priority: fair share dominates, age breaks ties; nice (our chain priority) subtracts
+        cat >>"$ETC/slurm.conf.new" <<EOF
+PriorityType=priority/multifactor
+PriorityWeightFairshare=10000
+PriorityWeightAge=1000
+PriorityWeightJobSize=0
+PriorityWeightPartition=0
+PriorityWeightQOS=0
+PriorityMaxAge=1-0
+PriorityDecayHalfLife=$HALF_LIFE
+PriorityCalcPeriod=1
+PriorityUsageResetPeriod=NONE
+EOF
+    fi
     {
         echo "$MARK (profile rehearsal)"
         echo "AutoDetect=off"
@@ -413,6 +433,22 @@ set_rehearsal_qos() {
     sacctmgr -n -P list user root withassoc format=user,defaultqos | grep -q rehearsal ||
         fail "QOS rehearsal is not root's default QOS (sacctmgr list user root withassoc)"
     say "QOS rehearsal: $limits (root's default QOS)"
+}
+
+# The shared profile's other users: a local user and an account each (equal fair share with root's), QOS normal.
+SHARED_USERS=(awdlab1:lab_a awdlab2:lab_b)
+set_rehearsal_shares() {
+    local pair user account
+    for pair in "${SHARED_USERS[@]}"; do
+        user=${pair%%:*} account=${pair#*:}
+        id -u "$user" >/dev/null 2>&1 || useradd -M -s /usr/sbin/nologin "$user" || fail "useradd $user failed"
+        sacctmgr -n -P list account format=account | grep -qx "$account" ||
+            sacctmgr -i add account "$account" fairshare=1 >/dev/null || fail "sacctmgr add account $account failed"
+        sacctmgr -n -P list assoc user="$user" format=account | grep -qx "$account" ||
+            sacctmgr -i add user "$user" account="$account" defaultaccount="$account" fairshare=1 qos=normal \
+                defaultqos=normal >/dev/null || fail "sacctmgr add user $user failed"
+    done
+    say "shared: users ${SHARED_USERS[*]} (equal fair share with root); multifactor priority, half-life $HALF_LIFE min"
 }
 
 check_foreign_conf() {
@@ -579,6 +615,7 @@ cmd_start() {
         write_rehearsal_configs "$host" "$first"
         start_slurmdbd
         set_rehearsal_qos
+        if [[ $SHARED == 1 ]]; then set_rehearsal_shares; fi
     else
         write_configs "$host" "$first"
         start_slurmdbd

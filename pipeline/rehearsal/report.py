@@ -11,7 +11,7 @@ from ruamel.yaml import YAML
 
 from jobs.atomic import atomic_write_text as write_text
 from pipeline.common import write_json
-from pipeline.rehearsal import cluster_faults, store_facts, timeline
+from pipeline.rehearsal import cluster_faults, shared, store_facts, timeline
 
 STAGES = ("prepare", "train", "attack", "prune", "aggregate")
 
@@ -199,8 +199,22 @@ def collect(args, faults: dict, inputs: dict, campaign: dict, copy: Path, work: 
     busy_h = sweep["running"] / 3600
     refused = [c for c in calls if c["rc"] != 0 and c["message"] != "injected"]
 
+    shared_facts = {}
+    if getattr(args, "profile", "dedicated") == "shared":  # what the scheduler granted us beside the other users
+        times, series = timeline.busy_series(jobs, t0, t1)
+        granted_h = _sim_h(sweep["running"], mpg)
+        bound = max(critical_path_h(units), work_h / (granted_h / makespan)) if granted_h > 0 < makespan else None
+        shared_facts = {"granted_gpu_h": round(granted_h, 1), "granted_mean_gpus": round(granted_h / makespan, 1),
+                        "granted_bound_h": bound and round(bound, 2),
+                        "granted_efficiency": round(bound / makespan, 3) if bound and final_rc == 0 else None,
+                        "granted_over_time": shared.granted(series, times, t0, mpg),
+                        "others_gpu_h": shared.others_gpu_h(env, t0, t1, mpg), "others": campaign.get("others"),
+                        "others_load": args.others_load}
     return {
         "rehearsal": True,
+        "profile": getattr(args, "profile", "dedicated"),
+        "chain_priority": inputs["executor"].get("chain_priority", True),
+        **shared_facts,
         "label": args.label or f"faults={args.faults}",
         "params": args.params,
         "exit_status": 0 if not lost_units and complete else 1,
@@ -312,6 +326,15 @@ def markdown(r: dict) -> str:
                      f"{share(r['dependency_idle_gpu_h'])}." if "dependency_idle_gpu_h" in r else
                      " (stage boundaries, drivers, the tail of a stage).")]
     lines += cluster_faults.markdown(r.get("cluster_faults", []))
+    if r.get("profile") == "shared":
+        lines += ["", "## Shared cluster", "",
+                  f"Two other users kept {r['others_load']:g} × {r['gpus']} GPUs each asked for (fair share, equal "
+                  f"shares); they held {json.dumps(r['others_gpu_h'])} GPU-h. The scheduler granted us "
+                  f"**{r['granted_gpu_h']} GPU-h** ({r['granted_mean_gpus']} GPUs on average); with those, the bound is "
+                  f"{r['granted_bound_h']} h (max(work ÷ mean granted GPUs, critical path)), efficiency "
+                  f"**{r['granted_efficiency']}**; chain_priority: {r['chain_priority']}.", "",
+                  "| from (h) | our GPUs, mean |", "|---|---|"]
+        lines += [f"| {g['from_h']:g} | {g['mean_gpus']} |" for g in r["granted_over_time"]]
     lines += ["", "## dvc repro runs", ""]
     lines += [f"- run {d['n']}: exit {d['exit_status']} after {d['wall_s']} s wall" + (
         "; stopped by the full store, whose space the rehearsal then freed, as a user would" if d.get("store_freed")

@@ -28,6 +28,8 @@ from jobs import bounded_yaml
 from pipeline.rehearsal import cluster_faults
 from pipeline.rehearsal.cifar import write_datasets
 from pipeline.rehearsal.cluster_faults import NAMES as CLUSTER_FAULTS
+from pipeline.rehearsal.sbatch_shim import SBATCH_SHIM
+from pipeline.rehearsal.shared import Others
 from pipeline.rehearsal.swap import ENV
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -45,23 +47,6 @@ PRESETS = {  # `all` is every fault; `survivable` those the design survived befo
 }
 SIM_MINUTES = {"slurmctld": 30, "slurmdbd": 60, "node_down": 30}  # how long each cluster fault lasts, simulated
 OPTION = {"slurmctld": "slurmctld-down-min", "slurmdbd": "slurmdbd-down-min", "node_down": "node-down-min"}
-SBATCH_SHIM = """#!/usr/bin/env bash
-# Rehearsal: counts sbatch calls, fails call number {fail_at} once as a busy slurmctld would, else runs sbatch.
-set -u
-log={log}
-n=$( (flock 9; n=$(( $(cat {counter} 2>/dev/null || echo 0) + 1 )); echo $n > {counter}; echo $n) 9>{counter}.lock)
-if [ "$n" = "{fail_at}" ]; then
-    echo "$(date +%s.%N) $n 1 injected" >> "$log"
-    echo "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation" >&2
-    exit 1
-fi
-out=$({sbatch} "$@" 2>/tmp/.awd-rehearsal-sbatch.$$); rc=$?
-err=$(cat /tmp/.awd-rehearsal-sbatch.$$); rm -f /tmp/.awd-rehearsal-sbatch.$$
-echo "$(date +%s.%N) $n $rc $(echo "$err" | tr '\\n' ' ')" >> "$log"
-[ -n "$out" ] && echo "$out"
-[ -n "$err" ] && echo "$err" >&2
-exit $rc
-"""
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -90,6 +75,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.add_argument(f"--{OPTION[name]}", dest=f"{name}_min", type=float, default=minutes,
                        help=f"simulated minutes the {name} fault lasts (default {minutes})")
     p.add_argument("--faults-seed", type=int, default=0)
+    p.add_argument("--profile", choices=("dedicated", "shared"), default="dedicated",
+                   help="shared: two other users submit a seeded stream of jobs under fair share (pipeline.rehearsal."
+                        "shared); dedicated: the cluster is ours")
+    p.add_argument("--others-load", type=float, default=0.6,
+                   help="shared: GPUs each other user keeps asked for, as a fraction of --gpus (default 0.6)")
+    p.add_argument("--chain-priority", choices=("on", "off"), default=None,
+                   help="executor chain_priority (--nice for shorter chains); default: the executor's (on)")
     for name in ("diverge", "exit", "timeout"):
         p.add_argument(f"--{name}-rate", type=float, default=None, help=f"override the preset's {name} rate")
     p.add_argument("--kill-driver-at", type=float, default=0.3,
@@ -119,6 +111,8 @@ def check_args(args) -> dict:
     for name in ("units_per_job", "max_submit", "time_limit"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             bad(f"--{name.replace('_', '-')} must be >= 1")
+    if args.profile == "shared" and (args.executor or args.others_load <= 0):
+        bad("--profile shared needs the local rehearsal cluster (no --executor) and --others-load > 0")
     if args.poll_s is not None and args.poll_s <= 0:
         bad("--poll-s must be > 0")
     if not 0 <= args.kill_driver_at < 1:
@@ -199,6 +193,8 @@ def write_inputs(args, faults: dict, copy: Path, work: Path) -> dict:
         executor["units_per_job"] = args.units_per_job
     if getattr(args, "poll_s", None) is not None:
         executor["poll_s"] = args.poll_s
+    if getattr(args, "chain_priority", None) is not None:
+        executor["chain_priority"] = args.chain_priority == "on"
     executor["check_gpus"] = False  # a stand-in never touches a GPU (and must not import torch to look for one)
     executor["budget_gpu_hours"] = 1e9  # stand-ins spend no GPU-hours: the spending guard is for the real campaign
     (copy / "executor.yaml").write_text(bounded_yaml.dumps(executor))
@@ -223,7 +219,8 @@ def cluster(command: str, args, env: dict, *more: str) -> None:
                 AWD_REHEARSAL_NODES=str(max(1, args.gpus // GPUS_PER_NODE)),
                 AWD_REHEARSAL_GPUS_PER_NODE=str(min(args.gpus, GPUS_PER_NODE)),
                 AWD_REHEARSAL_MAX_TIME=str(args.time_limit), AWD_REHEARSAL_MAX_SUBMIT=str(args.max_submit),
-                AWD_REHEARSAL_MAX_JOBS=str(args.max_jobs or args.gpus))
+                AWD_REHEARSAL_MAX_JOBS=str(args.max_jobs or args.gpus),
+                AWD_REHEARSAL_SHARED=str(int(getattr(args, "profile", "dedicated") == "shared")))
     done = subprocess.run([str(CLUSTER_SCRIPT), command, *more], env=cenv, capture_output=True, text=True, timeout=300)
     if done.returncode != 0:
         raise SystemExit(f"rehearsal: `AWD_SLURM_PROFILE=rehearsal {CLUSTER_SCRIPT} {command} {' '.join(more)}` "
@@ -251,7 +248,7 @@ def _done_units(store: Path, kind: str) -> int:
 
 
 def run_campaign(copy: Path, work: Path, env: dict, n_train: int, faults: dict, kill_at: float,
-                 injector: cluster_faults.Injector | None = None) -> dict:
+                 injector: cluster_faults.Injector | None = None, others: Others | None = None) -> dict:
     """`dvc repro` until it succeeds, is broken by a failure (recorded, not retried: a person would have to act),
     or was killed by the injected driver kill or stopped by the injected full store (then rerun, as a person or a
     supervisor would; for the full store, once the space is freed)."""
@@ -267,8 +264,8 @@ def run_campaign(copy: Path, work: Path, env: dict, n_train: int, faults: dict, 
                                     stderr=subprocess.STDOUT, start_new_session=True)
             while proc.poll() is None:
                 time.sleep(1.0)
-                if injector is not None:
-                    injector.poll(_done_units(copy / "runs", "train") / max(1, n_train))
+                for poller in (p for p in (injector, others) if p is not None):
+                    poller.poll(_done_units(copy / "runs", "train") / max(1, n_train))
                 if faults["kill_driver"] and killed is None and _done_units(copy / "runs", "train") >= kill_at * n_train:
                     for pid in _stage_driver_pids(copy, "pipeline.train"):
                         os.kill(pid, signal.SIGKILL)
@@ -363,11 +360,14 @@ def main(argv=None) -> int:
             names, args.faults_seed, {k: getattr(args, f"{k}_min") * args.minutes_per_gpu_hour for k in SIM_MINUTES},
             copy / "runs", env, lambda *cmd: cluster(cmd[0], args, env, *cmd[1:]),
             lambda line: print(line, flush=True)) if names else None
+        others = Others(args.faults_seed, args.gpus, args.others_load, args.minutes_per_gpu_hour,
+                        inputs["executor"]["partition"], env) if args.profile == "shared" else None
         try:
-            campaign = run_campaign(copy, work, env, inputs["n_train"], faults, args.kill_driver_at, injector)
+            campaign = run_campaign(copy, work, env, inputs["n_train"], faults, args.kill_driver_at, injector, others)
+            campaign["others"] = others and {"submitted": others.submitted, "refused": others.refused[:5]}
         finally:
-            if injector is not None:
-                injector.close()
+            for poller in (p for p in (injector, others) if p is not None):
+                poller.close()
             cancel_leftovers(copy / "runs", env)
         saved_inputs = {"n_train": inputs["n_train"], "executor": inputs["executor"], "settings": inputs["settings"]}
         kept_env = {k: env[k] for k in ("PATH", "SLURM_CONF", ENV) if k in env}

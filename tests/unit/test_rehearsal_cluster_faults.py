@@ -66,3 +66,21 @@ def test_the_quoted_line_drops_the_progress_bar_it_was_written_over():
     assert rows[0]["user_saw"] == "slurmctld unreachable since 12:00:01 (x); waiting" and rows[0]["lines_said"] == 2
     assert rows[0]["from_h"] == 0.5 and rows[0]["lasted_h"] == 0.5 and survived == {"slurmctld": 1}
     assert missed == ["slurmdbd"]
+
+
+def test_the_shared_profile_needs_the_local_cluster_and_some_load(tmp_path):
+    executor = tmp_path / "executor.yaml"
+    executor.write_text("kind: slurm\n")
+    with pytest.raises(SystemExit, match="--profile shared needs the local rehearsal cluster"):
+        faults("--profile", "shared", "--executor", str(executor))
+    with pytest.raises(SystemExit, match="--others-load > 0"):
+        faults("--profile", "shared", "--others-load", "0")
+
+
+def test_granted_gpus_are_averaged_per_bucket_of_simulated_hours():
+    from pipeline.rehearsal.shared import granted
+
+    times = [0.0, 30.0, 60.0, 90.0, 120.0]  # wall s; at 0.5 min per GPU-h one simulated hour is 30 s
+    series = {"train": [4, 4, 2, 0, 0], "attack": [0, 2, 2, 2, 0]}
+    assert granted(series, times, 0.0, 0.5) == [{"from_h": 0.0, "mean_gpus": 5.0}, {"from_h": 2.0, "mean_gpus": 3.0},
+                                                 {"from_h": 4.0, "mean_gpus": 0.0}]
