@@ -26,6 +26,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from bench.common import Meter, report, table, wait_for_quiet
+from bench.scratch_repo import ROOT
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -95,14 +96,19 @@ def unit_kinds(repo: Path) -> dict[str, list[float]]:
     return out
 
 
-def repro(repo: Path, sampler: Sampler, timeout_s: float) -> tuple[list[tuple[str, float]], float]:
-    """Runs `dvc repro` in the copy; returns [(stage, wall seconds)] in the order they ran, and the total."""
+def repro(repo: Path, sampler: Sampler, timeout_s: float, fresh: bool = False) -> tuple[list[tuple[str, float]], float]:
+    """Runs `dvc repro` in the copy (with `fresh`, `make repro` in a fresh clone: its setup of .venv first);
+    returns [(stage, wall seconds)] in the order they ran, the setup as its first row, and the total."""
     from bench.scratch_repo import VENV_BIN, _env
 
     t0 = time.monotonic()
-    starts: list[tuple[str, float]] = []
-    proc = subprocess.Popen([str(VENV_BIN / "dvc"), "repro"], cwd=repo, env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    starts: list[tuple[str, float]] = [("setup (make: .venv, pip)", 0.0)] if fresh else []
+    sampler.stage = starts[0][0] if fresh else sampler.stage
+    env = _env()
+    if fresh:  # the clone's own .venv, as a newcomer's shell has it: nothing of this checkout's
+        env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if Path(p) != VENV_BIN)
+    cmd = ["make", "repro"] if fresh else [str(VENV_BIN / "dvc"), "repro"]
+    proc = subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
     tail: list[str] = []
     for line in proc.stdout:
@@ -126,6 +132,9 @@ def main() -> None:
     ap.add_argument("--rev", help="take the code from this commit, not the working tree (e.g. HEAD)")
     ap.add_argument("--timeout-s", type=float, default=3600)
     ap.add_argument("--keep", action="store_true", help="keep the throwaway copy (its path is printed)")
+    ap.add_argument("--fresh", action="store_true",
+                    help="`git clone` this checkout's HEAD and time `make repro` there, setup included (what a "
+                         "newcomer runs); the params are the commit's")
     ap.add_argument("--note", default="", help="a sentence added to the section (e.g. what the params are)")
     args = ap.parse_args()
     from bench.scratch_repo import make_repo
@@ -133,27 +142,33 @@ def main() -> None:
     quiet = wait_for_quiet()
     tmp = Path(tempfile.mkdtemp(prefix="awd-bench-breakdown-"))
     try:
-        repo = make_repo(tmp, args.params.read_text() if args.params else None, executor="local", rev=args.rev)
+        if args.fresh:
+            repo = tmp / "fresh"
+            subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
+        else:
+            repo = make_repo(tmp, args.params.read_text() if args.params else None, executor="local", rev=args.rev)
         sampler = Sampler(repo)
         sampler.start()
         with Meter() as meter:
-            stages, total = repro(repo, sampler, args.timeout_s)
+            stages, total = repro(repo, sampler, args.timeout_s, fresh=args.fresh)
         sampler.done.set()
         sampler.join()
         quiet["others"] = meter.others
         print(f"kept {tmp}" if args.keep else "", end="")
         by_stage, by_kind = sampler.by_stage, sampler.by_kind
         rows = [[name, f"{wall:.1f}", f"{by_stage.get(name, 0):.1f}"] for name, wall in stages]
-        rows.append(["**cold `dvc repro`, all stages**", f"**{total:.1f}**", f"**{sum(by_stage.values()):.1f}**"])
+        rows.append([f"**cold `{'make' if args.fresh else 'dvc'} repro`, all{' (fresh clone, setup included)' if args.fresh else ' stages'}**", f"**{total:.1f}**", f"**{sum(by_stage.values()):.1f}**"])
         kinds = unit_kinds(repo)
         unit_rows = [[k, int(n), f"{s:.1f}", f"{s / n:.1f}"] for k, (n, s) in sorted(kinds.items())]
         unit_rows.append(["**all units**", int(sum(n for n, _ in kinds.values())),
                           f"**{sum(s for _, s in kinds.values()):.1f}**", ""])
         proc_rows = [[k, f"{v:.1f}"] for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])]
-        body = (f"{args.note + ' ' if args.note else ''}Cold `dvc repro` of "
-                f"{'`' + str(args.params) + '`' if args.params else '`params.yaml`'} "
-                f"({'commit ' + args.rev if args.rev else 'the working tree'}) in a throwaway "
-                f"git + DVC copy, executor `local` ({os.cpu_count()} parallel jobs), empty run store; other processes "
+        what = ("`make repro` in a fresh `git clone` of HEAD (its params.yaml; `.venv` set up by make), executor "
+                f"`local` ({os.cpu_count()} parallel jobs)" if args.fresh else
+                f"cold `dvc repro` of {'`' + str(args.params) + '`' if args.params else '`params.yaml`'} "
+                f"({'commit ' + args.rev if args.rev else 'the working tree'}) in a throwaway git + DVC copy, executor "
+                f"`local` ({os.cpu_count()} parallel jobs)")
+        body = (f"{args.note + ' ' if args.note else ''}{what[0].upper() + what[1:]}, empty run store; other processes "
                 f"used {meter.others or 0:.2f} cores on average meanwhile. CPU = user + system seconds of the copy's "
                 f"own processes, sampled from /proc.\n\n"
                 + table(["stage", "wall s", "CPU s"], rows) + "\n\n"
