@@ -100,14 +100,21 @@ def departures(params: dict) -> list[tuple[str, str, str, str]]:
             out.append(("adversarial.train_steps", f"PGD-{steps} training (paper: PGD-7)", "cost",
                         "a weaker or stronger training attack moves robust accuracy and the best λ_wd"))
     aa = params.get("autoattack") or {}
-    if aa.get("version", "standard") != "standard":
+    if aa.get("version", "standard") == "custom":
+        names = " + ".join(str(a).upper() for a in aa.get("attacks") or ())
+        out.append(("autoattack.version, attacks", f"custom: {names} only (paper: standard AutoAttack, APGD-CE, "
+                    "APGD-T, FAB-T and Square)", "cost: the later attacks run on every example the first ones leave "
+                    "robust, for a few more successes (the params file's comment gives the measured share)",
+                    "robust accuracy is an upper bound of standard AutoAttack's (a subset of its attacks); both "
+                    "methods are attacked alike, so the AWD − fixed difference is what is compared"))
+    elif aa.get("version", "standard") != "standard":
         out.append(("autoattack.version", f"{aa['version']} (paper: standard AutoAttack)",
                     "cost: the standard suite dominates the run time",
                     "a cheaper attack over-estimates robust accuracy; the AWD − fixed difference is what is compared"))
     if aa.get("n_test") is not None:
         out.append(("autoattack.n_test", f"the first {aa['n_test']} test images (paper: the whole test set)", "cost",
                     "wider intervals; the same examples for every model, so comparisons stay paired"))
-    for key in sorted(set(aa) - {"version", "n_test", "shards", "batch_size", "block_size", "seed"}):
+    for key in sorted(set(aa) - {"version", "attacks", "n_test", "shards", "batch_size", "block_size", "seed"}):
         out.append((f"autoattack.{key}", f"{aa[key]} (not in the paper)", "see the params file's comment",
                     "see the params file's comment"))
     return out

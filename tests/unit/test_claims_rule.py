@@ -156,6 +156,9 @@ def test_departures_are_read_from_the_params_keys():
     keys = [d[0] for d in departures(fp32)]
     assert "train.bf16" not in keys and "train.deterministic" not in keys
     assert {"autoattack.version", "autoattack.n_test"} <= set(keys)
+    custom = {**fp32, "autoattack": {"version": "custom", "attacks": ["apgd-ce", "apgd-t"]}}
+    (row,) = [d for d in departures(custom) if d[0].startswith("autoattack")]
+    assert row[0] == "autoattack.version, attacks" and "APGD-CE + APGD-T only" in row[1] and "upper bound" in row[3]
     # a study's own train: block counts: one bf16 study is a departure
     mixed = {**fp32, "suites": {"grid": [{"dataset": "cifar10", "train": {"bf16": True}}]}}
     assert "train.bf16" in [d[0] for d in departures(mixed)]
