@@ -175,7 +175,7 @@ BAD = [
     ("geomspace_short", "suites.adversarial[0].dogs", {"geomspace": [0.02, 0.04]}, ["[start, stop, num]"]),
     ("logspace", "suites.adversarial[0].dogs", {"logspace": [0.02, 0.04, 3]}, ["'logspace'", "geomspace or linspace"]),
     ("linspace_out_of_range", "suites.noisy[0].rates", {"linspace": [0.0, 1.0, 3]}, ["1.0", "[0, 1)"]),
-    ("noise_rate_one", "suites.noisy[0].rates[2]", 1.0, ["1.0", "[0, 1)"]),
+    ("noise_rate_one", "suites.noisy[0].rates[1]", 1.0, ["1.0", "[0, 1)"]),
     ("variant_method", "suites.variants[0].runs[0].method", "sam", ["'sam'", "none, fixed, awd, adadecay"]),
     ("variant_awd_zero", "suites.variants[0].runs[4].value", 0.0, ["0.0", "> 0"]),
     ("variant_value_negative", "suites.variants[0].runs[0].value", -1e-4, ["-0.0001", "> 0"]),
@@ -394,7 +394,8 @@ def test_base_run_config_has_every_run_config_key(raw):
     assert (natural["wd_method"], natural["wd"], natural["dog"], natural["noise_rate"]) == ("none", 0.0, 0.0, 0.0)
     assert natural["adversarial"] is False
     adv = base_run_config(p, p.suites.adversarial[0], adversarial=True)
-    assert adv["adversarial"] is True and adv["eps"] == raw["adversarial"]["eps"] and adv["epochs"] == raw["train"]["epochs"]
+    study_epochs = raw["suites"]["adversarial"][0].get("train", {}).get("epochs", raw["train"]["epochs"])
+    assert adv["adversarial"] is True and adv["eps"] == raw["adversarial"]["eps"] and adv["epochs"] == study_epochs
 
 
 def test_adversarial_params_do_not_change_natural_runs(raw):
@@ -453,7 +454,8 @@ def test_library_accepts_every_base_run_config(config):
 def test_to_dict_is_plain_json(raw):
     import json
 
-    out = json.loads(json.dumps(to_dict(validate(raw))))
+    d = mutate(raw, "suites.adversarial[0].dogs", {"geomspace": [0.04, 0.16, 3]})
+    out = json.loads(json.dumps(to_dict(validate(d))))
     assert out["suites"]["adversarial"][0]["dogs"] == [0.04, 0.08, 0.16]
 
 
