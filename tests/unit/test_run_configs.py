@@ -62,7 +62,7 @@ def test_plugin_method_runs_carry_its_class_path_and_value():
     before = _runs(load_params(ROOT / "params.yaml"))
     after = independent_runs(validate(raw))
     plugin = [s for s in after if s.label.get("method") == "sgdw"]
-    assert sorted((s.suite, s.label["value"]) for s in plugin) == [
+    assert sorted({(s.suite, s.label["value"]) for s in plugin}) == [  # a set: the underfit study has seeds
         ("adversarial", 0.001), ("adversarial", 0.00316228), ("adversarial", 0.01), ("underfit", 0.005)]
     for s in plugin:
         assert (s.config["wd_method"], s.config["wd"], s.config["dog"]) == ("examples.sgdw:SGDW", s.label["value"], 0)
