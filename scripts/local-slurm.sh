@@ -435,6 +435,18 @@ set_rehearsal_qos() {
     say "QOS rehearsal: $limits (root's default QOS)"
 }
 
+# Every shared rehearsal starts with no past usage (the accounting database outlives the cluster and the last run,
+# whose usage would lower our fair share). Through slurmctld: call once it runs.
+reset_rehearsal_usage() {
+    local pair
+    sacctmgr -i modify user where name=root account=root set rawusage=0 >/dev/null 2>&1 || true
+    for pair in "${SHARED_USERS[@]}"; do
+        sacctmgr -i modify user where name="${pair%%:*}" account="${pair#*:}" set rawusage=0 >/dev/null 2>&1 || true
+        sacctmgr -i modify account where name="${pair#*:}" set rawusage=0 >/dev/null 2>&1 || true
+    done
+    sacctmgr -i modify account where name=root set rawusage=0 >/dev/null 2>&1 || true
+}
+
 # The shared profile's other users: a local user and an account each (equal fair share with root's), QOS normal.
 SHARED_USERS=(awdlab1:lab_a awdlab2:lab_b)
 set_rehearsal_shares() {
@@ -623,6 +635,7 @@ cmd_start() {
     start_slurm
     wait_for "$TIMEOUT" "the nodes to become idle (sinfo)" node_ready
     wait_for 30 "sacct to answer" sacct_ok
+    if [[ $PROFILE == rehearsal && ${SHARED:-0} == 1 ]]; then reset_rehearsal_usage; fi
     say "cluster '$CLUSTER' up in $(elapsed "$t0") s: partition $PARTITION, first job id $first, logs in $LOG"
     sinfo
 }

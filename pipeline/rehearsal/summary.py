@@ -19,14 +19,19 @@ SUMMARY_KEYS = ("label", "exit_status", "gpus", "units_per_job", "units", "criti
                 "boundary_idle_gpu_h", "dependency_idle_gpu_h", "idle_nothing_pending_gpu_h", "minutes_per_gpu_hour",
                 "peak_queued", "qos_max_submit_jobs_per_user", "sbatch_calls",
                 "faults_injected", "faults_survived", "faults_not_reached", "lost", "tables_complete", "breaks",
-                "sbatch_refused", "wall_s")
+                "sbatch_refused", "wall_s", "profile", "chain_priority", "granted_gpu_h", "granted_bound_h",
+                "granted_efficiency", "others_gpu_h", "cluster_faults")
 
 
 def _row(r: dict, path: Path) -> str:
+    shared = r.get("profile") == "shared"  # the bound the GPUs the scheduler granted us allow, beside the cluster's
+    granted_bound = f" (granted: {r['granted_bound_h']})" if shared else ""
+    granted_eff = f" (granted: {r['granted_efficiency']})" if shared else ""
     broke = "; ".join(f"`{b['stage']}` (dvc exit {b['exit_status']}, {b['after_wall_s']} s)" for b in r["breaks"])
     return (f"| [{r['label']}]({path.parent.as_posix()}/rehearsal.md) | {r['exit_status']} | {r.get('gpus', '')} | "
             f"{r['units_per_job']} | "
-            f"{broke or 'none'} | {r['makespan_h']} | {r['lower_bound_h']} | {r['efficiency']} | "
+            f"{broke or 'none'} | {r['makespan_h']} | {r['lower_bound_h']}{granted_bound} | {r['efficiency']}"
+            f"{granted_eff} | "
             f"{r.get('idle_nothing_pending_gpu_h', r['boundary_idle_gpu_h'])} | "
             f"{r['boundary_idle_gpu_h'] if 'idle_nothing_pending_gpu_h' in r else 'n/m'} | "
             f"{r['peak_queued']} / {r['qos_max_submit_jobs_per_user']} | "
