@@ -69,7 +69,8 @@ def test_embedded_params_load():
     assert p.train["model"] == "tiny" and p.train["epochs"] == raw["train"]["epochs"]
     adv = p.suites.adversarial[0]
     assert adv.wds == tuple(raw["suites"]["adversarial"][0]["wds"]) and len(adv.best_seeds) >= 2  # n >= 3 seeds
-    assert p.autoattack.n_test is None and p.train["augment"] is False  # the whole test split; no augmentation
+    # half the digits test split (a fidelity decision stated in params.yaml); no augmentation
+    assert p.autoattack.n_test == 180 and p.train["augment"] is False
     assert all(len(getattr(p.suites, s)) == 1 for s in ("natural", "grid", "variants", "noisy", "underfit"))
 
 
@@ -232,7 +233,7 @@ BAD = [
     ("adversarial_dogs_empty", "suites.adversarial[0].dogs", [], ["empty grid"]),
     ("noisy_rates_empty", "suites.noisy[0].rates", [], ["empty grid"]),
     ("lr_sens_lrs_empty", "suites.lr_sensitivity[0].lrs", [], ["empty grid"]),
-    ("grid_wd_exact_duplicate", "suites.grid[0].wds[1]", 5e-5, ["duplicate grid value 5e-05"]),
+    ("grid_wd_exact_duplicate", "suites.grid[0].wds[2]", 5e-5, ["duplicate grid value 5e-05"]),
     ("adversarial_dog_duplicate", "suites.adversarial[0].dogs", [0.02, 0.02], ["duplicate grid value 0.02"]),
     ("noisy_rate_duplicate", "suites.noisy[0].rates[1]", 0.0, ["duplicate grid value 0.0"]),
     ("lr_sens_lr_duplicate", "suites.lr_sensitivity[0].lrs[1]", 0.01, ["duplicate grid value 0.01"]),
