@@ -366,6 +366,15 @@ def test_job_killed_is_retried_and_resumes(tmp_path, monkeypatch):
 
 
 def test_ctrl_c_during_submission_is_held_until_jobs_are_recorded():
+    # Python's own handler, as in a user's `dvc repro` (a pytest-xdist worker ignores SIGINT)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _ctrl_c_is_deferred_then_restored()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _ctrl_c_is_deferred_then_restored():
     with sigint_deferred() as caught:
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.01)  # let the handler run
