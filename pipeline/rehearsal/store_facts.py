@@ -68,7 +68,7 @@ def lost_work(unit: dict, windows: Sequence[tuple[float, float]] = ()) -> dict:
     final = max((a["to_step"] for a in att), default=0)
     # a diverged attempt ends its unit as failed; the retry that follows is the driver's policy and resumes
     forced = sum(1 for a in att if a["fault"] in ("exit", "timeout", "diverge"))
-    forced += sum(1 for a, nxt in zip(att, att[1:]) if not a["fault"] and not a["ended"] and any(
+    forced += sum(1 for a, nxt in zip(att, att[1:]) if windows and not a["fault"] and not a["ended"] and any(
         a["last_t"] <= w1 and nxt["start"] >= w0 for w0, w1 in windows))
     # a checkpoint written whose log line the full store refused: the next start is ahead of the last line, not behind
     return {"repeated_steps": max(0, computed - final), "extra_starts": max(0, len(att) - 1 - forced)}
