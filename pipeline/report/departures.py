@@ -138,6 +138,9 @@ def scale_line(params_path: Path, test_sizes: dict[str, int]) -> str:
     ds = ", ".join(f"{d} ({test_sizes[d]} test images)" if d in test_sizes else d for d in _datasets(p))
     adv = p.get("adversarial") or {}
     eps = f"; adversarial ε = {float(adv['eps']):.4g}, PGD-{adv.get('train_steps')} training" if adv.get("eps") else ""
+    n_attacked = (p.get("autoattack") or {}).get("n_test")
+    if eps and n_attacked is not None:
+        eps += f", AutoAttack on the first {n_attacked} test images"
     paper = all(d in PAPER_DATASETS for d in _datasets(p))
     models, epochs = _values(p, "model"), _values(p, "epochs")
     parts = [ds or "no dataset"] + ([f"model {', '.join(map(str, models))}"] if models else []) \

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 from scipy import stats as sps
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,6 +83,8 @@ def test_the_committed_report_opens_with_the_scale_line_and_shows_the_same_verdi
     text = (RESULTS / "README.md").read_text(encoding="utf-8")
     lines = text.splitlines()
     assert lines[2].startswith("**Scale:**")
+    attacked = yaml.safe_load((ROOT / "params.yaml").read_text())["autoattack"].get("n_test")
+    assert attacked is None or f"AutoAttack on the first {attacked} test images" in lines[2], lines[2]
     assert text.index("**Scale:**") < text.index("## The paper's claims in this run") < text.index("### F1")
     table = [ln for ln in lines[lines.index("## The paper's claims in this run"):] if ln.startswith("| ")]
     header = table[0]
