@@ -13,9 +13,9 @@ from pathlib import Path
 import submitit
 from submitit.local import local as submitit_local
 
+from jobs.backends.machine import ThisMachine
 from jobs.executor_config import NO_LOCAL_TIMEOUT_MIN, ExecutorConfig
 from jobs.private_files import OWNED_ENTRY, owner_only_files, private_submissions
-from jobs.sbatch_errors import Verdict
 
 
 class DetachedLocalExecutor(submitit.LocalExecutor):
@@ -67,34 +67,13 @@ class DetachedLocalExecutor(submitit.LocalExecutor):
         return submitit_local.LocalJob(folder=self.folder, job_id=str(process.pid), process=process, tasks=[0])
 
 
-class LocalBackend:
+class LocalBackend(ThisMachine):
     name = "local"
     in_process = False
     starts_all = True  # every task of a local array looks alive while only `parallel` of them compute
-    is_cluster = False
-    lost_grace_s = 0.0
-    poll_s = 1.0
 
     def queue_cap(self, cfg: ExecutorConfig) -> int | None:
         return cfg.parallel
-
-    def limits(self, cfg: ExecutorConfig) -> int | None:
-        return None
-
-    def preflight(self, cfg: ExecutorConfig, say: tp.Callable[[str], object]) -> None:
-        return None
-
-    def array_size(self, cfg: ExecutorConfig, n_jobs: int) -> int:
-        return max(1, n_jobs)
-
-    def job_gpus(self, cfg: ExecutorConfig) -> int:
-        return 0
-
-    def submit_error(self, text: str) -> Verdict | None:
-        return None
-
-    def job_request(self, cfg: ExecutorConfig, job_s: float | None, nice: int | None) -> dict[str, tp.Any]:
-        return {}
 
     def executor(self, cfg: ExecutorConfig, log_dir: str | Path) -> submitit.Executor:
         return DetachedLocalExecutor(private_submissions(log_dir), local_gpus=cfg.local_gpus,
@@ -109,9 +88,3 @@ class LocalBackend:
 
     def job_cpus(self, cfg: ExecutorConfig) -> int:
         return max(1, (os.cpu_count() or 1) // cfg.parallel)
-
-    def place(self, cfg: ExecutorConfig) -> str:
-        return f"local:{socket.gethostname()}"
-
-    def controller_up(self) -> bool:
-        return True  # no scheduler to lose
