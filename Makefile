@@ -35,12 +35,12 @@ lint: $(STAMP)
 	.venv/bin/ruff check .
 	.venv/bin/mypy
 
-# Every tier: the independent ones on two workers (a file's tests stay on one worker: they share its module fixtures),
-# then the SLURM tier alone (its tests share one cluster and count its jobs). --durations: the slowest tests, in CI's log.
+# Every tier, in three groups at once (scripts/test-tiers.sh): unit, integration, e2e and security on two workers;
+# the SLURM tests on the test cluster one at a time; the reduced rehearsals on their own cluster. --durations: the
+# slowest tests of each group, in CI's log.
 XDIST := -n 2 --dist loadfile
 test: $(STAMP)
-	$(PY) -m pytest -q $(XDIST) --durations=15 -m "not slurm"
-	$(PY) -m pytest -q --durations=10 -m slurm
+	PY=$(PY) scripts/test-tiers.sh
 
 # The inner loop: tests/unit (no process, no dvc, no job; a test that starts a process fails there).
 test-fast: $(STAMP)

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import typing as tp
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,8 +137,9 @@ def shared_store(lab: Lab) -> tp.Iterator[Path]:
 
 @pytest.fixture
 def victim_home_canary(lab: Lab) -> tp.Iterator[Path]:
-    """A file in the victim's home that no attack may remove or change; the test checks it afterwards."""
-    canary = lab.victim.home / "canary.txt"
+    """A file in the victim's home that no attack may remove or change; the test checks it afterwards. Named per test:
+    tests in other xdist workers hold canaries of their own in the same home."""
+    canary = lab.victim.home / f"canary-{uuid.uuid4().hex[:8]}.txt"
     canary.write_text("precious\n")
     os.chown(canary, lab.victim.uid, lab.gid)
     yield canary

@@ -16,7 +16,7 @@ import pytest
 
 from tests.slurm.test_rehearsal_slurm import REPO, _need_slurm_daemons, _test_cluster_healthy
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.rehearsal]
 CLUSTER_FAULTS = ("slurmctld", "slurmdbd", "store_full", "node_down")
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from tests.slurm.test_rehearsal_slurm import REPO, _need_slurm_daemons, _test_cluster_healthy
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.rehearsal]
 
 
 def test_reduced_rehearsal_on_a_shared_cluster_reports_what_it_was_granted(tmp_path):
