@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision import datasets as tv_datasets
 
 from awd.checks import is_int, is_real
 
@@ -95,12 +95,18 @@ def _trust_local(cls):
     )
 
 
-_CIFAR = {"cifar10": _trust_local(tv_datasets.CIFAR10), "cifar100": _trust_local(tv_datasets.CIFAR100)}
+@cache
+def _cifar_class(name: str):
+    # torchvision imported here, not at the top: its import (every model, torch._dynamo) costs ~1.3 CPU-s in each
+    # stage driver and job process, and only CIFAR needs it
+    from torchvision import datasets as tv_datasets
+
+    return _trust_local({"cifar10": tv_datasets.CIFAR10, "cifar100": tv_datasets.CIFAR100}[name])
 
 
 def cifar_files(name: str) -> tuple[str, list[str]]:
     """(folder name under root, every file expected in it)."""
-    cls = _CIFAR[name]
+    cls = _cifar_class(name)
     return cls.base_folder, [f for f, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
 
 
@@ -119,7 +125,7 @@ def _load_cifar(name: str, root: Path, download: bool, train: bool) -> ArrayData
                 f"{name}: folder {folder} is incomplete, missing {missing} (expected {expected}); "
                 "restore them or set data download: true"
             )
-    ds = _CIFAR[name](str(root), train=train, download=download)
+    ds = _cifar_class(name)(str(root), train=train, download=download)
     num_classes = _INFO[name][0]
     x = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
     y = torch.as_tensor(np.asarray(ds.targets, dtype=np.int64))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models import resnet as tv_resnet
 
 
 class ShortcutA(nn.Module):
@@ -72,7 +71,7 @@ def resnet32(num_classes: int, in_channels: int = 3) -> nn.Module:
     return CifarResNet(num_classes, in_channels, blocks_per_stage=5)
 
 
-def _cifar_stem(model: tv_resnet.ResNet, in_channels: int) -> tv_resnet.ResNet:
+def _cifar_stem(model: nn.Module, in_channels: int) -> nn.Module:
     # 32x32 inputs: a 7x7 stride-2 conv plus max-pool would leave 8x8 maps before layer1 and lose most detail.
     model.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
     nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
@@ -81,8 +80,12 @@ def _cifar_stem(model: tv_resnet.ResNet, in_channels: int) -> tv_resnet.ResNet:
 
 
 def resnet34(num_classes: int, in_channels: int = 3) -> nn.Module:
+    from torchvision.models import resnet as tv_resnet  # torchvision's import costs ~1.3 CPU-s per process
+
     return _cifar_stem(tv_resnet.resnet34(weights=None, num_classes=num_classes), in_channels)
 
 
 def resnet50(num_classes: int, in_channels: int = 3) -> nn.Module:
+    from torchvision.models import resnet as tv_resnet
+
     return _cifar_stem(tv_resnet.resnet50(weights=None, num_classes=num_classes), in_channels)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +17,13 @@ from submitit.local import local as submitit_local
 from jobs.backends.machine import ThisMachine
 from jobs.executor_config import NO_LOCAL_TIMEOUT_MIN, ExecutorConfig
 from jobs.private_files import OWNED_ENTRY, owner_only_files, private_submissions
+
+
+def _sigint_default() -> None:
+    """In the job's process before exec: a cancel is SIGINT to the job's process group (jobs/liveness.py), and an
+    ignored signal survives exec (a driver started as a script's background command, or from a pytest-xdist
+    worker, ignores SIGINT), so the job would outlive its cancel."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 class DetachedLocalExecutor(submitit.LocalExecutor):
@@ -63,7 +71,8 @@ class DetachedLocalExecutor(submitit.LocalExecutor):
         self.folder.mkdir(parents=True, exist_ok=True)
         with open(self.folder / "controllers.log", "ab") as log:
             process = subprocess.Popen(cmd, shell=bool(self._setup), env=env, start_new_session=True,
-                                       stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+                                       stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                       preexec_fn=_sigint_default)
         return submitit_local.LocalJob(folder=self.folder, job_id=str(process.pid), process=process, tasks=[0])
 
 

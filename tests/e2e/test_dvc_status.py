@@ -19,7 +19,7 @@ from jobs.driver import Failure
 from jobs.job import Unit
 from jobs.store import RunStore
 from pipeline import pending
-from tests.e2e_util import ROOT, VENV_BIN, make_repo, run, train_entries
+from tests.e2e_util import ROOT, VENV_BIN, run, train_entries
 
 UP_TO_DATE = "Data and pipelines are up to date."
 
@@ -52,12 +52,14 @@ def inject_pruning_fault(repo: Path) -> Path:
 
 
 @pytest.mark.e2e
-def test_status_is_up_to_date_after_a_repro_and_changed_exactly_while_something_is_pending(tmp_path):
-    """`make repro` on a fresh repo, then `dvc status` is up to date (bytecode written since or not); a comment edit
+def test_status_is_up_to_date_after_a_repro_and_changed_exactly_while_something_is_pending(reproduced, tmp_path):
+    """`make repro` on a repo whose code changed since its last repro (the shared reproduced repo, its pruning code
+    edited: the prune units are new), then `dvc status` is up to date (bytecode written since or not); a comment edit
     in awd/ shows as modified code; an entry deleted from the store is found by `make repro`, whose retry of it
     fails: the tables are made and `dvc status` lists just that stage until the next plain `dvc repro` retries it,
     after which everything is up to date again and the marks are as git holds them."""
-    repo = make_repo(tmp_path)
+    repo = tmp_path / "repo"
+    shutil.copytree(reproduced, repo, symlinks=True)
     marker = inject_pruning_fault(repo)
     (repo / "executor.yaml").write_text("kind: local\nmax_retries: 0\npoll_s: 0.5\n")
     run(repo, "git", "add", "-A")

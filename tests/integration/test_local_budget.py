@@ -78,9 +78,11 @@ def test_the_local_budget_is_a_setting_and_can_be_confirmed(tmp_path, monkeypatc
         check_budget(units, store, ExecutorConfig(kind="local"), "train")
     message = str(refused.value)
     hours = float(message.split("about ")[1].split(" CPU-hours")[0])
-    assert f"rerun with AWD_CONFIRM_CPU_HOURS={int(hours) + 1}" in message and "raise budget_cpu_hours" in message
+    # the number to confirm is the next whole hour above the estimate (shown rounded to 0.1: 180.0 may be 179.97)
+    confirm = int(message.split("rerun with AWD_CONFIRM_CPU_HOURS=")[1].split(",")[0])
+    assert hours - 0.05 < confirm <= hours + 1.05 and "raise budget_cpu_hours" in message
     check_budget(units, store, ExecutorConfig(kind="local", budget_cpu_hours=hours + 1), "train")
-    monkeypatch.setenv("AWD_CONFIRM_CPU_HOURS", str(int(hours) + 1))
+    monkeypatch.setenv("AWD_CONFIRM_CPU_HOURS", str(confirm))
     check_budget(units, store, ExecutorConfig(kind="local"), "train")
     monkeypatch.setenv("AWD_CONFIRM_CPU_HOURS", "lots")
     with pytest.raises(SystemExit, match=r"\$AWD_CONFIRM_CPU_HOURS='lots' is not a number of CPU-hours"):

@@ -268,6 +268,28 @@ def test_ctrl_c_leaves_jobs_running_and_prints_how_to_cancel(tmp_path, monkeypat
     assert runs(tmp_path, 4) == 2  # the cancelled attempt, then the rerun
 
 
+def test_a_job_submitted_where_sigint_is_ignored_still_ends_when_cancelled(tmp_path):
+    """A driver started as a script's background command (or from a pytest-xdist worker) ignores SIGINT, and an
+    ignored signal survives exec: the local job puts SIGINT back to its default, so a cancel ends it."""
+    from jobs.executors import JobWatch
+    from jobs.liveness import _proc_alive, cancel_jobs
+    from jobs.submission import submit_packs
+
+    started = tmp_path / "started"
+    (unit,) = make_units(tmp_path, [5], started=str(started), release=str(tmp_path / "release"))
+    store = RunStore(tmp_path / "runs")
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        records, error = submit_packs([[unit]], store, LOCAL, "toy", JobWatch())
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert error is None, error
+    wait_for(started.exists, "the unit to start")
+    assert cancel_jobs([records[unit.key]], say=lambda line: None) == 1
+    wait_for(lambda: not _proc_alive(int(records[unit.key]["job_id"])), "the cancelled job to exit", limit_s=60)
+    assert not store.is_done("toy", unit.key)
+
+
 def test_ctrl_c_right_after_submission_still_prints_how_to_cancel(tmp_path, monkeypatch):
     """A Ctrl-C held back during submission, or one landing just after, before the wait loop: same hint."""
     release = tmp_path / "release"
