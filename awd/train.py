@@ -162,7 +162,8 @@ class _Run:
         if not math.isfinite(train_loss):
             raise NonFiniteLossError(self.epoch, lr, lam_mean, train_loss)
         val_acc = accuracy(self.model, self.data.x_val, self.data.y_val, EVAL_BATCH, dev)
-        robust = self.robust_accuracy(self.data.x_val, self.data.y_val) if self.cfg.adversarial else None
+        validated = self.cfg.adversarial and self.epoch >= self.cfg.val_from_epoch
+        robust = self.robust_accuracy(self.data.x_val, self.data.y_val) if validated else None
         row = {
             "epoch": self.epoch, "train_loss": train_loss, "train_acc": correct.item() / self.n_train,
             "val_acc": val_acc, "val_robust_acc": robust, "lambda_mean": lam_mean,
@@ -226,7 +227,7 @@ class _Run:
     def best_record(self, row: dict) -> dict | None:
         """The best-checkpoint record of the epoch just trained if it beats the best so far (which it updates)."""
         metric = row["val_robust_acc"] if self.cfg.adversarial else row["val_acc"]
-        if metric <= self.best["metric"]:
+        if metric is None or metric <= self.best["metric"]:  # an adversarial epoch before val_from_epoch
             return None
         self.best = {"epoch": self.epoch, "metric": metric}
         return {"epoch": self.epoch, "val_acc": row["val_acc"], "val_robust_acc": row["val_robust_acc"],
@@ -340,7 +341,7 @@ def environment(device: torch.device) -> dict:
     if device.type == "cuda":
         hardware = torch.cuda.get_device_name(device)
     else:
-        hardware = platform.processor() or platform.machine()
+        hardware = platform.machine()  # not platform.processor(): it runs `uname -p` in a subprocess
         try:
             with open("/proc/cpuinfo") as f:
                 hardware = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), hardware)

@@ -1,7 +1,8 @@
 """GPU-hours (or CPU-hours) of units, for the dry run, the spending guard and the driver's first estimates.
 
 Cost model (rough, stated so it can be argued with): forward FLOPs per image are counted on the real model
-(torch's FlopCounterMode on the meta device); a training step costs 3x a forward (+3x per PGD step, x2 under
+on the meta device (2 per multiply-add of every convolution and linear layer, as torch's FlopCounterMode counts
+them: tests/unit/test_cost.py checks the two agree); a training step costs 3x a forward (+3x per PGD step, x2 under
 ASAM); validation costs a forward (+3x per PGD-val step) per held-out image; AutoAttack (standard) costs about
 3,000 forward-equivalents per test image; pruning one forward per test image per amount (and unpruned); the GPU
 sustains DEFAULT_TFLOPS unless told otherwise (`tflops` in executor.yaml); a CPU core what `cpu_flops_per_core`
@@ -27,20 +28,36 @@ CONFIRM_ENV = "AWD_CONFIRM_GPU_HOURS"
 
 @cache
 def forward_flops(model: str, dataset: str, model_kw: str) -> float:
+    # forward hooks on the layers, not FlopCounterMode: its dispatch mode imports torch._dynamo (~1.4 CPU-s in every
+    # stage driver that plans units)
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
+    from torch import nn
 
     from awd.data import dataset_info
     from awd.models import build_model
 
     num_classes, channels, size = dataset_info(dataset)
-    with torch.device("meta"):
+    total = [0]
+
+    def count(layer, inputs, output):
+        if isinstance(layer, nn.Conv2d):
+            per_output = layer.in_channels // layer.groups * layer.kernel_size[0] * layer.kernel_size[1]
+        else:
+            per_output = layer.in_features
+        total[0] += 2 * output.numel() * per_output
+
+    with torch.device("meta"):  # no weight initialised
         net = build_model(model, num_classes, in_channels=channels, **json.loads(model_kw))
-        x = torch.zeros(1, channels, size, size)
-    counter = FlopCounterMode(display=False)
-    with counter:
-        net(x)
-    return float(counter.get_total_flops())
+    # the forward itself on the CPU, on zeros (a meta forward's elementwise ops import torch._dynamo too)
+    net = net.to_empty(device="cpu")
+    hooks = [m.register_forward_hook(count) for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.no_grad():
+        for tensor in [*net.parameters(), *net.buffers()]:
+            tensor.zero_()
+        net.eval()(torch.zeros(1, channels, size, size))
+    for hook in hooks:
+        hook.remove()
+    return float(total[0])
 
 
 def run_forward_flops(config: dict) -> float:
@@ -54,8 +71,10 @@ def train_flops(config: dict) -> float:
     n_val = round(n_train * config["val_fraction"])
     steps = config["train_steps"] if config["adversarial"] else 0
     per_image = 3 * fwd * (1 + steps) * (2 if config["optimizer"] == "asam" else 1)
-    val = fwd * (1 + (3 * config["val_steps"] if config["adversarial"] else 0))
-    return config["epochs"] * ((n_train - n_val) * per_image + n_val * val)
+    epochs = config["epochs"]
+    # clean validation every epoch; PGD validation of adversarial runs from val_from_epoch on
+    attacked = epochs - config.get("val_from_epoch", 1) + 1 if config["adversarial"] else 0
+    return epochs * (n_train - n_val) * per_image + n_val * fwd * (epochs + 3 * config["val_steps"] * attacked)
 
 
 def unit_flops(unit) -> float:

@@ -99,6 +99,13 @@ def departures(params: dict) -> list[tuple[str, str, str, str]]:
         if steps is not None and int(steps) != PAPER_TRAIN_STEPS:
             out.append(("adversarial.train_steps", f"PGD-{steps} training (paper: PGD-7)", "cost",
                         "a weaker or stronger training attack moves robust accuracy and the best λ_wd"))
+        start = adv.get("val_from_epoch", 1)
+        if start is not None and int(start) > 1:
+            out.append(("adversarial.val_from_epoch", f"PGD-{adv.get('val_steps', 20)} validation from epoch {start} "
+                        "on (paper: every epoch)", "cost: the validation attack was about a third of an adversarial "
+                        "epoch (the params file's comment gives the measured best epochs)",
+                        f"early stopping cannot pick an epoch before {start}; where the best epoch came earlier, the "
+                        "reported model is a later, possibly more over-fitted one"))
     aa = params.get("autoattack") or {}
     if aa.get("version", "standard") == "custom":
         names = " + ".join(str(a).upper() for a in aa.get("attacks") or ())

@@ -1,7 +1,9 @@
-"""The rehearsal's cluster faults at small scale (issue 27): slurmctld stopped, slurmdbd stopped, the copy's run
-store (a tmpfs) filled to the limit then freed with a rerun, a node set down with jobs on it then resumed; beside the
-time-limit requeues and a killed driver. 32 GPU slots (two nodes: one set down leaves the other, as on a site's
-cluster; the only node set down would leave a restarted stage nothing `sbatch --test-only` accepts). ~4-5 minutes.
+"""A reduced rehearsal through the real path (dvc repro -> stage drivers -> sbatch arrays -> slurmd) on the rehearsal
+cluster, the embedded params on 32 GPU slots, with every fault at small scale: the survivable ones (time-limit
+requeues, a SIGKILL of the train stage driver then a restart) and the cluster's own (issue 27): slurmctld stopped,
+slurmdbd stopped, the copy's run store (a tmpfs) filled to the limit then freed with a rerun, a node set down with
+jobs on it then resumed. Two nodes: one set down leaves the other, as on a site's cluster (the only node set down
+would leave a restarted stage nothing `sbatch --test-only` accepts). ~4-5 minutes.
 
 Needs root and the SLURM packages; skipped without them unless AWD_REQUIRE_SLURM=1.
 """
@@ -14,7 +16,7 @@ import sys
 
 import pytest
 
-from tests.slurm.test_rehearsal_slurm import REPO, _need_slurm_daemons, _test_cluster_healthy
+from tests.slurm.rehearsal_util import REPO, _need_slurm_daemons, _test_cluster_healthy
 
 pytestmark = [pytest.mark.slurm, pytest.mark.rehearsal]
 CLUSTER_FAULTS = ("slurmctld", "slurmdbd", "store_full", "node_down")
@@ -42,6 +44,16 @@ def test_reduced_rehearsal_survives_the_four_cluster_faults(tmp_path):
     assert rows["slurmdbd"]["user_saw"].startswith("slurmdbd (accounting) unreachable")
     assert rows["node_down"]["jobs_on_node"] >= 1
     assert all(v["submitted"] == v["done"] > 0 for v in r["units"].values())  # each unit once, none duplicated
+    assert set(r["units"]) == {"train", "autoattack", "prune"}
+    # the survivable faults: time-limit requeues resumed, the killed train driver restarted
+    assert r["faults_injected"].get("timeout", 0) >= 1 and r["faults_injected"]["driver_kill"] == 1
+    assert r["faults_survived"] == r["faults_injected"] and r["requeued_attempts"] >= r["faults_injected"]["timeout"]
+    assert 0 < r["lower_bound_h"] <= r["makespan_h"] and 0 < r["efficiency"] <= 1
+    assert r["peak_running"] <= r["gpus"] == 32 and r["sbatch_calls"] >= 4  # never more jobs running than GPUs
+    assert (out / "rehearsal_gpus.png").stat().st_size > 0
+    # stand-in results live in the throwaway copy's store, marked, never in this repository's
+    result = json.loads(next((tmp_path / "work" / "repo" / "runs" / "train").glob("*/*/result.json")).read_text())
+    assert result["rehearsal"] is True
     assert "## Cluster faults" in (out / "rehearsal.md").read_text()
     # the store was a tmpfs only while the rehearsal ran: its files are kept on disk for the report
     assert subprocess.run(["mountpoint", "-q", str(tmp_path / "work" / "repo" / "runs")]).returncode != 0

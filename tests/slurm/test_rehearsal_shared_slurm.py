@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from tests.slurm.test_rehearsal_slurm import REPO, _need_slurm_daemons, _test_cluster_healthy
+from tests.slurm.rehearsal_util import REPO, _need_slurm_daemons, _test_cluster_healthy
 
 pytestmark = [pytest.mark.slurm, pytest.mark.rehearsal]
 

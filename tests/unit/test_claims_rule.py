@@ -162,6 +162,12 @@ def test_departures_are_read_from_the_params_keys():
     # a study's own train: block counts: one bf16 study is a departure
     mixed = {**fp32, "suites": {"grid": [{"dataset": "cifar10", "train": {"bf16": True}}]}}
     assert "train.bf16" in [d[0] for d in departures(mixed)]
+    # adversarial validation from a later epoch is a departure; from epoch 1 (every epoch) is the paper's rule
+    late = {**fp32, "adversarial": {**fp32["adversarial"], "val_steps": 20, "val_from_epoch": 16}}
+    (row,) = [d for d in departures(late) if d[0] == "adversarial.val_from_epoch"]
+    assert "PGD-20 validation from epoch 16" in row[1] and "cannot pick an epoch before 16" in row[3]
+    every = {**fp32, "adversarial": {**fp32["adversarial"], "val_from_epoch": 1}}
+    assert "adversarial.val_from_epoch" not in [d[0] for d in departures(every)]
 
 
 def test_departures_defaults_are_the_training_configs():

@@ -1,0 +1,34 @@
+"""The cost model's forward FLOPs (pipeline/cost.py) are what torch's own FlopCounterMode counts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from awd.data import dataset_info
+from awd.models import build_model
+from pipeline.cost import forward_flops, train_flops
+
+
+@pytest.mark.parametrize("model,dataset,model_kw", [("tiny", "digits", {"width": 8}), ("tiny", "digits", {"width": 16}),
+                                                    ("resnet32", "cifar10", {}), ("resnet32", "cifar100", {})])
+def test_forward_flops_are_flop_counter_modes(model, dataset, model_kw):
+    num_classes, channels, size = dataset_info(dataset)
+    with torch.device("meta"):
+        net = build_model(model, num_classes, in_channels=channels, **model_kw)
+        x = torch.zeros(1, channels, size, size)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        net(x)
+    assert forward_flops(model, dataset, json.dumps(model_kw, sort_keys=True)) == counter.get_total_flops() > 0
+
+
+def test_adversarial_validation_is_costed_from_val_from_epoch_on():
+    cfg = {"model": "tiny", "dataset": "digits", "model_kw": {"width": 8}, "val_fraction": 0.1, "epochs": 30,
+           "adversarial": True, "train_steps": 3, "val_steps": 20, "optimizer": "sgd", "val_from_epoch": 1}
+    every, late = train_flops(cfg), train_flops({**cfg, "val_from_epoch": 16})
+    fwd, n_val = forward_flops("tiny", "digits", json.dumps({"width": 8})), round(1437 * 0.1)
+    assert every - late == pytest.approx(15 * n_val * fwd * 3 * 20)  # 15 epochs fewer of PGD-20 on the val split
