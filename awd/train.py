@@ -162,7 +162,7 @@ class _Run:
         if not math.isfinite(train_loss):
             raise NonFiniteLossError(self.epoch, lr, lam_mean, train_loss)
         val_acc = accuracy(self.model, self.data.x_val, self.data.y_val, EVAL_BATCH, dev)
-        validated = self.cfg.adversarial and self.epoch >= self.cfg.val_from_epoch
+        validated = self.cfg.adversarial and self.epoch > math.floor(self.cfg.val_from_fraction * self.cfg.epochs)
         robust = self.robust_accuracy(self.data.x_val, self.data.y_val) if validated else None
         row = {
             "epoch": self.epoch, "train_loss": train_loss, "train_acc": correct.item() / self.n_train,
@@ -227,7 +227,7 @@ class _Run:
     def best_record(self, row: dict) -> dict | None:
         """The best-checkpoint record of the epoch just trained if it beats the best so far (which it updates)."""
         metric = row["val_robust_acc"] if self.cfg.adversarial else row["val_acc"]
-        if metric is None or metric <= self.best["metric"]:  # an adversarial epoch before val_from_epoch
+        if metric is None or metric <= self.best["metric"]:  # an adversarial epoch not PGD-validated
             return None
         self.best = {"epoch": self.epoch, "metric": metric}
         return {"epoch": self.epoch, "val_acc": row["val_acc"], "val_robust_acc": row["val_robust_acc"],

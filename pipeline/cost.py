@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import json
+import math
 import os
 from functools import cache
 from typing import TypeGuard
@@ -72,8 +73,8 @@ def train_flops(config: dict) -> float:
     steps = config["train_steps"] if config["adversarial"] else 0
     per_image = 3 * fwd * (1 + steps) * (2 if config["optimizer"] == "asam" else 1)
     epochs = config["epochs"]
-    # clean validation every epoch; PGD validation of adversarial runs from val_from_epoch on
-    attacked = epochs - config.get("val_from_epoch", 1) + 1 if config["adversarial"] else 0
+    # clean validation every epoch; PGD validation of adversarial runs after the first val_from_fraction of them
+    attacked = epochs - math.floor(config.get("val_from_fraction", 0.0) * epochs) if config["adversarial"] else 0
     return epochs * (n_train - n_val) * per_image + n_val * fwd * (epochs + 3 * config["val_steps"] * attacked)
 
 

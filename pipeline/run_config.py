@@ -16,7 +16,7 @@ RUN_CONFIG_KEYS = tuple(TrainConfig.model_fields)  # docs/design.md "Run config"
 # Natural runs get these constants so that editing the adversarial section never changes their cache keys.
 # Steps are 1, the least TrainConfig accepts; with adversarial false nothing reads them.
 NEUTRAL_ADVERSARIAL = {"adversarial": False, "eps": 0.0, "step_size": 0.0, "train_steps": 1, "val_steps": 1,
-                       "val_from_epoch": 1, "bn_mode": "train"}
+                       "val_from_fraction": 0.0, "bn_mode": "train"}
 
 
 def merge_train(base: dict, overrides: dict) -> dict:

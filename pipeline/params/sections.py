@@ -24,7 +24,7 @@ _ELSEWHERE = {
        ("wd", "wds", "dog", "dogs", "wd_method", "methods")},
     "dataset": "the dataset is set per study (suites.<suite>[i].dataset), not in train",
     **{k: f"{k!r} belongs in the top-level adversarial section, not in train"
-       for k in ("eps", "step_size", "train_steps", "val_steps", "val_from_epoch", "bn_mode", "adversarial")},
+       for k in ("eps", "step_size", "train_steps", "val_steps", "val_from_fraction", "bn_mode", "adversarial")},
     **{k: f"{k!r} belongs in the top-level data section, not in train" for k in ("val_fraction", "split_seed")},
     **{k: f"{k!r} is set by the noisy suite (rates, noise_seed), not in train" for k in ("noise_rate", "noise_seed")},
     "executor": EXECUTOR_HINT,
@@ -41,7 +41,7 @@ DataParams = section_model("DataParams", ("val_fraction", "split_seed"), root=(T
 # Only adversarial runs read this section, so eps and step_size are also > 0 here (TrainConfig: [0, 1], 0 when natural).
 _ATTACK = {k: (Real(**{**{b: v for b, v in field_bounds(k).items() if b != "ge"}, "gt": 0}),
                TrainConfig.model_fields[k].default) for k in ("eps", "step_size")}
-AdversarialParams = section_model("AdversarialParams", ("train_steps", "val_steps", "val_from_epoch", "bn_mode"),
+AdversarialParams = section_model("AdversarialParams", ("train_steps", "val_steps", "val_from_fraction", "bn_mode"),
                                   **_ATTACK)
 
 

@@ -46,6 +46,14 @@ def _datasets(params: dict) -> list[str]:
                    if isinstance(s, dict) and "dataset" in s})
 
 
+def _adversarial_epochs(params: dict) -> list:
+    """The epochs of the adversarial and variants studies (their own train: block, else the global one)."""
+    default = (params.get("train") or {}).get("epochs")
+    suites = params.get("suites") or {}
+    return [e for name in ("adversarial", "variants") for s in suites.get(name) or [] if isinstance(s, dict)
+            if (e := (s.get("train") or {}).get("epochs", default)) is not None]
+
+
 def departures(params: dict) -> list[tuple[str, str, str, str]]:
     """(setting, ours vs the paper's, why, expected effect) for every departure of `params` from the paper."""
     out = []
@@ -99,13 +107,15 @@ def departures(params: dict) -> list[tuple[str, str, str, str]]:
         if steps is not None and int(steps) != PAPER_TRAIN_STEPS:
             out.append(("adversarial.train_steps", f"PGD-{steps} training (paper: PGD-7)", "cost",
                         "a weaker or stronger training attack moves robust accuracy and the best λ_wd"))
-        start = adv.get("val_from_epoch", 1)
-        if start is not None and int(start) > 1:
-            out.append(("adversarial.val_from_epoch", f"PGD-{adv.get('val_steps', 20)} validation from epoch {start} "
-                        "on (paper: every epoch)", "cost: the validation attack was about a third of an adversarial "
-                        "epoch (the params file's comment gives the measured best epochs)",
-                        f"early stopping cannot pick an epoch before {start}; where the best epoch came earlier, the "
-                        "reported model is a later, possibly more over-fitted one"))
+        share = float(adv.get("val_from_fraction") or 0.0)
+        if share > 0:
+            firsts = sorted({math.floor(share * int(e)) + 1 for e in _adversarial_epochs(params)})
+            at = f" (epoch {', '.join(map(str, firsts))} on)" if firsts else ""
+            out.append(("adversarial.val_from_fraction", f"PGD-{adv.get('val_steps', 20)} validation after the first "
+                        f"{share:g} of the epochs{at} (paper: every epoch)", "cost: the validation attack was about "
+                        "a third of an adversarial epoch (the params file's comment gives the measured best epochs)",
+                        "early stopping cannot pick an earlier epoch; where the best epoch came earlier, the reported "
+                        "model is a later, possibly more over-fitted one"))
     aa = params.get("autoattack") or {}
     if aa.get("version", "standard") == "custom":
         names = " + ".join(str(a).upper() for a in aa.get("attacks") or ())

@@ -163,11 +163,11 @@ def test_departures_are_read_from_the_params_keys():
     mixed = {**fp32, "suites": {"grid": [{"dataset": "cifar10", "train": {"bf16": True}}]}}
     assert "train.bf16" in [d[0] for d in departures(mixed)]
     # adversarial validation from a later epoch is a departure; from epoch 1 (every epoch) is the paper's rule
-    late = {**fp32, "adversarial": {**fp32["adversarial"], "val_steps": 20, "val_from_epoch": 16}}
-    (row,) = [d for d in departures(late) if d[0] == "adversarial.val_from_epoch"]
-    assert "PGD-20 validation from epoch 16" in row[1] and "cannot pick an epoch before 16" in row[3]
-    every = {**fp32, "adversarial": {**fp32["adversarial"], "val_from_epoch": 1}}
-    assert "adversarial.val_from_epoch" not in [d[0] for d in departures(every)]
+    late = {**fp32, "adversarial": {**fp32["adversarial"], "val_steps": 20, "val_from_fraction": 0.5}}
+    (row,) = [d for d in departures(late) if d[0] == "adversarial.val_from_fraction"]
+    assert "PGD-20 validation after the first 0.5 of the epochs (epoch 101 on)" in row[1] and "earlier" in row[3]
+    every = {**fp32, "adversarial": {**fp32["adversarial"], "val_from_fraction": 0.0}}
+    assert "adversarial.val_from_fraction" not in [d[0] for d in departures(every)]
 
 
 def test_departures_defaults_are_the_training_configs():

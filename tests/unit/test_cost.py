@@ -26,9 +26,9 @@ def test_forward_flops_are_flop_counter_modes(model, dataset, model_kw):
     assert forward_flops(model, dataset, json.dumps(model_kw, sort_keys=True)) == counter.get_total_flops() > 0
 
 
-def test_adversarial_validation_is_costed_from_val_from_epoch_on():
+def test_adversarial_validation_is_costed_after_val_from_fraction_of_the_epochs():
     cfg = {"model": "tiny", "dataset": "digits", "model_kw": {"width": 8}, "val_fraction": 0.1, "epochs": 30,
-           "adversarial": True, "train_steps": 3, "val_steps": 20, "optimizer": "sgd", "val_from_epoch": 1}
-    every, late = train_flops(cfg), train_flops({**cfg, "val_from_epoch": 16})
+           "adversarial": True, "train_steps": 3, "val_steps": 20, "optimizer": "sgd", "val_from_fraction": 0.0}
+    every, late = train_flops(cfg), train_flops({**cfg, "val_from_fraction": 0.5})
     fwd, n_val = forward_flops("tiny", "digits", json.dumps({"width": 8})), round(1437 * 0.1)
     assert every - late == pytest.approx(15 * n_val * fwd * 3 * 20)  # 15 epochs fewer of PGD-20 on the val split

@@ -533,7 +533,7 @@ def test_params_sections_take_their_fields_from_train_config():
                 assert field.get_default(call_default_factory=True) == ours.get_default(call_default_factory=True)
     assert set(TrainSection.model_fields) | {"dataset", "val_fraction", "split_seed", "noise_rate", "noise_seed",
                                               "wd_method", "wd", "dog", "adversarial", "eps", "step_size",
-                                              "train_steps", "val_steps", "val_from_epoch", "bn_mode"} == set(TrainConfig.model_fields)
+                                              "train_steps", "val_steps", "val_from_fraction", "bn_mode"} == set(TrainConfig.model_fields)
 
 
 @pytest.mark.parametrize("key,ok,bad", [

@@ -257,9 +257,9 @@ def test_adversarial_run_reports_the_best_val_checkpoint(digits, tmp_path, monke
     assert_identical(load(tmp_path / "model.pt"), epoch2, "model.pt")
 
 
-def test_adversarial_early_stopping_validates_from_val_from_epoch_only(digits, tmp_path, monkeypatch):
-    """Epochs before val_from_epoch are not PGD-validated: no robust accuracy in their history rows, and the best
-    checkpoint is chosen among the later epochs (here epoch 2, though a validation of epoch 1 would have scored 0.9)."""
+def test_adversarial_early_stopping_validates_after_val_from_fraction_of_the_epochs(digits, tmp_path, monkeypatch):
+    """The first floor(val_from_fraction * epochs) epochs are not PGD-validated: no robust accuracy in their history
+    rows, and the best checkpoint is chosen among the later epochs."""
     attacked = []
     script = iter([0.6, 0.4])
 
@@ -268,14 +268,14 @@ def test_adversarial_early_stopping_validates_from_val_from_epoch_only(digits, t
         return next(script)
 
     monkeypatch.setattr(train_mod._Run, "robust_accuracy", robust)
-    cfg = config(epochs=3, adversarial=True, eps=0.1, step_size=0.05, train_steps=1, val_steps=1, val_from_epoch=2)
+    cfg = config(epochs=3, adversarial=True, eps=0.1, step_size=0.05, train_steps=1, val_steps=1, val_from_fraction=0.4)
     metrics = train(cfg, digits, tmp_path, device="cpu")
     assert attacked == [2, 3]
     history = json.loads((tmp_path / "history.json").read_text())
     assert [row["val_robust_acc"] for row in history] == [None, 0.6, 0.4]
     assert metrics["best_epoch"] == 2 and metrics["val_robust_acc"] == 0.6
-    with pytest.raises(ValueError, match="val_from_epoch: must be <= epochs \\(3\\)"):
-        TrainConfig.from_dict({**cfg.to_dict(), "val_from_epoch": 4})
+    with pytest.raises(ValueError, match=r"val_from_fraction: must be in \[0, 1\), got 1.0"):
+        TrainConfig.from_dict({**cfg.to_dict(), "val_from_fraction": 1.0})
 
 
 def _model(cfg, state):
