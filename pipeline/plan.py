@@ -16,7 +16,7 @@ from pathlib import Path
 from awd.methods import plugin_modules
 from jobs.job import Unit
 from pipeline.common import ARTIFACTS, make_unit
-from pipeline.cost import DEFAULT_TFLOPS, TEST_SIZE, estimate_s, train_flops
+from pipeline.cost import BUNDLED, DEFAULT_TFLOPS, TEST_SIZE, estimate_s, train_flops
 from pipeline.suites import ATTACKED_SUITES, PRUNED_SUITES, RunSpec, natural_fixed
 from pipeline.trained_runs import base_eval_config
 
@@ -48,8 +48,12 @@ def longest_job_s(units: list) -> float:
 
 @cache
 def test_size(dataset: str, data_root: str, n_test) -> int:
-    """Examples AutoAttack sees: the test set on disk, capped by autoattack.n_test."""
+    """Examples AutoAttack sees: the test set on disk, capped by autoattack.n_test (a bundled dataset's size is
+    known without loading it, and without importing scikit-learn in every attack stage)."""
     from awd.data import load_dataset
+
+    if dataset in BUNDLED:
+        return known_test_size(dataset, n_test)
 
     total = int(load_dataset(dataset, data_root, download=False, train=False).y.numel())
     return total if n_test is None else min(int(n_test), total)

@@ -47,7 +47,9 @@ def test_reduced_rehearsal_survives_the_four_cluster_faults(tmp_path):
     assert set(r["units"]) == {"train", "autoattack", "prune"}
     # the survivable faults: time-limit requeues resumed, the killed train driver restarted
     assert r["faults_injected"].get("timeout", 0) >= 1 and r["faults_injected"]["driver_kill"] == 1
-    assert r["faults_survived"] == r["faults_injected"] and r["requeued_attempts"] >= r["faults_injected"]["timeout"]
+    # (requeued_attempts counts sacct's REQUEUED rows: with slurmdbd stopped a while, sacct may hold fewer rows than
+    # there were requeues, so one row per time-limit fault is not asked here; faults_survived says each resumed)
+    assert r["faults_survived"] == r["faults_injected"] and r["requeued_attempts"] >= 1
     assert 0 < r["lower_bound_h"] <= r["makespan_h"] and 0 < r["efficiency"] <= 1
     assert r["peak_running"] <= r["gpus"] == 32 and r["sbatch_calls"] >= 4  # never more jobs running than GPUs
     assert (out / "rehearsal_gpus.png").stat().st_size > 0

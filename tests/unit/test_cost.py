@@ -32,3 +32,13 @@ def test_adversarial_validation_is_costed_after_val_from_fraction_of_the_epochs(
     every, late = train_flops(cfg), train_flops({**cfg, "val_from_fraction": 0.5})
     fwd, n_val = forward_flops("tiny", "digits", json.dumps({"width": 8})), round(1437 * 0.1)
     assert every - late == pytest.approx(15 * n_val * fwd * 3 * 20)  # 15 epochs fewer of PGD-20 on the val split
+
+
+def test_the_cpu_benchmarks_flops_are_flop_counter_modes():
+    from pipeline.cost import CPU_BENCH_FLOPS
+
+    conv = torch.nn.Conv2d(32, 32, 3, padding=1)
+    x = torch.randn(64, 32, 16, 16, requires_grad=True)
+    with FlopCounterMode(display=False) as counter:
+        conv(x).sum().backward()
+    assert CPU_BENCH_FLOPS == counter.get_total_flops()
