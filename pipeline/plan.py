@@ -50,10 +50,9 @@ def longest_job_s(units: list) -> float:
 def test_size(dataset: str, data_root: str, n_test) -> int:
     """Examples AutoAttack sees: the test set on disk, capped by autoattack.n_test (a bundled dataset's size is
     known without loading it, and without importing scikit-learn in every attack stage)."""
-    from awd.data import load_dataset
-
     if dataset in BUNDLED:
         return known_test_size(dataset, n_test)
+    from awd.data import load_dataset
 
     total = int(load_dataset(dataset, data_root, download=False, train=False).y.numel())
     return total if n_test is None else min(int(n_test), total)
