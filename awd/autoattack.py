@@ -92,6 +92,19 @@ def _attack_list(version: str, attacks) -> list[str]:
     return list(attacks)
 
 
+def _standard_settings(aa) -> None:
+    """A custom list runs each attack as the standard version does (pyautoattack 0.2's `_set_version("standard")`
+    for L∞; a unit test pins these against it). The package's custom defaults differ: APGD-CE and APGD-DLR restart
+    5 times and FAB 5 times, where the standard version restarts each once; "the first two attacks of standard
+    AutoAttack" must be those attacks as the standard version runs them."""
+    aa.apgd.n_restarts = 1
+    aa.apgd_targeted.n_restarts = 1
+    aa.apgd_targeted.n_target_classes = 9
+    aa.fab.n_restarts = 1
+    aa.fab.n_target_classes = 9
+    aa.square.n_queries = 5000
+
+
 @contextmanager
 def _log_to(log_path):
     if log_path is None:
@@ -188,6 +201,8 @@ def autoattack(model, x, y, *, eps, version="standard", attacks=None, seed=0, ba
                 robust, done = clean.clone(), 0
             aa = AutoAttack(model, norm="Linf", eps=eps, version=version, seed=seed + b, device=device,
                             attacks=attack_names if version == "custom" else None)
+            if version == "custom":
+                _standard_settings(aa)
             sequence = list(aa.attacks_to_run)
             # One package call per attack, on the examples still robust, in index order: the same batches the
             # package would form itself, and a state after every attack that a resumed run continues exactly.

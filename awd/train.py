@@ -53,7 +53,7 @@ from awd.dog import DoGTrace
 from awd.evaluate import accuracy, cross_entropy, total_loss, weight_norm
 from awd.models import build_model
 from awd.optim import ASAM, DecayedOptimizer, build_optimizer
-from awd.train_config import TrainConfig
+from awd.train_config import TrainConfig, first_validated_epoch
 from awd.train_data import TrainData, make_train_data
 from awd.weight_decay import build_weight_decay
 
@@ -162,7 +162,8 @@ class _Run:
         if not math.isfinite(train_loss):
             raise NonFiniteLossError(self.epoch, lr, lam_mean, train_loss)
         val_acc = accuracy(self.model, self.data.x_val, self.data.y_val, EVAL_BATCH, dev)
-        validated = self.cfg.adversarial and self.epoch > math.floor(self.cfg.val_from_fraction * self.cfg.epochs)
+        validated = self.cfg.adversarial and self.epoch >= first_validated_epoch(self.cfg.epochs,
+                                                                            self.cfg.val_from_fraction)
         robust = self.robust_accuracy(self.data.x_val, self.data.y_val) if validated else None
         row = {
             "epoch": self.epoch, "train_loss": train_loss, "train_acc": correct.item() / self.n_train,

@@ -9,6 +9,7 @@ No torch here: the pipeline's driver imports this module.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -304,3 +305,9 @@ def explain(exc: ValidationError, root: type[BaseModel]) -> list[tuple[str, str]
             out.append((path, f"{err['msg'][0].lower()}{err['msg'][1:]}, got {show(value)}"))
     out += [(parent, f"missing required key(s): {', '.join(keys)}") for parent, keys in missing.items()]
     return out
+
+
+def first_validated_epoch(epochs: int, val_from_fraction: float) -> int:
+    """The first epoch (1-based) an adversarial run PGD-validates: after the first val_from_fraction of `epochs`
+    (the training loop and the cost model both count by it)."""
+    return math.floor(val_from_fraction * epochs) + 1

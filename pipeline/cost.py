@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import collections
 import json
-import math
 import os
 from functools import cache
 from typing import TypeGuard
+
+from awd.train_config import first_validated_epoch
 
 TRAIN_SIZE = {"digits": 1437, "cifar10": 50000, "cifar100": 50000}
 TEST_SIZE = {"digits": 360, "cifar10": 10000, "cifar100": 10000}
@@ -75,7 +76,8 @@ def train_flops(config: dict) -> float:
     per_image = 3 * fwd * (1 + steps) * (2 if config["optimizer"] == "asam" else 1)
     epochs = config["epochs"]
     # clean validation every epoch; PGD validation of adversarial runs after the first val_from_fraction of them
-    attacked = epochs - math.floor(config.get("val_from_fraction", 0.0) * epochs) if config["adversarial"] else 0
+    attacked = epochs + 1 - first_validated_epoch(epochs, config.get("val_from_fraction", 0.0)) \
+        if config["adversarial"] else 0
     return epochs * (n_train - n_val) * per_image + n_val * fwd * (epochs + 3 * config["val_steps"] * attacked)
 
 

@@ -52,8 +52,9 @@ class AutoAttackParams(Model):
     batch_size: Int(ge=1) = 500
     block_size: Int(ge=1) = 500  # examples attacked together with one seed; part of the result, so of the key
     seed: Int(ge=0) = 0
-    # version: custom runs only these attacks (a cheaper robust estimate than the standard four; the report names
-    # it); part of the key only then, so the standard version's keys do not change
+    # version: custom runs only these attacks, each with the standard version's settings (a cheaper robust estimate
+    # than the standard four; the report names it); part of the key only then, so the standard version's keys do not
+    # change
     attacks: tuple[Choice(AUTOATTACK_ATTACKS, "autoattack attack"), ...] | None = None
 
     @model_validator(mode="after")

@@ -119,8 +119,8 @@ def departures(params: dict) -> list[tuple[str, str, str, str]]:
     aa = params.get("autoattack") or {}
     if aa.get("version", "standard") == "custom":
         names = " + ".join(str(a).upper() for a in aa.get("attacks") or ())
-        out.append(("autoattack.version, attacks", f"custom: {names} only (paper: standard AutoAttack, APGD-CE, "
-                    "APGD-T, FAB-T and Square)", "cost: the later attacks run on every example the first ones leave "
+        out.append(("autoattack.version, attacks", f"custom: {names} only, each with the standard version's "
+                    "settings (paper: standard AutoAttack, APGD-CE, APGD-T, FAB-T and Square)", "cost: the later attacks run on every example the first ones leave "
                     "robust, for a few more successes (the params file's comment gives the measured share)",
                     "robust accuracy is an upper bound of standard AutoAttack's (a subset of its attacks); both "
                     "methods are attacked alike, so the AWD − fixed difference is what is compared"))

@@ -78,14 +78,19 @@ def value_ticks(ax, values, axis: str = "x", fmt: str = "{:g}", rotate: bool = F
 
 def write(fig, data: pd.DataFrame, out_dir: Path, fid: str, tight: bool = True) -> None:
     out_dir = Path(out_dir)
-    if tight and fig.get_layout_engine() is None:
-        fig.tight_layout()
-    for fmt in IMAGE_EXTS:
-        save_figure(fig, out_dir / f"{fid}.{fmt}", fmt)
-    plt.close(fig)
     buf = io.StringIO()
     data.to_csv(buf, index=False, float_format="%.6g", lineterminator="\n")
-    atomic_write_text(out_dir / f"{fid}.csv", buf.getvalue())
+    csv = buf.getvalue()
+    # A duplicate's images are never kept (drop_duplicates), so they are not rendered: the aggregate stage draws
+    # its originals first, and rendering is most of its time
+    original = out_dir / f"{DUPLICATE_OF[fid]}.csv" if fid in DUPLICATE_OF else None
+    if original is None or not original.is_file() or original.read_text() != csv:
+        if tight and fig.get_layout_engine() is None:
+            fig.tight_layout()
+        for fmt in IMAGE_EXTS:
+            save_figure(fig, out_dir / f"{fid}.{fmt}", fmt)
+    plt.close(fig)
+    atomic_write_text(out_dir / f"{fid}.csv", csv)
 
 
 def remove_stale(out_dir: Path, fid: str, exts: tuple[str, ...] = (*IMAGE_EXTS, "svg", "csv")) -> None:

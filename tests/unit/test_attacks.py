@@ -191,6 +191,26 @@ def test_autoattack_standard_version(model, test_set, tmp_path):
         assert f"running {attack}" in text and f"seed 0: {attack} robust" in text
 
 
+def test_a_custom_list_runs_each_attack_with_the_standard_versions_settings(model):
+    """pyautoattack's custom version keeps its constructor defaults (APGD-CE restarted 5 times, FAB too); ours runs
+    each named attack as the standard version does: every numeric setting of the four attack objects equal."""
+    from pyautoattack import AutoAttack
+
+    from awd.autoattack import _standard_settings
+
+    def settings(aa):
+        return {name: {k: v for k, v in vars(getattr(aa, name)).items() if isinstance(v, (bool, int, float, str))}
+                for name in ("apgd", "apgd_targeted", "fab", "square")}
+
+    standard = AutoAttack(model, norm="Linf", eps=EPS, version="standard", seed=0, device="cpu")
+    custom = AutoAttack(model, norm="Linf", eps=EPS, version="custom", attacks=["apgd-ce", "apgd-t"], seed=0,
+                        device="cpu")
+    assert settings(custom) != settings(standard)  # the package's own custom defaults
+    _standard_settings(custom)
+    assert settings(custom) == settings(standard)
+    assert custom.attacks_to_run == ["apgd-ce", "apgd-t"]
+
+
 class _Crash(RuntimeError):
     pass
 

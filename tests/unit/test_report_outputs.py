@@ -156,3 +156,18 @@ def test_a_figure_that_would_repeat_another_is_written_once(drawn, tmp_path):
     assert (plots / "F9.png").exists() and (plots / "F9.pdf").exists()
     assert (plots / "F9.csv").read_bytes() != (plots / "F1.csv").read_bytes()
     assert "![F9](plots/F9.png)" in (tmp_path / "results" / "README.md").read_text()
+
+
+def test_a_duplicate_is_not_rendered_at_all(tmp_path, monkeypatch):
+    """Rendering is most of the aggregate stage's time: a figure whose plot data equals its original's (drawn first)
+    writes its CSV and never renders an image; with other data it is rendered."""
+    from pipeline.report import figure_io
+
+    rendered = []
+    monkeypatch.setattr(figure_io, "save_figure", lambda fig, path, fmt, dpi=200: rendered.append(path.name))
+    data = pd.DataFrame({"x": [1, 2], "y": [0.5, 0.25]})
+    for fid, frame in (("F1", data), ("F9", data), ("F4", data), ("F8", data.assign(y=[0.5, 0.3]))):
+        fig, _ = figure_io.new_figure(1, 1)
+        figure_io.write(fig, frame, tmp_path, fid)
+    assert rendered == ["F1.pdf", "F1.png", "F4.pdf", "F4.png", "F8.pdf", "F8.png"]
+    assert (tmp_path / "F9.csv").read_bytes() == (tmp_path / "F1.csv").read_bytes()
