@@ -10,6 +10,7 @@ stratified split: DIGITS_TEST_FRACTION (20 %) of the images, drawn with seed DIG
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from functools import cache
@@ -132,17 +133,31 @@ def _load_cifar(name: str, root: Path, download: bool, train: bool) -> ArrayData
     return ArrayDataset(x=x, y=y, num_classes=num_classes, classes=[str(c) for c in ds.classes], name=name)
 
 
-def _load_digits(train: bool) -> ArrayDataset:
-    from sklearn.datasets import load_digits
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled digits as `sklearn.datasets.load_digits` reads them ((1797, 8, 8) float64 images,
+    int64 labels), read from its data file without importing scikit-learn: that import was ~2.4 CPU-s in every
+    process that loads digits (each job and several stage drivers of the embedded default). tests/unit/test_data.py
+    pins them equal to load_digits' arrays."""
+    import gzip
+    import importlib.util
 
-    digits = load_digits()
-    images, labels = digits.images, digits.target.astype(np.int64)
+    spec = importlib.util.find_spec("sklearn")  # a top-level package: found, not imported
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("the digits dataset is scikit-learn's: install scikit-learn")
+    path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "digits.csv.gz"
+    with gzip.open(path, "rt") as f:
+        data = np.loadtxt(f, delimiter=",")
+    return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(np.int64)
+
+
+def _load_digits(train: bool) -> ArrayDataset:
+    images, labels = _digits_arrays()
     train_idx, test_idx = stratified_split(labels, DIGITS_TEST_FRACTION, DIGITS_SPLIT_SEED)
     idx = train_idx if train else test_idx
     pixels = np.rint(images[idx] * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
     x = torch.from_numpy(pixels[:, None, :, :].copy())
     y = torch.from_numpy(labels[idx])
-    return ArrayDataset(x=x, y=y, num_classes=10, classes=[str(c) for c in digits.target_names], name="digits")
+    return ArrayDataset(x=x, y=y, num_classes=10, classes=[str(c) for c in range(10)], name="digits")
 
 
 def load_dataset(name: str, root: str | os.PathLike = "data/raw", download: bool = False, train: bool = True) -> ArrayDataset:
@@ -170,8 +185,6 @@ def stratified_split(labels, val_fraction: float, seed: int) -> tuple[np.ndarray
     """Seeded stratified split -> (train_idx, val_idx), sorted int64. Per class the validation count is the class
     count times `val_fraction`, rounded up or down (scikit-learn's StratifiedShuffleSplit allocation).
     val_fraction=0 returns every index as train and an empty validation set."""
-    from sklearn.model_selection import StratifiedShuffleSplit
-
     y = _labels_numpy(labels)
     if not (is_real(val_fraction) and 0.0 <= val_fraction < 1.0):
         raise ValueError(f"val_fraction={val_fraction!r} must be a number in [0, 1)")
@@ -179,9 +192,52 @@ def stratified_split(labels, val_fraction: float, seed: int) -> tuple[np.ndarray
         raise ValueError(f"seed={seed!r} must be an integer")
     if val_fraction == 0:
         return np.arange(len(y), dtype=np.int64), np.zeros(0, dtype=np.int64)
-    splitter = StratifiedShuffleSplit(n_splits=1, test_size=float(val_fraction), random_state=int(seed))
-    train_idx, val_idx = next(splitter.split(np.zeros(len(y)), y))
+    train_idx, val_idx = _stratified_shuffle_split(y, float(val_fraction), int(seed))
     return np.sort(train_idx).astype(np.int64), np.sort(val_idx).astype(np.int64)
+
+
+def _approximate_mode(class_counts: np.ndarray, n_draws: int, rng: np.random.RandomState) -> np.ndarray:
+    continuous = class_counts / class_counts.sum() * n_draws
+    floored = np.floor(continuous)
+    need_to_add = int(n_draws - floored.sum())
+    if need_to_add > 0:
+        remainder = continuous - floored
+        for value in np.sort(np.unique(remainder))[::-1]:  # the largest remainders first, ties drawn at random
+            (inds,) = np.where(remainder == value)
+            add_now = min(len(inds), need_to_add)
+            floored[rng.choice(inds, size=add_now, replace=False)] += 1
+            need_to_add -= add_now
+            if need_to_add == 0:
+                break
+    return floored.astype(int)
+
+
+def _stratified_shuffle_split(y: np.ndarray, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's StratifiedShuffleSplit(n_splits=1, test_size, random_state=seed).split, draw for draw, without
+    importing scikit-learn (~2.4 CPU-s in every job and stage driver that splits data); tests/unit/test_data.py pins
+    the two equal over many label sets, fractions and seeds."""
+    n = len(y)
+    n_test = math.ceil(test_size * n)
+    n_train = n - n_test
+    classes, y_indices, class_counts = np.unique(y, return_inverse=True, return_counts=True)
+    if np.min(class_counts) < 2:
+        raise ValueError(f"a stratified split needs 2 examples of every class; classes "
+                         f"{classes[class_counts < 2].tolist()} have 1")
+    for name, size in (("train", n_train), ("validation/test", n_test)):
+        if size < len(classes):
+            raise ValueError(f"a stratified split of {n} examples at fraction {test_size:g} leaves {size} for {name}, "
+                             f"fewer than the {len(classes)} classes")
+    class_indices = np.split(np.argsort(y_indices, kind="stable"), np.cumsum(class_counts)[:-1])
+    rng = np.random.RandomState(seed)
+    n_i = _approximate_mode(class_counts, n_train, rng)
+    t_i = _approximate_mode(class_counts - n_i, n_test, rng)
+    train: list = []
+    test: list = []
+    for i in range(len(classes)):
+        perm = class_indices[i].take(rng.permutation(class_counts[i]), mode="clip")
+        train.extend(perm[: n_i[i]])
+        test.extend(perm[n_i[i]: n_i[i] + t_i[i]])
+    return rng.permutation(train), rng.permutation(test)
 
 
 def symmetric_noise(labels, rate: float, num_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

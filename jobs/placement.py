@@ -99,7 +99,9 @@ def lines(units: tp.Sequence[Unit], cfg: ExecutorConfig, rates: Estimator) -> li
         k = cfg.for_kind(kind)
         parts = [f"{len(group)} {kind} unit{'s' if len(group) != 1 else ''} run on {where(k)}"]
         place = backends.of(k)
-        if not place.in_process:
+        if place.starts_all and not place.in_process:  # every job starts at once: units are dealt over the slots
+            parts.append("the units dealt over those jobs")
+        elif not place.in_process:
             parts.append(jobs_word(group, k))
         if place.is_cluster:
             parts.append(time_range(group, k))

@@ -132,6 +132,22 @@ def test_digits_shapes_and_partition():
     assert np.array_equal(np.unique(full_rows, axis=0), np.unique(ours, axis=0))
 
 
+def test_digits_are_read_as_scikit_learn_reads_them_without_importing_it(monkeypatch):
+    import sys
+
+    from sklearn.datasets import load_digits
+
+    from awd.data import _digits_arrays
+
+    digits = load_digits()
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # an import of it would now raise
+    images, labels = _digits_arrays()
+    assert images.dtype == digits.images.dtype and np.array_equal(images, digits.images)
+    assert labels.dtype == np.int64 and np.array_equal(labels, digits.target)
+    assert list(digits.target_names) == list(range(10))
+    assert load_dataset("digits", train=False).classes == [str(c) for c in digits.target_names]
+
+
 def test_digits_deterministic():
     a, b = load_dataset("digits", train=False), load_dataset("digits", train=False)
     assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
@@ -175,6 +191,31 @@ def test_stratified_split_is_stratified_sorted_and_deterministic():
     tr2, va2 = stratified_split(torch.from_numpy(y), 0.1, seed=3)
     assert np.array_equal(va, va2) and np.array_equal(tr, tr2)
     assert not np.array_equal(va, stratified_split(y, 0.1, seed=4)[1])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7, 123])
+def test_the_stratified_split_is_scikit_learns_draw_for_draw(seed):
+    """awd.data splits as StratifiedShuffleSplit does (without importing it): the same indices in the same order, on
+    balanced and unbalanced label sets, at the fractions this project uses and odd ones."""
+    from sklearn.model_selection import StratifiedShuffleSplit
+
+    from awd.data import _stratified_shuffle_split
+
+    rng = np.random.default_rng(seed)
+    label_sets = [np.repeat(np.arange(10), 30), rng.integers(0, 10, 1797), rng.integers(0, 3, 41),
+                  np.concatenate([np.zeros(50, int), np.ones(7, int), np.full(3, 2)]), rng.integers(0, 100, 5000)]
+    for y in label_sets:
+        for fraction in (0.1, 0.2, 0.25, 0.5, 0.37):
+            if min(np.ceil(fraction * len(y)), len(y) - np.ceil(fraction * len(y))) < len(np.unique(y)):
+                continue  # sklearn refuses these; so do we (below)
+            theirs = next(StratifiedShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
+                          .split(np.zeros(len(y)), y))
+            ours = _stratified_shuffle_split(y.astype(np.int64), fraction, seed)
+            assert all(np.array_equal(a, b) for a, b in zip(ours, theirs)), (len(y), fraction)
+    with pytest.raises(ValueError, match="2 examples of every class"):
+        _stratified_shuffle_split(np.array([0, 0, 1]), 0.5, seed)
+    with pytest.raises(ValueError, match="fewer than the 3 classes"):
+        _stratified_shuffle_split(np.repeat(np.arange(3), 4), 0.1, seed)
 
 
 def test_stratified_split_zero_fraction_and_bad_values():
