@@ -88,7 +88,8 @@ def test_dvc_metrics_and_plots_read_the_nested_metrics_and_every_axis(repo, tmp_
 def test_fresh_clone_pull_and_repro_computes_nothing_and_rebuilds_results_byte_for_byte(repo, tmp_path, request, kind):
     """Through a path remote (committed as the default), and through an ssh and an S3 remote on the test servers
     (tests/services_util.py), added with `--local` on both sides with their credentials: the same pushed campaign,
-    and no commit more for the gc test to count."""
+    and no commit more for the gc test to count. The path clone also rebuilds results/ from the pulled artifacts
+    (a forced aggregate); through every remote, nothing is recomputed and results/ equal the pushed ones."""
     repo, _ = repo
     if kind == "path":
         name, setup = "shared", []
@@ -124,7 +125,9 @@ def test_fresh_clone_pull_and_repro_computes_nothing_and_rebuilds_results_byte_f
     store = RunStore(clone / "runs")
     assert all(store.is_done(kind, key, verify=True) for kind, key in entries(clone))
     before = {e: (clone / "runs" / e[0] / e[1][:2] / e[1] / "manifest.json").read_bytes() for e in entries(clone)}
-    out = run(clone, "dvc", "repro").stdout + run(clone, "dvc", "repro", "-f", "-s", "aggregate").stdout
+    out = run(clone, "dvc", "repro").stdout
+    if kind == "path":  # rebuilt from the pulled artifacts once; the remotes' pulls are what the others check
+        out += run(clone, "dvc", "repro", "-f", "-s", "aggregate").stdout
     after = {e: (clone / "runs" / e[0] / e[1][:2] / e[1] / "manifest.json").read_bytes() for e in entries(clone)}
     assert after == before, out[-3000:]  # nothing trained, attacked or pruned
     assert files_under(clone / "results") == files_under(repo / "results")

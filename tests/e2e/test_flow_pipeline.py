@@ -47,16 +47,8 @@ def entries(repo, kind: str, done: bool) -> set[str]:
         {p.name for p in root.glob("*/*") if p.is_dir()}
 
 
-def evaluated_params() -> dict:
-    """The reduced default's suites whose models the later stages evaluate (AutoAttack, pruning): the others would
-    only add training this test does not look at."""
-    params = reduced_params()
-    params["suites"] = {name: params["suites"][name] for name in ("adversarial", "lr_sensitivity")}
-    return params
-
-
 def test_train_stage_submits_evaluations_early_and_an_autoattack_edit_leaves_them_unused(tmp_path):
-    repo = make_repo(tmp_path, evaluated_params())
+    repo = make_repo(tmp_path)
     out = run(repo, "dvc", "repro", "train")
     # the train stage handed its models' evaluations on: their entries exist (running or done) once it returns
     assert entries(repo, "autoattack", done=False) and entries(repo, "prune", done=False), out.stderr[-3000:]
@@ -68,7 +60,7 @@ def test_train_stage_submits_evaluations_early_and_an_autoattack_edit_leaves_the
     assert all(entries(repo, k, done=True) >= set(early[k]) for k in early), "early units missing"
     assert all(len(v) > 0 for v in early.values())
 
-    params = evaluated_params()
+    params = reduced_params()
     params["autoattack"]["seed"] = 7  # edited after the train stage ran: new AutoAttack keys
     write_params(repo, params)
     out = run(repo, "dvc", "repro", "attack")

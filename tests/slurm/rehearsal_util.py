@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.slurm.faults_util import LOCK as FAULTS_LOCK
 from tests.slurm_util import require_slurm
@@ -35,3 +36,21 @@ def _test_cluster_healthy() -> bool:
         fcntl.flock(lock, fcntl.LOCK_SH)
         return subprocess.run([str(REPO / "scripts" / "local-slurm.sh"), "status"], env=env, capture_output=True,
                               timeout=60).returncode == 0
+
+
+def small_params(tmp_path: Path) -> Path:
+    """The embedded params with every suite (every table and figure is asked for) but the grids that only add
+    training jobs of one kind cut down: the grid to 2 lrs x (2 λ_wd + 1 DoG), label noise to 2 values a method and
+    one seed, under-fitting to one seed. The natural, adversarial, variants and lr-sensitivity studies stay whole:
+    the same DAG shape and critical path (DoG hand-off, extra seeds, AutoAttack, pruning) with about half the train
+    jobs, so a CI rehearsal costs the two cores less."""
+    from jobs import bounded_yaml
+
+    params = bounded_yaml.load(REPO / "params.yaml")
+    suites = params["suites"]
+    suites["grid"][0].update(lrs=[0.01, 0.1], wds=[5.0e-5, 5.0e-4], dogs=[0.1])
+    suites["noisy"][0].update(wds=[5.0e-3, 5.0e-2], dogs=[0.1, 0.2], seeds=[0])
+    suites["underfit"][0].update(seeds=[0])
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path

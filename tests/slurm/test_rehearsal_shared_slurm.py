@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from tests.slurm.rehearsal_util import REPO, _need_slurm_daemons, _test_cluster_healthy
+from tests.slurm.rehearsal_util import REPO, _need_slurm_daemons, _test_cluster_healthy, small_params
 
 pytestmark = [pytest.mark.slurm, pytest.mark.rehearsal]
 
@@ -23,7 +23,7 @@ def test_reduced_rehearsal_on_a_shared_cluster_reports_what_it_was_granted(tmp_p
     _need_slurm_daemons()
     healthy_before = _test_cluster_healthy()
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "pipeline.rehearsal", "--params", "params.yaml", "--gpus", "32", "--tflops", "0.001",
+    cmd = [sys.executable, "-m", "pipeline.rehearsal", "--params", str(small_params(tmp_path)), "--gpus", "32", "--tflops", "0.001",
            "--minutes-per-gpu-hour", "1", "--faults", "none", "--profile", "shared", "--others-load", "0.6",
            "--workdir", str(tmp_path / "work"), "--out", str(out), "--label", "ci-shared"]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)

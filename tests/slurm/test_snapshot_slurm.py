@@ -41,8 +41,9 @@ def test_held_job_released_after_a_checkout_edit_runs_the_submitted_code(slurm_c
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     job_id = None
     try:
-        record = wait_until(lambda: (entry / "job.json").exists() and json.loads((entry / "job.json").read_text()),
-                            60, what="the held job to be submitted")
+        # the driver first writes a claim (executor "claim"), then the job's id once sbatch answered
+        record = wait_until(lambda: (entry / "job.json").exists() and (r := json.loads((entry / "job.json").read_text()))
+                            and r.get("executor") != "claim" and r, 60, what="the held job to be submitted")
         job_id = record["job_id"].split("_")[0]
         state = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T %r"], capture_output=True, text=True,
                                timeout=10).stdout.split()
