@@ -1,14 +1,13 @@
 """Does the cluster have what executor.yaml asks for? Asked before anything is submitted.
 
 Where the scheduler's commands answer: the partition exists and is up; the account and QOS exist and the user may use
-them on that partition (associations, the partition's AllowAccounts/AllowQos); at least one node of the partition has
-the GPUs, GRES, features, memory and CPUs of one job all at once; `--time` is within the partition's MaxTime and the
-QOS's MaxWall; `max_array_size` within MaxArraySize; the queue limits are read. Then `sbatch --test-only` is shown the
-very script a job would get (the controller's own verdict; it creates no job). Each problem names the executor.yaml
-key to change (`profiles.<kind>.<key>` when a kind's profile set it). Where a command does not answer, a warning says
-what was not checked, and nothing is refused for it.
-
-`preflight` is the driver's start-up check (once per settings per process); `check_command` is `awd-bench check`'s.
+them there (associations, AllowAccounts/AllowQos); a node of the partition has the GPUs, GRES, features, memory and
+CPUs of one job at once; `--time` is within MaxTime and the QOS's MaxWall; `max_array_size` within MaxArraySize; the
+queue limits are read. Then `sbatch --test-only` is shown the very script a job would get (the controller's verdict;
+no job is created), a warning only if the controller or every fitting node was not up a moment ago (a restart). Each
+problem names the executor.yaml key to change (`profiles.<kind>.<key>` when a kind's profile set it); where a command
+does not answer, a warning says what was not checked. `preflight` is the driver's start-up check (once per settings
+per process); `check_command` is `awd-bench check`'s.
 """
 
 from __future__ import annotations
@@ -35,14 +34,15 @@ class ClusterReport:
     problems: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (executor.yaml key, what is wrong)
     warnings: list[str] = dataclasses.field(default_factory=list)
     facts: list[str] = dataclasses.field(default_factory=list)  # what was read: partition, limits
+    waiting: bool = False  # no node that fits a job is up now (a controller's restart, a maintenance)
 
     def add(self, key: str, message: str) -> None:
         if (key, message) not in self.problems:
             self.problems.append((key, message))
 
     def error(self, source: str, trailer: str = "") -> ExecutorConfigError:
-        lines = [f"{source}: {key}: {message}" for key, message in self.problems]
-        return ExecutorConfigError("\n".join(lines + ([trailer] if trailer else [])), self.problems)
+        lines = [f"{source}: {key}: {message}" for key, message in self.problems] + ([trailer] if trailer else [])
+        return ExecutorConfigError("\n".join(lines), self.problems)
 
 
 class _Answers:
@@ -63,8 +63,7 @@ class _Answers:
 
 UNCHECKED = {"partitions": "partition, timeout_min (MaxTime)", "nodes": "gpus_per_node, gres, constraint, mem_gb, "
              "cpus_per_task", "config": "account, qos, max_array_size", "associations": "account, qos, queue limits",
-             "qos": "qos, timeout_min (QOS MaxWall), queue limits", "accounts": "account",
-             "default_account": "account"}
+             "qos": "qos, timeout_min (QOS MaxWall), queue limits", "accounts": "account", "default_account": "account"}
 
 
 def check_cluster(cfg: ExecutorConfig) -> ClusterReport:
@@ -80,12 +79,14 @@ def check_cluster(cfg: ExecutorConfig) -> ClusterReport:
     for c, key in requests:
         _check(c, answers, report, key)
     if not report.problems:
+        # a controller that just did not answer, or no fitting node up, may be a restart: test-only judges no setting
+        settled = not set(answers.unanswered) & {"partitions", "nodes", "config"} and not report.waiting
         seen: set[str] = set()
         for c, key in requests:
             script = _script(c)
             if script not in seen:
                 seen.add(script)
-                _test_only(script, report, key)
+                _test_only(script, report, key, settled)
     for name, why in answers.unanswered.items():
         report.warnings.append(f"not checked against the cluster: {UNCHECKED.get(name, name)} ({why})")
     return report
@@ -146,13 +147,11 @@ def _minutes(value: int | None) -> str:
 def _check_nodes(c: ExecutorConfig, part: info.Partition, answers: _Answers, report: ClusterReport,
                  key: tp.Callable[[str], str]) -> None:
     nodes = [n for n in answers.get("nodes", info.nodes) or () if part.name in n.partitions]
-    if "nodes" in answers.unanswered:
-        return
-    if not nodes:
+    if not nodes and "nodes" not in answers.unanswered:
         report.add(key("partition"), f"partition {part.name!r} has no nodes")
+    if not nodes:
         return
-    where, before = f"partition {part.name!r}", len(report.problems)
-    wanted = info.parse_gres(c.gres or "", request=True)
+    where, before, wanted = f"partition {part.name!r}", len(report.problems), info.parse_gres(c.gres or "", request=True)
     gpu_type = next((g.type for g in wanted if g.name == "gpu"), None)
     gpus, cpus, mem_mb = c.gpus_per_job(), c.cpus_per_task or 1, int((c.mem_gb or 0) * 1024)
     gpu_key = key("gres") if any(g.name == "gpu" for g in wanted) else key("gpus_per_node")
@@ -199,6 +198,7 @@ def _check_nodes(c: ExecutorConfig, part: info.Partition, answers: _Answers, rep
                        for n in nodes[:5]))
     elif fit and not any(n.usable() for n in fit):
         report.warnings.append(f"every node of {where} that fits a job is {fit[0].state} now: jobs will wait")
+        report.waiting = True
     report.facts.append(f"{where}: {len(nodes)} node(s), GRES {', '.join(offered)}; {len(fit)} fit one job")
 
 
@@ -334,7 +334,7 @@ def _script(c: ExecutorConfig) -> str:
                                               **slurm_parameters(c, "awd-check"))
 
 
-def _test_only(script: str, report: ClusterReport, key: tp.Callable[[str], str]) -> None:
+def _test_only(script: str, report: ClusterReport, key: tp.Callable[[str], str], settled: bool = True) -> None:
     with tempfile.TemporaryDirectory(prefix="awd-check-") as tmp:
         path = Path(tmp) / "check.sh"
         path.write_text(script)
@@ -349,11 +349,12 @@ def _test_only(script: str, report: ClusterReport, key: tp.Callable[[str], str])
         report.facts.append("sbatch --test-only: accepted")
         return
     verdict = classify(done.stderr + done.stdout)
-    if verdict.action == FIX:
+    if verdict.action == FIX and settled:
         report.add(", ".join(key(k) for k in verdict.keys), f"`sbatch --test-only` refuses a job with these "
                                                             f"settings: {verdict.words}")
-    else:
-        report.warnings.append(f"not confirmed by `sbatch --test-only`: {verdict.words}")
+        return
+    why = " (the controller or its nodes were not up a moment ago: restarting? jobs wait in the queue then)" * (not settled)
+    report.warnings.append(f"not confirmed by `sbatch --test-only`: {verdict.words}{why}")
 
 
 # -- the two callers ----------------------------------------------------------------------------------------------------
@@ -391,8 +392,7 @@ def check_command(load: tp.Callable[[], ExecutorConfig], say: tp.Callable[[str],
     if cfg.source == "ExecutorConfig":  # no file: the defaults (or $AWD_EXECUTOR's kind)
         say(f"executor: no {DEFAULT_FILE} here, kind {cfg.kind}: units run on this machine (docs/cluster.md: SLURM)")
     else:
-        cluster = backends.of(cfg).is_cluster
-        say(f"{cfg.source}: ok (kind {cfg.kind})" + (", checked against the cluster:" if cluster else ""))
+        say(f"{cfg.source}: ok (kind {cfg.kind})" + (", checked against the cluster:" * backends.of(cfg).is_cluster))
     for line in dict.fromkeys(report.facts) if backends.of(cfg).is_cluster else ():
         say(f"  {line}")
     for line in report.warnings:

@@ -100,3 +100,32 @@ def test_init_without_accounting_leaves_the_account_to_the_user():
     cfg = ExecutorConfig.from_mapping(yaml.safe_load(text), "x")
     assert cfg.account is None and cfg.max_queued is None and cfg.timeout_min == 720
     assert "# account: <name>  # sacctmgr did not answer: set it if your site needs one" in text
+
+
+@pytest.mark.parametrize("case", ["settled", "controller down a moment ago", "no fitting node up"])
+def test_a_test_only_refusal_is_a_verdict_only_while_the_controller_and_a_fitting_node_are_up(monkeypatch, case):
+    """Right after a slurmctld restart, `scontrol` may fail and the nodes are not yet registered: `sbatch --test-only`
+    then refuses any node request ("Requested node configuration is not available"), which says nothing about the
+    settings. A rehearsal's driver restart met exactly that and stopped the campaign; now it warns and submits (the
+    jobs wait in the queue), and refuses only when the cluster was up."""
+    import subprocess
+
+    from jobs import cluster_check
+
+    def down():
+        raise info.Unanswered("slurm_load_partitions error: Unable to contact slurm controller")
+
+    state = "down*" if case == "no fitting node up" else "idle"
+    monkeypatch.setattr(info, "partitions", down if case == "controller down a moment ago"
+                        else lambda: {"gpu": part("gpu", default=True)})
+    monkeypatch.setattr(info, "nodes", lambda: [node("g1", ["gpu"], 32, 512000, "gpu:a100:4", state=state)])
+    monkeypatch.setattr(info, "config", lambda: {"MaxArraySize": "1001"})
+    refusal = "sbatch: error: Batch job submission failed: Requested node configuration is not available"
+    monkeypatch.setattr(cluster_check.subprocess, "run",
+                        lambda *a, **k: subprocess.CompletedProcess(a, 1, stdout="", stderr=refusal))
+    report = cluster_check.check_cluster(ExecutorConfig(kind="slurm", partition="gpu", gpus_per_node=1))
+    if case == "settled":
+        assert report.problems and "refuses a job with these settings" in report.problems[0][1], report
+    else:
+        assert not report.problems, report.problems
+        assert any("Requested node configuration" in w and "restarting?" in w for w in report.warnings), report
