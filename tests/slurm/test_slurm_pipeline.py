@@ -69,11 +69,18 @@ def slurm_repo(tmp: Path, params: dict | None = None) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------------- helpers
+def _as_from_a_terminal() -> None:
+    # `make test` runs this tier as a script's background command, where SIGINT is ignored, and an ignored signal
+    # survives exec: a terminal's `dvc repro` has SIGINT at its default, so Ctrl-C reaches it whenever it comes
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_driver(repo: Path, log: Path, *args: str) -> subprocess.Popen:
     """`dvc repro` in its own session (process group = its pid), as a terminal would run it."""
     with open(log, "wb") as out:
         return subprocess.Popen([str(VENV_BIN / "dvc"), "repro", *args], cwd=repo, env=env(), stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                preexec_fn=_as_from_a_terminal)
 
 
 def entries(store: Path, kind: str, name: str) -> dict[str, Path]:
