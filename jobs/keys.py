@@ -8,6 +8,7 @@ The code digest covers what the unit's module closure executes (its AST without 
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import importlib.util
 import json
@@ -119,10 +120,17 @@ def _with_parents(name: str) -> list[str]:
 
 
 def _parse(path: Path, source: bytes | None = None) -> ast.Module:
+    return _parse_source(str(path), path.read_bytes() if source is None else source)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_source(filename: str, source: bytes) -> ast.Module:
+    # a stage keys several closures that share most files: each file is parsed once per process (by its bytes, so
+    # an edit is seen); the trees are only read, never changed
     try:
-        return ast.parse(path.read_bytes() if source is None else source, filename=str(path))
+        return ast.parse(source, filename=filename)
     except SyntaxError as e:
-        raise SyntaxError(f"code_digest: cannot parse {path}: {e}") from e
+        raise SyntaxError(f"code_digest: cannot parse {filename}: {e}") from e
 
 
 _DOC_OWNERS = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
@@ -174,7 +182,12 @@ def semantic_digest(source: str | bytes, filename: str = "<source>") -> str:
     """sha256 of what a Python file executes: comments, docstrings, blank lines, layout and (under PEP 563) function
     signature annotations do not count; any change to a statement, name or literal does. (A module's `__doc__` is
     not part of it: unit code must not compute results from docstrings or signature annotations.)"""
-    tree = _parse(Path(filename), source.encode("utf-8") if isinstance(source, str) else source)
+    return _semantic_digest(filename, source.encode("utf-8") if isinstance(source, str) else source)
+
+
+@functools.lru_cache(maxsize=1024)
+def _semantic_digest(filename: str, source: bytes) -> str:
+    tree = _parse_source(filename, source)
     text = json.dumps(_canonical(tree, _postponed_annotations(tree)), separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

@@ -22,7 +22,9 @@ def prepare(units: tp.Iterable[Unit], store: RunStore, check_deps: bool = True) 
         if not isinstance(unit.config, dict):
             raise TypeError(f"{where}: config must be a dict, got {type(unit.config).__name__}")
         dump_json(unit.config, f"{where}: config")
-        if unit.fn not in resolved:
+        # the function of a unit that will run must import; a done unit's is never called (and importing a unit's
+        # module, torch and all, costs a stage driver with nothing to do a few CPU-seconds)
+        if unit.fn not in resolved and not store.is_done(unit.kind, unit.key):
             try:
                 resolve_fn(unit.fn)
             except (ImportError, AttributeError, ValueError) as e:

@@ -151,13 +151,13 @@ class _Driver(FaultSteps):
             new.append(unit)
         if not new:
             return
-        self.rates.apply(new)
         for unit in new:
             self.requests.add(unit)
         done = [u for u in new if (u.key not in pending if pending is not None
                                    else self.store.is_done(u.kind, u.key, verify="changed"))]
         finished = {u.key for u in done}
         todo = [u for u in new if u.key not in finished]
+        self.rates.apply(todo)  # a done unit's estimate is never read (and a cost model may import torch for it)
         self.computed.update(u.key for u in todo)
         if not given:
             fresh = [u for u in todo if (u.fn, u.code) not in self.snapshots]

@@ -20,6 +20,7 @@ from functools import cache
 from typing import TypeGuard
 
 from awd.train_config import first_validated_epoch
+from pipeline.flops import forward_flops
 
 TRAIN_SIZE = {"digits": 1437, "cifar10": 50000, "cifar100": 50000}
 TEST_SIZE = {"digits": 360, "cifar10": 10000, "cifar100": 10000}
@@ -27,40 +28,6 @@ BUNDLED = ("digits",)  # shipped with scikit-learn: its sizes are fixed, known w
 AA_FORWARDS_PER_IMAGE = 3000
 DEFAULT_TFLOPS = 100.0
 CONFIRM_ENV = "AWD_CONFIRM_GPU_HOURS"
-
-
-@cache
-def forward_flops(model: str, dataset: str, model_kw: str) -> float:
-    # forward hooks on the layers, not FlopCounterMode: its dispatch mode imports torch._dynamo (~1.4 CPU-s in every
-    # stage driver that plans units)
-    import torch
-    from torch import nn
-
-    from awd.data import dataset_info
-    from awd.models import build_model
-
-    num_classes, channels, size = dataset_info(dataset)
-    total = [0]
-
-    def count(layer, inputs, output):
-        if isinstance(layer, nn.Conv2d):
-            per_output = layer.in_channels // layer.groups * layer.kernel_size[0] * layer.kernel_size[1]
-        else:
-            per_output = layer.in_features
-        total[0] += 2 * output.numel() * per_output
-
-    with torch.device("meta"):  # no weight initialised
-        net = build_model(model, num_classes, in_channels=channels, **json.loads(model_kw))
-    # the forward itself on the CPU, on zeros (a meta forward's elementwise ops import torch._dynamo too)
-    net = net.to_empty(device="cpu")
-    hooks = [m.register_forward_hook(count) for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    with torch.no_grad():
-        for tensor in [*net.parameters(), *net.buffers()]:
-            tensor.zero_()
-        net.eval()(torch.zeros(1, channels, size, size))
-    for hook in hooks:
-        hook.remove()
-    return float(total[0])
 
 
 def run_forward_flops(config: dict) -> float:
@@ -324,10 +291,10 @@ def check_budget(units, store, executor, desc: str, extra_gpu_hours: float = 0.0
 
     if tflops is not None:
         executor = executor.replace(tflops=tflops)
-    budget, word, key = _budget(executor)
     pending = dry_run(units, store)
-    if not pending:  # nothing new to pay for (and no CPU benchmark to run for it)
+    if not pending:  # nothing new to pay for (and no CPU benchmark, nor torch's import to look for GPUs)
         return
+    budget, word, key = _budget(executor)
     est = estimator(store, executor)
     hours = sum(device_hours(e.seconds if (e := est.estimate(u)) else u.estimate_s or 0.0,
                              executor.for_kind(u.kind)) for u in pending)

@@ -71,7 +71,7 @@ def aa_version(aa) -> dict:
 
 def _blocks(params, n: int) -> list[tuple[int, int, int, tuple[int, int]]]:
     """(start, stop, its shard's index, the shard's bounds) of every AutoAttack block of `n` test examples."""
-    from awd.autoattack import block_bounds, shard_bounds
+    from awd.blocks import block_bounds, shard_bounds
 
     aa = params.autoattack
     shards = shard_bounds(n, aa.shards, aa.block_size)

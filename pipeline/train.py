@@ -29,9 +29,9 @@ EVAL_STAGE = {"autoattack": "attack", "prune": "prune"}  # early units' jobs are
 
 
 def read_dog_trace(store, unit, study) -> dict:
-    """A committed run's stored DoG trace: its DoG estimate (paper Fig. 2, awd.dog.estimate_dog_from_epochs: the mean
+    """A committed run's stored DoG trace: its DoG estimate (paper Fig. 2, awd.dog_estimate.estimate_dog_from_epochs: the mean
     DoG until the epoch where the training loss plateaus) and the curve the figure draws."""
-    from awd.dog import estimate_dog_from_epochs, running_mean
+    from awd.dog_estimate import estimate_dog_from_epochs, running_mean
 
     trace = np.load(store.path("train", unit.key) / "dog_trace.npz")
     losses = trace["epoch_loss"]

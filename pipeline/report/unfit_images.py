@@ -37,6 +37,12 @@ def _name(z: dict, dataset: str, index) -> str:
     return class_name(dataset, index)
 
 
+def _rgb(image) -> np.ndarray:
+    """An example as (height, width, 3) uint8 pixels (as stored: C x H x W), one channel as grey."""
+    img = np.asarray(image).astype(np.uint8)
+    return np.transpose(np.repeat(img, 3, axis=0) if img.shape[0] == 1 else img, (1, 2, 0))
+
+
 def unfit_grid(inp: Inputs, out_dir: Path, fid: str, max_images: int) -> FigureResult:
     reason = missing_reason(inp, "underfit")
     if reason:
@@ -48,32 +54,41 @@ def unfit_grid(inp: Inputs, out_dir: Path, fid: str, max_images: int) -> FigureR
                                  "or the underfit stage has not run).")
     counts = [min(len(z["index"]), max_images) for *_, z in shown]
     ncols = min(NCOLS, max(counts))  # as wide as the longest row of images, not always NCOLS
-    nrows = sum(math.ceil(n / ncols) for n in counts)
-    # Each run's caption sits above its first row; a figure narrower than the caption would cut it.
-    fig, axes = new_figure(nrows, ncols, width=max(1.3, 4.6 / ncols), height=1.6)
-    # Fixed spacing rather than tight_layout, which cannot fit the titles of tiny image axes.
-    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.4 / nrows, wspace=0.3, hspace=0.7)
-    for ax in axes.flat:
-        ax.axis("off")
-        ax.set_anchor("W")  # images flush left, under their caption, however wide the figure
-    rows, r0 = [], 0
-    for ds, m, key, z in shown:
-        n = min(len(z["index"]), max_images)
-        for i in range(n):
-            ax = axes[r0 + i // ncols][i % ncols]
-            img = np.asarray(z["image"][i])
-            if img.shape[0] == 1:
-                ax.imshow(img[0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-            else:
-                ax.imshow(np.transpose(img, (1, 2, 0)), interpolation="nearest")
+    images = [[_rgb(z["image"][i]) for i in range(n)] for (*_, z), n in zip(shown, counts)]
+    side = max(max(img.shape[:2]) for run in images for img in run)
+    # One image of all the examples on a white canvas, captions as text over it: an axes per example (64 in F10)
+    # made this figure most of the aggregate stage's time. Units of the layout: one example's side.
+    gap, title, caption, margin = 0.35, 0.55, 0.6, 0.15
+    cell_w, cell_h = 1 + gap, 1 + title
+    height = sum(caption + math.ceil(n / ncols) * cell_h for n in counts) + margin
+    width = max(ncols * cell_w - gap, 4.6 / 1.3) + 2 * margin  # wide enough for a run's caption
+    canvas = np.full((round(height * side), round(width * side), 3), 255, dtype=np.uint8)
+    texts, rows, top = [], [], 0.0
+    left = margin
+    for (ds, m, key, z), n, run in zip(shown, counts, images):
+        texts.append((left, top + caption * 0.55, f"{ds}, {m}: {n} of {len(z['index'])} stored unfit examples "
+                                                  "(label / prediction)", "left"))
+        top += caption
+        for i, img in enumerate(run):
+            x, y = left + (i % ncols) * cell_w, top + (i // ncols) * cell_h + title
+            r0, c0 = round(y * side), round(x * side)
+            canvas[r0:r0 + img.shape[0], c0:c0 + img.shape[1]] = img
             label, pred = (_name(z, ds, z["label"][i]), _name(z, ds, z["pred"][i]))
-            ax.set_title(f"{label} / {pred}", fontsize=8)
+            texts.append((x + 0.5 * img.shape[1] / side, y - 0.12, f"{label} / {pred}", "center"))
             rows.append({"dataset": ds, "method": m, "key": key, "index": int(z["index"][i]),
                          "label": int(z["label"][i]), "pred": int(z["pred"][i]), "label_name": label,
                          "pred_name": pred})
-        axes[r0][0].text(0.0, 1.4, f"{ds}, {m}: {n} of {len(z['index'])} stored unfit examples (label / prediction)",
-                         transform=axes[r0][0].transAxes, fontsize=8, ha="left")
-        r0 += math.ceil(n / ncols)
+        top += math.ceil(n / ncols) * cell_h
+    inch = 1.3 / cell_w  # an example about as large as before (1.3 in a column)
+    fig, axes = new_figure(1, 1, width=width * inch, height=height * inch)
+    ax = axes[0][0]
+    ax.set_position((0.0, 0.0, 1.0, 1.0))
+    ax.axis("off")
+    ax.imshow(canvas, extent=(0, width, height, 0), interpolation="none", aspect="auto")
+    for x, y, text, ha in texts:
+        ax.text(x, y, text, fontsize=8, ha=ha, va="bottom")
+    ax.set_xlim(0, width)
+    ax.set_ylim(height, 0)
     write(fig, pd.DataFrame(rows, columns=["dataset", "method", "key", "index", "label", "pred", "label_name",
                                            "pred_name"]), out_dir, fid, tight=False)
     return FigureResult(fid)

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits
 
 from awd.attacks import pgd
-from awd.autoattack import autoattack, load_shard, merge_autoattack, save_shard, shard_bounds
+from awd.autoattack import autoattack, load_shard, merge_autoattack, save_shard
+from awd.blocks import shard_bounds
 
 EPS = 0.1  # on 8x8 digits this leaves some, not all, test examples robust for the tiny model below
 

@@ -1,4 +1,5 @@
-"""The cost model's forward FLOPs (pipeline/cost.py) are what torch's own FlopCounterMode counts."""
+"""The cost model's forward FLOPs (pipeline/flops.py) are what torch's own FlopCounterMode counts, and their cache on
+disk answers what counting would."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from awd.data import dataset_info
 from awd.models import build_model
+from pipeline import flops
 from pipeline.cost import forward_flops, train_flops
 
 
@@ -23,7 +25,37 @@ def test_forward_flops_are_flop_counter_modes(model, dataset, model_kw):
     counter = FlopCounterMode(display=False)
     with counter:
         net(x)
-    assert forward_flops(model, dataset, json.dumps(model_kw, sort_keys=True)) == counter.get_total_flops() > 0
+    assert flops.count_forward_flops(model, dataset, json.dumps(model_kw, sort_keys=True)) == counter.get_total_flops() > 0
+
+
+def test_a_cached_count_is_read_back_and_a_changed_source_or_a_damaged_file_is_counted_afresh(tmp_path, monkeypatch):
+    monkeypatch.setenv(flops.CACHE_ENV, str(tmp_path))
+    counted = []
+    real = flops.count_forward_flops
+    monkeypatch.setattr(flops, "count_forward_flops", lambda *a: counted.append(a) or real(*a))
+    args = ("tiny", "digits", json.dumps({"width": 8}))
+    flops.forward_flops.cache_clear()
+    first = flops.forward_flops(*args)
+    [written] = tmp_path.glob("flops-*.json")
+    flops.forward_flops.cache_clear()
+    assert flops.forward_flops(*args) == first and len(counted) == 1  # a new process would read it, not count
+    written.write_text("{not json")
+    flops.forward_flops.cache_clear()
+    assert flops.forward_flops(*args) == first and len(counted) == 2
+    monkeypatch.setattr(flops, "_code_digest", lambda: "an edited model file")
+    flops.forward_flops.cache_clear()
+    assert flops.forward_flops(*args) == first and len(counted) == 3
+    assert len(list(tmp_path.glob("flops-*.json"))) == 2
+    flops.forward_flops.cache_clear()
+
+
+def test_an_unwritable_cache_is_a_miss_never_an_error(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv(flops.CACHE_ENV, str(blocker / "cache"))  # a directory cannot be made under a file
+    flops.forward_flops.cache_clear()
+    assert flops.forward_flops("tiny", "digits", json.dumps({"width": 8})) > 0
+    flops.forward_flops.cache_clear()
 
 
 def test_adversarial_validation_is_costed_after_val_from_fraction_of_the_epochs():

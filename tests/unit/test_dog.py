@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from awd.dog import DoGTrace, estimate_dog, estimate_dog_from_epochs, plateau_epoch, running_mean
+from awd.dog import DoGTrace
+from awd.dog_estimate import estimate_dog, estimate_dog_from_epochs, plateau_epoch, running_mean
 
 
 def feed(trace, lams, dogs, epoch_len):

@@ -163,7 +163,7 @@ BAD = [
     ("seed_duplicate", "suites.natural[0].seeds[1]", 0, ["duplicate seed 0", "unique"]),
     ("seeds_empty", "suites.natural[0].seeds", [], ["[]", "non-empty list"]),
     ("plateau_window_zero", "suites.natural[0].plateau.window", 0, ["got 0", ">= 1"]),
-    ("plateau_rel_tol_zero", "suites.natural[0].plateau.rel_tol", 0.0, ["0.0", "(0, 1)"]),  # awd.dog's range
+    ("plateau_rel_tol_zero", "suites.natural[0].plateau.rel_tol", 0.0, ["0.0", "(0, 1)"]),  # awd.dog_estimate's range
     ("grid_empty", "suites.grid[0].lrs", [], ["empty grid"]),
     ("grid_lr_zero", "suites.grid[0].lrs[0]", 0.0, ["0.0", "> 0"]),
     ("grid_wd_negative", "suites.grid[0].wds[0]", -5e-05, ["-5e-05", "> 0", "method none"]),

@@ -63,3 +63,28 @@ def test_verdict_rule():
     assert verdict(Interval(1.0, math.nan, math.nan, 1, "t"), "above") == INCONCLUSIVE
     with pytest.raises(ValueError, match="favourable"):
         verdict(iv(0, 1), "up")
+
+
+@pytest.mark.parametrize("df", [1, 2, 4, 9, 29])
+def test_t_functions_are_scipy_stats_t(df):
+    from scipy import stats as sps
+
+    from pipeline.report.stats import t_pvalue
+
+    for conf in (0.9, 0.95, 0.9875, 0.995):
+        v = np.array([1.0, 2.5, 0.5, 3.0, 1.5, 2.0] * 5)[: df + 1]
+        half = t_interval(v, conf).high - float(v.mean())
+        assert half == pytest.approx(sps.t.ppf(0.5 + conf / 2, df) * v.std(ddof=1) / math.sqrt(v.size), rel=1e-12)
+    for null in (-1.0, 0.0, 1.7):
+        t = (float(v.mean()) - null) / (v.std(ddof=1) / math.sqrt(v.size))
+        assert t_pvalue(v, null) == pytest.approx(2 * sps.t.sf(abs(t), df), rel=1e-10, abs=1e-300)
+
+
+def test_the_binomial_p_value_is_scipy_binomtests():
+    from scipy import stats as sps
+
+    from pipeline.report.stats import binom_two_sided_half
+
+    for n in (1, 2, 7, 20, 61, 540):
+        for x in sorted({0, 1, n // 3, n // 2, (n + 1) // 2, n - 1, n}):
+            assert binom_two_sided_half(x, n) == pytest.approx(sps.binomtest(x, n, 0.5).pvalue, rel=1e-9), (x, n)

@@ -234,6 +234,18 @@ def test_status_and_dry_run_leave_a_damaged_entry_in_place(store, capsys):
     assert not (store.root / "_quarantine").exists()
 
 
+def test_only_a_unit_that_will_run_has_its_function_imported(store):
+    """A done unit's fn is never called: a stage with nothing to do does not import its units' modules (torch)."""
+    from jobs import Unit, dry_run
+
+    store.commit("train", KEY, {"acc": 1.0})
+    done = Unit("train", KEY, "no_such_module_anywhere:fn", {"x": 1})
+    assert dry_run([done], store) == []
+    pending = Unit("train", "cd" + "0" * 62, "no_such_module_anywhere:fn", {"x": 2})
+    with pytest.raises(ValueError, match="cannot use fn 'no_such_module_anywhere:fn'"):
+        dry_run([done, pending], store)
+
+
 @pytest.mark.parametrize("content, why", [
     (b"[" * 200_000, "nested too deeply"),
     (b'{"files": "\xff"}', "not UTF-8"),
