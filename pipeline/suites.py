@@ -81,11 +81,12 @@ def independent_runs(params) -> list[RunSpec]:
     for i, study in _studies(params, "grid"):
         base = base_run_config(params, study, adversarial=False)
         for lr in study.lrs:
-            for method, value in _methods(study):  # AWD too: Fig. 1(c) / footnote 2, AWD over lr × DoG
-                label = ({"name": study.name, "lr": lr, "wd": value} if method == "fixed" else
-                         {"name": study.name, "lr": lr, "method": method, "value": value})
-                specs.append(RunSpec("grid", i, study.dataset, label,
-                                     _with_method(params, base, method, value, lr=float(lr))))
+            for seed in _seeds(study):
+                for method, value in _methods(study):  # AWD too: Fig. 1(c) / footnote 2, AWD over lr × DoG
+                    label = ({"name": study.name, "lr": lr, "wd": value} if method == "fixed" else
+                             {"name": study.name, "lr": lr, "method": method, "value": value})
+                    specs.append(RunSpec("grid", i, study.dataset, {**label, **seed},
+                                         _with_method(params, base, method, value, lr=float(lr), **seed)))
     for i, study in _studies(params, "adversarial"):
         base = base_run_config(params, study, adversarial=True)
         for method, value in _methods(study):
@@ -99,13 +100,17 @@ def independent_runs(params) -> list[RunSpec]:
                                       run.method, value)
                 label = {"name": run.name, "method": run.method, "value": value, "optimizer": "sgd",
                          "from_sweep": True}
-                specs.append(RunSpec("variants", i, study.dataset, label, config))
+                # the sweep's seed is its run; another is the run an extra seed of the sweep's best would be
+                specs += [RunSpec("variants", i, study.dataset, {**label, **seed}, dict(config, **seed))
+                          for seed in _seeds(study)]
                 continue
             base = base_run_config(params, study, adversarial=True, overrides=run.overrides())
-            for value in run.candidates():  # several: the starred rows' re-tuning, best by val PGD-20
-                label = {"name": run.name, "method": run.method, "value": value, "optimizer": run.optimizer}
-                specs.append(RunSpec("variants", i, study.dataset, label,
-                                     _with_method(params, base, run.method, value, optimizer=run.optimizer)))
+            for seed in _seeds(study):
+                for value in run.candidates():  # several: the starred rows' re-tuning, best by val PGD-20
+                    label = {"name": run.name, "method": run.method, "value": value, "optimizer": run.optimizer}
+                    specs.append(RunSpec("variants", i, study.dataset, {**label, **seed},
+                                         _with_method(params, base, run.method, value, optimizer=run.optimizer,
+                                                      **seed)))
     for i, study in _studies(params, "noisy"):
         base = base_run_config(params, study, adversarial=False)
         for rate in study.rates:

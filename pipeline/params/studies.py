@@ -114,6 +114,7 @@ class GridStudy(_Grids):
     REQUIRED: ClassVar[tuple[str, ...]] = ("wds",)  # dogs: AWD over lr × DoG (paper footnote 2, Fig. 1(c))
     name: Text
     lrs: Grid(**field_bounds("lr"))
+    seeds: Seeds = (0,)  # training seeds of every cell: the claims' per-seed best cells pair up with >= 2
 
 
 class AdversarialStudy(_Grids):
@@ -186,6 +187,9 @@ class VariantRun(Model):
 
 class VariantsStudy(Study):
     runs: tuple[VariantRun, ...]
+    # training seeds of every row (a re-tuning grid: every value at each, its best by mean val PGD-20; a row from
+    # the sweep: the sweep's run of its value with each seed, the sweep's extra seeds where they coincide)
+    seeds: Seeds = (0,)
 
     @model_validator(mode="after")
     def _names(self):

@@ -4,8 +4,6 @@ test-selected best (the paper's reading) appears only in the tables and, when on
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 
@@ -21,7 +19,15 @@ from pipeline.report.claims_core import (
     scale,
 )
 from pipeline.report.inputs import Inputs
-from pipeline.report.tables import adversarial_best, adversarial_sweep, col, hyper_name, study_groups
+from pipeline.report.tables import (
+    adversarial_best,
+    adversarial_runs_of,
+    adversarial_sweep,
+    col,
+    hyper_name,
+    study_groups,
+    variant_rows,
+)
 
 VAL_SELECTED = "each method's best value by val PGD-20 robust accuracy (its sweep run, then its extra seeds)"
 
@@ -48,12 +54,6 @@ def mcnemar_note(inp: Inputs, a: pd.DataFrame, b: pd.DataFrame, names: tuple[str
             f"{mc.only_b}, p = {mc.p_value:.3g}"), {"mcnemar_p": float(f"{mc.p_value:.6g}"), "paired_examples": mc.n}
 
 
-def _seeds_of(inp: Inputs, dataset: str, method: str, value: float) -> pd.DataFrame:
-    """Every adversarial run (sweep run and extra seeds) of one value."""
-    df = inp.suite_runs("adversarial")
-    return df[(df["dataset"] == dataset) & (df["method"] == method) & np.isclose(df["value"].astype(float), value)]
-
-
 def _edges(inp: Inputs, g_val: pd.DataFrame, g_test: pd.DataFrame, sweep: pd.DataFrame, methods) -> list[str]:
     notes = []
     for m in methods:
@@ -78,7 +78,7 @@ def table3_claims(inp: Inputs) -> list[Claim]:
             rows = {m: g[g["method"] == m] for m in (b, "awd")}
             if any(r.empty for r in rows.values()):
                 continue
-            runs = {m: _seeds_of(inp, ds, m, float(r["value"].iloc[0])) for m, r in rows.items()}
+            runs = {m: adversarial_runs_of(inp, ds, m, float(r["value"].iloc[0])) for m, r in rows.items()}
             sc = scale(pd.concat(runs.values()))
             edges = _edges(inp, g, gt, sw, (b, "awd"))
             mc, extra = mcnemar_note(inp, runs["awd"], runs[b], ("AWD", b))
@@ -105,23 +105,15 @@ def table3_claims(inp: Inputs) -> list[Claim]:
 
 
 def variant_arms(inp: Inputs) -> list[dict]:
-    """Table 4's rows with every seed of each: a re-tuned row's value is its best by mean val PGD-20; a row taken
-    from the sweep has the sweep's runs of that value (its extra seeds included)."""
-    var = inp.suite_runs("variants")
-    arms: list[dict] = []
-    if var.empty:
-        return arms
-    for (ds, _, name), g in var.groupby(["dataset", "study", "name"], sort=True):
-        score = g.assign(_s=col(g, "val_robust_acc")).groupby("value")["_s"].mean().fillna(-math.inf)
-        value = float(sorted(score.items(), key=lambda kv: (-kv[1], kv[0]))[0][0])
-        r = g[np.isclose(g["value"].astype(float), value)]
-        first = r.iloc[0]
-        from_sweep = bool(first.get("from_sweep", False))
-        runs = _seeds_of(inp, str(ds), first["method"], value) if from_sweep else r
-        grid = sorted({float(v) for v in g["value"]})
-        arms.append({"dataset": str(ds), "name": str(name), "method": first["method"], "value": value,
-                     "optimizer": "sgd" if from_sweep else str(first["optimizer"]), "from_sweep": from_sweep,
-                     "runs": runs, "edge": edge_note(f"{name} value", value, grid) if len(grid) > 1 else None})
+    """Table 4's rows as the table shows them (tables.variant_rows): each row's value and its runs, every seed."""
+    arms, var = [], inp.suite_runs("variants")
+    for r, _, runs in variant_rows(inp):
+        same = (var["dataset"] == r["dataset"]) & (var["study"] == r["study"]) & (var["name"] == r["name"])
+        grid = sorted({float(v) for v in var[same]["value"]})
+        value = float(r["value"])
+        arms.append({"dataset": str(r["dataset"]), "name": str(r["name"]), "method": r["method"], "value": value,
+                     "optimizer": str(r["optimizer"]), "from_sweep": bool(r.get("from_sweep", False)), "runs": runs,
+                     "edge": edge_note(f"{r['name']} value", value, grid) if len(grid) > 1 else None})
     return arms
 
 

@@ -98,7 +98,7 @@ def decide(claims: list[Claim]) -> dict:
         if len(d) < 2:
             c.verdict = stats.NOT_TESTABLE
             c.reason = (f"{len(d)} seed pair{'s' if len(d) != 1 else ''} of the compared runs; a seed-paired "
-                        "interval needs >= 2 (train more seeds of these runs)")
+                        "interval needs >= 2 (more seeds: the study's `seeds:`, the adversarial sweep's `best_seeds:`)")
             if stats.saturated(c.ceiling, CEILING):
                 c.reason += f"; and both methods are at >= {CEILING:g} % (ceiling)"
             continue

@@ -117,8 +117,11 @@ def metrics(inp: Inputs, tables: dict[str, Table], claims=None) -> dict:
     # Every grid cell (fixed λ_wd and AWD DoG) and noisy-label cell, so `dvc metrics diff` shows exactly the cells
     # an edit changed.
     grid, noisy = inp.suite_runs("grid"), inp.suite_runs("noisy")
-    for _, r in (grid.sort_values(["dataset", "name", "method", "lr", "value"]) if len(grid) else grid).iterrows():
-        cell = f"lr={r['lr']:g},dog={r['value']:g}" if r["method"] == "awd" else f"lr={r['lr']:g},wd={r['wd']:g}"
+    if len(grid):  # a cell's mean over its seeds
+        grid = grid.assign(val_acc=pd.to_numeric(grid.get("val_acc"), errors="coerce")).groupby(
+            ["dataset", "name", "method", "lr", "value"], sort=True, as_index=False)["val_acc"].mean()
+    for _, r in grid.iterrows():
+        cell = f"lr={r['lr']:g},{'dog' if r['method'] == 'awd' else 'wd'}={r['value']:g}"
         _nest(m, ["grid", r["dataset"], r["name"], str(r["method"]), cell, "val_acc"], _r(r.get("val_acc")))
     for _, r in (noisy.sort_values(["dataset", "rate", "method", "value"]) if len(noisy) else noisy).iterrows():
         _nest(m, ["noisy", r["dataset"], f"rate={r['rate']:g}", f"{r['method']}={r['value']:g}", "test_acc"],

@@ -197,24 +197,38 @@ def table3(inp: Inputs) -> Table:
     return t
 
 
-def variant_rows(inp: Inputs) -> list[tuple[pd.Series, str]]:
-    """One (run, note) per Table 4 row: a re-tuned row (several values) is its best value by val PGD-20."""
+def adversarial_runs_of(inp: Inputs, dataset: str, method: str, value: float) -> pd.DataFrame:
+    """Every adversarial run (sweep run and extra seeds) of one value."""
+    df = inp.suite_runs("adversarial")
+    return df[(df["dataset"] == dataset) & (df["method"] == method) & np.isclose(df["value"].astype(float), value)]
+
+
+def variant_rows(inp: Inputs) -> list[tuple[pd.Series, str, pd.DataFrame]]:
+    """One (run, note, runs) per Table 4 row: a re-tuned row (several values) at its value of best mean val PGD-20
+    over its seeds (ties: the smaller value); `runs`: that value's runs, every seed (a row from the sweep: the sweep's
+    runs of the value, its extra seeds included, and the row's own seeds, each once)."""
     var = inp.suite_runs("variants")
-    out: list[tuple[pd.Series, str]] = []
+    out: list[tuple[pd.Series, str, pd.DataFrame]] = []
     if var.empty:
         return out
-    for (_, _, _name), g in var.groupby(["dataset", "study", "name"], sort=True):
-        g = g.assign(_score=col(g, "val_robust_acc").fillna(-math.inf)).sort_values(["_score", "value", "key"],
-                                                                                     ascending=[False, True, True])
-        r = g.iloc[0]
+    for (ds, _, _name), g in var.groupby(["dataset", "study", "name"], sort=True):
+        score = g.assign(_s=col(g, "val_robust_acc")).groupby("value")["_s"].mean().fillna(-math.inf)
+        value = float(sorted(score.items(), key=lambda kv: (-kv[1], kv[0]))[0][0])
+        own = g[np.isclose(g["value"].astype(float), value)].sort_values("key")
+        row = own.iloc[0].copy()
+        from_sweep = bool(row.get("from_sweep", False))
+        runs = pd.concat([adversarial_runs_of(inp, str(ds), row["method"], value), own]).drop_duplicates("key") \
+            if from_sweep else own
         values = sorted({float(v) for v in g["value"]})
         if len(values) > 1:
-            note = f"re-tuned over {', '.join(f'{v:.3g}' for v in values)}: best by val PGD-20"
-        elif bool(r.get("from_sweep", False)):
-            note = "Table 3's sweep run itself (no run of its own)"
+            note = f"re-tuned over {', '.join(f'{v:.3g}' for v in values)}: best by mean val PGD-20"
+        elif from_sweep:
+            more = len(runs) - 1
+            note = "Table 3's sweep run itself" + (f" and {more} more seed{'s' if more > 1 else ''} of it" if more else "") \
+                + " (no run of its own)"
         else:
             note = ""
-        out.append((r, note))
+        out.append((row, note, runs))
     return out
 
 
@@ -225,7 +239,7 @@ def table4(inp: Inputs) -> Table:
         return t
     rows = sorted(variant_rows(inp), key=lambda x: (str(x[0]["dataset"]), method_key(x[0]["method"]),
                                                     str(x[0]["optimizer"]), str(x[0]["name"])))
-    for r, extra in rows:
+    for r, extra, runs in rows:
         ds = str(r["dataset"])
         pds, comparable = paper.reference_dataset(ds, paper.datasets_of(paper.T4))
         prow = paper.closest_by_value([p for p in paper.T4 if p["dataset"] == pds], float(r["value"]),
@@ -234,9 +248,11 @@ def table4(inp: Inputs) -> Table:
             f"paper row: {prow['name']}, {prow['epochs']} epochs" if prow else "", extra) if x))
         keys = {"dataset": ds, "run": str(r["name"]), "method": r["method"], "optimizer": r["optimizer"],
                 "λ_wd / DoG": f"{float(r['value']):.4g}", "epochs": "—" if pd.isna(r.get("epochs")) else int(r["epochs"])}
-        t.add(keys, "val_robust_acc", [r.get("val_robust_acc")], note=note)
-        t.add(keys, "nat_acc", [r.get("test_acc")], prow, comparable=comparable and prow is not None, note=note)
-        t.add(keys, "autoattack", [r.get("aa_acc")], prow, comparable=comparable and prow is not None, note=note)
+        t.add(keys, "val_robust_acc", list(col(runs, "val_robust_acc").dropna()), note=note)
+        t.add(keys, "nat_acc", list(col(runs, "test_acc").dropna()), prow, comparable=comparable and prow is not None,
+              note=note)
+        t.add(keys, "autoattack", list(col(runs, "aa_acc").dropna()), prow,
+              comparable=comparable and prow is not None, note=note)
     for p in paper.T4:
         if p["method"] == "other":
             keys = {"dataset": p["dataset"], "run": p["name"], "method": "—", "optimizer": p["optimizer"],

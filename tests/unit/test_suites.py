@@ -28,7 +28,8 @@ def test_table4_sgd_rows_are_the_table3_sweep_runs_and_add_no_training():
     params = load_params(ROOT / "configs/paper.yaml")
     specs = independent_runs(params)
     sweep = {unit_for(s, params).key: s for s in specs if s.suite == "adversarial"}
-    reused = [s for s in specs if s.suite == "variants" and s.label.get("from_sweep")]
+    # seed 0 of a sweep row is the sweep's run itself (its other seeds: the next test)
+    reused = [s for s in specs if s.suite == "variants" and s.label.get("from_sweep") and s.label["seed"] == 0]
     assert {s.label["name"] for s in reused} == {"λ_wd=0.0005 SGD 200ep", "DoG=0.022 SGD 200ep"}
     for spec in reused:
         key = unit_for(spec, params).key
@@ -36,17 +37,18 @@ def test_table4_sgd_rows_are_the_table3_sweep_runs_and_add_no_training():
         assert sweep[key].dataset == spec.dataset == "cifar100"
         assert sweep[key].label["value"] == spec.label["value"]
     assert {s.label["value"] for s in reused} == {5e-4, 0.0218102}  # the swept values, not 0.022
-    without = [s for s in specs if not (s.suite == "variants" and s.label.get("from_sweep"))]
+    without = [s for s in specs if s not in reused]
     assert set(keys(params, specs)) == set(keys(params, without))
 
 
 def test_table4_starred_rows_are_a_small_retuning_grid():
     params = load_params(ROOT / "configs/paper.yaml")
     variants = [s for s in independent_runs(params) if s.suite == "variants"]
-    asam = sorted(s.label["value"] for s in variants if s.label["name"].startswith("λ_wd=0.00281*"))
+    asam = sorted(s.label["value"] for s in variants if s.label["name"].startswith("λ_wd=0.00281*")
+                  and s.label["seed"] == 0)
     assert len(asam) == 5 and 0.00281171 in asam
-    ada = sorted(s.label["value"] for s in variants if s.label["method"] == "adadecay")
-    assert ada == [5e-4, 1e-3, 2e-3, 4e-3, 8e-3]
+    ada = sorted(s.label["value"] for s in variants if s.label["method"] == "adadecay" and s.label["seed"] == 1)
+    assert ada == [5e-4, 1e-3, 2e-3, 4e-3, 8e-3]  # every value at every seed (seeds: [0, 1, 2])
     assert all(s.config["optimizer"] == "asam" and s.config["epochs"] == 100
                for s in variants if s.label["name"].startswith("λ_wd=0.00281*"))
 
@@ -123,3 +125,43 @@ def test_one_pooled_dog_per_natural_study_is_the_mean_of_its_seeds():
     est = [{"study": 0, "dog": 0.012}, {"study": 0, "dog": 0.014}, {"study": 0, "dog": 0.0161}, {"study": 1, "dog": 0.3}]
     assert pooled_dog(est, 0) == pytest.approx(0.01403)
     assert pooled_dog(est, 1) == 0.3
+
+
+def test_variants_seeds_train_every_row_at_each_seed_and_a_sweep_row_shares_the_sweeps_runs():
+    p = raw()
+    p["suites"]["variants"][0]["seeds"] = [0, 1, 2]
+    params = validate(p)
+    specs = independent_runs(params)
+    variants = [s for s in specs if s.suite == "variants"]
+    rows = {}
+    for s in variants:
+        rows.setdefault(s.label["name"], []).append(s)
+    assert {n: len(r) for n, r in rows.items()} == {
+        "λ_wd=0.0005 SGD 200ep": 3, "λ_wd=0.0005 ASAM 100ep": 3, "λ_wd=0.00281* ASAM 100ep": 15,
+        "AdaDecay λ=0.002* 200ep": 15, "DoG=0.022 SGD 200ep": 3, "DoG=0.022 ASAM 100ep": 3}
+    assert all(s.config["seed"] == s.label["seed"] for s in variants)
+    sweep_row = sorted(rows["DoG=0.022 SGD 200ep"], key=lambda s: s.label["seed"])
+    sweep = {unit_for(s, params).key for s in specs if s.suite == "adversarial"}
+    assert unit_for(sweep_row[0], params).key in sweep  # seed 0 is the sweep's own run (train.seed 0)
+    # the other seeds are the runs the sweep's extra seeds of that value would be: one key for both
+    [spec] = [s for s in specs if s.suite == "adversarial" and s.label["method"] == "awd"
+              and s.dataset == sweep_row[0].dataset and s.label["value"] == sweep_row[0].label["value"]]
+    extra = adversarial_replicates(params, [spec], {0: {"val_robust_acc": 0.5}})
+    assert {unit_for(s, params).key for s in extra} == {unit_for(s, params).key for s in sweep_row[1:]}
+    # unset: one run per row (a re-tuned row: per value), no seed in its label, the keys of before the field
+    p["suites"]["variants"][0].pop("seeds")
+    plain = [s for s in independent_runs(validate(p)) if s.suite == "variants"]
+    assert len(plain) == 2 + 2 + 5 + 5 and not any("seed" in s.label for s in plain)
+    assert {unit_for(s, params).key for s in variants if s.label["seed"] == 0} == set(keys(params, plain))
+
+
+def test_grid_seeds_train_every_cell_at_each_seed_and_unset_keep_the_keys():
+    p = raw("params.yaml")
+    before = [s for s in independent_runs(validate(copy.deepcopy(p))) if s.suite == "grid"]
+    p["suites"]["grid"][0]["seeds"] = [0, 1]
+    params = validate(p)
+    after = [s for s in independent_runs(params) if s.suite == "grid"]
+    assert len(after) == 2 * len(before) and {s.label["seed"] for s in after} == {0, 1}
+    assert all("seed" not in s.label for s in before)
+    zero = {unit_for(s, params).key for s in after if s.label["seed"] == 0}
+    assert zero == set(keys(params, before))  # seed 0 is train.seed: the same runs as without the field
