@@ -22,14 +22,6 @@ def prepare(units: tp.Iterable[Unit], store: RunStore, check_deps: bool = True) 
         if not isinstance(unit.config, dict):
             raise TypeError(f"{where}: config must be a dict, got {type(unit.config).__name__}")
         dump_json(unit.config, f"{where}: config")
-        # the function of a unit that will run must import; a done unit's is never called (and importing a unit's
-        # module, torch and all, costs a stage driver with nothing to do a few CPU-seconds)
-        if unit.fn not in resolved and not store.is_done(unit.kind, unit.key):
-            try:
-                resolve_fn(unit.fn)
-            except (ImportError, AttributeError, ValueError) as e:
-                raise ValueError(f"{where}: cannot use fn {unit.fn!r}: {e}") from e
-            resolved.add(unit.fn)
         ident = (unit.kind, unit.key)
         if ident in seen:
             if seen[ident].config != unit.config or seen[ident].fn != unit.fn:
@@ -39,6 +31,15 @@ def prepare(units: tp.Iterable[Unit], store: RunStore, check_deps: bool = True) 
         seen[ident] = unit
     if check_deps:  # about to compute them: damaged entries move aside (readers never move anything)
         store.quarantine_damaged((u.kind, u.key) for u in seen.values())
+    # the function of a unit that will run must import; a done unit's is never called (and importing a unit's
+    # module, torch and all, costs a stage driver with nothing to do a few CPU-seconds)
+    for unit in seen.values():
+        if unit.fn not in resolved and not store.is_done(unit.kind, unit.key):
+            try:
+                resolve_fn(unit.fn)
+            except (ImportError, AttributeError, ValueError) as e:
+                raise ValueError(f"unit {unit.name} ({unit.kind}/{unit.key}): cannot use fn {unit.fn!r}: {e}") from e
+            resolved.add(unit.fn)
     for unit in seen.values() if check_deps else ():
         for dep in unit.deps:
             if not (isinstance(dep, (tuple, list)) and len(dep) == 2):
