@@ -15,7 +15,7 @@ from pipeline.report.figure_io import FigureResult
 from pipeline.report.inputs import Inputs
 from pipeline.report.paper_tables import PaperTable
 from pipeline.report.table_format import Table
-from pipeline.report.tables import SELECTIONS, adversarial_best, best_with_seeds, lr_curve
+from pipeline.report.tables import SELECTIONS, adversarial_best, best_with_seeds, col, lr_curve
 
 F = paper.FACTS
 
@@ -118,7 +118,7 @@ def metrics(inp: Inputs, tables: dict[str, Table], claims=None) -> dict:
     # an edit changed.
     grid, noisy = inp.suite_runs("grid"), inp.suite_runs("noisy")
     if len(grid):  # a cell's mean over its seeds
-        grid = grid.assign(val_acc=pd.to_numeric(grid.get("val_acc"), errors="coerce")).groupby(
+        grid = grid.assign(val_acc=col(grid, "val_acc")).groupby(
             ["dataset", "name", "method", "lr", "value"], sort=True, as_index=False)["val_acc"].mean()
     for _, r in grid.iterrows():
         cell = f"lr={r['lr']:g},{'dog' if r['method'] == 'awd' else 'wd'}={r['value']:g}"

@@ -1,4 +1,5 @@
-"""Table 4 with `seeds:` on the variants study: every row's runs pair up by seed, and its claims are decided."""
+"""`seeds:` on a variants study (Table 4: every row's runs pair up by seed, its claims are decided) and on a grid
+study (each cell's metric is its mean over the seeds; the Fig. 1/7 claims pair the seeds)."""
 
 from __future__ import annotations
 
@@ -53,3 +54,21 @@ def test_every_table4_row_pairs_its_seeds_and_is_decided(tmp_path):
     assert sgd["n"] == 3 and sgd["ours"] == pytest.approx(31.0) and "sweep run itself and 2 more seeds" in sgd["note"]
     asam_row = t4[(t4["run"] == "DoG=0.022 ASAM") & (t4["metric"] == "autoattack")].iloc[0]
     assert asam_row["n"] == 3 and asam_row["ours"] == pytest.approx(37.0)
+
+
+def test_a_seeded_grids_cells_are_means_over_seeds_and_its_claims_pair_them(tmp_path):
+    art = Artifacts(tmp_path)
+    for seed in SEEDS:
+        for lr in (0.01, 0.1, 1.0):
+            for wd in (5e-5, 5e-4, 5e-3):
+                best = {0.01: 5e-3, 0.1: 5e-4, 1.0: 5e-5}[lr]  # the diagonal, at every seed
+                acc = 0.9 - 0.1 * (wd != best) + 0.01 * seed
+                art.run("grid", "digits", {"name": "tiny", "lr": lr, "wd": wd, "seed": seed},
+                        {"val_acc": acc, "test_acc": acc}, config={"lr": lr, "wd_method": "fixed", "wd": wd,
+                                                                   "seed": seed})
+    params, arts = art.write()
+    m = aggregate(params, arts, tmp_path / "results")
+    cell = m["grid"]["digits"]["tiny"]["fixed"]
+    assert cell["lr_0p1"]["wd_0p0005"]["val_acc"] == pytest.approx(91.0)  # (90 + 91 + 92) / 3, in percent
+    diagonal = m["claims"]["diagonal_optimum"]["digits"]
+    assert diagonal["n"] == 3 and diagonal["estimate"] == pytest.approx(-1.0) and diagonal["verdict"] == "holds"
