@@ -58,6 +58,13 @@ def units(store: Path) -> list[dict]:
     return found
 
 
+def _stopped_in(attempt: dict, w0: float, w1: float) -> bool:
+    """Whether the window can have stopped the attempt: one cut short stopped at the latest by the window's end; one
+    that ran to its end did so inside the window, where its result could still be refused (a full store) or lost
+    (with its node), so the unit was not done and ran again. An end before the window is a result kept."""
+    return w0 <= attempt["last_t"] <= w1 if attempt["ended"] else attempt["last_t"] <= w1
+
+
 def lost_work(unit: dict, windows: Sequence[tuple[float, float]] = ()) -> dict:
     """Steps computed more than once, and starts beyond those its faults forced (a duplicate job, a restart from
     scratch). Work lost inside an interrupted step is what the fault forces, not counted here. `windows`: wall
@@ -68,7 +75,7 @@ def lost_work(unit: dict, windows: Sequence[tuple[float, float]] = ()) -> dict:
     final = max((a["to_step"] for a in att), default=0)
     # a diverged attempt ends its unit as failed; the retry that follows is the driver's policy and resumes
     forced = sum(1 for a in att if a["fault"] in ("exit", "timeout", "diverge"))
-    forced += sum(1 for a, nxt in zip(att, att[1:]) if windows and not a["fault"] and not a["ended"] and any(
-        a["last_t"] <= w1 and nxt["start"] >= w0 for w0, w1 in windows))
+    forced += sum(1 for a, nxt in zip(att, att[1:]) if windows and not a["fault"] and any(
+        _stopped_in(a, w0, w1) and nxt["start"] >= w0 for w0, w1 in windows))
     # a checkpoint written whose log line the full store refused: the next start is ahead of the last line, not behind
     return {"repeated_steps": max(0, computed - final), "extra_starts": max(0, len(att) - 1 - forced)}

@@ -57,6 +57,15 @@ def test_a_restart_inside_a_fault_window_is_forced_and_one_outside_is_lost():
     assert lost_work(redone, [(12, 25)])["repeated_steps"] == 2
 
 
+def test_a_finished_attempt_whose_result_a_full_store_refused_is_forced_and_one_kept_before_it_is_lost():
+    """A CI rehearsal's unit ended inside the full store's window, its commit refused; the next driver ran it again
+    (from its last checkpoint) once space was freed: forced by the fault. Ended before the window: a duplicate."""
+    unit = {"attempts": [_attempt(0, 40, 0, 10, ended=True), _attempt(130, 130, 10, 10, ended=True)]}
+    assert lost_work(unit, [(30, 120)]) == {"repeated_steps": 0, "extra_starts": 0}
+    assert lost_work(unit, [(45, 120)])["extra_starts"] == 1
+    assert lost_work(unit)["extra_starts"] == 1
+
+
 def test_the_quoted_line_drops_the_progress_bar_it_was_written_over():
     log = ("train:  40%|####  | 8/20 [00:10, running=3]" + " " * 40 + "slurmctld unreachable since 12:00:01 (x); "
            "waiting\rtrain: 50%\nslurmctld answers again after 20s; submitting again\n")
