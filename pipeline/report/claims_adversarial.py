@@ -106,10 +106,8 @@ def table3_claims(inp: Inputs) -> list[Claim]:
 
 def variant_arms(inp: Inputs) -> list[dict]:
     """Table 4's rows as the table shows them (tables.variant_rows): each row's value and its runs, every seed."""
-    arms, var = [], inp.suite_runs("variants")
-    for r, _, runs in variant_rows(inp):
-        same = (var["dataset"] == r["dataset"]) & (var["study"] == r["study"]) & (var["name"] == r["name"])
-        grid = sorted({float(v) for v in var[same]["value"]})
+    arms = []
+    for r, _, runs, grid in variant_rows(inp):
         value = float(r["value"])
         arms.append({"dataset": str(r["dataset"]), "name": str(r["name"]), "method": r["method"], "value": value,
                      "optimizer": str(r["optimizer"]), "from_sweep": bool(r.get("from_sweep", False)), "runs": runs,

@@ -203,19 +203,19 @@ def adversarial_runs_of(inp: Inputs, dataset: str, method: str, value: float) ->
     return df[(df["dataset"] == dataset) & (df["method"] == method) & np.isclose(df["value"].astype(float), value)]
 
 
-def variant_rows(inp: Inputs) -> list[tuple[pd.Series, str, pd.DataFrame]]:
-    """One (run, note, runs) per Table 4 row: a re-tuned row (several values) at its value of best mean val PGD-20
-    over its seeds (ties: the smaller value); `runs`: that value's runs, every seed (a row from the sweep: the sweep's
-    runs of the value, its extra seeds included, and the row's own seeds, each once)."""
+def variant_rows(inp: Inputs) -> list[tuple[pd.Series, str, pd.DataFrame, list[float]]]:
+    """One (run, note, runs, values) per Table 4 row: a re-tuned row (several values) at its value of best mean val
+    PGD-20 over its seeds (ties: the smaller value); `runs`: that value's runs, every seed (a row from the sweep: the
+    sweep's runs of the value, its extra seeds included, and the row's own seeds, each once); `values`: the row's."""
     var = inp.suite_runs("variants")
-    out: list[tuple[pd.Series, str, pd.DataFrame]] = []
+    out: list[tuple[pd.Series, str, pd.DataFrame, list[float]]] = []
     if var.empty:
         return out
     for (ds, _, _name), g in var.groupby(["dataset", "study", "name"], sort=True):
         score = g.assign(_s=col(g, "val_robust_acc")).groupby("value")["_s"].mean().fillna(-math.inf)
         value = float(sorted(score.items(), key=lambda kv: (-kv[1], kv[0]))[0][0])
         own = g[np.isclose(g["value"].astype(float), value)].sort_values("key")
-        row = own.iloc[0].copy()
+        row = own.iloc[0]
         from_sweep = bool(row.get("from_sweep", False))
         runs = pd.concat([adversarial_runs_of(inp, str(ds), row["method"], value), own]).drop_duplicates("key") \
             if from_sweep else own
@@ -228,7 +228,7 @@ def variant_rows(inp: Inputs) -> list[tuple[pd.Series, str, pd.DataFrame]]:
                 + " (no run of its own)"
         else:
             note = ""
-        out.append((row, note, runs))
+        out.append((row, note, runs, values))
     return out
 
 
@@ -239,7 +239,7 @@ def table4(inp: Inputs) -> Table:
         return t
     rows = sorted(variant_rows(inp), key=lambda x: (str(x[0]["dataset"]), method_key(x[0]["method"]),
                                                     str(x[0]["optimizer"]), str(x[0]["name"])))
-    for r, extra, runs in rows:
+    for r, extra, runs, _ in rows:
         ds = str(r["dataset"])
         pds, comparable = paper.reference_dataset(ds, paper.datasets_of(paper.T4))
         prow = paper.closest_by_value([p for p in paper.T4 if p["dataset"] == pds], float(r["value"]),

@@ -64,13 +64,12 @@ def unfit_grid(inp: Inputs, out_dir: Path, fid: str, max_images: int) -> FigureR
     width = max(ncols * cell_w - gap, 4.6 / 1.3) + 2 * margin  # wide enough for a run's caption
     canvas = np.full((round(height * side), round(width * side), 3), 255, dtype=np.uint8)
     texts, rows, top = [], [], 0.0
-    left = margin
     for (ds, m, key, z), n, run in zip(shown, counts, images):
-        texts.append((left, top + caption * 0.55, f"{ds}, {m}: {n} of {len(z['index'])} stored unfit examples "
+        texts.append((margin, top + caption * 0.55, f"{ds}, {m}: {n} of {len(z['index'])} stored unfit examples "
                                                   "(label / prediction)", "left"))
         top += caption
         for i, img in enumerate(run):
-            x, y = left + (i % ncols) * cell_w, top + (i // ncols) * cell_h + title
+            x, y = margin + (i % ncols) * cell_w, top + (i // ncols) * cell_h + title
             r0, c0 = round(y * side), round(x * side)
             canvas[r0:r0 + img.shape[0], c0:c0 + img.shape[1]] = img
             label, pred = (_name(z, ds, z["label"][i]), _name(z, ds, z["pred"][i]))
