@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 
-from awd.checks import is_int, is_real
+from awd.checks import check_int, is_real
 
 BN_MODES = ("train", "eval")
 
@@ -19,12 +19,6 @@ def _check_fraction(name: str, value) -> float:
     if not is_real(value) or not (0.0 < value <= 1.0):
         raise ValueError(f"{name} must be a number in (0, 1] (pixel scale), got {value!r}")
     return float(value)
-
-
-def _check_int(name: str, value, minimum: int) -> int:
-    if not is_int(value) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
 
 
 def _check_inputs(x, y) -> None:
@@ -69,7 +63,7 @@ def pgd(model, x, y, *, eps, step_size, steps, random_start=True, bn_mode="train
     """
     eps = _check_fraction("eps", eps)
     step_size = _check_fraction("step_size", step_size)
-    steps = _check_int("steps", steps, 0)
+    steps = check_int("steps", steps, 0)
     if bn_mode not in BN_MODES:
         raise ValueError(f"bn_mode must be one of {BN_MODES}, got {bn_mode!r}")
     _check_inputs(x, y)

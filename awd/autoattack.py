@@ -20,8 +20,9 @@ from pathlib import Path
 
 import torch
 
-from awd.attacks import _check_fraction, _check_inputs, _check_int, _frozen
+from awd.attacks import _check_fraction, _check_inputs, _frozen
 from awd.checkpoint import load_checkpoint, save_checkpoint
+from awd.checks import check_int
 
 log = logging.getLogger(__name__)
 
@@ -120,16 +121,16 @@ def autoattack(model, x, y, *, eps, version="standard", attacks=None, seed=0, ba
 
     eps = _check_fraction("eps", eps)
     attack_names = _attack_list(version, attacks)
-    seed = _check_int("seed", seed, 0)
-    batch_size = _check_int("batch_size", batch_size, 1)
-    block_size = batch_size if block_size is None else _check_int("block_size", block_size, 1)
+    seed = check_int("seed", seed, 0)
+    batch_size = check_int("batch_size", batch_size, 1)
+    block_size = batch_size if block_size is None else check_int("block_size", block_size, 1)
     _check_inputs(x, y)
     if x.ndim != 4:
         raise ValueError(f"x must be N×C×H×W images for AutoAttack, got shape {tuple(x.shape)}")
     total = x.shape[0]
     stop = total if stop is None else stop
-    start = _check_int("start", start, 0)
-    stop = _check_int("stop", stop, 0)
+    start = check_int("start", start, 0)
+    stop = check_int("stop", stop, 0)
     if not start < stop <= total:
         raise ValueError(f"shard [start, stop) = [{start}, {stop}) must satisfy 0 <= start < stop <= {total} "
                          f"(the test set size)")

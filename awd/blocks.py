@@ -5,13 +5,7 @@ from __future__ import annotations
 
 import math
 
-from awd.checks import is_int
-
-
-def _count(name: str, value, minimum: int) -> int:
-    if not is_int(value) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
+from awd.checks import check_int
 
 
 def shard_bounds(n: int, shards: int, block_size: int) -> list[tuple[int, int]]:
@@ -19,9 +13,9 @@ def shard_bounds(n: int, shards: int, block_size: int) -> list[tuple[int, int]]:
 
     Fewer ranges come back when there are fewer blocks than shards; an empty shard is never returned.
     """
-    n = _count("n", n, 1)
-    shards = _count("shards", shards, 1)
-    block_size = _count("block_size", block_size, 1)
+    n = check_int("n", n, 1)
+    shards = check_int("shards", shards, 1)
+    block_size = check_int("block_size", block_size, 1)
     blocks = math.ceil(n / block_size)
     shards = min(shards, blocks)
     bounds = []
@@ -33,4 +27,4 @@ def shard_bounds(n: int, shards: int, block_size: int) -> list[tuple[int, int]]:
 
 def block_bounds(n: int, block_size: int) -> list[tuple[int, int]]:
     """The blocks of [0, n): the smallest units of AutoAttack work whose results do not depend on sharding."""
-    return shard_bounds(n, math.ceil(_count("n", n, 1) / _count("block_size", block_size, 1)), block_size)
+    return shard_bounds(n, math.ceil(check_int("n", n, 1) / check_int("block_size", block_size, 1)), block_size)

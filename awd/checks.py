@@ -18,6 +18,13 @@ def is_int(x) -> bool:
     return isinstance(x, numbers.Integral) and not isinstance(x, bool)
 
 
+def check_int(name: str, value, minimum: int) -> int:
+    """`value` when it is an int (numpy's too, never a bool) >= `minimum`; else a ValueError naming `name`."""
+    if not is_int(value) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
 def range_text(gt=None, ge=None, lt=None, le=None) -> str:
     lo = f"({gt:g}" if gt is not None else f"[{ge:g}" if ge is not None else None
     hi = f"{lt:g})" if lt is not None else f"{le:g}]" if le is not None else None
