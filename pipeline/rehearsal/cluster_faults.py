@@ -109,13 +109,13 @@ class Injector:
             used = shutil.disk_usage(self.store).used
             subprocess.run(["mount", "-o", f"remount,size={used + FULL_MARGIN}", str(self.store)], check=True,
                            capture_output=True, timeout=60)
-            with open(self.store / ".rehearsal-filler", "wb") as f, open("/dev/zero", "rb") as zero:
-                try:
+            try:
+                with open(self.store / ".rehearsal-filler", "wb") as f, open("/dev/zero", "rb") as zero:
                     while chunk := zero.read(1 << 20):
                         f.write(chunk)
                         f.flush()
-                except OSError:
-                    pass  # ENOSPC: full, as meant
+            except OSError:
+                pass  # ENOSPC: full, as meant (running jobs may fill the margin before the filler is even created)
             ev["store_bytes"] = used
         ev["start"] = time.time()
         self.events.append(ev)
