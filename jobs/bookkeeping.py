@@ -26,6 +26,7 @@ from jobs.store_files import (
     CONFIG,
     ERROR,
     ERROR_TAIL,
+    HANDOFF,
     HEARTBEAT,
     JOB,
     RECORD_LIMIT,
@@ -170,3 +171,15 @@ class EntryAccess:
     def clear_heartbeat(self, kind: str, key: str) -> None:
         self._unlink(kind, key, HEARTBEAT)
 
+    # -- hand-off of a done unit's GPU (jobs.policies.priority.handoff_s) ------------------------------------------
+    def hand_off(self, kind: str, key: str) -> None:
+        """Tells the unit's job, which may still hold its GPU, that what the unit made ready has been submitted."""
+        self._write(kind, key, HANDOFF, b"")
+
+    def handed_off(self, kind: str, key: str) -> bool:
+        """Whether the driver said so. Only its presence counts (a member who plants or removes it makes a job
+        release its GPU early or at its bound, nothing else); never followed."""
+        try:
+            return safefs.lstat(self.root, f"{self._rel(kind, key)}/{HANDOFF}") is not None
+        except (OSError, safefs.UnsafePath):
+            return False

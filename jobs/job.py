@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 FN_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 HEARTBEAT_EVERY_S = 30.0  # $AWD_HEARTBEAT_S overrides (tests)
+HANDOFF_POLL_S = 0.5  # how often a job holding its GPU for a hand-off looks for the driver's word
 
 @dataclasses.dataclass
 class Unit:
@@ -59,6 +60,9 @@ class Unit:
     # run chosen by its result): the driver starts the longest chains first
     tail_s: float = 0.0
     modules: tuple[str, ...] = ()  # plugin modules the config names: in `code` and the snapshot (jobs.keys.unit_closure)
+    # seconds the job keeps its GPU once this unit is done, until the driver has submitted what it made ready (set by
+    # the driver: jobs.policies.priority.handoff_s; a scheduling choice, never part of the key)
+    handoff_s: float = 0.0
 
     @property
     def name(self) -> str:
@@ -220,6 +224,7 @@ def execute_units(store_root: str | Path, units: tp.Sequence[Unit]) -> dict[str,
             continue
         outcome[unit.key] = execute_unit(store, unit)
         log.info("unit %s (%s/%s): %s", unit.name, unit.kind, unit.key, outcome[unit.key])
+    hand_over(store, [u for u in units if outcome[u.key] == "done" and getattr(u, "handoff_s", 0.0) > 0])
     failed = [k for k, v in outcome.items() if v == "failed"]
     if failed:
         mute = [u for u in units if outcome[u.key] == "failed" and store.error(u.kind, u.key) is None]
@@ -227,6 +232,27 @@ def execute_units(store_root: str | Path, units: tp.Sequence[Unit]) -> dict[str,
         raise UnitError(f"{len(failed)} of {len(units)} units failed: {', '.join(failed)} (see their error.txt)"
                         + why)
     return outcome
+
+
+def hand_over(store: RunStore, units: tp.Sequence[Unit], sleep: tp.Callable[[float], None] = time.sleep,
+              now: tp.Callable[[], float] = time.monotonic) -> bool:
+    """Keeps this job (and its GPU) until the driver has said, for each of `units`, that what it made ready is
+    submitted, or their longest `handoff_s` has passed: the scheduler then gives the GPU to the highest-priority job
+    pending, the follow-up, instead of a job that was queued before it. True when the driver said so in time."""
+    if not units:
+        return True
+    start, bound = now(), max(u.handoff_s for u in units)
+    waiting = list(units)
+    while True:
+        waiting = [u for u in waiting if not store.handed_off(u.kind, u.key)]
+        if not waiting:
+            log.info("hand-off: the driver submitted what %d done units made ready after %.1f s", len(units),
+                     now() - start)
+            return True
+        if now() - start >= bound:
+            log.info("hand-off: no word from the driver within %.0f s; giving the GPU back", bound)
+            return False
+        sleep(HANDOFF_POLL_S)
 
 
 def check_gpus_visible(requested: int) -> None:

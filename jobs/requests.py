@@ -9,7 +9,7 @@ import typing as tp
 from jobs.backends import Backend
 from jobs.executor_config import ExecutorConfig
 from jobs.job import Unit
-from jobs.policies.priority import chain_nice
+from jobs.policies.priority import chain_nice, handoff_s
 from jobs.policies.retry import RetryPolicy
 
 
@@ -45,6 +45,13 @@ class JobRequests:
                 changes["mem_gb"] = mem
             self.memo[ident] = cfg.replace(**changes) if changes else cfg
         return self.memo[ident]
+
+    def handoff_s(self, unit: Unit) -> float:
+        """Seconds the unit's job may keep its GPU for the unit's follow-ups (jobs.policies.priority.handoff_s): with
+        chain_priority on, where jobs queue (SLURM): there a freed GPU goes to the highest-priority pending job."""
+        if not self.cfg.chain_priority or self.backend.starts_all or self.backend.in_process:
+            return 0.0
+        return handoff_s(unit.estimate_s, unit.tail_s, unit.chain_s, self.longest_chain_s)
 
     def job_estimate_s(self, unit: Unit) -> float | None:
         """Seconds of the job the unit runs in, what its --time must cover: its group's unfinished units one after

@@ -29,6 +29,7 @@ ERROR = "error.txt"
 CONFIG = "config.json"
 ATTEMPTS = "attempts.json"  # every failed attempt and its cause, kept across retries (and in the manifest's meta)
 HEARTBEAT = ".heartbeat"  # refreshed by the job computing the entry: liveness that needs no sacct
+HANDOFF = ".handoff"  # the driver has submitted what this done unit made ready: its job may give its GPU back
 BOOKKEEPING = {MANIFEST, JOB, ERROR, ATTEMPTS}
 QUARANTINE = "_quarantine"
 CLAIM = "claim"  # job.json's executor while a driver submits the unit (sbatch runs outside the submit lock)

@@ -10,19 +10,20 @@ driver starts: tests replace these names here.
 from __future__ import annotations
 
 import collections
-import math
+import contextlib
 import time
 import typing as tp
 
 from jobs import backends
 from jobs.driver_faults import FaultSteps
+from jobs.driver_view import ViewSteps
 from jobs.executors import ExecutorConfig, JobWatch, owner_only_files
 from jobs.job import Unit, execute_unit
 from jobs.outages import Faults, StoreSpace
 from jobs.outcome import Failure, Tracked, last_line, unit_alive
 from jobs.outcome import failure_of as _failure
 from jobs.policies import Clock
-from jobs.policies.packing import packs
+from jobs.policies.packing import packs, short_s
 from jobs.policies.priority import longest_first
 from jobs.policies.retry import RetryPolicy
 from jobs.policies.throttle import BACKOFF_S as SUBMIT_BACKOFF_S
@@ -36,20 +37,21 @@ from jobs.requests import JobRequests
 from jobs.store import CLAIM, ERROR, RunStore
 from jobs.submission import SubmitRefused, SubmitRejected, cancel_hint, sigint_deferred
 from jobs.submission import submit_packs as _submit
-from jobs.throughput import Estimator, kind_etas
+from jobs.throughput import Estimator
 
 PROGRESS_EVERY_S = 300.0  # a running unit's checkpoint is read for its throughput at most this often
 _sleep = time.sleep  # the driver's only wait; tests replace it to interrupt the driver mid-wait
 Follow = tp.Callable[[Unit, "dict | None"], tp.Iterable[Unit]]
 
 
-def _packs(units: tp.Sequence[Unit], cfg: ExecutorConfig, slots: int) -> list[list[Unit]]:
+def _packs(units: tp.Sequence[Unit], cfg: ExecutorConfig, slots: int, crowded: bool = False) -> list[list[Unit]]:
     """At most `slots` jobs: jobs.policies.packing with the kind's units_per_job, dealt round-robin where every job
-    starts at once."""
-    return packs(units, cfg.units_per_job or 1, slots, deal=backends.of(cfg).starts_all)
+    starts at once; `crowded` (more units wait than the queue takes): short units share jobs."""
+    return packs(units, cfg.units_per_job or 1, slots, deal=backends.of(cfg).starts_all,
+                 short_s=short_s(cfg.timeout_min, cfg.time_safety_factor) if crowded else 0.0)
 
 
-class _Driver(FaultSteps):
+class _Driver(FaultSteps, ViewSteps):
     """Waits for units in jobs: adopts the live jobs an earlier driver recorded, submits the rest as the throttle
     allows, resubmits a unit whose job failed as the retry policy says, and reports what still failed. The store's
     submit lock is held only to decide and claim units, never across a scheduler call."""
@@ -93,6 +95,7 @@ class _Driver(FaultSteps):
         self.durations: dict[str, list[float]] = collections.defaultdict(list)
         self.space = StoreSpace(store.root)  # a full store stops submission (jobs/outages.py)
         self.faults = Faults(self.backend.controller_up, progress.write, now)  # the scheduler's outages, said once
+        self.unhanded: list[Unit] = []  # done units whose jobs may hold their GPU until their follow-ups are submitted
 
     @property
     def cap(self) -> int | None:
@@ -116,9 +119,11 @@ class _Driver(FaultSteps):
                     self.submit_some()
                     self.poll_active()
                 self.drain()
+                self.hand_off()
                 self.show()
                 if self.awaiting() and not self.backend.in_process:
                     _sleep(self.poll)
+            self.hand_off()
             self.stop_if_full()
             self.leave_early()
         except KeyboardInterrupt:
@@ -181,6 +186,8 @@ class _Driver(FaultSteps):
             self.rates.apply([*self.waiting, *(t.unit for t in self.active.values())])
         if failure is None and unit.key not in self.early:
             self.done += 1
+        if failure is None and unit.handoff_s > 0:
+            self.unhanded.append(unit)
         if failure is not None:
             if unit.key in self.early:  # the stage that needs it retries it (its error.txt stays)
                 self.progress.write(f"early {failure.line()} (left to the stage that needs it)")
@@ -189,6 +196,18 @@ class _Driver(FaultSteps):
                 self.progress.write(failure.line())
         if self.follow is not None:
             self.inbox += self.follow(unit, None if failure else self.store.result(unit.kind, unit.key)) or ()
+
+    def hand_off(self) -> None:
+        """Submits what the units just done made ready, then tells their jobs, which hold their GPUs for it
+        (jobs.job.hand_over), that they may end: the scheduler gives those GPUs to the highest-priority job pending."""
+        if not self.unhanded:
+            return
+        if self.waiting and not self.backend.in_process:
+            self.submit_some()
+        for unit in self.unhanded:
+            with contextlib.suppress(OSError):  # a full store: the job gives its GPU back at its bound
+                self.store.hand_off(unit.kind, unit.key)
+        self.unhanded = []
 
     def drain(self) -> None:
         """Adds what `follow` handed on, in batches (one scheduler query and one submit lock per batch, not per
@@ -224,29 +243,6 @@ class _Driver(FaultSteps):
             self.finish(unit)
         self.drain()
 
-    def show(self) -> None:
-        rows: dict[str, dict[str, int]] = {}
-        for kind in self.totals:
-            running = sum(1 for t in self.active.values() if t.unit.kind == kind and t.state.startswith("RUNNING"))
-            in_jobs = sum(1 for t in self.active.values() if t.unit.kind == kind)
-            rows[kind] = {"total": self.totals[kind], "done": self.outcomes[kind]["done"], "running": running,
-                          "queued": in_jobs - running + sum(1 for u in self.waiting if u.kind == kind),
-                          "failed": self.outcomes[kind]["failed"]}
-        self.progress.update_kinds(self.done, rows, self.durations, max(1, self.jobs()), self.retry.total(),
-                                   etas=self.etas())
-
-    def etas(self) -> dict[str, tuple[float, str]]:
-        """Per kind, (seconds, measured/assumed) until its awaited units are done, from their estimates, spread over
-        the jobs running (all queued ones while none runs): jobs.throughput.kind_etas."""
-        tracked = [(t.unit, t.running_since) for k, t in self.active.items() if k not in self.early]
-        running = len({t.record["job_id"] for t in self.active.values() if t.running_since is not None})
-        if self.backend.starts_all and self.cap:
-            # every task of a local array looks alive while only `cap` of them compute: count those alone
-            first = sorted(range(len(tracked)), key=lambda i: tracked[i][1] or math.inf)[: self.cap]
-            tracked = [(u, since if i in first else None) for i, (u, since) in enumerate(tracked)]
-            running = min(running, self.cap)
-        pending = [(u, None) for u in self.waiting if u.key not in self.early] + tracked
-        return kind_etas(pending, self.rates.sources, running or self.jobs() or (self.cap or 1), self.durations)
     def adopt(self, todo: tp.Sequence[Unit]) -> None:
         store = self.store
         seen = {u.key: job_record(store, u.kind, u.key) for u in todo}
@@ -286,19 +282,21 @@ class _Driver(FaultSteps):
         slots = self.throttle.slots(len(self.waiting), self.jobs())
         if slots <= 0:
             return
-        tried, queued_before = slots, self.jobs()
+        tried, queued_before, crowded = slots, self.jobs(), len(self.waiting) > slots
         longest_first(self.waiting)
         groups: dict[tuple[tp.Any, ...], tuple[ExecutorConfig, list[Unit]]] = {}
         for unit in self.waiting:  # one array per distinct resource request, priority and job name
             groups.setdefault((self.desc_of(unit), *self.requests.key(unit)), (self.unit_cfg(unit), []))[1].append(unit)
         error: Exception | None = None
         for (desc, *_), (cfg, units) in groups.items():
-            packs = _packs(units, cfg, slots)
+            packs = _packs(units, cfg, slots, crowded)
             if not packs:
                 break
             try:  # a claim or a record the full store refuses stops submission (submit_full)
                 with self.store.submit_lock(say=self.progress.write):  # decide and claim; sbatch after release
                     packs = [p for p in ([u for u in pack if self._still_ours(u)] for pack in packs) if p]
+                    for unit in (u for pack in packs for u in pack):
+                        unit.handoff_s = self.requests.handoff_s(unit)
                     for unit in (u for pack in packs for u in pack):
                         with owner_only_files():
                             self.known[unit.key] = self.store.claim(unit.kind, unit.key, desc=desc,

@@ -30,3 +30,19 @@ def longest_first(units: list[C]) -> None:
     bound the makespan; short ones fill the gaps they leave. Stable: a group's units, and equal chains, keep their
     order."""
     units.sort(key=lambda u: -u.chain_s)
+
+
+HANDOFF_FRACTION = 0.02  # a unit's job may hold its GPU at most this much of the unit's estimate after it ends...
+HANDOFF_MAX_S = 300.0  # ...and never longer than this (a dead driver never acknowledges)
+
+
+def handoff_s(estimate_s: float | None, tail_s: float, chain_s: float, longest_s: float) -> float:
+    """Seconds a unit's job keeps its GPU after the unit is done, until the driver says it has submitted what the
+    unit's end made ready: 0 unless the unit heads one of the longest chains (within NICE_STEP_MIN of the longest)
+    and something waits on it. When such a job ends, the scheduler hands its GPU within a second to a job already
+    pending, while the driver needs a poll and an sbatch to submit the follow-up (an extra seed chosen by the
+    sweep's result), which would then wait for the next GPU to free: up to the length of a running job, on the
+    campaign's critical path."""
+    if tail_s <= 0 or not estimate_s or estimate_s <= 0 or longest_s - chain_s >= NICE_STEP_MIN * 60:
+        return 0.0
+    return min(HANDOFF_FRACTION * estimate_s, HANDOFF_MAX_S)

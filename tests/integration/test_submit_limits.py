@@ -16,6 +16,7 @@ import jobs.driver as submit_mod
 import jobs.job as job_mod
 import jobs.unit_driver as loop
 from jobs import ExecutorConfig, RunStore, Unit, run_units, unit_key
+from jobs.driver import run_units_report
 from tests.integration.test_submit_local import make_units, runs
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -50,10 +51,16 @@ class FakeSlurm:
         for batch in batches:
             self.accepted += 1
             self.order = getattr(self, "order", []) + [(u.label, self.nice) for u in batch.units]
+            self.events = getattr(self, "events", []) + [("submit", u.label, u.handoff_s) for u in batch.units]
             jobs.append(FakeJob(str(90000 + self.accepted), self.log_dir))
             self.queued.append(batch)
+            self.batches = getattr(self, "batches", []) + [batch.units]
         self.peak = max(self.peak, len(self.queued))
         return jobs
+
+    def hand_over(self, store, units):
+        self.events = getattr(self, "events", []) + [("hand_over", u.label, u.handoff_s) for u in units]
+        return False
 
     def run_one(self, seconds):
         if self.queued:
@@ -72,6 +79,8 @@ def fake(monkeypatch, use_backend):
         use_backend("slurm", slurm.make_executor, submit_limit=submit_limit)
         monkeypatch.setattr(loop, "_sleep", slurm.run_one)
         monkeypatch.setattr(loop, "SUBMIT_BACKOFF_S", (0.0, 0.0))
+        # jobs run inside the driver's wait here: one that held its GPU for a hand-off would wait for itself
+        monkeypatch.setattr(job_mod, "hand_over", slurm.hand_over)
         return slurm
 
     return install
@@ -124,6 +133,47 @@ def test_longest_chains_start_first_and_shorter_ones_are_niced(tmp_path, fake):
         more[0].tail_s = 3600.0
         run_units(more, RunStore(tmp_path / f"runs{nice}"), cfg, desc="toy", stream=io.StringIO())
         assert {n for _, n in slurm.order} == {nice}
+
+
+def test_the_head_of_the_longest_chain_keeps_its_gpu_until_its_follow_up_is_submitted(tmp_path, fake, monkeypatch):
+    """A sweep run whose end makes an extra seed ready holds its GPU (a bounded time: 2 % of its estimate) until the
+    driver has submitted the extra seed, so that the scheduler gives the GPU to it and not to a job queued before;
+    a unit on a shorter chain, or one nothing waits on, ends at once."""
+    slurm = fake()
+    head, short = make_units(tmp_path, range(2))
+    head.estimate_s, head.tail_s = 3600.0, 7200.0  # chain 3 h: the campaign's longest
+    short.estimate_s, short.tail_s = 3600.0, 600.0  # something waits on it, but its chain is 2 h shorter
+    (seed,) = make_units(tmp_path, [9])
+    seed.estimate_s = 7200.0
+    store = RunStore(tmp_path / "runs")
+    real_hand_off = RunStore.hand_off
+
+    def hand_off(self, kind, key):
+        slurm.events.append(("hand_off", key))
+        real_hand_off(self, kind, key)
+
+    monkeypatch.setattr(RunStore, "hand_off", hand_off)
+    report = run_units_report([head, short], store, SLURM, desc="toy", stream=io.StringIO(),
+                              follow=lambda unit, result: [seed] if unit.key == head.key and result else [])
+    assert not report.failures and len(report.results) == 3
+    assert ("submit", "x=0", 72.0) in slurm.events and ("submit", "x=1", 0.0) in slurm.events
+    assert ("hand_over", "x=0", 72.0) in slurm.events and ("hand_over", "x=1", 0.0) not in slurm.events
+    assert [e for e in slurm.events if e[0] == "hand_off"] == [("hand_off", head.key)]
+    # the word to the held job comes once the follow-up is submitted, never before
+    assert slurm.events.index(("submit", "x=9", 0.0)) < slurm.events.index(("hand_off", head.key))
+    assert store.handed_off("toy", head.key) and not store.handed_off("toy", short.key)
+
+
+def test_short_units_share_jobs_while_more_wait_than_the_queue_takes_and_not_at_the_tail(tmp_path, fake):
+    slurm = fake()
+    units = make_units(tmp_path, range(7))
+    for unit in units:
+        unit.estimate_s = 300.0  # an AutoAttack shard's few minutes: a job's start-up would be a tenth of it
+    out = run_units(units, RunStore(tmp_path / "runs"), ExecutorConfig(kind="slurm", poll_s=0.01, max_queued=2),
+                    desc="toy", stream=io.StringIO())
+    assert len(out) == 7 and [runs(tmp_path, x) for x in range(7)] == [1] * 7
+    # 900 s of work a job while more wait than the 2 the queue takes; the last one, with room to spare, alone
+    assert [len(batch) for batch in slurm.batches] == [3, 3, 1]
 
 
 def test_transient_sbatch_errors_are_retried_with_backoff(tmp_path, fake):
