@@ -96,13 +96,14 @@ class _Driver(FaultSteps, ViewSteps):
         self.space = StoreSpace(store.root)  # a full store stops submission (jobs/outages.py)
         self.faults = Faults(self.backend.controller_up, progress.write, now)  # the scheduler's outages, said once
         self.unhanded: list[Unit] = []  # done units whose jobs may hold their GPU until their follow-ups are submitted
+        self.holding: set[str] = set()  # their jobs: still queued for the scheduler's limits until the next poll
 
     @property
     def cap(self) -> int | None:
         return self.throttle.cap
 
     def jobs(self) -> int:
-        return len({t.record["job_id"] for t in self.active.values()})
+        return len({t.record["job_id"] for t in self.active.values()} | self.holding)
 
     def awaiting(self) -> bool:
         return any(k not in self.early for k in self.active) or any(u.key not in self.early for u in self.waiting)
@@ -188,6 +189,7 @@ class _Driver(FaultSteps, ViewSteps):
             self.done += 1
         if failure is None and unit.handoff_s > 0:
             self.unhanded.append(unit)
+            self.holding.add(str((self.known.get(unit.key) or {}).get("job_id", unit.key)))
         if failure is not None:
             if unit.key in self.early:  # the stage that needs it retries it (its error.txt stays)
                 self.progress.write(f"early {failure.line()} (left to the stage that needs it)")
@@ -346,6 +348,7 @@ class _Driver(FaultSteps, ViewSteps):
         return self.requests.cfg_of(unit)
 
     def poll_active(self) -> None:
+        self.holding = set()  # told a poll ago: those jobs have ended
         self.watch.refresh([t.record for t in self.active.values()])
         self.faults.accounting(self.watch.accounting_down_since)
         for key, tracked in list(self.active.items()):

@@ -4,6 +4,7 @@ model alone; results/rehearsal.json (machine-readable), rehearsal.md (for a pers
 from __future__ import annotations
 
 import json
+import typing as tp
 from collections import Counter
 from pathlib import Path
 
@@ -11,21 +12,11 @@ from ruamel.yaml import YAML
 
 from jobs.atomic import atomic_write_text as write_text
 from pipeline.common import write_json
-from pipeline.rehearsal import cluster_faults, shared, store_facts, timeline
+from pipeline.rehearsal import chain, cluster_faults, shared, store_facts, timeline
+from pipeline.rehearsal.chain import _tag, ended_at, first_submit, inputs
+from pipeline.rehearsal.chain import sim_h as _sim_h
 
 STAGES = ("prepare", "train", "attack", "prune", "aggregate")
-
-
-def _sim_h(wall_s: float, minutes_per_gpu_hour: float) -> float:
-    """Wall seconds -> simulated hours (a stand-in sleeps `minutes_per_gpu_hour` wall minutes per GPU-hour)."""
-    return wall_s / 60 / minutes_per_gpu_hour
-
-
-def _tag(label: str) -> tuple[str, dict[str, str]]:
-    """("adversarial[0]", {"method": "fixed", "value": "0.01", "seed": "1"}) of a training unit's label
-    ("adversarial[0] cifar10 method=fixed,value=0.01,seed=1", pipeline.train.describe)."""
-    fields = dict(f.split("=", 1) for f in label.split(" ", 2)[-1].split(",") if "=" in f)
-    return label.split(" ", 1)[0], fields
 
 
 def _adversarial_tag(label: str) -> tuple[str, str, bool] | None:
@@ -37,41 +28,16 @@ def _adversarial_tag(label: str) -> tuple[str, str, bool] | None:
 
 
 def waiting_intervals(units: list[dict], jobs: list[dict], t0: float) -> list[tuple[float, float]]:
-    """Per submitted unit: (when its inputs existed, when its first job was submitted). An evaluation is ready when
-    its model's training ended; a natural AWD run when its study's fixed-λ runs all ended; an adversarial extra seed
-    when its method's whole sweep ended; any other unit at the campaign's start."""
-    submit: dict[str, float] = {}
-    for j in jobs:  # a requeued job has a row per attempt: its first submission counts
-        if j["Submit"] is not None:
-            submit[j["JobIDRaw"]] = min(submit.get(j["JobIDRaw"], j["Submit"]), j["Submit"])
-    ended = {u["key"]: max((a["last_t"] for a in u["attempts"] if a["ended"]), default=None) for u in units}
-    groups: dict[tuple, list[float | None]] = {}
-    for u in units:
-        if u["kind"] == "train":
-            head, fields = _tag(u["label"])
-            if head.startswith("natural[") and fields.get("method") == "fixed":
-                groups.setdefault(("natural", head), []).append(ended[u["key"]])
-            elif head.startswith("adversarial[") and "seed" not in fields:
-                groups.setdefault(("adversarial", head, fields.get("method")), []).append(ended[u["key"]])
+    """Per submitted unit: (when its inputs existed (`inputs`), when its first job was submitted)."""
+    submit, ended, needs = first_submit(jobs), ended_at(units), inputs(units)
     out = []
     for u in units:
         jobs_of = [submit[a["slurm_job"]] for a in u["attempts"] if a.get("slurm_job") in submit]
         if not jobs_of:
             continue
-        ready: float | None = t0
-        if u["kind"] != "train":
-            ready = ended.get(u["train_key"] or "")
-        else:
-            head, fields = _tag(u["label"])
-            if head.startswith("natural[") and fields.get("method") == "awd":
-                inputs = groups.get(("natural", head), [])
-            elif head.startswith("adversarial[") and "seed" in fields:
-                inputs = groups.get(("adversarial", head, fields.get("method")), [])
-            else:
-                inputs = [t0]
-            ready = None if None in inputs or not inputs else max(t for t in inputs if t is not None)
-        if ready is not None:
-            out.append((ready, jobs_of[0]))
+        ends = [ended.get(k) for k in needs[u["key"]]]
+        if None not in ends:
+            out.append((max([t0, *tp.cast(list[float], ends)]), jobs_of[0]))
     return out
 
 
@@ -196,6 +162,10 @@ def collect(args, faults: dict, inputs: dict, campaign: dict, copy: Path, work: 
                 first_unit[job] = min(first_unit.get(job, a["start"]), a["start"])
     latency = sorted(t - job_start[j] for j, t in first_unit.items())
     standin_s = sum(a["last_t"] - a["start"] for u in units for a in u["attempts"])
+    ends = [a["last_t"] for u in units for a in u["attempts"]]
+    # fixed wall costs: planning and submitting before the first job, collecting after the last unit
+    head_s = min(job_start.values(), default=t1) - t0
+    tail_s = t1 - max(ends, default=t1)
     busy_h = sweep["running"] / 3600
     refused = [c for c in calls if c["rc"] != 0 and c["message"] != "injected"]
 
@@ -238,6 +208,8 @@ def collect(args, faults: dict, inputs: dict, campaign: dict, copy: Path, work: 
         "pending_idle_gpu_h": round(_sim_h(sweep["idle_pending"], mpg), 1),
         "busy_gpu_h": round(_sim_h(sweep["running"], mpg), 1),
         "in_job_overhead_gpu_h": round(_sim_h(sweep["running"] - standin_s, mpg), 1),
+        "before_first_job": {"wall_s": round(head_s, 1), "h": round(_sim_h(head_s, mpg), 2)},
+        "after_last_unit": {"wall_s": round(tail_s, 1), "h": round(_sim_h(tail_s, mpg), 2)},
         "peak_queued": sweep["peak_queued"],
         "peak_running": sweep["peak_running"],
         "qos_max_submit_jobs_per_user": None if args.executor else args.max_submit,  # own cluster: the site's
@@ -266,6 +238,7 @@ def collect(args, faults: dict, inputs: dict, campaign: dict, copy: Path, work: 
                      for r in campaign["runs"]],
         "breaks": breaks,
         "driver_kill": campaign["driver_kill"] and {k: v for k, v in campaign["driver_kill"].items() if k != "t"},
+        "critical_chain": chain.critical_chain(units, jobs, t0, t1, mpg),
         "_series": timeline.busy_series(jobs, t0, t1),
         "_t0": t0,
     }
@@ -325,6 +298,14 @@ def markdown(r: dict) -> str:
                   + (f": ready units not yet submitted {share(r['boundary_idle_gpu_h'])}, nothing ready "
                      f"{share(r['dependency_idle_gpu_h'])}." if "dependency_idle_gpu_h" in r else
                      " (stage boundaries, drivers, the tail of a stage).")]
+        if "before_first_job" in r:
+            head, tail = r["before_first_job"], r["after_last_unit"]
+            lines += ["", f"Of the makespan, {head['h']} h ({head['wall_s']} s wall) passed before the first job "
+                      f"started (dvc repro, the prepare stage, the train stage planning and submitting) and "
+                      f"{tail['h']} h ({tail['wall_s']} s wall) after the last unit ended (the stages collecting "
+                      "results, the tables): wall seconds of this machine, each "
+                      f"{1 / (60 * r['minutes_per_gpu_hour']):.3f} simulated hours at this compression."]
+    lines += chain.markdown(r.get("critical_chain"))
     lines += cluster_faults.markdown(r.get("cluster_faults", []))
     if r.get("profile") == "shared":
         lines += ["", "## Shared cluster", "",

@@ -209,6 +209,10 @@ def test_summary_leads_with_the_main_run_and_lists_every_run(tmp_path):
     assert text.rstrip().endswith("## Read beside the baseline\n\nwhere the time went.")
     assert "ready units not yet submitted 0.25 GPU-h" in text
     assert "1.0 GPU-h (25 %)" in markdown(_facts("main", False))  # boundary idle share of 4 GPU-h measured
+    fixed = markdown(dict(_facts("main", False), before_first_job={"wall_s": 15.0, "h": 0.5},
+                          after_last_unit={"wall_s": 3.0, "h": 0.1}))
+    assert "0.5 h (15.0 s wall) passed before the first job started" in fixed and "0.1 h (3.0 s wall) after" in fixed
+    assert "each 0.033 simulated hours at this compression" in fixed
 
 
 def test_units_are_ready_when_their_inputs_ended():
@@ -231,3 +235,28 @@ def test_units_are_ready_when_their_inputs_ended():
     # the AWD run waits for both fixed-λ runs, the extra seed for the whole sweep; a requeue keeps the first submit
     assert waiting_intervals(units, jobs, t0=0.0) == [(0.0, 1.0), (0.0, 1.0), (12.0, 13.0), (0.0, 1.0), (0.0, 1.0),
                                                      (31.0, 35.0), (30.0, 30.5)]
+
+
+def test_the_critical_chain_splits_the_makespan_into_what_delayed_each_link():
+    from pipeline.rehearsal.chain import critical_chain, markdown
+
+    def unit(key, kind, label, start, end, job, train_key=None, est_h=1.0):
+        return {"key": key, "kind": kind, "label": label, "train_key": train_key, "plan": {"sim_seconds": est_h * 3600},
+                "attempts": [{"start": start, "last_t": end, "ended": True, "slurm_job": job}]}
+
+    units = [unit("s", "train", "adversarial[0] cifar10 method=awd,value=0.1", 10, 100, "1", est_h=1.5),
+             unit("other", "train", "adversarial[0] cifar10 method=awd,value=0.2", 10, 60, "4"),
+             unit("e", "train", "adversarial[0] cifar10 method=awd,value=0.1,seed=1", 130, 220, "2", est_h=1.5),
+             unit("a", "autoattack", "", 226, 230, "3", train_key="e", est_h=0.05)]
+    jobs = [{"JobIDRaw": j, "Submit": sub, "Start": st} for j, sub, st in
+            (("1", 2, 5), ("4", 2, 5), ("2", 110, 125), ("3", 222, 224))]
+    chain = critical_chain(units, jobs, t0=0.0, t1=240.0, mpg=1.0)  # 60 wall s = 1 simulated hour
+    assert [x["label"][:14] for x in chain["links"]] == ["adversarial[0]"] * 2 + ["a"]
+    s, e, a = chain["links"]
+    assert (s["to_submit"], s["queued"], s["starting"], s["running"]) == (0.03, 0.05, 0.08, 1.5)
+    assert (e["ready_h"], e["to_submit"], e["queued"], e["starting"]) == (1.67, 0.17, 0.25, 0.08)  # the hand-off
+    assert (a["to_submit"], a["queued"], a["starting"], a["running"]) == (0.03, 0.03, 0.03, 0.07)
+    total = sum(x[p] for x in chain["links"] for p in ("to_submit", "queued", "starting", "running"))
+    assert abs(total + chain["after_h"] - 4.0) < 0.03 and chain["after_h"] == 0.17  # adds up to the makespan
+    assert "| adversarial[0] cifar10 method=awd,value=0.1,seed=1 | train | 1.67 | 0.17 | 0.25 | 0.08 | 1.5 (1.5) |" \
+        in "\n".join(markdown(chain))

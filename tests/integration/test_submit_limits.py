@@ -42,7 +42,7 @@ class FakeSlurm:
     def submit_array(self, batches):
         if self.errors:
             raise RuntimeError(self.errors.pop(0))
-        if self.limit is not None and len(self.queued) + len(batches) > self.limit:
+        if self.limit is not None and len(self.queued) + self.holding() + len(batches) > self.limit:
             self.refused += 1  # what sbatch says over MaxSubmitJobsPerUser; an array is refused whole
             raise RuntimeError("sbatch: error: QOSMaxSubmitJobPerUserLimit\nsbatch: error: Batch job submission "
                                "failed: Job violates accounting/QOS policy (job submit limit, user's size and/or time "
@@ -59,8 +59,15 @@ class FakeSlurm:
         return jobs
 
     def hand_over(self, store, units):
+        """A job holding its GPU for a hand-off stays in the queue (and under the limits) until the driver's word."""
         self.events = getattr(self, "events", []) + [("hand_over", u.label, u.handoff_s) for u in units]
+        if units:
+            self.held = getattr(self, "held", []) + [(store, units)]
         return False
+
+    def holding(self):
+        self.held = [(st, us) for st, us in getattr(self, "held", []) if not all(st.handed_off(u.kind, u.key) for u in us)]
+        return len(self.held)
 
     def run_one(self, seconds):
         if self.queued:
@@ -162,6 +169,17 @@ def test_the_head_of_the_longest_chain_keeps_its_gpu_until_its_follow_up_is_subm
     # the word to the held job comes once the follow-up is submitted, never before
     assert slurm.events.index(("submit", "x=9", 0.0)) < slurm.events.index(("hand_off", head.key))
     assert store.handed_off("toy", head.key) and not store.handed_off("toy", short.key)
+
+
+def test_a_job_holding_its_gpu_for_a_hand_off_still_counts_against_the_submit_limit(tmp_path, fake):
+    slurm = fake(limit=2, submit_limit=2)
+    head, other = make_units(tmp_path, range(2))
+    head.estimate_s, head.tail_s, other.estimate_s = 3600.0, 7200.0, 3600.0
+    (seed,) = make_units(tmp_path, [9])
+    report = run_units_report([head, other], RunStore(tmp_path / "runs"), SLURM, desc="toy", stream=io.StringIO(),
+                              follow=lambda unit, result: [seed] if unit.key == head.key and result else [])
+    assert len(report.results) == 3 and ("hand_over", "x=0", 72.0) in slurm.events
+    assert slurm.refused == 0  # the limit read from sacctmgr is never crossed, held jobs included
 
 
 def test_short_units_share_jobs_while_more_wait_than_the_queue_takes_and_not_at_the_tail(tmp_path, fake):
