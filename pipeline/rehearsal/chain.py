@@ -66,14 +66,15 @@ def critical_chain(units: list[dict], jobs: list[dict], t0: float, t1: float, mp
     link: dvc repro and the stages before), `queued` (submitted, no GPU yet), `starting` (its job held a GPU, the
     unit not yet started: job start-up, units packed before it), `running` (first start to end: beyond the estimate,
     faults, requeues)."""
-    submit, ended, needs = first_submit(jobs), ended_at(units), inputs(units)
+    submit, needs = first_submit(jobs), inputs(units)
+    ended = {k: t for k, t in ended_at(units).items() if t is not None}
     start = {j["JobIDRaw"]: j["Start"] for j in jobs if j["Start"] is not None}
     by_key = {u["key"]: u for u in units}
-    done = [u for u in units if ended[u["key"]] is not None]
+    done = [u for u in units if u["key"] in ended]
     links: list[dict] = []
     unit = max(done, key=lambda u: ended[u["key"]], default=None)
     while unit is not None:
-        prior = [by_key[k] for k in needs.get(unit["key"], []) if k in by_key and ended[k] is not None]
+        prior = [by_key[k] for k in needs.get(unit["key"], []) if k in by_key and k in ended]
         ready = max((ended[p["key"]] for p in prior), default=t0)
         first = min(unit["attempts"], key=lambda a: a["start"])
         job = first.get("slurm_job")
