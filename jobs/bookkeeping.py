@@ -12,6 +12,7 @@ import contextlib
 import math
 import os
 import socket
+import stat
 import time
 import typing as tp
 from pathlib import Path
@@ -175,6 +176,14 @@ class EntryAccess:
     def hand_off(self, kind: str, key: str) -> None:
         """Tells the unit's job, which may still hold its GPU, that what the unit made ready has been submitted."""
         self._write(kind, key, HANDOFF, b"")
+
+    def owns_entry(self, kind: str, key: str) -> bool:
+        """Whether the entry is a directory of the running uid (never through a link)."""
+        try:
+            st = safefs.lstat(self.root, self._rel(kind, key))
+        except (OSError, safefs.UnsafePath):
+            return False
+        return st is not None and stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid()
 
     def handed_off(self, kind: str, key: str) -> bool:
         """Whether the driver said so. Only its presence counts (a member who plants or removes it makes a job

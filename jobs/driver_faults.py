@@ -12,6 +12,7 @@ from jobs.outages import StoreFull, StoreSpace, is_full_error
 from jobs.outcome import Failure, Tracked, log_tail
 from jobs.progress import Progress
 from jobs.records import job_record
+from jobs.requests import JobRequests
 from jobs.store import CLAIM, RunStore
 
 REQUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"}  # a running job put back in the queue
@@ -25,12 +26,21 @@ class FaultSteps:
     waiting: list[Unit]
     known: dict[str, dict | None]
     early: set[str]
+    computed: set[str]
+    requests: JobRequests
 
     def jobs(self) -> int:
         raise NotImplementedError
 
     def finish(self, unit: Unit, failure: Failure | None = None) -> None:
         raise NotImplementedError
+
+    def held_before(self, unit: Unit) -> bool:
+        """A unit found done, not computed by this driver, whose job an earlier driver submitted (one killed, then
+        restarted) may still hold its GPU for a hand-off that driver never gave: told now, when the entry is ours and
+        has not been told (else its job waits for its bound)."""
+        return (unit.key not in self.computed and self.requests.handoff_s(unit) > 0
+                and self.store.owns_entry(unit.kind, unit.key) and not self.store.handed_off(unit.kind, unit.key))
 
     def _still_ours(self, unit: Unit) -> bool:
         """Under the submit lock: false if the unit got done, or another driver submitted it, since we decided."""

@@ -187,7 +187,7 @@ class _Driver(FaultSteps, ViewSteps):
             self.rates.apply([*self.waiting, *(t.unit for t in self.active.values())])
         if failure is None and unit.key not in self.early:
             self.done += 1
-        if failure is None and unit.handoff_s > 0:
+        if failure is None and (unit.handoff_s > 0 or self.held_before(unit)):
             self.unhanded.append(unit)
             self.holding.add(str((self.known.get(unit.key) or {}).get("job_id", unit.key)))
         if failure is not None:

@@ -171,6 +171,21 @@ def test_the_head_of_the_longest_chain_keeps_its_gpu_until_its_follow_up_is_subm
     assert store.handed_off("toy", head.key) and not store.handed_off("toy", short.key)
 
 
+def test_a_restarted_driver_tells_the_jobs_its_killed_predecessor_left_holding_their_gpu(tmp_path, fake):
+    """A unit found done whose job may still wait for a killed driver's word gets it from the next driver, once; a
+    unit on a shorter chain, or an entry of another member, gets none."""
+    fake()
+    head, short = make_units(tmp_path, range(2))
+    head.estimate_s, head.tail_s, short.estimate_s = 3600.0, 7200.0, 3600.0
+    store = RunStore(tmp_path / "runs")
+    for unit in (head, short):
+        store.workdir(unit.kind, unit.key)
+        store.commit(unit.kind, unit.key, {"double": 0})
+    report = run_units_report([head, short], store, SLURM, desc="toy", stream=io.StringIO(),
+                              follow=lambda unit, result: [])  # a stage with a flow, as the train stage's
+    assert len(report.results) == 2 and store.handed_off("toy", head.key) and not store.handed_off("toy", short.key)
+
+
 def test_a_job_holding_its_gpu_for_a_hand_off_still_counts_against_the_submit_limit(tmp_path, fake):
     slurm = fake(limit=2, submit_limit=2)
     head, other = make_units(tmp_path, range(2))
