@@ -295,18 +295,20 @@ class _Driver(FaultSteps, ViewSteps):
             if not packs:
                 break
             try:  # a claim or a record the full store refuses stops submission (submit_full)
-                with self.store.submit_lock(say=self.progress.write):  # decide and claim; sbatch after release
-                    packs = [p for p in ([u for u in pack if self._still_ours(u)] for pack in packs) if p]
-                    for unit in (u for pack in packs for u in pack):
-                        unit.handoff_s = self.requests.handoff_s(unit)
-                    for unit in (u for pack in packs for u in pack):
-                        with owner_only_files():
-                            self.known[unit.key] = self.store.claim(unit.kind, unit.key, desc=desc,
-                                                                    **self.mark(unit), **unit_field(unit.kind, unit.key))
-                with sigint_deferred() as interrupted:
+                with sigint_deferred() as interrupted:  # from the first claim: claimed units get submitted
+                    with self.store.submit_lock(say=self.progress.write):  # decide and claim; sbatch after release
+                        packs = [p for p in ([u for u in pack if self._still_ours(u)] for pack in packs) if p]
+                        for unit in (u for pack in packs for u in pack):
+                            unit.handoff_s = self.requests.handoff_s(unit)
+                            with owner_only_files():
+                                self.known[unit.key] = self.store.claim(unit.kind, unit.key, desc=desc, **self.mark(
+                                    unit), **unit_field(unit.kind, unit.key))
                     records, error = _submit(packs, self.store, cfg, desc, self.watch, self.mark)
             except OSError as e:
-                return self.submit_full(packs, e)
+                self.submit_full(packs, e)
+                if interrupted:  # held back meanwhile: still the user's Ctrl-C
+                    raise KeyboardInterrupt from None
+                return
             self.known.update(records)
             submitted = {u.key for pack in packs for u in pack if u.key in records}
             for unit in (u for pack in packs for u in pack if u.key not in submitted):
